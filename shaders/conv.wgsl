@@ -1,0 +1,139 @@
+// 2-D convolution, NCHW, zero padding, any stride: forward and the three backward gathers.
+// x [n, c_in, h, w], w [c_out, c_in, kh, kw], b [c_out], y [n, c_out, out_h, out_w].
+// Every backward is a gather: one thread owns one output element and loops over its contributors.
+
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    out_h: u32,
+    out_w: u32,
+    total: u32, // elements this dispatch writes
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+
+// conv2d_forward: x, w, b -> y
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fwd_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let co = (i / (p.out_w * p.out_h)) % p.c_out;
+    let n = i / (p.out_w * p.out_h * p.c_out);
+    var acc = fwd_b[co];
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
+            if (iy < 0 || iy >= i32(p.h)) { continue; }
+            let x_row = ((n * p.c_in + ci) * p.h + u32(iy)) * p.w;
+            let w_row = ((co * p.c_in + ci) * p.kh + ky) * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
+                if (ix < 0 || ix >= i32(p.w)) { continue; }
+                acc += fwd_x[x_row + u32(ix)] * fwd_w[w_row + kx];
+            }
+        }
+    }
+    fwd_y[i] = acc;
+}
+
+// conv2d_backward_input: dy, w -> dx (one thread per input element)
+@group(0) @binding(1) var<storage, read> bi_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bi_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bi_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let ci = (i / (p.w * p.h)) % p.c_in;
+    let n = i / (p.w * p.h * p.c_in);
+    var acc = 0.0;
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var ky = 0u; ky < p.kh; ky++) {
+            // oy * stride_h + ky - pad_h == iy
+            let ty = i32(iy + p.pad_h) - i32(ky);
+            if (ty < 0 || u32(ty) % p.stride_h != 0u) { continue; }
+            let oy = u32(ty) / p.stride_h;
+            if (oy >= p.out_h) { continue; }
+            let dy_row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
+            let w_row = ((co * p.c_in + ci) * p.kh + ky) * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let tx = i32(ix + p.pad_w) - i32(kx);
+                if (tx < 0 || u32(tx) % p.stride_w != 0u) { continue; }
+                let ox = u32(tx) / p.stride_w;
+                if (ox >= p.out_w) { continue; }
+                acc += bi_dy[dy_row + ox] * bi_w[w_row + kx];
+            }
+        }
+    }
+    bi_dx[i] = acc;
+}
+
+// conv2d_backward_weight: dy, x -> dw (one thread per weight)
+@group(0) @binding(1) var<storage, read> bw_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bw_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bw_dw: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let kx = i % p.kw;
+    let ky = (i / p.kw) % p.kh;
+    let ci = (i / (p.kw * p.kh)) % p.c_in;
+    let co = i / (p.kw * p.kh * p.c_in);
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        for (var oy = 0u; oy < p.out_h; oy++) {
+            let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
+            if (iy < 0 || iy >= i32(p.h)) { continue; }
+            let dy_row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
+            let x_row = ((n * p.c_in + ci) * p.h + u32(iy)) * p.w;
+            for (var ox = 0u; ox < p.out_w; ox++) {
+                let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
+                if (ix < 0 || ix >= i32(p.w)) { continue; }
+                acc += bw_dy[dy_row + ox] * bw_x[x_row + u32(ix)];
+            }
+        }
+    }
+    bw_dw[i] = acc;
+}
+
+// conv2d_backward_bias: dy -> db (one thread per output channel)
+@group(0) @binding(1) var<storage, read> bb_dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bb_db: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let co = flat_index(gid, nwg);
+    if (co >= p.total) { return; }
+    let plane = p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c_out + co) * plane;
+        for (var j = 0u; j < plane; j++) {
+            acc += bb_dy[base + j];
+        }
+    }
+    bb_db[co] = acc;
+}

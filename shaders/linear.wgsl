@@ -1,0 +1,83 @@
+// Fully connected layer y = x · Wᵀ + b and its gradients (three matmuls and a column sum).
+// x [n, in_f], w [out_f, in_f] (PyTorch's layout), b [out_f], y [n, out_f].
+
+struct LinearParams {
+    n: u32,
+    in_f: u32,
+    out_f: u32,
+    total: u32, // elements this dispatch writes
+}
+
+@group(0) @binding(0) var<uniform> p: LinearParams;
+
+// linear_forward: x, w, b -> y
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fwd_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let o = i % p.out_f;
+    let n = i / p.out_f;
+    let xr = n * p.in_f;
+    let wr = o * p.in_f;
+    var acc = 0.0;
+    for (var k = 0u; k < p.in_f; k++) {
+        acc += fwd_x[xr + k] * fwd_w[wr + k];
+    }
+    fwd_y[i] = acc + fwd_b[o];
+}
+
+// linear_backward_input: dy, w -> dx = dy · W
+@group(0) @binding(1) var<storage, read> bi_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bi_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bi_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let k = i % p.in_f;
+    let n = i / p.in_f;
+    var acc = 0.0;
+    for (var o = 0u; o < p.out_f; o++) {
+        acc += bi_dy[n * p.out_f + o] * bi_w[o * p.in_f + k];
+    }
+    bi_dx[i] = acc;
+}
+
+// linear_backward_weight: dy, x -> dw = dyᵀ · x
+@group(0) @binding(1) var<storage, read> bw_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bw_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bw_dw: array<f32>;
+
+@compute @workgroup_size(WG)
+fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let k = i % p.in_f;
+    let o = i / p.in_f;
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        acc += bw_dy[n * p.out_f + o] * bw_x[n * p.in_f + k];
+    }
+    bw_dw[i] = acc;
+}
+
+// linear_backward_bias: dy -> db = column sums of dy
+@group(0) @binding(1) var<storage, read> bb_dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bb_db: array<f32>;
+
+@compute @workgroup_size(WG)
+fn linear_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = flat_index(gid, nwg);
+    if (o >= p.total) { return; }
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        acc += bb_dy[n * p.out_f + o];
+    }
+    bb_db[o] = acc;
+}

@@ -1,0 +1,74 @@
+// Reductions for metrics, deterministic: one workgroup, each thread sums a fixed strided subset in
+// order, then a fixed tree in workgroup memory. Results are ADDED to an accumulator so loss and
+// correct-count can be summed on the GPU over many steps and read back rarely.
+
+struct ReduceParams {
+    n: u32,       // elements (sum_accumulate) or rows (correct_accumulate, argmax_rows)
+    classes: u32, // row length
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+
+var<workgroup> partial_f: array<f32, WG>;
+var<workgroup> partial_u: array<u32, WG>;
+
+// sum_accumulate: x [n] -> acc[0] += Σ x
+@group(0) @binding(1) var<storage, read> sum_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sum_acc: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sum_accumulate(@builtin(local_invocation_index) t: u32) {
+    var s = 0.0;
+    for (var i = t; i < p.n; i += WG) { s += sum_x[i]; }
+    partial_f[t] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (t < half) { partial_f[t] += partial_f[t + half]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { sum_acc[0] += partial_f[0]; }
+}
+
+// Index of the first maximum of row n of a [rows, classes] array.
+fn row_argmax_of(n: u32) -> u32 {
+    let row = n * p.classes;
+    var best = 0u;
+    var best_v = rows_z[row];
+    for (var k = 1u; k < p.classes; k++) {
+        let v = rows_z[row + k];
+        if (v > best_v) { best_v = v; best = k; }
+    }
+    return best;
+}
+
+// correct_accumulate: logits [n, classes], labels [n] -> acc[0] += #(argmax == label)
+// argmax_rows:        logits [n, classes] -> out [n] (first maximum)
+@group(0) @binding(1) var<storage, read> rows_z: array<f32>;
+@group(0) @binding(2) var<storage, read> cc_label: array<u32>;
+@group(0) @binding(3) var<storage, read_write> cc_acc: array<u32>;
+
+@compute @workgroup_size(WG)
+fn correct_accumulate(@builtin(local_invocation_index) t: u32) {
+    var c = 0u;
+    for (var n = t; n < p.n; n += WG) {
+        if (row_argmax_of(n) == cc_label[n]) { c += 1u; }
+    }
+    partial_u[t] = c;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (t < half) { partial_u[t] += partial_u[t + half]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { cc_acc[0] += partial_u[0]; }
+}
+
+@group(0) @binding(2) var<storage, read_write> am_out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = flat_index(gid, nwg);
+    if (n >= p.n) { return; }
+    am_out[n] = row_argmax_of(n);
+}

@@ -1,0 +1,294 @@
+//! The GPU context: adapter selection, device creation with explicit limits, readback.
+//!
+//! Selection order (see [`AdapterChoice`]): discrete GPU, integrated GPU, virtual GPU, then the software
+//! adapter (lavapipe on Linux, WARP on Windows). `WGCNN_ADAPTER=software|hardware|<name substring>`
+//! overrides it and `WGPU_BACKEND=vulkan,metal,dx12` restricts the backends; a value that is not
+//! understood is an [`Error::BadEnv`], never a panic.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::{Kernel, Pipeline, ShaderFile};
+
+/// What the user asked for through `WGCNN_ADAPTER`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// Best hardware adapter, software when there is none.
+    Auto,
+    /// Only a CPU (software) adapter.
+    Software,
+    /// Only a hardware (discrete, integrated or virtual) adapter.
+    Hardware,
+    /// The best adapter whose name contains this (case-insensitive).
+    Name(String),
+}
+
+impl AdapterChoice {
+    /// Parse a `WGCNN_ADAPTER` value.
+    pub fn parse(value: &str) -> Result<Self> {
+        let v = value.trim();
+        match v.to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(AdapterChoice::Auto),
+            "software" | "cpu" => Ok(AdapterChoice::Software),
+            "hardware" | "gpu" => Ok(AdapterChoice::Hardware),
+            _ => Ok(AdapterChoice::Name(v.to_string())),
+        }
+    }
+
+    /// Read `WGCNN_ADAPTER` (unset means [`AdapterChoice::Auto`]).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("WGCNN_ADAPTER") {
+            Ok(v) => Self::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(AdapterChoice::Auto),
+            Err(std::env::VarError::NotUnicode(v)) => Err(Error::BadEnv {
+                var: "WGCNN_ADAPTER",
+                value: v.to_string_lossy().into_owned(),
+                expected: "software, hardware or a name substring in UTF-8".into(),
+            }),
+        }
+    }
+}
+
+/// Parse a `WGPU_BACKEND` list (`vulkan,metal,dx12`); unknown names are an error.
+pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
+    let mut backends = wgpu::Backends::empty();
+    for name in value.split(',').map(|s| s.trim().to_ascii_lowercase()) {
+        backends |= match name.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            _ => {
+                return Err(Error::BadEnv {
+                    var: "WGPU_BACKEND",
+                    value: value.to_string(),
+                    expected: "a comma-separated list of vulkan, metal, dx12".into(),
+                })
+            }
+        };
+    }
+    Ok(backends)
+}
+
+fn backends_from_env() -> Result<wgpu::Backends> {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(v) => parse_backends(&v),
+        Err(_) => Ok(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12),
+    }
+}
+
+/// Preference rank of a device type: lower is better.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Pick an adapter among `infos` for `choice`; returns its index. Pure, so it is tested without a GPU.
+pub fn select_adapter(infos: &[wgpu::AdapterInfo], choice: &AdapterChoice) -> Result<usize> {
+    let ok = |i: &wgpu::AdapterInfo| match choice {
+        AdapterChoice::Auto => true,
+        AdapterChoice::Software => i.device_type == wgpu::DeviceType::Cpu,
+        AdapterChoice::Hardware => !matches!(
+            i.device_type,
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
+        ),
+        AdapterChoice::Name(n) => i.name.to_lowercase().contains(&n.to_lowercase()),
+    };
+    let best = infos
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| ok(i))
+        .min_by_key(|(idx, i)| (rank(i.device_type), *idx))
+        .map(|(idx, _)| idx);
+    match (best, choice) {
+        (Some(i), _) => Ok(i),
+        (None, AdapterChoice::Auto) => Err(Error::NoAdapter {
+            backends: String::new(),
+        }),
+        (None, c) => Err(Error::AdapterNotFound {
+            wanted: match c {
+                AdapterChoice::Software => "software".into(),
+                AdapterChoice::Hardware => "hardware".into(),
+                AdapterChoice::Name(n) => n.clone(),
+                AdapterChoice::Auto => unreachable!("handled above"),
+            },
+            available: infos.iter().map(describe_adapter).collect(),
+        }),
+    }
+}
+
+/// One line naming an adapter: `name (backend, type)`.
+pub fn describe_adapter(i: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+}
+
+/// The limits wgcnn requests: WebGPU defaults (or downlevel ones when the adapter is weaker), with the
+/// buffer, binding and workgroup limits raised to everything the adapter offers.
+fn wanted_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+    let mut l = wgpu::Limits::default();
+    if !l.check_limits(adapter) {
+        l = wgpu::Limits::downlevel_defaults();
+    }
+    l.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
+    l.max_buffer_size = adapter.max_buffer_size;
+    l.max_storage_buffers_per_shader_stage = adapter.max_storage_buffers_per_shader_stage;
+    l.max_compute_workgroup_storage_size = adapter.max_compute_workgroup_storage_size;
+    l.max_compute_invocations_per_workgroup = adapter.max_compute_invocations_per_workgroup;
+    l.max_compute_workgroup_size_x = adapter.max_compute_workgroup_size_x;
+    l.max_compute_workgroup_size_y = adapter.max_compute_workgroup_size_y;
+    l.max_compute_workgroups_per_dimension = adapter.max_compute_workgroups_per_dimension;
+    l
+}
+
+/// The GPU device wgcnn computes on, plus the caches that make "build once" cheap.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    adapter_features: wgpu::Features,
+    pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
+    pub(crate) pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    device_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Context {
+    /// Create a context from the environment (`WGCNN_ADAPTER`, `WGPU_BACKEND`).
+    pub fn new() -> Result<Self> {
+        Self::with_choice(&AdapterChoice::from_env()?)
+    }
+
+    /// Create a context on the adapter `choice` selects.
+    pub fn with_choice(choice: &AdapterChoice) -> Result<Self> {
+        pollster::block_on(Self::create(choice))
+    }
+
+    async fn create(choice: &AdapterChoice) -> Result<Self> {
+        let backends = backends_from_env()?;
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = instance.enumerate_adapters(backends).await;
+        let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
+        let idx = select_adapter(&infos, choice).map_err(|e| match e {
+            Error::NoAdapter { .. } => Error::NoAdapter {
+                backends: format!("{backends:?}"),
+            },
+            e => e,
+        })?;
+        let adapter = &adapters[idx];
+        let info = infos[idx].clone();
+        let adapter_limits = adapter.limits();
+        let adapter_features = adapter.features();
+        let required_limits = wanted_limits(&adapter_limits);
+        let required_features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgcnn"),
+                required_features,
+                required_limits: required_limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        let device_error = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&device_error);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        log::info!("adapter: {}", describe_adapter(&info));
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits: required_limits,
+            features: required_features,
+            adapter_features,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            device_error,
+        })
+    }
+
+    /// True when running on a CPU (software) adapter such as lavapipe.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Features the adapter offers (not all are requested).
+    pub fn adapter_features(&self) -> wgpu::Features {
+        self.adapter_features
+    }
+
+    /// Return the first device error reported since the last call, if any.
+    pub fn check_device_error(&self) -> Result<()> {
+        let taken = self.device_error.lock().ok().and_then(|mut s| s.take());
+        match taken {
+            Some(e) => Err(Error::Device(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Block until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(e.to_string()))?;
+        self.check_device_error()
+    }
+
+    /// Copy `size` bytes of `buffer` (which needs `COPY_SRC`) to the host.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgcnn.readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgcnn.readback"),
+            });
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver only goes away if this function already returned with an error.
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("the map callback never ran".into())),
+        }
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &describe_adapter(&self.info))
+            .finish()
+    }
+}

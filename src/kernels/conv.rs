@@ -1,0 +1,152 @@
+//! 2-D convolution (`shaders/conv.wgsl`): forward, backward_input, backward_weight, backward_bias.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::shape::Conv2dGeom;
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct ConvParams` in `shaders/conv.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ConvParams {
+    pub n: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_h: u32,
+    pub pad_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub total: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+impl ConvParams {
+    /// Params for `op`, writing `total` elements; every size must fit in a u32.
+    pub fn new(op: &str, g: &Conv2dGeom, total: usize) -> Result<Self> {
+        g.validate(op)?;
+        // The largest flat index any conv kernel computes is below the largest tensor.
+        let biggest = g.x_len().max(g.y_len()).max(g.w_len());
+        to_u32(op, "largest tensor length", biggest)?;
+        let u = |v: usize| v as u32; // safe: each is <= biggest, checked above
+        Ok(ConvParams {
+            n: u(g.n),
+            c_in: u(g.c_in),
+            h: u(g.h),
+            w: u(g.w),
+            c_out: u(g.c_out),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            stride_h: to_u32(op, "stride_h", g.stride_h)?,
+            stride_w: to_u32(op, "stride_w", g.stride_w)?,
+            pad_h: to_u32(op, "pad_h", g.pad_h)?,
+            pad_w: to_u32(op, "pad_w", g.pad_w)?,
+            out_h: u(g.out_h()),
+            out_w: u(g.out_w()),
+            total: to_u32(op, "output length", total)?,
+            _pad0: 0,
+            _pad1: 0,
+        })
+    }
+}
+
+/// y = conv(x, w) + b.
+pub fn conv2d_forward(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::Conv2dForward.entry_point();
+    let p = ConvParams::new(op, g, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    b.expect(op, "b", DType::F32, g.c_out)?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    ctx.launch(
+        Kernel::Conv2dForward,
+        label,
+        &p,
+        &[x, w, b, y],
+        g.y_len() as u64,
+    )
+}
+
+/// dx = conv_transpose(dy, w).
+pub fn conv2d_backward_input(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::Conv2dBackwardInput.entry_point();
+    let p = ConvParams::new(op, g, g.x_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    ctx.launch(
+        Kernel::Conv2dBackwardInput,
+        label,
+        &p,
+        &[dy, w, dx],
+        g.x_len() as u64,
+    )
+}
+
+/// dw = correlation of x with dy, summed over the batch.
+pub fn conv2d_backward_weight(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::Conv2dBackwardWeight.entry_point();
+    let p = ConvParams::new(op, g, g.w_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    dw.expect(op, "dw", DType::F32, g.w_len())?;
+    ctx.launch(
+        Kernel::Conv2dBackwardWeight,
+        label,
+        &p,
+        &[dy, x, dw],
+        g.w_len() as u64,
+    )
+}
+
+/// db = Σ over batch and positions of dy.
+pub fn conv2d_backward_bias(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    db: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::Conv2dBackwardBias.entry_point();
+    let p = ConvParams::new(op, g, g.c_out)?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    db.expect(op, "db", DType::F32, g.c_out)?;
+    ctx.launch(
+        Kernel::Conv2dBackwardBias,
+        label,
+        &p,
+        &[dy, db],
+        g.c_out as u64,
+    )
+}

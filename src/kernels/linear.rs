@@ -1,0 +1,125 @@
+//! Fully connected layer (`shaders/linear.wgsl`): y = x·Wᵀ + b, and the matmuls of its gradients.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::shape::LinearGeom;
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct LinearParams` in `shaders/linear.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct LinearParams {
+    pub n: u32,
+    pub in_f: u32,
+    pub out_f: u32,
+    pub total: u32,
+}
+
+impl LinearParams {
+    pub fn new(op: &str, g: &LinearGeom, total: usize) -> Result<Self> {
+        g.validate(op)?;
+        let biggest = g.x_len().max(g.w_len()).max(g.y_len());
+        to_u32(op, "largest tensor length", biggest)?;
+        Ok(LinearParams {
+            n: g.n as u32,
+            in_f: g.in_f as u32,
+            out_f: g.out_f as u32,
+            total: total as u32,
+        })
+    }
+}
+
+/// y = x·Wᵀ + b.
+pub fn linear_forward(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::LinearForward.entry_point();
+    let p = LinearParams::new(op, g, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    b.expect(op, "b", DType::F32, g.out_f)?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    ctx.launch(
+        Kernel::LinearForward,
+        label,
+        &p,
+        &[x, w, b, y],
+        g.y_len() as u64,
+    )
+}
+
+/// dx = dy·W.
+pub fn linear_backward_input(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::LinearBackwardInput.entry_point();
+    let p = LinearParams::new(op, g, g.x_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    ctx.launch(
+        Kernel::LinearBackwardInput,
+        label,
+        &p,
+        &[dy, w, dx],
+        g.x_len() as u64,
+    )
+}
+
+/// dW = dyᵀ·x.
+pub fn linear_backward_weight(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::LinearBackwardWeight.entry_point();
+    let p = LinearParams::new(op, g, g.w_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    dw.expect(op, "dw", DType::F32, g.w_len())?;
+    ctx.launch(
+        Kernel::LinearBackwardWeight,
+        label,
+        &p,
+        &[dy, x, dw],
+        g.w_len() as u64,
+    )
+}
+
+/// db = column sums of dy.
+pub fn linear_backward_bias(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    db: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::LinearBackwardBias.entry_point();
+    let p = LinearParams::new(op, g, g.out_f)?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    db.expect(op, "db", DType::F32, g.out_f)?;
+    ctx.launch(
+        Kernel::LinearBackwardBias,
+        label,
+        &p,
+        &[dy, db],
+        g.out_f as u64,
+    )
+}

@@ -1,0 +1,390 @@
+//! GPU kernels: one Rust file and one `.wgsl` file per op family, forward and backward side by side.
+//!
+//! Every kernel has one name used everywhere: the WGSL entry point, the [`Kernel`] variant, the launcher
+//! function, the CPU reference in [`crate::reference`] and the test row. Pipelines are built once per
+//! [`Context`] and cached by [`Kernel`]; every dispatch grid comes from [`dispatch_grid`].
+
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub mod activation;
+pub mod conv;
+pub mod gather;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
+
+/// Threads per workgroup of every 1-D kernel; mirrors `const WG` in `shaders/common.wgsl`.
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// Source shared by every shader file (index helper, workgroup size).
+pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
+
+/// One `.wgsl` file of `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShaderFile {
+    Conv,
+    Activation,
+    Pool,
+    Linear,
+    Loss,
+    Optim,
+    Gather,
+    Reduce,
+}
+
+impl ShaderFile {
+    pub const ALL: [ShaderFile; 8] = [
+        ShaderFile::Conv,
+        ShaderFile::Activation,
+        ShaderFile::Pool,
+        ShaderFile::Linear,
+        ShaderFile::Loss,
+        ShaderFile::Optim,
+        ShaderFile::Gather,
+        ShaderFile::Reduce,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ShaderFile::Conv => "conv.wgsl",
+            ShaderFile::Activation => "activation.wgsl",
+            ShaderFile::Pool => "pool.wgsl",
+            ShaderFile::Linear => "linear.wgsl",
+            ShaderFile::Loss => "loss.wgsl",
+            ShaderFile::Optim => "optim.wgsl",
+            ShaderFile::Gather => "gather.wgsl",
+            ShaderFile::Reduce => "reduce.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
+            ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
+            ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
+            ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
+            ShaderFile::Loss => include_str!("../../shaders/loss.wgsl"),
+            ShaderFile::Optim => include_str!("../../shaders/optim.wgsl"),
+            ShaderFile::Gather => include_str!("../../shaders/gather.wgsl"),
+            ShaderFile::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        }
+    }
+
+    /// The complete module source: `common.wgsl` followed by the file.
+    pub fn source(self) -> String {
+        format!("{COMMON_WGSL}\n{}", self.body())
+    }
+}
+
+/// How a kernel uses a storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+use Access::{Read as R, ReadWrite as W};
+
+macro_rules! kernels {
+    ($($variant:ident => $entry:literal, $file:ident, [$($acc:ident),*];)*) => {
+        /// Every GPU kernel. Binding 0 is always the kernel's uniform params struct; the storage
+        /// bindings follow in the order listed by [`Kernel::bindings`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kernel { $($variant,)* }
+
+        impl Kernel {
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$variant,)*];
+
+            /// The WGSL entry point (also the reference function's name).
+            pub fn entry_point(self) -> &'static str {
+                match self { $(Kernel::$variant => $entry,)* }
+            }
+
+            /// The shader file holding the entry point.
+            pub fn file(self) -> ShaderFile {
+                match self { $(Kernel::$variant => ShaderFile::$file,)* }
+            }
+
+            /// Storage bindings 1.. in order.
+            pub fn bindings(self) -> &'static [Access] {
+                match self { $(Kernel::$variant => &[$($acc),*],)* }
+            }
+        }
+    };
+}
+
+kernels! {
+    Conv2dForward => "conv2d_forward", Conv, [R, R, R, W];
+    Conv2dBackwardInput => "conv2d_backward_input", Conv, [R, R, W];
+    Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
+    Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
+    ReluForward => "relu_forward", Activation, [R, W];
+    ReluBackward => "relu_backward", Activation, [R, R, W];
+    TanhForward => "tanh_forward", Activation, [R, W];
+    TanhBackward => "tanh_backward", Activation, [R, R, W];
+    SigmoidForward => "sigmoid_forward", Activation, [R, W];
+    SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
+    MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];
+    MaxPool2dBackward => "maxpool2d_backward", Pool, [R, R, W];
+    AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];
+    AvgPool2dBackward => "avgpool2d_backward", Pool, [R, W];
+    LinearForward => "linear_forward", Linear, [R, R, R, W];
+    LinearBackwardInput => "linear_backward_input", Linear, [R, R, W];
+    LinearBackwardWeight => "linear_backward_weight", Linear, [R, R, W];
+    LinearBackwardBias => "linear_backward_bias", Linear, [R, W];
+    SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
+    SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
+    SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];
+    SoftmaxMseBackward => "softmax_mse_backward", Loss, [R, R, W];
+    SgdUpdate => "sgd_update", Optim, [R, W, W];
+    AdamUpdate => "adam_update", Optim, [R, W, W, W];
+    GatherBatch => "gather_batch", Gather, [R, R, R, W, W];
+    SumAccumulate => "sum_accumulate", Reduce, [R, W];
+    CorrectAccumulate => "correct_accumulate", Reduce, [R, R, W];
+    ArgmaxRows => "argmax_rows", Reduce, [R, W];
+}
+
+/// A compute pipeline with its explicit bind-group layout.
+pub struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// The workgroup grid for `threads` invocations of `wg` threads each: 1-D while it fits in
+/// `max_per_dim` workgroups, folded into a second dimension beyond (shaders recover the flat index with
+/// `flat_index` in `common.wgsl` and bounds-check it).
+pub fn dispatch_grid(op: &str, threads: u64, wg: u32, max_per_dim: u32) -> Result<[u32; 3]> {
+    let limit = |what: &str, value: u64, limit: u64| Error::Limit {
+        op: op.to_string(),
+        what: what.to_string(),
+        value,
+        limit,
+    };
+    if threads > u64::from(u32::MAX) {
+        return Err(limit("invocation count", threads, u64::from(u32::MAX)));
+    }
+    let groups = threads.div_ceil(u64::from(wg)).max(1);
+    let max = u64::from(max_per_dim);
+    if groups <= max {
+        return Ok([groups as u32, 1, 1]);
+    }
+    let y = groups.div_ceil(max);
+    if y > max {
+        return Err(limit("workgroup count", groups, max * max));
+    }
+    Ok([max_per_dim, y as u32, 1])
+}
+
+/// One prepared dispatch: pipeline, bind group, params buffer and grid. Built once, recorded many times.
+pub struct Launch {
+    pub kernel: Kernel,
+    pub label: String,
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    grid: [u32; 3],
+}
+
+impl Launch {
+    /// Record this dispatch into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+
+    /// The workgroup grid.
+    pub fn grid(&self) -> [u32; 3] {
+        self.grid
+    }
+
+    /// Overwrite the params (same struct type as at creation; e.g. Adam's per-step bias correction).
+    pub fn set_params<P: bytemuck::Pod>(&self, ctx: &Context, params: &P) {
+        ctx.queue
+            .write_buffer(&self.params, 0, bytemuck::bytes_of(params));
+    }
+}
+
+impl Context {
+    /// The cached pipeline of `kernel`, built on first use.
+    pub fn pipeline(&self, kernel: Kernel) -> Arc<Pipeline> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&kernel) {
+            return Arc::clone(p);
+        }
+        let file = kernel.file();
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(file)
+                .or_insert_with(|| {
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(file.file_name()),
+                            source: wgpu::ShaderSource::Wgsl(file.source().into()),
+                        })
+                })
+                .clone()
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in kernel.bindings().iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *access == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let name = kernel.entry_point();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(name),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let p = Arc::new(Pipeline { pipeline, layout });
+        cache.insert(kernel, Arc::clone(&p));
+        p
+    }
+
+    /// Prepare a dispatch of `kernel` over `threads` invocations with `params` and `tensors` bound at
+    /// 1.. in order. `label` names the bind group (e.g. `conv1.dw`) so validation errors point at it.
+    pub fn launch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+    ) -> Result<Launch> {
+        let name = kernel.entry_point();
+        if tensors.len() != kernel.bindings().len() {
+            return Err(crate::error::shape_err(
+                name,
+                format!(
+                    "{} tensors bound, the kernel takes {}",
+                    tensors.len(),
+                    kernel.bindings().len()
+                ),
+            ));
+        }
+        let max_binding = self.limits.max_storage_buffer_binding_size;
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment);
+        for t in tensors {
+            if t.byte_len() > max_binding {
+                return Err(Error::Limit {
+                    op: name.to_string(),
+                    what: format!("binding size of {}", t.label),
+                    value: t.byte_len(),
+                    limit: max_binding,
+                });
+            }
+            if t.offset % align != 0 {
+                return Err(crate::error::shape_err(
+                    name,
+                    format!(
+                        "{} starts at byte {}, not a multiple of {align}",
+                        t.label, t.offset
+                    ),
+                ));
+            }
+        }
+        let grid = dispatch_grid(
+            name,
+            threads,
+            WORKGROUP_SIZE,
+            self.limits.max_compute_workgroups_per_dimension,
+        )?;
+        let pipeline = self.pipeline(kernel);
+        let bytes = bytemuck::bytes_of(params);
+        let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: crate::tensor::padded_bytes(bytes.len() as u64),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&params_buf, 0, bytes);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params_buf.as_entire_binding(),
+        }];
+        for (i, t) in tensors.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: t.binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        Ok(Launch {
+            kernel,
+            label: label.to_string(),
+            pipeline,
+            bind_group,
+            params: params_buf,
+            grid,
+        })
+    }
+
+    /// Record `launches` in order into one compute pass of one encoder and submit once.
+    pub fn run(&self, launches: &[&Launch]) -> Result<()> {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgcnn.run"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgcnn.run"),
+                timestamp_writes: None,
+            });
+            for l in launches {
+                l.record(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        self.check_device_error()
+    }
+}

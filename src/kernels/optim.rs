@@ -1,0 +1,168 @@
+//! Optimizer updates with `torch.optim` semantics (`shaders/optim.wgsl`), one dispatch per arena.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{shape_err, to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::tensor::{DType, Tensor};
+
+/// Hyper-parameters of `torch.optim.SGD`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
+/// Hyper-parameters of `torch.optim.Adam` (no amsgrad).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Mirrors `struct SgdParams` in `shaders/optim.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct SgdParams {
+    pub len: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub nesterov: u32,
+    pub first_step: u32,
+    pub _pad0: u32,
+}
+
+/// Mirrors `struct AdamParams` in `shaders/optim.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct AdamParams {
+    pub len: u32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step_size: f32,
+    pub bias_correction2_sqrt: f32,
+    pub _pad0: u32,
+}
+
+impl Sgd {
+    /// Params for update number `step` (1-based), over `len` elements.
+    pub fn params(&self, len: usize, step: u64) -> Result<SgdParams> {
+        let op = "sgd_update";
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(shape_err(
+                op,
+                "Nesterov momentum requires a momentum and zero dampening",
+            ));
+        }
+        Ok(SgdParams {
+            len: to_u32(op, "length", len)?,
+            lr: self.lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: u32::from(self.nesterov),
+            first_step: u32::from(step <= 1),
+            _pad0: 0,
+        })
+    }
+}
+
+impl Adam {
+    /// Params for update number `step` (1-based): bias corrections computed in f64 as PyTorch does.
+    pub fn params(&self, len: usize, step: u64) -> Result<AdamParams> {
+        let op = "adam_update";
+        let t = step.max(1) as f64;
+        let bc1 = 1.0 - f64::from(self.beta1).powf(t);
+        let bc2 = 1.0 - f64::from(self.beta2).powf(t);
+        Ok(AdamParams {
+            len: to_u32(op, "length", len)?,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            step_size: (f64::from(self.lr) / bc1) as f32,
+            bias_correction2_sqrt: bc2.sqrt() as f32,
+            _pad0: 0,
+        })
+    }
+}
+
+fn expect_same(op: &str, grad: &Tensor, others: &[(&str, &Tensor)]) -> Result<()> {
+    grad.expect(op, "grad", DType::F32, grad.len())?;
+    for (name, t) in others {
+        t.expect(op, name, DType::F32, grad.len())?;
+    }
+    Ok(())
+}
+
+/// One SGD step over `param` (in place) with momentum buffer `buf`.
+pub fn sgd_update(
+    ctx: &Context,
+    label: &str,
+    opt: &Sgd,
+    step: u64,
+    grad: &Tensor,
+    param: &Tensor,
+    buf: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::SgdUpdate.entry_point();
+    expect_same(op, grad, &[("param", param), ("momentum_buffer", buf)])?;
+    let p = opt.params(grad.len(), step)?;
+    ctx.launch(
+        Kernel::SgdUpdate,
+        label,
+        &p,
+        &[grad, param, buf],
+        grad.len() as u64,
+    )
+}
+
+/// One Adam step over `param` (in place) with moments `m`, `v`.
+pub fn adam_update(
+    ctx: &Context,
+    label: &str,
+    opt: &Adam,
+    step: u64,
+    grad: &Tensor,
+    param: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::AdamUpdate.entry_point();
+    expect_same(
+        op,
+        grad,
+        &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)],
+    )?;
+    let p = opt.params(grad.len(), step)?;
+    ctx.launch(
+        Kernel::AdamUpdate,
+        label,
+        &p,
+        &[grad, param, m, v],
+        grad.len() as u64,
+    )
+}

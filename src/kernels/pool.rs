@@ -1,0 +1,144 @@
+//! 2-D pooling (`shaders/pool.wgsl`): max (forward writes argmax, backward gathers by it) and average.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::shape::Pool2dGeom;
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct PoolParams` in `shaders/pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PoolParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub total: u32,
+    pub _pad0: u32,
+}
+
+impl PoolParams {
+    pub fn new(op: &str, g: &Pool2dGeom, total: usize) -> Result<Self> {
+        g.validate(op)?;
+        to_u32(op, "input length", g.x_len())?;
+        let u = |v: usize| v as u32; // each is <= x_len, checked above
+        Ok(PoolParams {
+            n: u(g.n),
+            c: u(g.c),
+            h: u(g.h),
+            w: u(g.w),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            stride_h: to_u32(op, "stride_h", g.stride_h)?,
+            stride_w: to_u32(op, "stride_w", g.stride_w)?,
+            out_h: u(g.out_h()),
+            out_w: u(g.out_w()),
+            total: u(total),
+            _pad0: 0,
+        })
+    }
+}
+
+/// The pooling kinds wgcnn offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// y = max over each window; argmax = position of the max inside its `[h, w]` plane.
+pub fn maxpool2d_forward(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    x: &Tensor,
+    y: &Tensor,
+    argmax: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::MaxPool2dForward.entry_point();
+    let p = PoolParams::new(op, g, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+    ctx.launch(
+        Kernel::MaxPool2dForward,
+        label,
+        &p,
+        &[x, y, argmax],
+        g.y_len() as u64,
+    )
+}
+
+/// dx[i] = Σ dy over the windows whose argmax is i.
+pub fn maxpool2d_backward(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    dy: &Tensor,
+    argmax: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::MaxPool2dBackward.entry_point();
+    let p = PoolParams::new(op, g, g.x_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    ctx.launch(
+        Kernel::MaxPool2dBackward,
+        label,
+        &p,
+        &[dy, argmax, dx],
+        g.x_len() as u64,
+    )
+}
+
+/// y = mean over each window.
+pub fn avgpool2d_forward(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::AvgPool2dForward.entry_point();
+    let p = PoolParams::new(op, g, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    ctx.launch(
+        Kernel::AvgPool2dForward,
+        label,
+        &p,
+        &[x, y],
+        g.y_len() as u64,
+    )
+}
+
+/// dx[i] = Σ dy / (kh·kw) over the windows covering i.
+pub fn avgpool2d_backward(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::AvgPool2dBackward.entry_point();
+    let p = PoolParams::new(op, g, g.x_len())?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    ctx.launch(
+        Kernel::AvgPool2dBackward,
+        label,
+        &p,
+        &[dy, dx],
+        g.x_len() as u64,
+    )
+}

@@ -1,0 +1,18 @@
+//! wgcnn: a convolutional-neural-network engine whose every computation runs in WGSL compute shaders
+//! through wgpu.
+//!
+//! Data flows one way: [`context`] (adapter, device) → [`tensor`] (GPU buffers) → [`kernels`] (one
+//! WGSL entry point per op and gradient) — each checked against [`reference`], the plain CPU loops.
+#![forbid(unsafe_code)]
+
+pub mod context;
+pub mod error;
+pub mod kernels;
+pub mod reference;
+pub mod rng;
+pub mod shape;
+pub mod tensor;
+
+pub use context::{AdapterChoice, Context};
+pub use error::{Error, Result};
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,224 @@
+//! Shape arithmetic, in one place. Every tensor is row-major; images are NCHW.
+//!
+//! The kernels, the CPU reference and the graph executor all take these structs, so an output size is
+//! computed by exactly one function.
+
+use crate::error::{shape_err, Result};
+
+/// A 2-D convolution: x `[n, c_in, h, w]` * w `[c_out, c_in, kh, kw]` + b `[c_out]` → y `[n, c_out, out_h, out_w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl Conv2dGeom {
+    /// Square kernel, equal stride and padding on both axes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn square(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Conv2dGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride_h: stride,
+            stride_w: stride,
+            pad_h: pad,
+            pad_w: pad,
+        }
+    }
+
+    /// Reject zero sizes, zero strides and kernels larger than the padded input.
+    pub fn validate(&self, op: &str) -> Result<()> {
+        let dims = [
+            self.n,
+            self.c_in,
+            self.h,
+            self.w,
+            self.c_out,
+            self.kh,
+            self.kw,
+            self.stride_h,
+            self.stride_w,
+        ];
+        if dims.contains(&0) {
+            return Err(shape_err(
+                op,
+                format!("zero-sized dimension, stride or kernel in {self:?}"),
+            ));
+        }
+        if self.kh > self.h + 2 * self.pad_h || self.kw > self.w + 2 * self.pad_w {
+            return Err(shape_err(
+                op,
+                format!(
+                    "kernel {}x{} is larger than the padded input {}x{}",
+                    self.kh,
+                    self.kw,
+                    self.h + 2 * self.pad_h,
+                    self.w + 2 * self.pad_w
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad_h - self.kh) / self.stride_h + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad_w - self.kw) / self.stride_w + 1
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.c_in * self.kh * self.kw
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.out_h() * self.out_w()
+    }
+    /// Multiply-adds of one forward pass.
+    pub fn macs(&self) -> usize {
+        self.y_len() * self.c_in * self.kh * self.kw
+    }
+}
+
+/// A 2-D pooling window without padding: x `[n, c, h, w]` → y `[n, c, out_h, out_w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+}
+
+impl Pool2dGeom {
+    /// Square window `k` with stride `stride`.
+    pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize) -> Self {
+        Pool2dGeom {
+            n,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            stride_h: stride,
+            stride_w: stride,
+        }
+    }
+
+    pub fn validate(&self, op: &str) -> Result<()> {
+        let dims = [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.kh,
+            self.kw,
+            self.stride_h,
+            self.stride_w,
+        ];
+        if dims.contains(&0) {
+            return Err(shape_err(
+                op,
+                format!("zero-sized dimension, stride or window in {self:?}"),
+            ));
+        }
+        if self.kh > self.h || self.kw > self.w {
+            return Err(shape_err(
+                op,
+                format!(
+                    "window {}x{} is larger than the input {}x{}",
+                    self.kh, self.kw, self.h, self.w
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn out_h(&self) -> usize {
+        (self.h - self.kh) / self.stride_h + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w - self.kw) / self.stride_w + 1
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c * self.out_h() * self.out_w()
+    }
+}
+
+/// A fully connected layer: x `[n, in_f]` · Wᵀ (W `[out_f, in_f]`) + b `[out_f]` → y `[n, out_f]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearGeom {
+    pub n: usize,
+    pub in_f: usize,
+    pub out_f: usize,
+}
+
+impl LinearGeom {
+    pub fn validate(&self, op: &str) -> Result<()> {
+        if self.n == 0 || self.in_f == 0 || self.out_f == 0 {
+            return Err(shape_err(op, format!("zero-sized dimension in {self:?}")));
+        }
+        Ok(())
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.in_f
+    }
+    pub fn w_len(&self) -> usize {
+        self.out_f * self.in_f
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.out_f
+    }
+}
+
+/// Rows of class scores: logits `[n, classes]`, labels `[n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossGeom {
+    pub n: usize,
+    pub classes: usize,
+}
+
+impl LossGeom {
+    pub fn validate(&self, op: &str) -> Result<()> {
+        if self.n == 0 || self.classes == 0 {
+            return Err(shape_err(op, format!("zero-sized dimension in {self:?}")));
+        }
+        Ok(())
+    }
+    pub fn len(&self) -> usize {
+        self.n * self.classes
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

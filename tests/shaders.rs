@@ -1,0 +1,156 @@
+//! Shader checks that need no GPU: every `.wgsl` file parses and validates with naga, every kernel's
+//! entry point exists in its file, and every Rust params struct matches its WGSL twin byte for byte.
+
+use std::mem::size_of;
+
+use wgcnn::kernels::{
+    activation::ElementwiseParams,
+    conv::ConvParams,
+    gather::GatherParams,
+    linear::LinearParams,
+    loss::LossParams,
+    optim::{AdamParams, SgdParams},
+    pool::PoolParams,
+    reduce::ReduceParams,
+    Kernel, ShaderFile, WORKGROUP_SIZE,
+};
+
+fn module(file: ShaderFile) -> naga::Module {
+    let src = file.source();
+    naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{}: {}", file.file_name(), e.emit_to_string(&src)))
+}
+
+#[test]
+fn every_shader_parses_and_validates() {
+    for file in ShaderFile::ALL {
+        let m = module(file);
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        );
+        if let Err(e) = v.validate(&m) {
+            panic!("{}: {}", file.file_name(), e.emit_to_string(&file.source()));
+        }
+    }
+}
+
+#[test]
+fn every_kernel_has_its_entry_point_with_the_declared_bindings() {
+    for &k in Kernel::ALL {
+        let m = module(k.file());
+        let ep = m
+            .entry_points
+            .iter()
+            .find(|e| e.name == k.entry_point())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{:?}: no entry point {} in {}",
+                    k,
+                    k.entry_point(),
+                    k.file().file_name()
+                )
+            });
+        assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.entry_point());
+        assert_eq!(
+            ep.workgroup_size,
+            [WORKGROUP_SIZE, 1, 1],
+            "{}",
+            k.entry_point()
+        );
+        // Which bindings does the entry point use? Walk its expressions for global variables.
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&m)
+        .unwrap();
+        let idx = m
+            .entry_points
+            .iter()
+            .position(|e| e.name == k.entry_point())
+            .unwrap();
+        let ep_info = info.get_entry_point(idx);
+        let mut used: Vec<(u32, bool)> = m
+            .global_variables
+            .iter()
+            .filter(|(h, _)| !ep_info[*h].is_empty())
+            .filter_map(|(_, g)| {
+                let b = g.binding.as_ref()?;
+                let writable = match g.space {
+                    naga::AddressSpace::Storage { access } => {
+                        access.contains(naga::StorageAccess::STORE)
+                    }
+                    _ => false,
+                };
+                Some((b.binding, writable))
+            })
+            .collect();
+        used.sort();
+        let declared: Vec<(u32, bool)> = std::iter::once((0, false))
+            .chain(
+                k.bindings()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (i as u32 + 1, *a == wgcnn::kernels::Access::ReadWrite)),
+            )
+            .collect();
+        assert_eq!(
+            used,
+            declared,
+            "{}: bindings used by the shader vs Kernel::bindings",
+            k.entry_point()
+        );
+    }
+}
+
+fn wgsl_struct_size(file: ShaderFile, name: &str) -> u32 {
+    let m = module(file);
+    for (_, ty) in m.types.iter() {
+        if ty.name.as_deref() == Some(name) {
+            if let naga::TypeInner::Struct { span, .. } = ty.inner {
+                return span;
+            }
+        }
+    }
+    panic!("no struct {name} in {}", file.file_name());
+}
+
+#[test]
+fn params_structs_match_their_wgsl_twins() {
+    let rows: &[(ShaderFile, &str, usize)] = &[
+        (ShaderFile::Conv, "ConvParams", size_of::<ConvParams>()),
+        (
+            ShaderFile::Activation,
+            "ElementwiseParams",
+            size_of::<ElementwiseParams>(),
+        ),
+        (ShaderFile::Pool, "PoolParams", size_of::<PoolParams>()),
+        (
+            ShaderFile::Linear,
+            "LinearParams",
+            size_of::<LinearParams>(),
+        ),
+        (ShaderFile::Loss, "LossParams", size_of::<LossParams>()),
+        (ShaderFile::Optim, "SgdParams", size_of::<SgdParams>()),
+        (ShaderFile::Optim, "AdamParams", size_of::<AdamParams>()),
+        (
+            ShaderFile::Gather,
+            "GatherParams",
+            size_of::<GatherParams>(),
+        ),
+        (
+            ShaderFile::Reduce,
+            "ReduceParams",
+            size_of::<ReduceParams>(),
+        ),
+    ];
+    for &(file, name, rust) in rows {
+        assert_eq!(rust % 16, 0, "{name}: {rust} bytes is not a multiple of 16");
+        assert_eq!(
+            wgsl_struct_size(file, name) as usize,
+            rust,
+            "{name}: WGSL size vs Rust size"
+        );
+    }
+}
