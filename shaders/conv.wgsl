@@ -16,9 +16,9 @@ struct ConvParams {
     pad_w: u32,
     out_h: u32,
     out_w: u32,
-    total: u32, // elements this dispatch writes
-    _pad0: u32,
-    _pad1: u32,
+    total: u32,          // elements this dispatch writes
+    rows_per_chunk: u32, // split reductions: (n, oy) rows one invocation sums
+    chunks: u32,         // split reductions: number of partial results per element
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -89,7 +89,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     bi_dx[i] = acc;
 }
 
-// conv2d_backward_weight: dy, x -> dw (one thread per weight)
+// conv2d_backward_weight: dy, x -> dw, as a split reduction over the (n, oy) rows: invocation i sums
+// chunk i / w_len of the rows for weight i % w_len and writes partial [chunk, w_len]; with one chunk
+// that is dw itself, otherwise sum_chunks adds the chunks in order.
 @group(0) @binding(1) var<storage, read> bw_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bw_dw: array<f32>;
@@ -98,42 +100,52 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    let kx = i % p.kw;
-    let ky = (i / p.kw) % p.kh;
-    let ci = (i / (p.kw * p.kh)) % p.c_in;
-    let co = i / (p.kw * p.kh * p.c_in);
+    let w_len = p.c_out * p.c_in * p.kh * p.kw;
+    let e = i % w_len;
+    let chunk = i / w_len;
+    let kx = e % p.kw;
+    let ky = (e / p.kw) % p.kh;
+    let ci = (e / (p.kw * p.kh)) % p.c_in;
+    let co = e / (p.kw * p.kh * p.c_in);
+    let r0 = chunk * p.rows_per_chunk;
+    let r1 = min(r0 + p.rows_per_chunk, p.n * p.out_h);
     var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        for (var oy = 0u; oy < p.out_h; oy++) {
-            let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
-            if (iy < 0 || iy >= i32(p.h)) { continue; }
-            let dy_row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
-            let x_row = ((n * p.c_in + ci) * p.h + u32(iy)) * p.w;
-            for (var ox = 0u; ox < p.out_w; ox++) {
-                let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
-                if (ix < 0 || ix >= i32(p.w)) { continue; }
-                acc += bw_dy[dy_row + ox] * bw_x[x_row + u32(ix)];
-            }
+    for (var r = r0; r < r1; r++) {
+        let n = r / p.out_h;
+        let oy = r % p.out_h;
+        let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
+        if (iy < 0 || iy >= i32(p.h)) { continue; }
+        let dy_row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
+        let x_row = ((n * p.c_in + ci) * p.h + u32(iy)) * p.w;
+        for (var ox = 0u; ox < p.out_w; ox++) {
+            let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
+            if (ix < 0 || ix >= i32(p.w)) { continue; }
+            acc += bw_dy[dy_row + ox] * bw_x[x_row + u32(ix)];
         }
     }
     bw_dw[i] = acc;
 }
 
-// conv2d_backward_bias: dy -> db (one thread per output channel)
+// conv2d_backward_bias: dy -> db, split over the (n, oy) rows like conv2d_backward_weight.
 @group(0) @binding(1) var<storage, read> bb_dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bb_db: array<f32>;
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let co = flat_index(gid, nwg);
-    if (co >= p.total) { return; }
-    let plane = p.out_h * p.out_w;
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let co = i % p.c_out;
+    let chunk = i / p.c_out;
+    let r0 = chunk * p.rows_per_chunk;
+    let r1 = min(r0 + p.rows_per_chunk, p.n * p.out_h);
     var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let base = (n * p.c_out + co) * plane;
-        for (var j = 0u; j < plane; j++) {
-            acc += bb_dy[base + j];
+    for (var r = r0; r < r1; r++) {
+        let n = r / p.out_h;
+        let oy = r % p.out_h;
+        let row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
+        for (var ox = 0u; ox < p.out_w; ox++) {
+            acc += bb_dy[row + ox];
         }
     }
-    bb_db[co] = acc;
+    bb_db[i] = acc;
 }

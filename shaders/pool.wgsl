@@ -18,7 +18,7 @@ struct PoolParams {
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
 
-// maxpool2d_forward: x -> y, argmax (index of the max inside its [h, w] plane; first max wins, NaN propagates)
+// maxpool2d_forward: x -> y, argmax (index of the max inside its [h, w] plane; the first maximum wins)
 @group(0) @binding(1) var<storage, read> mf_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mf_y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mf_arg: array<u32>;
@@ -37,7 +37,7 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         for (var kx = 0u; kx < p.kw; kx++) {
             let at = (oy * p.stride_h + ky) * p.w + ox * p.stride_w + kx;
             let v = mf_x[base + at];
-            if (v > best || v != v) {
+            if (v > best) {
                 best = v;
                 best_at = at;
             }

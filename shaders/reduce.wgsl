@@ -3,8 +3,8 @@
 // correct-count can be summed on the GPU over many steps and read back rarely.
 
 struct ReduceParams {
-    n: u32,       // elements (sum_accumulate) or rows (correct_accumulate, argmax_rows)
-    classes: u32, // row length
+    n: u32,    // elements (sum_accumulate, sum_chunks: per chunk) or rows (correct_accumulate, argmax_rows)
+    cols: u32, // row length (correct_accumulate, argmax_rows) or number of chunks (sum_chunks)
     _pad0: u32,
     _pad1: u32,
 }
@@ -33,10 +33,10 @@ fn sum_accumulate(@builtin(local_invocation_index) t: u32) {
 
 // Index of the first maximum of row n of a [rows, classes] array.
 fn row_argmax_of(n: u32) -> u32 {
-    let row = n * p.classes;
+    let row = n * p.cols;
     var best = 0u;
     var best_v = rows_z[row];
-    for (var k = 1u; k < p.classes; k++) {
+    for (var k = 1u; k < p.cols; k++) {
         let v = rows_z[row + k];
         if (v > best_v) { best_v = v; best = k; }
     }
@@ -71,4 +71,20 @@ fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let n = flat_index(gid, nwg);
     if (n >= p.n) { return; }
     am_out[n] = row_argmax_of(n);
+}
+
+// sum_chunks: partial [cols, n] -> out [n], out[i] = Σ_c partial[c, i] in order of c. The second pass of
+// every split reduction (conv2d/linear backward weight and bias).
+@group(0) @binding(1) var<storage, read> sc_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sc_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sum_chunks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n) { return; }
+    var acc = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        acc += sc_partial[c * p.n + i];
+    }
+    sc_out[i] = acc;
 }

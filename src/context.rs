@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::kernels::{Kernel, Pipeline, ShaderFile};
 
+/// llvmpipe's per-invocation loop cap (`LP_MAX_TGSI_LOOP_ITERATIONS`).
+pub const LLVMPIPE_MAX_LOOP_ITERATIONS: u64 = 65_535;
+
 /// What the user asked for through `WGCNN_ADAPTER`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdapterChoice {
@@ -93,10 +96,7 @@ pub fn select_adapter(infos: &[wgpu::AdapterInfo], choice: &AdapterChoice) -> Re
     let ok = |i: &wgpu::AdapterInfo| match choice {
         AdapterChoice::Auto => true,
         AdapterChoice::Software => i.device_type == wgpu::DeviceType::Cpu,
-        AdapterChoice::Hardware => !matches!(
-            i.device_type,
-            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
-        ),
+        AdapterChoice::Hardware => !matches!(i.device_type, wgpu::DeviceType::Cpu | wgpu::DeviceType::Other),
         AdapterChoice::Name(n) => i.name.to_lowercase().contains(&n.to_lowercase()),
     };
     let best = infos
@@ -107,9 +107,7 @@ pub fn select_adapter(infos: &[wgpu::AdapterInfo], choice: &AdapterChoice) -> Re
         .map(|(idx, _)| idx);
     match (best, choice) {
         (Some(i), _) => Ok(i),
-        (None, AdapterChoice::Auto) => Err(Error::NoAdapter {
-            backends: String::new(),
-        }),
+        (None, AdapterChoice::Auto) => Err(Error::NoAdapter { backends: String::new() }),
         (None, c) => Err(Error::AdapterNotFound {
             wanted: match c {
                 AdapterChoice::Software => "software".into(),
@@ -177,9 +175,7 @@ impl Context {
         let adapters = instance.enumerate_adapters(backends).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let idx = select_adapter(&infos, choice).map_err(|e| match e {
-            Error::NoAdapter { .. } => Error::NoAdapter {
-                backends: format!("{backends:?}"),
-            },
+            Error::NoAdapter { .. } => Error::NoAdapter { backends: format!("{backends:?}") },
             e => e,
         })?;
         let adapter = &adapters[idx];
@@ -224,6 +220,18 @@ impl Context {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// The most loop iterations one shader invocation may run. llvmpipe (lavapipe) silently stops
+    /// every invocation after 65,535 loop iterations in total (measured: a loop summing 4,194,304
+    /// ones in 64 threads returned 131,070), so launchers check their work against this and split
+    /// long reductions. Other adapters have no such cap.
+    pub fn max_loop_iterations(&self) -> u64 {
+        if self.info.driver.contains("llvmpipe") || self.info.name.contains("llvmpipe") {
+            LLVMPIPE_MAX_LOOP_ITERATIONS
+        } else {
+            u64::MAX
+        }
+    }
+
     /// Features the adapter offers (not all are requested).
     pub fn adapter_features(&self) -> wgpu::Features {
         self.adapter_features
@@ -240,9 +248,7 @@ impl Context {
 
     /// Block until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(e.to_string()))?;
         self.check_device_error()
     }
 
@@ -257,11 +263,8 @@ impl Context {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgcnn.readback"),
-            });
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn.readback") });
         enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
@@ -276,10 +279,7 @@ impl Context {
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
             None => return Err(Error::Readback("the map callback never ran".into())),
         }
-        let bytes = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .to_vec();
+        let bytes = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
     }
@@ -287,8 +287,6 @@ impl Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("adapter", &describe_adapter(&self.info))
-            .finish()
+        f.debug_struct("Context").field("adapter", &describe_adapter(&self.info)).finish()
     }
 }

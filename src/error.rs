@@ -8,27 +8,15 @@ pub enum Error {
     /// No adapter could be found at all.
     NoAdapter { backends: String },
     /// `WGCNN_ADAPTER` or `WGPU_BACKEND` holds a value we cannot interpret.
-    BadEnv {
-        var: &'static str,
-        value: String,
-        expected: String,
-    },
+    BadEnv { var: &'static str, value: String, expected: String },
     /// An explicit adapter selection matched none of the adapters present.
-    AdapterNotFound {
-        wanted: String,
-        available: Vec<String>,
-    },
+    AdapterNotFound { wanted: String, available: Vec<String> },
     /// The adapter refused the device request.
     RequestDevice(String),
     /// An operation received tensors or parameters of the wrong shape.
     Shape { op: String, detail: String },
     /// A size exceeds what the device (or a u32 index) can address.
-    Limit {
-        op: String,
-        what: String,
-        value: u64,
-        limit: u64,
-    },
+    Limit { op: String, what: String, value: u64, limit: u64 },
     /// Reading a buffer back from the GPU failed.
     Readback(String),
     /// The device reported a validation or out-of-memory error.
@@ -69,10 +57,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Build a [`Error::Shape`].
 pub(crate) fn shape_err(op: &str, detail: impl Into<String>) -> Error {
-    Error::Shape {
-        op: op.to_string(),
-        detail: detail.into(),
-    }
+    Error::Shape { op: op.to_string(), detail: detail.into() }
 }
 
 /// Convert a length to `u32` for a shader, or return a [`Error::Limit`] naming it.

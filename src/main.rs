@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use wgcnn::Context;
 
 #[derive(Parser)]
-#[command(
-    name = "wgcnn",
-    version,
-    about = "A CNN engine whose every computation runs in WGSL compute shaders"
-)]
+#[command(name = "wgcnn", version, about = "A CNN engine whose every computation runs in WGSL compute shaders")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,54 +45,20 @@ fn info() -> wgcnn::Result<()> {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!("adapter      {}", i.name);
     println!("backend      {:?}", i.backend);
-    println!(
-        "device type  {:?}{}",
-        i.device_type,
-        if ctx.is_software() { " (software)" } else { "" }
-    );
+    println!("device type  {:?}{}", i.device_type, if ctx.is_software() { " (software)" } else { "" });
     println!("driver       {} {}", i.driver, i.driver_info);
     println!("limits (as requested from the adapter)");
-    println!(
-        "  max_buffer_size                      {:.0} MiB",
-        mib(l.max_buffer_size)
-    );
-    println!(
-        "  max_storage_buffer_binding_size      {:.0} MiB",
-        mib(l.max_storage_buffer_binding_size)
-    );
-    println!(
-        "  max_storage_buffers_per_shader_stage {}",
-        l.max_storage_buffers_per_shader_stage
-    );
-    println!(
-        "  max_compute_workgroups_per_dimension {}",
-        l.max_compute_workgroups_per_dimension
-    );
-    println!(
-        "  max_compute_invocations_per_workgroup {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max_compute_workgroup_storage_size   {} KiB",
-        l.max_compute_workgroup_storage_size / 1024
-    );
-    println!(
-        "  min_storage_buffer_offset_alignment  {}",
-        l.min_storage_buffer_offset_alignment
-    );
+    println!("  max_buffer_size                      {:.0} MiB", mib(l.max_buffer_size));
+    println!("  max_storage_buffer_binding_size      {:.0} MiB", mib(l.max_storage_buffer_binding_size));
+    println!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
+    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroup_storage_size   {} KiB", l.max_compute_workgroup_storage_size / 1024);
+    println!("  min_storage_buffer_offset_alignment  {}", l.min_storage_buffer_offset_alignment);
     println!("optional features");
     let yes = |b: bool| if b { "yes" } else { "no" };
-    println!(
-        "  timestamp queries  {}",
-        yes(f.contains(wgpu::Features::TIMESTAMP_QUERY))
-    );
-    println!(
-        "  shader f16         {}",
-        yes(f.contains(wgpu::Features::SHADER_F16))
-    );
-    println!(
-        "  subgroups          {}",
-        yes(f.contains(wgpu::Features::SUBGROUP))
-    );
+    println!("  timestamp queries  {}", yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)));
+    println!("  shader f16         {}", yes(f.contains(wgpu::Features::SHADER_F16)));
+    println!("  subgroups          {}", yes(f.contains(wgpu::Features::SUBGROUP)));
     Ok(())
 }

@@ -34,39 +34,14 @@ impl Conv2dGeom {
         stride: usize,
         pad: usize,
     ) -> Self {
-        Conv2dGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh: k,
-            kw: k,
-            stride_h: stride,
-            stride_w: stride,
-            pad_h: pad,
-            pad_w: pad,
-        }
+        Conv2dGeom { n, c_in, h, w, c_out, kh: k, kw: k, stride_h: stride, stride_w: stride, pad_h: pad, pad_w: pad }
     }
 
     /// Reject zero sizes, zero strides and kernels larger than the padded input.
     pub fn validate(&self, op: &str) -> Result<()> {
-        let dims = [
-            self.n,
-            self.c_in,
-            self.h,
-            self.w,
-            self.c_out,
-            self.kh,
-            self.kw,
-            self.stride_h,
-            self.stride_w,
-        ];
+        let dims = [self.n, self.c_in, self.h, self.w, self.c_out, self.kh, self.kw, self.stride_h, self.stride_w];
         if dims.contains(&0) {
-            return Err(shape_err(
-                op,
-                format!("zero-sized dimension, stride or kernel in {self:?}"),
-            ));
+            return Err(shape_err(op, format!("zero-sized dimension, stride or kernel in {self:?}")));
         }
         if self.kh > self.h + 2 * self.pad_h || self.kw > self.w + 2 * self.pad_w {
             return Err(shape_err(
@@ -120,42 +95,18 @@ pub struct Pool2dGeom {
 impl Pool2dGeom {
     /// Square window `k` with stride `stride`.
     pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize) -> Self {
-        Pool2dGeom {
-            n,
-            c,
-            h,
-            w,
-            kh: k,
-            kw: k,
-            stride_h: stride,
-            stride_w: stride,
-        }
+        Pool2dGeom { n, c, h, w, kh: k, kw: k, stride_h: stride, stride_w: stride }
     }
 
     pub fn validate(&self, op: &str) -> Result<()> {
-        let dims = [
-            self.n,
-            self.c,
-            self.h,
-            self.w,
-            self.kh,
-            self.kw,
-            self.stride_h,
-            self.stride_w,
-        ];
+        let dims = [self.n, self.c, self.h, self.w, self.kh, self.kw, self.stride_h, self.stride_w];
         if dims.contains(&0) {
-            return Err(shape_err(
-                op,
-                format!("zero-sized dimension, stride or window in {self:?}"),
-            ));
+            return Err(shape_err(op, format!("zero-sized dimension, stride or window in {self:?}")));
         }
         if self.kh > self.h || self.kw > self.w {
             return Err(shape_err(
                 op,
-                format!(
-                    "window {}x{} is larger than the input {}x{}",
-                    self.kh, self.kw, self.h, self.w
-                ),
+                format!("window {}x{} is larger than the input {}x{}", self.kh, self.kw, self.h, self.w),
             ));
         }
         Ok(())

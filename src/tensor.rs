@@ -64,10 +64,7 @@ impl Tensor {
     pub fn zeros(ctx: &Context, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let len = checked_len(label, shape)?;
         let size = padded_bytes(dtype.bytes(len));
-        let limit = ctx
-            .limits
-            .max_storage_buffer_binding_size
-            .min(ctx.limits.max_buffer_size);
+        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         if size > limit {
             return Err(Error::Limit {
                 op: label.to_string(),
@@ -79,18 +76,10 @@ impl Tensor {
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Tensor {
-            buffer: Arc::new(buffer),
-            offset: 0,
-            shape: shape.to_vec(),
-            dtype,
-            label: label.into(),
-        })
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype, label: label.into() })
     }
 
     /// Upload `f32` data.
@@ -130,10 +119,7 @@ impl Tensor {
         if len != self.len() {
             return Err(shape_err(
                 &self.label,
-                format!(
-                    "upload of {len} elements into a tensor of shape {:?}",
-                    self.shape
-                ),
+                format!("upload of {len} elements into a tensor of shape {:?}", self.shape),
             ));
         }
         if bytes.len() % 4 == 0 {
@@ -174,10 +160,7 @@ impl Tensor {
         if self.dtype == dtype {
             Ok(())
         } else {
-            Err(shape_err(
-                op,
-                format!("{} is {:?}, expected {dtype:?}", self.label, self.dtype),
-            ))
+            Err(shape_err(op, format!("{} is {:?}, expected {dtype:?}", self.label, self.dtype)))
         }
     }
 
@@ -210,13 +193,10 @@ impl Tensor {
 
 /// Product of `shape`, or a limit error when it overflows.
 fn checked_len(label: &str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::Limit {
-            op: label.to_string(),
-            what: format!("element count of shape {shape:?}"),
-            value: u64::MAX,
-            limit: usize::MAX as u64,
-        })
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| Error::Limit {
+        op: label.to_string(),
+        what: format!("element count of shape {shape:?}"),
+        value: u64::MAX,
+        limit: usize::MAX as u64,
+    })
 }

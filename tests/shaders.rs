@@ -17,18 +17,15 @@ use wgcnn::kernels::{
 
 fn module(file: ShaderFile) -> naga::Module {
     let src = file.source();
-    naga::front::wgsl::parse_str(&src)
-        .unwrap_or_else(|e| panic!("{}: {}", file.file_name(), e.emit_to_string(&src)))
+    naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", file.file_name(), e.emit_to_string(&src)))
 }
 
 #[test]
 fn every_shader_parses_and_validates() {
     for file in ShaderFile::ALL {
         let m = module(file);
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        let mut v =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
         if let Err(e) = v.validate(&m) {
             panic!("{}: {}", file.file_name(), e.emit_to_string(&file.source()));
         }
@@ -43,33 +40,14 @@ fn every_kernel_has_its_entry_point_with_the_declared_bindings() {
             .entry_points
             .iter()
             .find(|e| e.name == k.entry_point())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{:?}: no entry point {} in {}",
-                    k,
-                    k.entry_point(),
-                    k.file().file_name()
-                )
-            });
+            .unwrap_or_else(|| panic!("{:?}: no entry point {} in {}", k, k.entry_point(), k.file().file_name()));
         assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.entry_point());
-        assert_eq!(
-            ep.workgroup_size,
-            [WORKGROUP_SIZE, 1, 1],
-            "{}",
-            k.entry_point()
-        );
+        assert_eq!(ep.workgroup_size, [WORKGROUP_SIZE, 1, 1], "{}", k.entry_point());
         // Which bindings does the entry point use? Walk its expressions for global variables.
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&m)
-        .unwrap();
-        let idx = m
-            .entry_points
-            .iter()
-            .position(|e| e.name == k.entry_point())
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&m)
             .unwrap();
+        let idx = m.entry_points.iter().position(|e| e.name == k.entry_point()).unwrap();
         let ep_info = info.get_entry_point(idx);
         let mut used: Vec<(u32, bool)> = m
             .global_variables
@@ -78,9 +56,7 @@ fn every_kernel_has_its_entry_point_with_the_declared_bindings() {
             .filter_map(|(_, g)| {
                 let b = g.binding.as_ref()?;
                 let writable = match g.space {
-                    naga::AddressSpace::Storage { access } => {
-                        access.contains(naga::StorageAccess::STORE)
-                    }
+                    naga::AddressSpace::Storage { access } => access.contains(naga::StorageAccess::STORE),
                     _ => false,
                 };
                 Some((b.binding, writable))
@@ -89,18 +65,10 @@ fn every_kernel_has_its_entry_point_with_the_declared_bindings() {
         used.sort();
         let declared: Vec<(u32, bool)> = std::iter::once((0, false))
             .chain(
-                k.bindings()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| (i as u32 + 1, *a == wgcnn::kernels::Access::ReadWrite)),
+                k.bindings().iter().enumerate().map(|(i, a)| (i as u32 + 1, *a == wgcnn::kernels::Access::ReadWrite)),
             )
             .collect();
-        assert_eq!(
-            used,
-            declared,
-            "{}: bindings used by the shader vs Kernel::bindings",
-            k.entry_point()
-        );
+        assert_eq!(used, declared, "{}: bindings used by the shader vs Kernel::bindings", k.entry_point());
     }
 }
 
@@ -120,37 +88,17 @@ fn wgsl_struct_size(file: ShaderFile, name: &str) -> u32 {
 fn params_structs_match_their_wgsl_twins() {
     let rows: &[(ShaderFile, &str, usize)] = &[
         (ShaderFile::Conv, "ConvParams", size_of::<ConvParams>()),
-        (
-            ShaderFile::Activation,
-            "ElementwiseParams",
-            size_of::<ElementwiseParams>(),
-        ),
+        (ShaderFile::Activation, "ElementwiseParams", size_of::<ElementwiseParams>()),
         (ShaderFile::Pool, "PoolParams", size_of::<PoolParams>()),
-        (
-            ShaderFile::Linear,
-            "LinearParams",
-            size_of::<LinearParams>(),
-        ),
+        (ShaderFile::Linear, "LinearParams", size_of::<LinearParams>()),
         (ShaderFile::Loss, "LossParams", size_of::<LossParams>()),
         (ShaderFile::Optim, "SgdParams", size_of::<SgdParams>()),
         (ShaderFile::Optim, "AdamParams", size_of::<AdamParams>()),
-        (
-            ShaderFile::Gather,
-            "GatherParams",
-            size_of::<GatherParams>(),
-        ),
-        (
-            ShaderFile::Reduce,
-            "ReduceParams",
-            size_of::<ReduceParams>(),
-        ),
+        (ShaderFile::Gather, "GatherParams", size_of::<GatherParams>()),
+        (ShaderFile::Reduce, "ReduceParams", size_of::<ReduceParams>()),
     ];
     for &(file, name, rust) in rows {
         assert_eq!(rust % 16, 0, "{name}: {rust} bytes is not a multiple of 16");
-        assert_eq!(
-            wgsl_struct_size(file, name) as usize,
-            rust,
-            "{name}: WGSL size vs Rust size"
-        );
+        assert_eq!(wgsl_struct_size(file, name) as usize, rust, "{name}: WGSL size vs Rust size");
     }
 }

@@ -47,28 +47,17 @@ fn params(op: &str, len: usize) -> Result<ElementwiseParams> {
     if len == 0 {
         return Err(shape_err(op, "empty tensor"));
     }
-    Ok(ElementwiseParams {
-        len: to_u32(op, "length", len)?,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-    })
+    Ok(ElementwiseParams { len: to_u32(op, "length", len)?, _pad0: 0, _pad1: 0, _pad2: 0 })
 }
 
 /// y = act(x).
-pub fn activation_forward(
-    ctx: &Context,
-    label: &str,
-    act: Activation,
-    x: &Tensor,
-    y: &Tensor,
-) -> Result<Launch> {
+pub fn activation_forward(ctx: &Context, label: &str, act: Activation, x: &Tensor, y: &Tensor) -> Result<Launch> {
     let k = act.forward_kernel();
     let op = k.entry_point();
     let p = params(op, x.len())?;
     x.expect(op, "x", DType::F32, x.len())?;
     y.expect(op, "y", DType::F32, x.len())?;
-    ctx.launch(k, label, &p, &[x, y], x.len() as u64)
+    ctx.launch(k, label, &p, &[x, y], x.len() as u64, 0)
 }
 
 /// dx = dy · act'(from y).
@@ -86,5 +75,5 @@ pub fn activation_backward(
     y.expect(op, "y", DType::F32, y.len())?;
     dy.expect(op, "dy", DType::F32, y.len())?;
     dx.expect(op, "dx", DType::F32, y.len())?;
-    ctx.launch(k, label, &p, &[y, dy, dx], y.len() as u64)
+    ctx.launch(k, label, &p, &[y, dy, dx], y.len() as u64, 0)
 }

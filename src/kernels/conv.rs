@@ -4,7 +4,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::context::Context;
 use crate::error::{to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::reduce::split_reduction;
+use crate::kernels::{split_rows, Kernel, Launch};
 use crate::shape::Conv2dGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -26,8 +27,10 @@ pub struct ConvParams {
     pub out_h: u32,
     pub out_w: u32,
     pub total: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Split reductions: (n, oy) rows one invocation sums.
+    pub rows_per_chunk: u32,
+    /// Split reductions: partial results per element.
+    pub chunks: u32,
 }
 
 impl ConvParams {
@@ -53,8 +56,20 @@ impl ConvParams {
             out_h: u(g.out_h()),
             out_w: u(g.out_w()),
             total: to_u32(op, "output length", total)?,
-            _pad0: 0,
-            _pad1: 0,
+            rows_per_chunk: 0,
+            chunks: 1,
+        })
+    }
+}
+
+impl ConvParams {
+    /// Params of a split reduction writing `chunks` partial results of `len` elements.
+    pub fn with_split(op: &str, g: &Conv2dGeom, len: usize, rows_per_chunk: usize, chunks: usize) -> Result<Self> {
+        let total = len.checked_mul(chunks).unwrap_or(usize::MAX);
+        Ok(ConvParams {
+            rows_per_chunk: to_u32(op, "rows per chunk", rows_per_chunk)?,
+            chunks: to_u32(op, "chunks", chunks)?,
+            ..ConvParams::new(op, g, total)?
         })
     }
 }
@@ -75,13 +90,8 @@ pub fn conv2d_forward(
     w.expect(op, "w", DType::F32, g.w_len())?;
     b.expect(op, "b", DType::F32, g.c_out)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
-    ctx.launch(
-        Kernel::Conv2dForward,
-        label,
-        &p,
-        &[x, w, b, y],
-        g.y_len() as u64,
-    )
+    let iters = g.c_in * (g.kh * (g.kw + 1) + 1);
+    ctx.launch(Kernel::Conv2dForward, label, &p, &[x, w, b, y], g.y_len() as u64, iters as u64)
 }
 
 /// dx = conv_transpose(dy, w).
@@ -98,16 +108,11 @@ pub fn conv2d_backward_input(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(
-        Kernel::Conv2dBackwardInput,
-        label,
-        &p,
-        &[dy, w, dx],
-        g.x_len() as u64,
-    )
+    let iters = g.c_out * (g.kh * (g.kw + 1) + 1);
+    ctx.launch(Kernel::Conv2dBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, iters as u64)
 }
 
-/// dw = correlation of x with dy, summed over the batch.
+/// dw = correlation of x with dy, summed over the batch (a split reduction over the (n, oy) rows).
 pub fn conv2d_backward_weight(
     ctx: &Context,
     label: &str,
@@ -117,36 +122,24 @@ pub fn conv2d_backward_weight(
     dw: &Tensor,
 ) -> Result<Launch> {
     let op = Kernel::Conv2dBackwardWeight.entry_point();
-    let p = ConvParams::new(op, g, g.w_len())?;
+    g.validate(op)?;
+    let (rows_per_chunk, chunks) = split_rows(g.n * g.out_h(), g.out_w() + 1);
+    let p = ConvParams::with_split(op, g, g.w_len(), rows_per_chunk, chunks)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
-    ctx.launch(
-        Kernel::Conv2dBackwardWeight,
-        label,
-        &p,
-        &[dy, x, dw],
-        g.w_len() as u64,
-    )
+    let iters = rows_per_chunk * (g.out_w() + 1);
+    split_reduction(ctx, label, Kernel::Conv2dBackwardWeight, &p, &[dy, x], dw, chunks, iters)
 }
 
-/// db = Σ over batch and positions of dy.
-pub fn conv2d_backward_bias(
-    ctx: &Context,
-    label: &str,
-    g: &Conv2dGeom,
-    dy: &Tensor,
-    db: &Tensor,
-) -> Result<Launch> {
+/// db = Σ over batch and positions of dy (a split reduction over the (n, oy) rows).
+pub fn conv2d_backward_bias(ctx: &Context, label: &str, g: &Conv2dGeom, dy: &Tensor, db: &Tensor) -> Result<Launch> {
     let op = Kernel::Conv2dBackwardBias.entry_point();
-    let p = ConvParams::new(op, g, g.c_out)?;
+    g.validate(op)?;
+    let (rows_per_chunk, chunks) = split_rows(g.n * g.out_h(), g.out_w() + 1);
+    let p = ConvParams::with_split(op, g, g.c_out, rows_per_chunk, chunks)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     db.expect(op, "db", DType::F32, g.c_out)?;
-    ctx.launch(
-        Kernel::Conv2dBackwardBias,
-        label,
-        &p,
-        &[dy, db],
-        g.c_out as u64,
-    )
+    let iters = rows_per_chunk * (g.out_w() + 1);
+    split_reduction(ctx, label, Kernel::Conv2dBackwardBias, &p, &[dy], db, chunks, iters)
 }

@@ -36,10 +36,7 @@ pub fn gather_batch(
     if num_items == 0 || batch == 0 || images.len() % num_items != 0 {
         return Err(shape_err(
             op,
-            format!(
-                "{} images bytes for {num_items} labels and a batch of {batch}",
-                images.len()
-            ),
+            format!("{} images bytes for {num_items} labels and a batch of {batch}", images.len()),
         ));
     }
     let item_size = images.len() / num_items;
@@ -56,11 +53,5 @@ pub fn gather_batch(
         divisor,
     };
     to_u32(op, "batch elements", batch * item_size)?;
-    ctx.launch(
-        Kernel::GatherBatch,
-        label,
-        &p,
-        &[images, labels, indices, x, y],
-        (batch * item_size) as u64,
-    )
+    ctx.launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], (batch * item_size) as u64, 0)
 }

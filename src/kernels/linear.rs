@@ -4,7 +4,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::context::Context;
 use crate::error::{to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::reduce::split_reduction;
+use crate::kernels::{split_rows, Kernel, Launch};
 use crate::shape::LinearGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -16,6 +17,12 @@ pub struct LinearParams {
     pub in_f: u32,
     pub out_f: u32,
     pub total: u32,
+    /// Split reductions: batch rows one invocation sums.
+    pub rows_per_chunk: u32,
+    /// Split reductions: partial results per element.
+    pub chunks: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 impl LinearParams {
@@ -27,7 +34,21 @@ impl LinearParams {
             n: g.n as u32,
             in_f: g.in_f as u32,
             out_f: g.out_f as u32,
-            total: total as u32,
+            total: to_u32(op, "output length", total)?,
+            rows_per_chunk: 0,
+            chunks: 1,
+            _pad0: 0,
+            _pad1: 0,
+        })
+    }
+
+    /// Params of a split reduction over the batch writing `chunks` partials of `len` elements.
+    pub fn with_split(op: &str, g: &LinearGeom, len: usize, rows_per_chunk: usize, chunks: usize) -> Result<Self> {
+        let total = len.checked_mul(chunks).unwrap_or(usize::MAX);
+        Ok(LinearParams {
+            rows_per_chunk: to_u32(op, "rows per chunk", rows_per_chunk)?,
+            chunks: to_u32(op, "chunks", chunks)?,
+            ..LinearParams::new(op, g, total)?
         })
     }
 }
@@ -48,13 +69,7 @@ pub fn linear_forward(
     w.expect(op, "w", DType::F32, g.w_len())?;
     b.expect(op, "b", DType::F32, g.out_f)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
-    ctx.launch(
-        Kernel::LinearForward,
-        label,
-        &p,
-        &[x, w, b, y],
-        g.y_len() as u64,
-    )
+    ctx.launch(Kernel::LinearForward, label, &p, &[x, w, b, y], g.y_len() as u64, g.in_f as u64)
 }
 
 /// dx = dy·W.
@@ -71,16 +86,10 @@ pub fn linear_backward_input(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(
-        Kernel::LinearBackwardInput,
-        label,
-        &p,
-        &[dy, w, dx],
-        g.x_len() as u64,
-    )
+    ctx.launch(Kernel::LinearBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, g.out_f as u64)
 }
 
-/// dW = dyᵀ·x.
+/// dW = dyᵀ·x (a split reduction over the batch).
 pub fn linear_backward_weight(
     ctx: &Context,
     label: &str,
@@ -90,36 +99,22 @@ pub fn linear_backward_weight(
     dw: &Tensor,
 ) -> Result<Launch> {
     let op = Kernel::LinearBackwardWeight.entry_point();
-    let p = LinearParams::new(op, g, g.w_len())?;
+    g.validate(op)?;
+    let (rows_per_chunk, chunks) = split_rows(g.n, 1);
+    let p = LinearParams::with_split(op, g, g.w_len(), rows_per_chunk, chunks)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
-    ctx.launch(
-        Kernel::LinearBackwardWeight,
-        label,
-        &p,
-        &[dy, x, dw],
-        g.w_len() as u64,
-    )
+    split_reduction(ctx, label, Kernel::LinearBackwardWeight, &p, &[dy, x], dw, chunks, rows_per_chunk)
 }
 
-/// db = column sums of dy.
-pub fn linear_backward_bias(
-    ctx: &Context,
-    label: &str,
-    g: &LinearGeom,
-    dy: &Tensor,
-    db: &Tensor,
-) -> Result<Launch> {
+/// db = column sums of dy (a split reduction over the batch).
+pub fn linear_backward_bias(ctx: &Context, label: &str, g: &LinearGeom, dy: &Tensor, db: &Tensor) -> Result<Launch> {
     let op = Kernel::LinearBackwardBias.entry_point();
-    let p = LinearParams::new(op, g, g.out_f)?;
+    g.validate(op)?;
+    let (rows_per_chunk, chunks) = split_rows(g.n, 1);
+    let p = LinearParams::with_split(op, g, g.out_f, rows_per_chunk, chunks)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     db.expect(op, "db", DType::F32, g.out_f)?;
-    ctx.launch(
-        Kernel::LinearBackwardBias,
-        label,
-        &p,
-        &[dy, db],
-        g.out_f as u64,
-    )
+    split_reduction(ctx, label, Kernel::LinearBackwardBias, &p, &[dy], db, chunks, rows_per_chunk)
 }

@@ -23,12 +23,7 @@ impl LossParams {
     pub fn new(op: &str, g: &LossGeom, scale: f32) -> Result<Self> {
         g.validate(op)?;
         to_u32(op, "logits length", g.len())?;
-        Ok(LossParams {
-            n: g.n as u32,
-            classes: g.classes as u32,
-            scale,
-            _pad0: 0,
-        })
+        Ok(LossParams { n: g.n as u32, classes: g.classes as u32, scale, _pad0: 0 })
     }
 }
 
@@ -74,7 +69,7 @@ pub fn loss_forward(
     labels.expect(op, "labels", DType::U32, g.n)?;
     loss.expect(op, "loss", DType::F32, g.n)?;
     probs.expect(op, "probs", DType::F32, g.len())?;
-    ctx.launch(k, label, &p, &[logits, labels, loss, probs], g.n as u64)
+    ctx.launch(k, label, &p, &[logits, labels, loss, probs], g.n as u64, 4 * g.classes as u64)
 }
 
 /// dlogits = scale · d(loss)/d(logits), from the probs the forward wrote.
@@ -94,5 +89,5 @@ pub fn loss_backward(
     probs.expect(op, "probs", DType::F32, g.len())?;
     labels.expect(op, "labels", DType::U32, g.n)?;
     dlogits.expect(op, "dlogits", DType::F32, g.len())?;
-    ctx.launch(k, label, &p, &[probs, labels, dlogits], g.len() as u64)
+    ctx.launch(k, label, &p, &[probs, labels, dlogits], g.len() as u64, g.classes as u64)
 }

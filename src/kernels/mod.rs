@@ -149,6 +149,7 @@ kernels! {
     SumAccumulate => "sum_accumulate", Reduce, [R, W];
     CorrectAccumulate => "correct_accumulate", Reduce, [R, R, W];
     ArgmaxRows => "argmax_rows", Reduce, [R, W];
+    SumChunks => "sum_chunks", Reduce, [R, W];
 }
 
 /// A compute pipeline with its explicit bind-group layout.
@@ -161,12 +162,8 @@ pub struct Pipeline {
 /// `max_per_dim` workgroups, folded into a second dimension beyond (shaders recover the flat index with
 /// `flat_index` in `common.wgsl` and bounds-check it).
 pub fn dispatch_grid(op: &str, threads: u64, wg: u32, max_per_dim: u32) -> Result<[u32; 3]> {
-    let limit = |what: &str, value: u64, limit: u64| Error::Limit {
-        op: op.to_string(),
-        what: what.to_string(),
-        value,
-        limit,
-    };
+    let limit =
+        |what: &str, value: u64, limit: u64| Error::Limit { op: op.to_string(), what: what.to_string(), value, limit };
     if threads > u64::from(u32::MAX) {
         return Err(limit("invocation count", threads, u64::from(u32::MAX)));
     }
@@ -182,33 +179,65 @@ pub fn dispatch_grid(op: &str, threads: u64, wg: u32, max_per_dim: u32) -> Resul
     Ok([max_per_dim, y as u32, 1])
 }
 
-/// One prepared dispatch: pipeline, bind group, params buffer and grid. Built once, recorded many times.
-pub struct Launch {
-    pub kernel: Kernel,
-    pub label: String,
+/// Loop iterations one invocation of a split reduction runs per chunk (see [`split_rows`]).
+pub const CHUNK_ITERS: usize = 4096;
+
+/// How a reduction over `rows` rows, each costing `cost_per_row` loop iterations, is split into
+/// chunks: each invocation sums `rows_per_chunk` rows, and a second pass (`sum_chunks`) adds the
+/// `chunks` partial results in a fixed order. Deterministic, and it keeps every invocation's loop
+/// count bounded (llvmpipe stops loops after 65,535 iterations per invocation).
+pub fn split_rows(rows: usize, cost_per_row: usize) -> (usize, usize) {
+    let rows_per_chunk = (CHUNK_ITERS / cost_per_row.max(1)).clamp(1, rows.max(1));
+    (rows_per_chunk, rows.div_ceil(rows_per_chunk).max(1))
+}
+
+struct Dispatch {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     params: wgpu::Buffer,
     grid: [u32; 3],
 }
 
+/// Prepared dispatches (usually one; two for split reductions): pipelines, bind groups, params
+/// buffers and grids. Built once, recorded many times.
+pub struct Launch {
+    pub kernel: Kernel,
+    pub label: String,
+    steps: Vec<Dispatch>,
+}
+
 impl Launch {
-    /// Record this dispatch into a compute pass.
+    /// Record the dispatches, in order, into a compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        for d in &self.steps {
+            pass.set_pipeline(&d.pipeline.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
+        }
     }
 
-    /// The workgroup grid.
-    pub fn grid(&self) -> [u32; 3] {
-        self.grid
+    /// The workgroup grid of each dispatch.
+    pub fn grids(&self) -> Vec<[u32; 3]> {
+        self.steps.iter().map(|d| d.grid).collect()
     }
 
-    /// Overwrite the params (same struct type as at creation; e.g. Adam's per-step bias correction).
+    /// Number of dispatches recorded.
+    pub fn dispatches(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Append the dispatches of `next` (run after this one's).
+    pub fn then(mut self, next: Launch) -> Launch {
+        self.steps.extend(next.steps);
+        self
+    }
+
+    /// Overwrite the first dispatch's params (same struct type as at creation; e.g. Adam's per-step
+    /// bias correction).
     pub fn set_params<P: bytemuck::Pod>(&self, ctx: &Context, params: &P) {
-        ctx.queue
-            .write_buffer(&self.params, 0, bytemuck::bytes_of(params));
+        if let Some(d) = self.steps.first() {
+            ctx.queue.write_buffer(&d.params, 0, bytemuck::bytes_of(params));
+        }
     }
 }
 
@@ -225,11 +254,10 @@ impl Context {
             modules
                 .entry(file)
                 .or_insert_with(|| {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(file.file_name()),
-                            source: wgpu::ShaderSource::Wgsl(file.source().into()),
-                        })
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(file.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(file.source().into()),
+                    })
                 })
                 .clone()
         };
@@ -248,9 +276,7 @@ impl Context {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: *access == Access::Read,
-                    },
+                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -260,27 +286,20 @@ impl Context {
         let name = kernel.entry_point();
         let layout = self
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(name),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(name),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(name),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(name),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         let p = Arc::new(Pipeline { pipeline, layout });
         cache.insert(kernel, Arc::clone(&p));
         p
@@ -288,6 +307,8 @@ impl Context {
 
     /// Prepare a dispatch of `kernel` over `threads` invocations with `params` and `tensors` bound at
     /// 1.. in order. `label` names the bind group (e.g. `conv1.dw`) so validation errors point at it.
+    /// `loop_iters` is the most loop iterations one invocation runs, checked against
+    /// [`Context::max_loop_iterations`].
     pub fn launch<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
@@ -295,16 +316,21 @@ impl Context {
         params: &P,
         tensors: &[&Tensor],
         threads: u64,
+        loop_iters: u64,
     ) -> Result<Launch> {
         let name = kernel.entry_point();
+        if loop_iters > self.max_loop_iterations() {
+            return Err(Error::Limit {
+                op: name.to_string(),
+                what: format!("loop iterations per invocation on {}", self.info.name),
+                value: loop_iters,
+                limit: self.max_loop_iterations(),
+            });
+        }
         if tensors.len() != kernel.bindings().len() {
             return Err(crate::error::shape_err(
                 name,
-                format!(
-                    "{} tensors bound, the kernel takes {}",
-                    tensors.len(),
-                    kernel.bindings().len()
-                ),
+                format!("{} tensors bound, the kernel takes {}", tensors.len(), kernel.bindings().len()),
             ));
         }
         let max_binding = self.limits.max_storage_buffer_binding_size;
@@ -321,19 +347,11 @@ impl Context {
             if t.offset % align != 0 {
                 return Err(crate::error::shape_err(
                     name,
-                    format!(
-                        "{} starts at byte {}, not a multiple of {align}",
-                        t.label, t.offset
-                    ),
+                    format!("{} starts at byte {}, not a multiple of {align}", t.label, t.offset),
                 ));
             }
         }
-        let grid = dispatch_grid(
-            name,
-            threads,
-            WORKGROUP_SIZE,
-            self.limits.max_compute_workgroups_per_dimension,
-        )?;
+        let grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
         let pipeline = self.pipeline(kernel);
         let bytes = bytemuck::bytes_of(params);
         let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -343,43 +361,25 @@ impl Context {
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&params_buf, 0, bytes);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: params_buf.as_entire_binding(),
-        }];
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: t.binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout: &pipeline.layout,
             entries: &entries,
         });
-        Ok(Launch {
-            kernel,
-            label: label.to_string(),
-            pipeline,
-            bind_group,
-            params: params_buf,
-            grid,
-        })
+        let steps = vec![Dispatch { pipeline, bind_group, params: params_buf, grid }];
+        Ok(Launch { kernel, label: label.to_string(), steps })
     }
 
     /// Record `launches` in order into one compute pass of one encoder and submit once.
     pub fn run(&self, launches: &[&Launch]) -> Result<()> {
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgcnn.run"),
-            });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn.run") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgcnn.run"),
-                timestamp_writes: None,
-            });
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgcnn.run"), timestamp_writes: None });
             for l in launches {
                 l.record(&mut pass);
             }

@@ -29,13 +29,7 @@ pub struct Adam {
 
 impl Default for Adam {
     fn default() -> Self {
-        Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 }
 
@@ -72,10 +66,7 @@ impl Sgd {
     pub fn params(&self, len: usize, step: u64) -> Result<SgdParams> {
         let op = "sgd_update";
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(shape_err(
-                op,
-                "Nesterov momentum requires a momentum and zero dampening",
-            ));
+            return Err(shape_err(op, "Nesterov momentum requires a momentum and zero dampening"));
         }
         Ok(SgdParams {
             len: to_u32(op, "length", len)?,
@@ -131,13 +122,7 @@ pub fn sgd_update(
     let op = Kernel::SgdUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("momentum_buffer", buf)])?;
     let p = opt.params(grad.len(), step)?;
-    ctx.launch(
-        Kernel::SgdUpdate,
-        label,
-        &p,
-        &[grad, param, buf],
-        grad.len() as u64,
-    )
+    ctx.launch(Kernel::SgdUpdate, label, &p, &[grad, param, buf], grad.len() as u64, 0)
 }
 
 /// One Adam step over `param` (in place) with moments `m`, `v`.
@@ -152,17 +137,7 @@ pub fn adam_update(
     v: &Tensor,
 ) -> Result<Launch> {
     let op = Kernel::AdamUpdate.entry_point();
-    expect_same(
-        op,
-        grad,
-        &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)],
-    )?;
+    expect_same(op, grad, &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)])?;
     let p = opt.params(grad.len(), step)?;
-    ctx.launch(
-        Kernel::AdamUpdate,
-        label,
-        &p,
-        &[grad, param, m, v],
-        grad.len() as u64,
-    )
+    ctx.launch(Kernel::AdamUpdate, label, &p, &[grad, param, m, v], grad.len() as u64, 0)
 }

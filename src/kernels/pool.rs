@@ -69,13 +69,7 @@ pub fn maxpool2d_forward(
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
-    ctx.launch(
-        Kernel::MaxPool2dForward,
-        label,
-        &p,
-        &[x, y, argmax],
-        g.y_len() as u64,
-    )
+    ctx.launch(Kernel::MaxPool2dForward, label, &p, &[x, y, argmax], g.y_len() as u64, window(g))
 }
 
 /// dx[i] = Σ dy over the windows whose argmax is i.
@@ -92,53 +86,34 @@ pub fn maxpool2d_backward(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(
-        Kernel::MaxPool2dBackward,
-        label,
-        &p,
-        &[dy, argmax, dx],
-        g.x_len() as u64,
-    )
+    ctx.launch(Kernel::MaxPool2dBackward, label, &p, &[dy, argmax, dx], g.x_len() as u64, covering(g))
 }
 
 /// y = mean over each window.
-pub fn avgpool2d_forward(
-    ctx: &Context,
-    label: &str,
-    g: &Pool2dGeom,
-    x: &Tensor,
-    y: &Tensor,
-) -> Result<Launch> {
+pub fn avgpool2d_forward(ctx: &Context, label: &str, g: &Pool2dGeom, x: &Tensor, y: &Tensor) -> Result<Launch> {
     let op = Kernel::AvgPool2dForward.entry_point();
     let p = PoolParams::new(op, g, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
-    ctx.launch(
-        Kernel::AvgPool2dForward,
-        label,
-        &p,
-        &[x, y],
-        g.y_len() as u64,
-    )
+    ctx.launch(Kernel::AvgPool2dForward, label, &p, &[x, y], g.y_len() as u64, window(g))
 }
 
 /// dx[i] = Σ dy / (kh·kw) over the windows covering i.
-pub fn avgpool2d_backward(
-    ctx: &Context,
-    label: &str,
-    g: &Pool2dGeom,
-    dy: &Tensor,
-    dx: &Tensor,
-) -> Result<Launch> {
+pub fn avgpool2d_backward(ctx: &Context, label: &str, g: &Pool2dGeom, dy: &Tensor, dx: &Tensor) -> Result<Launch> {
     let op = Kernel::AvgPool2dBackward.entry_point();
     let p = PoolParams::new(op, g, g.x_len())?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(
-        Kernel::AvgPool2dBackward,
-        label,
-        &p,
-        &[dy, dx],
-        g.x_len() as u64,
-    )
+    ctx.launch(Kernel::AvgPool2dBackward, label, &p, &[dy, dx], g.x_len() as u64, covering(g))
+}
+
+/// Loop iterations of one forward invocation: the window.
+fn window(g: &Pool2dGeom) -> u64 {
+    (g.kh * (g.kw + 1)) as u64
+}
+
+/// Loop iterations of one backward invocation: the windows covering one input element.
+fn covering(g: &Pool2dGeom) -> u64 {
+    let per_axis = |k: usize, s: usize| k.div_ceil(s) + 1;
+    (per_axis(g.kh, g.stride_h) * (per_axis(g.kw, g.stride_w) + 1)) as u64
 }

@@ -7,10 +7,7 @@ fn softmax_rows<T: Real>(g: &LossGeom, z: &[T]) -> (Vec<T>, Vec<T>) {
     let mut lse = Vec::with_capacity(g.n);
     for n in 0..g.n {
         let row = &z[n * g.classes..(n + 1) * g.classes];
-        let m = row
-            .iter()
-            .copied()
-            .fold(row[0], |a, b| if b > a { b } else { a });
+        let m = row.iter().copied().fold(row[0], |a, b| if b > a { b } else { a });
         let s = row.iter().fold(T::zero(), |acc, &v| acc + (v - m).exp());
         for (k, &v) in row.iter().enumerate() {
             probs[n * g.classes + k] = (v - m).exp() / s;
@@ -41,15 +38,8 @@ pub fn softmax_xent_forward<T: Real>(g: &LossGeom, z: &[T], labels: &[u32]) -> (
 }
 
 /// scale·(p − onehot).
-pub fn softmax_xent_backward<T: Real>(
-    g: &LossGeom,
-    scale: T,
-    probs: &[T],
-    labels: &[u32],
-) -> Vec<T> {
-    (0..g.len())
-        .map(|i| (probs[i] - onehot(labels[i / g.classes], i % g.classes)) * scale)
-        .collect()
+pub fn softmax_xent_backward<T: Real>(g: &LossGeom, scale: T, probs: &[T], labels: &[u32]) -> Vec<T> {
+    (0..g.len()).map(|i| (probs[i] - onehot(labels[i / g.classes], i % g.classes)) * scale).collect()
 }
 
 /// Per-sample ½ Σ (onehot − softmax(z))² and the probabilities. Out-of-range labels give NaN.
@@ -72,18 +62,11 @@ pub fn softmax_mse_forward<T: Real>(g: &LossGeom, z: &[T], labels: &[u32]) -> (V
 }
 
 /// scale · p_j ((p_j − t_j) − Σ_k (p_k − t_k) p_k).
-pub fn softmax_mse_backward<T: Real>(
-    g: &LossGeom,
-    scale: T,
-    probs: &[T],
-    labels: &[u32],
-) -> Vec<T> {
+pub fn softmax_mse_backward<T: Real>(g: &LossGeom, scale: T, probs: &[T], labels: &[u32]) -> Vec<T> {
     let mut dz = vec![T::zero(); g.len()];
     for n in 0..g.n {
         let row = &probs[n * g.classes..(n + 1) * g.classes];
-        let dot = row.iter().enumerate().fold(T::zero(), |acc, (k, &p)| {
-            acc + (p - onehot(labels[n], k)) * p
-        });
+        let dot = row.iter().enumerate().fold(T::zero(), |acc, (k, &p)| acc + (p - onehot(labels[n], k)) * p);
         for (j, &p) in row.iter().enumerate() {
             dz[n * g.classes + j] = p * ((p - onehot(labels[n], j)) - dot) * scale;
         }

@@ -9,17 +9,9 @@ pub fn sgd_update(p: &SgdParams, grad: &[f32], param: &mut [f32], buf: &mut [f32
             g += p.weight_decay * w;
         }
         if p.momentum != 0.0 {
-            let b = if p.first_step != 0 {
-                g
-            } else {
-                p.momentum * buf[i] + (1.0 - p.dampening) * g
-            };
+            let b = if p.first_step != 0 { g } else { p.momentum * buf[i] + (1.0 - p.dampening) * g };
             buf[i] = b;
-            g = if p.nesterov != 0 {
-                g + p.momentum * b
-            } else {
-                b
-            };
+            g = if p.nesterov != 0 { g + p.momentum * b } else { b };
         }
         param[i] = w - p.lr * g;
     }

@@ -1,7 +1,7 @@
 use super::Real;
 use crate::shape::Pool2dGeom;
 
-/// y = window max, argmax = position in the `[h, w]` plane (first max wins; NaN propagates).
+/// y = window max, argmax = position in the `[h, w]` plane (the first maximum wins).
 pub fn maxpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> (Vec<T>, Vec<u32>) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = Vec::with_capacity(g.y_len());
@@ -16,7 +16,7 @@ pub fn maxpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> (Vec<T>, Vec<u32>)
                     for kx in 0..g.kw {
                         let at = (oy * g.stride_h + ky) * g.w + ox * g.stride_w + kx;
                         let v = x[base + at];
-                        if v > best || v.is_nan() {
+                        if v > best {
                             best = v;
                             best_at = at;
                         }
@@ -49,10 +49,7 @@ fn for_each_window_element(g: &Pool2dGeom, mut f: impl FnMut(usize, usize)) {
                 let o = (plane * oh + oy) * ow + ox;
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
-                        f(
-                            (plane * g.h + oy * g.stride_h + ky) * g.w + ox * g.stride_w + kx,
-                            o,
-                        );
+                        f((plane * g.h + oy * g.stride_h + ky) * g.w + ox * g.stride_w + kx, o);
                     }
                 }
             }

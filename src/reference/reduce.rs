@@ -24,9 +24,5 @@ pub fn argmax_rows<T: Real>(g: &LossGeom, z: &[T]) -> Vec<u32> {
 
 /// acc + number of rows whose first maximum is the label.
 pub fn correct_accumulate<T: Real>(acc: u32, g: &LossGeom, z: &[T], labels: &[u32]) -> u32 {
-    acc + argmax_rows(g, z)
-        .iter()
-        .zip(labels)
-        .filter(|(a, l)| a == l)
-        .count() as u32
+    acc + argmax_rows(g, z).iter().zip(labels).filter(|(a, l)| a == l).count() as u32
 }
