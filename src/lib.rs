@@ -16,3 +16,5 @@ pub mod tensor;
 pub use context::{AdapterChoice, Context};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};
+/// The wgpu this crate is built on, for callers that record launches into their own passes.
+pub use wgpu;

@@ -5,6 +5,12 @@
 
 use crate::error::{shape_err, Result};
 
+/// Positions of a window of `k` sliding with `stride` over `size`: (size − k) / stride + 1, or 0
+/// when the window does not fit or the stride is 0 (never a panic).
+fn out_size(size: usize, k: usize, stride: usize) -> usize {
+    size.checked_sub(k).and_then(|v| v.checked_div(stride)).map_or(0, |v| v + 1)
+}
+
 /// A 2-D convolution: x `[n, c_in, h, w]` * w `[c_out, c_in, kh, kw]` + b `[c_out]` → y `[n, c_out, out_h, out_w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dGeom {
@@ -58,11 +64,13 @@ impl Conv2dGeom {
         Ok(())
     }
 
+    /// Output height; 0 for an invalid geometry (see [`Conv2dGeom::validate`]).
     pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.pad_h - self.kh) / self.stride_h + 1
+        out_size(self.h + 2 * self.pad_h, self.kh, self.stride_h)
     }
+    /// Output width; 0 for an invalid geometry.
     pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.pad_w - self.kw) / self.stride_w + 1
+        out_size(self.w + 2 * self.pad_w, self.kw, self.stride_w)
     }
     pub fn x_len(&self) -> usize {
         self.n * self.c_in * self.h * self.w
@@ -112,11 +120,13 @@ impl Pool2dGeom {
         Ok(())
     }
 
+    /// Output height; 0 for an invalid geometry (see [`Pool2dGeom::validate`]).
     pub fn out_h(&self) -> usize {
-        (self.h - self.kh) / self.stride_h + 1
+        out_size(self.h, self.kh, self.stride_h)
     }
+    /// Output width; 0 for an invalid geometry.
     pub fn out_w(&self) -> usize {
-        (self.w - self.kw) / self.stride_w + 1
+        out_size(self.w, self.kw, self.stride_w)
     }
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.h * self.w
