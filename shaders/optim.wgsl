@@ -1,30 +1,33 @@
 // Optimizer updates with torch.optim semantics, one thread per parameter element, over whole arenas.
 
+// Scalars arrive as PyTorch computes them: f64 expressions on the host (1 - dampening, 1 - beta,
+// lr / bias_correction1) rounded once to f32, then applied in the order of PyTorch's CPU kernels.
+
 // SGD (torch.optim.SGD): g += wd·w; buf = first ? g : μ·buf + (1 - dampening)·g;
 // g = nesterov ? g + μ·buf : buf; w -= lr·g. With momentum 0 the buffer is untouched.
 struct SgdParams {
     len: u32,
     lr: f32,
     momentum: f32,
-    dampening: f32,
+    one_minus_dampening: f32,
     weight_decay: f32,
     nesterov: u32,
     first_step: u32,
     _pad0: u32,
 }
 
-// Adam (torch.optim.Adam, no amsgrad): g += wd·w; m = lerp(m, g, 1 - β1); v = β2·v + (1 - β2)·g²;
-// w -= step_size · m / (sqrt(v) / bias_correction2_sqrt + eps), with step_size = lr / (1 - β1^t) and
-// bias_correction2_sqrt = sqrt(1 - β2^t) computed on the host in f64, as PyTorch does.
+// Adam (torch.optim.Adam, no amsgrad): g += wd·w; m = m + (1 - β1)·(g - m) (torch's lerp);
+// v = β2·v + (1 - β2)·g·g; w -= step_size · m / (sqrt(v) / bias_correction2_sqrt + eps), with
+// step_size = lr / (1 - β1^t) and bias_correction2_sqrt = sqrt(1 - β2^t).
 struct AdamParams {
     len: u32,
-    beta1: f32,
+    one_minus_beta1: f32,
     beta2: f32,
+    one_minus_beta2: f32,
     eps: f32,
     weight_decay: f32,
     step_size: f32,
     bias_correction2_sqrt: f32,
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> sgd: SgdParams;
@@ -41,7 +44,7 @@ fn sgd_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (sgd.weight_decay != 0.0) { g = g + sgd.weight_decay * w; }
     if (sgd.momentum != 0.0) {
         var b = g;
-        if (sgd.first_step == 0u) { b = sgd.momentum * sgd_buf[i] + (1.0 - sgd.dampening) * g; }
+        if (sgd.first_step == 0u) { b = sgd.momentum * sgd_buf[i] + sgd.one_minus_dampening * g; }
         sgd_buf[i] = b;
         if (sgd.nesterov != 0u) { g = g + sgd.momentum * b; } else { g = b; }
     }
@@ -62,8 +65,8 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     var g = adam_grad[i];
     if (adam.weight_decay != 0.0) { g = g + adam.weight_decay * w; }
     let m0 = adam_m[i];
-    let m = m0 + (1.0 - adam.beta1) * (g - m0);
-    let v = adam.beta2 * adam_v[i] + (1.0 - adam.beta2) * g * g;
+    let m = m0 + adam.one_minus_beta1 * (g - m0);
+    let v = adam.beta2 * adam_v[i] + adam.one_minus_beta2 * g * g;
     adam_m[i] = m;
     adam_v[i] = v;
     let denom = sqrt(v) / adam.bias_correction2_sqrt + adam.eps;

@@ -7,27 +7,30 @@ use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::tensor::{DType, Tensor};
 
-/// Hyper-parameters of `torch.optim.SGD`.
+/// Hyper-parameters of `torch.optim.SGD`, held in f64 like PyTorch's Python floats: the scalars the
+/// kernel receives are rounded to f32 from the same f64 expressions PyTorch evaluates (e.g.
+/// `1 - dampening`), so the updates match PyTorch's CPU kernels operation for operation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
-    pub lr: f32,
-    pub momentum: f32,
-    pub dampening: f32,
-    pub weight_decay: f32,
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub weight_decay: f64,
     pub nesterov: bool,
 }
 
-/// Hyper-parameters of `torch.optim.Adam` (no amsgrad).
+/// Hyper-parameters of `torch.optim.Adam` (no amsgrad), in f64 like [`Sgd`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
 }
 
 impl Default for Adam {
+    /// PyTorch's defaults.
     fn default() -> Self {
         Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
@@ -40,7 +43,7 @@ pub struct SgdParams {
     pub len: u32,
     pub lr: f32,
     pub momentum: f32,
-    pub dampening: f32,
+    pub one_minus_dampening: f32,
     pub weight_decay: f32,
     pub nesterov: u32,
     pub first_step: u32,
@@ -52,28 +55,46 @@ pub struct SgdParams {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct AdamParams {
     pub len: u32,
-    pub beta1: f32,
+    pub one_minus_beta1: f32,
     pub beta2: f32,
+    pub one_minus_beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
     pub step_size: f32,
     pub bias_correction2_sqrt: f32,
-    pub _pad0: u32,
+}
+
+fn check_finite(op: &str, values: &[(&str, f64)]) -> Result<()> {
+    for (name, v) in values {
+        if !v.is_finite() || *v < 0.0 {
+            return Err(shape_err(op, format!("{name} = {v} must be a finite number >= 0")));
+        }
+    }
+    Ok(())
 }
 
 impl Sgd {
     /// Params for update number `step` (1-based), over `len` elements.
     pub fn params(&self, len: usize, step: u64) -> Result<SgdParams> {
         let op = "sgd_update";
+        check_finite(
+            op,
+            &[
+                ("lr", self.lr),
+                ("momentum", self.momentum),
+                ("dampening", self.dampening),
+                ("weight_decay", self.weight_decay),
+            ],
+        )?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(shape_err(op, "Nesterov momentum requires a momentum and zero dampening"));
         }
         Ok(SgdParams {
             len: to_u32(op, "length", len)?,
-            lr: self.lr,
-            momentum: self.momentum,
-            dampening: self.dampening,
-            weight_decay: self.weight_decay,
+            lr: self.lr as f32,
+            momentum: self.momentum as f32,
+            one_minus_dampening: (1.0 - self.dampening) as f32,
+            weight_decay: self.weight_decay as f32,
             nesterov: u32::from(self.nesterov),
             first_step: u32::from(step <= 1),
             _pad0: 0,
@@ -85,18 +106,22 @@ impl Adam {
     /// Params for update number `step` (1-based): bias corrections computed in f64 as PyTorch does.
     pub fn params(&self, len: usize, step: u64) -> Result<AdamParams> {
         let op = "adam_update";
+        check_finite(op, &[("lr", self.lr), ("eps", self.eps), ("weight_decay", self.weight_decay)])?;
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return Err(shape_err(op, format!("betas ({}, {}) must lie in [0, 1)", self.beta1, self.beta2)));
+        }
         let t = step.max(1) as f64;
-        let bc1 = 1.0 - f64::from(self.beta1).powf(t);
-        let bc2 = 1.0 - f64::from(self.beta2).powf(t);
+        let bc1 = 1.0 - self.beta1.powf(t);
+        let bc2 = 1.0 - self.beta2.powf(t);
         Ok(AdamParams {
             len: to_u32(op, "length", len)?,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            step_size: (f64::from(self.lr) / bc1) as f32,
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            step_size: (self.lr / bc1) as f32,
             bias_correction2_sqrt: bc2.sqrt() as f32,
-            _pad0: 0,
         })
     }
 }
