@@ -29,7 +29,6 @@ pub struct Conv2dGeom {
 
 impl Conv2dGeom {
     /// Square kernel, equal stride and padding on both axes.
-    #[allow(clippy::too_many_arguments)]
     pub fn square(
         n: usize,
         c_in: usize,

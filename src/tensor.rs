@@ -122,7 +122,7 @@ impl Tensor {
                 format!("upload of {len} elements into a tensor of shape {:?}", self.shape),
             ));
         }
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             ctx.queue.write_buffer(&self.buffer, self.offset, bytes);
         } else {
             let mut padded = bytes.to_vec();

@@ -65,7 +65,7 @@ impl ConvParams {
 impl ConvParams {
     /// Params of a split reduction writing `chunks` partial results of `len` elements.
     pub fn with_split(op: &str, g: &Conv2dGeom, len: usize, rows_per_chunk: usize, chunks: usize) -> Result<Self> {
-        let total = len.checked_mul(chunks).unwrap_or(usize::MAX);
+        let total = len.saturating_mul(chunks);
         Ok(ConvParams {
             rows_per_chunk: to_u32(op, "rows per chunk", rows_per_chunk)?,
             chunks: to_u32(op, "chunks", chunks)?,

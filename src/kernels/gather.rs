@@ -19,7 +19,6 @@ pub struct GatherParams {
 }
 
 /// x[b, j] = images[indices[b], j] / divisor; y[b] = labels[indices[b]].
-#[allow(clippy::too_many_arguments)]
 pub fn gather_batch(
     ctx: &Context,
     label: &str,
@@ -33,7 +32,7 @@ pub fn gather_batch(
     let op = Kernel::GatherBatch.entry_point();
     let num_items = labels.len();
     let batch = indices.len();
-    if num_items == 0 || batch == 0 || images.len() % num_items != 0 {
+    if num_items == 0 || batch == 0 || !images.len().is_multiple_of(num_items) {
         return Err(shape_err(
             op,
             format!("{} images bytes for {num_items} labels and a batch of {batch}", images.len()),

@@ -44,7 +44,7 @@ impl LinearParams {
 
     /// Params of a split reduction over the batch writing `chunks` partials of `len` elements.
     pub fn with_split(op: &str, g: &LinearGeom, len: usize, rows_per_chunk: usize, chunks: usize) -> Result<Self> {
-        let total = len.checked_mul(chunks).unwrap_or(usize::MAX);
+        let total = len.saturating_mul(chunks);
         Ok(LinearParams {
             rows_per_chunk: to_u32(op, "rows per chunk", rows_per_chunk)?,
             chunks: to_u32(op, "chunks", chunks)?,

@@ -83,7 +83,6 @@ pub fn sum_chunks(ctx: &Context, label: &str, partial: &Tensor, chunks: usize, o
 /// Run `kernel`, which writes `chunks` partial results of `out.len()` elements each (`[chunks, len]`),
 /// then — when there is more than one chunk — `sum_chunks` into `out`. With one chunk the kernel
 /// writes `out` directly. The scratch buffer is allocated here, once, when the launch is built.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn split_reduction<P: Pod>(
     ctx: &Context,
     label: &str,
