@@ -47,3 +47,32 @@ impl Rng {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn same_seed_same_stream_and_different_seeds_differ() {
+        let a: Vec<u64> = (0..4).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..4).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
+        let c: Vec<u64> = (0..4).scan(Rng::new(8), |r, _| Some(r.next_u64())).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn uniform_values_stay_in_range_and_shuffle_is_a_permutation() {
+        let mut r = Rng::new(1);
+        for _ in 0..10_000 {
+            let v = r.uniform(-2.0, 3.0);
+            assert!((-2.0..3.0).contains(&v));
+            assert!(r.below(10) < 10);
+        }
+        let mut v: Vec<u32> = (0..1000).collect();
+        r.shuffle(&mut v);
+        assert_ne!(v, (0..1000).collect::<Vec<_>>(), "a shuffle of 1000 items left them in order");
+        v.sort_unstable();
+        assert_eq!(v, (0..1000).collect::<Vec<_>>());
+    }
+}

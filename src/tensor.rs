@@ -200,3 +200,15 @@ fn checked_len(label: &str, shape: &[usize]) -> Result<usize> {
         limit: usize::MAX as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn byte_sizes_round_up_to_whole_words_and_never_zero() {
+        assert_eq!(super::padded_bytes(0), 4);
+        assert_eq!(super::padded_bytes(1), 4);
+        assert_eq!(super::padded_bytes(4), 4);
+        assert_eq!(super::padded_bytes(5), 8);
+        assert_eq!(super::padded_bytes(784 * 3), 784 * 3);
+    }
+}

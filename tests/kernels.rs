@@ -441,6 +441,16 @@ fn loop_cap_of_the_adapter_is_a_typed_error_not_a_wrong_answer() {
 }
 
 #[test]
+fn runs_on_the_adapter_the_environment_asks_for() {
+    // .ci/run sets WGCNN_ADAPTER=software: there these tests must be running on lavapipe.
+    let c = ctx();
+    if std::env::var("WGCNN_ADAPTER").is_ok_and(|v| v.eq_ignore_ascii_case("software")) {
+        assert!(c.is_software(), "asked for the software adapter, got {:?}", c.info);
+    }
+    assert!(!c.info.name.is_empty());
+}
+
+#[test]
 fn every_kernel_is_covered_by_this_file() {
     // A new Kernel variant must get a test row here: this list is the coverage ledger.
     let src = include_str!("kernels.rs");
