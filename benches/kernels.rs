@@ -235,7 +235,7 @@ fn kernels(c: &mut Criterion) {
             ctx,
             &s("gather_batch"),
             Work::Bytes(5 * (batch * 784) as u64),
-            gather_batch(ctx, "gather", 255.0, &it, &lt, &idx, &gx, &gy).unwrap(),
+            gather_batch(ctx, "gather", 255.0, &it, &lt, &idx, 0, &gx, &gy).unwrap(),
         );
     }
     // Optimizers over LeNet-5's 61,706 parameters (independent of batch).

@@ -1,6 +1,6 @@
 // Build a training batch on the GPU from a u8 dataset resident in GPU memory.
 // images: bytes packed four to a u32 word, item_size bytes per item; labels: bytes, one per item;
-// indices [batch] (u32) -> x [batch, item_size] = byte / divisor, y [batch] (u32).
+// indices[first .. first + batch] (u32) -> x [batch, item_size] = byte / divisor, y [batch] (u32).
 // An index >= num_items yields zeros and the label 0xffffffff (which the losses turn into NaN).
 
 struct GatherParams {
@@ -8,6 +8,10 @@ struct GatherParams {
     item_size: u32,
     num_items: u32,
     divisor: f32,
+    first: u32, // position in `indices` of this batch's first index (one permutation per epoch)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
@@ -31,7 +35,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= p.batch * p.item_size) { return; }
     let b = i / p.item_size;
     let j = i % p.item_size;
-    let item = indices[b];
+    let item = indices[p.first + b];
     if (item >= p.num_items) {
         out_x[i] = 0.0;
         if (j == 0u) { out_y[b] = 0xffffffffu; }

@@ -21,6 +21,14 @@ pub enum Error {
     Readback(String),
     /// The device reported a validation or out-of-memory error.
     Device(String),
+    /// A file could not be read or written.
+    Io { path: String, source: std::io::Error },
+    /// A data file (IDX, image) is missing, truncated or malformed.
+    Data { path: String, detail: String },
+    /// A checkpoint does not fit the model (names, shapes, dtypes) or is malformed.
+    Checkpoint { path: String, detail: String },
+    /// Training diverged or was given an unusable setting.
+    Train(String),
 }
 
 impl fmt::Display for Error {
@@ -46,11 +54,32 @@ impl fmt::Display for Error {
             }
             Error::Readback(e) => write!(f, "reading a buffer back from the GPU failed: {e}"),
             Error::Device(e) => write!(f, "GPU device error: {e}"),
+            Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Data { path, detail } => write!(f, "{path}: {detail}"),
+            Error::Checkpoint { path, detail } => write!(f, "checkpoint {path}: {detail}"),
+            Error::Train(e) => write!(f, "training: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Build an [`Error::Io`] for `path`.
+pub(crate) fn io_err(path: &std::path::Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.display().to_string(), source }
+}
+
+/// Build an [`Error::Data`] for `path`.
+pub(crate) fn data_err(path: &std::path::Path, detail: impl Into<String>) -> Error {
+    Error::Data { path: path.display().to_string(), detail: detail.into() }
+}
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod context;
+pub mod data;
 pub mod error;
 pub mod kernels;
 pub mod reference;

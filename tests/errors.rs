@@ -173,7 +173,7 @@ fn mismatched_tensors_are_shape_errors_naming_the_operand() {
     let labels = Tensor::from_u8(c, "labels", &[3], &[0; 3]).unwrap();
     let idx = Tensor::from_u32(c, "idx", &[1], &[0]).unwrap();
     expect_shape(
-        gather_batch(c, "g", 255.0, &images, &labels, &idx, &zeros("x", &[3]), &zeros_u32("y", &[1])),
+        gather_batch(c, "g", 255.0, &images, &labels, &idx, 0, &zeros("x", &[3]), &zeros_u32("y", &[1])),
         "gather_batch",
         "labels",
     );

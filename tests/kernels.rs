@@ -349,7 +349,7 @@ fn gather_batch_matches_reference() {
         let lt = Tensor::from_u8(c, "labels", &[items], &labels).unwrap();
         let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
         let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        c.run(&[&gather_batch(c, name, 255.0, &it, &lt, &idt, &xt, &yt).unwrap()]).unwrap();
+        c.run(&[&gather_batch(c, name, 255.0, &it, &lt, &idt, 0, &xt, &yt).unwrap()]).unwrap();
         let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
         // Both sides compute byte / 255 in f32: bit-identical.
         check(
@@ -457,4 +457,28 @@ fn every_kernel_is_covered_by_this_file() {
     for k in Kernel::ALL {
         assert!(src.contains(k.entry_point()) || src.contains(&format!("{k:?}")), "{:?} has no test", k);
     }
+}
+
+#[test]
+fn gather_batch_reads_from_an_offset_in_the_index_list() {
+    let c = ctx();
+    let mut r = rng(710);
+    let (items, item) = (20usize, 9usize);
+    let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+    let mut perm: Vec<u32> = (0..items as u32).collect();
+    r.shuffle(&mut perm);
+    let it = Tensor::from_u8(c, "images", &[items, item], &images).unwrap();
+    let lt = Tensor::from_u8(c, "labels", &[items], &labels).unwrap();
+    let pt = Tensor::from_u32(c, "perm", &[items], &perm).unwrap();
+    let (xt, yt) = (zeros("x", &[6, item]), zeros_u32("y", &[6]));
+    let l = gather_batch(c, "offset", 255.0, &it, &lt, &pt, 0, &xt, &yt).unwrap();
+    for first in [0usize, 6, 14] {
+        l.set_params(c, &wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, first, &xt, &yt).unwrap());
+        c.run(&[&l]).unwrap();
+        let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &perm[first..first + 6]);
+        check(&format!("gather_batch.x/first{first}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), Tol { atol: 0.0, rtol: 0.0 });
+        check_u32(&format!("gather_batch.y/first{first}"), &yt.to_u32(c).unwrap(), &want_y);
+    }
+    assert!(wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, 15, &xt, &yt).is_err(), "past the end");
 }

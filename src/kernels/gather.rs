@@ -16,9 +16,60 @@ pub struct GatherParams {
     pub item_size: u32,
     pub num_items: u32,
     pub divisor: f32,
+    /// Position in the index list of this batch's first index.
+    pub first: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
-/// x[b, j] = images[indices[b], j] / divisor; y[b] = labels[indices[b]].
+/// Check the operands of a gather and build its params for the batch starting at `indices[first]`.
+pub fn gather_params(
+    divisor: f32,
+    images: &Tensor,
+    labels: &Tensor,
+    indices: &Tensor,
+    first: usize,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<GatherParams> {
+    let op = Kernel::GatherBatch.entry_point();
+    let num_items = labels.len();
+    let batch = y.len();
+    if num_items == 0 || batch == 0 || !images.len().is_multiple_of(num_items) {
+        return Err(shape_err(
+            op,
+            format!("{} image bytes for {num_items} labels and a batch of {batch}", images.len()),
+        ));
+    }
+    if first.checked_add(batch).is_none_or(|end| end > indices.len()) {
+        return Err(shape_err(
+            op,
+            format!("batch of {batch} from index {first} runs past the {} indices", indices.len()),
+        ));
+    }
+    let item_size = images.len() / num_items;
+    images.expect(op, "images", DType::U8, images.len())?;
+    labels.expect(op, "labels", DType::U8, num_items)?;
+    indices.expect(op, "indices", DType::U32, indices.len())?;
+    x.expect(op, "x", DType::F32, batch * item_size)?;
+    y.expect(op, "y", DType::U32, batch)?;
+    to_u32(op, "images length", images.len())?;
+    to_u32(op, "batch elements", batch * item_size)?;
+    Ok(GatherParams {
+        batch: batch as u32,
+        item_size: item_size as u32,
+        num_items: num_items as u32,
+        divisor,
+        first: to_u32(op, "first", first)?,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    })
+}
+
+/// x[b, j] = images[indices[first + b], j] / divisor; y[b] = labels[indices[first + b]] for b < y.len().
+/// Move to another batch of the same index list with `Launch::set_params(gather_params(.., first, ..))`.
 pub fn gather_batch(
     ctx: &Context,
     label: &str,
@@ -26,31 +77,10 @@ pub fn gather_batch(
     images: &Tensor,
     labels: &Tensor,
     indices: &Tensor,
+    first: usize,
     x: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    let op = Kernel::GatherBatch.entry_point();
-    let num_items = labels.len();
-    let batch = indices.len();
-    if num_items == 0 || batch == 0 || !images.len().is_multiple_of(num_items) {
-        return Err(shape_err(
-            op,
-            format!("{} images bytes for {num_items} labels and a batch of {batch}", images.len()),
-        ));
-    }
-    let item_size = images.len() / num_items;
-    images.expect(op, "images", DType::U8, images.len())?;
-    labels.expect(op, "labels", DType::U8, num_items)?;
-    indices.expect(op, "indices", DType::U32, batch)?;
-    x.expect(op, "x", DType::F32, batch * item_size)?;
-    y.expect(op, "y", DType::U32, batch)?;
-    to_u32(op, "images length", images.len())?;
-    let p = GatherParams {
-        batch: to_u32(op, "batch", batch)?,
-        item_size: item_size as u32,
-        num_items: num_items as u32,
-        divisor,
-    };
-    to_u32(op, "batch elements", batch * item_size)?;
-    ctx.launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], (batch * item_size) as u64, 0)
+    let p = gather_params(divisor, images, labels, indices, first, x, y)?;
+    ctx.launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)
 }
