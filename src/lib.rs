@@ -5,14 +5,18 @@
 //! WGSL entry point per op and gradient) — each checked against [`reference`], the plain CPU loops.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod context;
 pub mod data;
 pub mod error;
+pub mod graph;
 pub mod kernels;
+pub mod model;
 pub mod reference;
 pub mod rng;
 pub mod shape;
 pub mod tensor;
+pub mod train;
 
 pub use context::{AdapterChoice, Context};
 pub use error::{Error, Result};

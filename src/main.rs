@@ -3,7 +3,18 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wgcnn::checkpoint;
+use wgcnn::data::{self, Split};
+use wgcnn::kernels::activation::Activation;
+use wgcnn::kernels::loss::LossKind;
+use wgcnn::kernels::optim::{Adam, Sgd};
+use wgcnn::kernels::pool::PoolKind;
+use wgcnn::model::{init_params, lenet5, LeNetConfig};
+use wgcnn::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
 use wgcnn::Context;
 
 #[derive(Parser)]
@@ -20,6 +31,103 @@ enum Command {
     /// Select another adapter with WGCNN_ADAPTER=software|hardware|<name substring> and restrict
     /// backends with WGPU_BACKEND=vulkan,metal,dx12.
     Info,
+    /// Train LeNet-5 on MNIST-format data (default: the bundled 10,000-digit MNIST sample).
+    Train(TrainArgs),
+    /// Accuracy and loss of a saved model on the t10k-* files of a data folder.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ActArg {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PoolArg {
+    Max,
+    Avg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LossArg {
+    /// Cross-entropy of softmax, mean over the batch.
+    Xent,
+    /// The article's squared error ½Σ(target − softmax)², mean over the batch.
+    Mse,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OptArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Folder with train-* and t10k-* IDX files (.gz or raw) [default: the bundled MNIST sample]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Learning rate [default: 0.01 for sgd, 0.001 for adam]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// SGD momentum
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Nesterov momentum (SGD)
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = OptArg::Sgd)]
+    optimizer: OptArg,
+    #[arg(long, value_enum, default_value_t = ActArg::Relu)]
+    activation: ActArg,
+    #[arg(long, value_enum, default_value_t = PoolArg::Max)]
+    pool: PoolArg,
+    #[arg(long, value_enum, default_value_t = LossArg::Xent)]
+    loss: LossArg,
+    /// Seed of the initialisation and the shuffling
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Save the model here (safetensors; optimizer state goes to NAME.optim.safetensors)
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Start from this checkpoint (and its optimizer state, when saved beside it)
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Stop after this many steps in total
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Keep the files' order instead of shuffling every epoch
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Read loss and accuracy back every this many steps
+    #[arg(long, default_value_t = 20)]
+    log_every: usize,
+    /// Print one JSON summary on stdout instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The model checkpoint (safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder with t10k-* IDX files [default: the bundled MNIST sample]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -27,6 +135,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,5 +170,247 @@ fn info() -> wgcnn::Result<()> {
     println!("  timestamp queries  {}", yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)));
     println!("  shader f16         {}", yes(f.contains(wgpu::Features::SHADER_F16)));
     println!("  subgroups          {}", yes(f.contains(wgpu::Features::SUBGROUP)));
+    Ok(())
+}
+
+fn data_dir(d: &Option<PathBuf>) -> PathBuf {
+    d.clone().unwrap_or_else(data::bundled_dir)
+}
+
+fn train(a: TrainArgs) -> wgcnn::Result<()> {
+    let dir = data_dir(&a.data);
+    let train_set = data::load(&dir, Split::Train)?;
+    let test_set = data::load(&dir, Split::Test)?;
+    let mut cfg = LeNetConfig {
+        activation: match a.activation {
+            ActArg::Relu => Activation::Relu,
+            ActArg::Tanh => Activation::Tanh,
+            ActArg::Sigmoid => Activation::Sigmoid,
+        },
+        pool: match a.pool {
+            PoolArg::Max => PoolKind::Max,
+            PoolArg::Avg => PoolKind::Avg,
+        },
+        loss: match a.loss {
+            LossArg::Xent => LossKind::CrossEntropy,
+            LossArg::Mse => LossKind::SquaredError,
+        },
+    };
+    let optimizer = match a.optimizer {
+        OptArg::Sgd => Optimizer::Sgd(Sgd {
+            lr: a.lr.unwrap_or(0.01),
+            momentum: a.momentum,
+            dampening: 0.0,
+            weight_decay: a.weight_decay,
+            nesterov: a.nesterov,
+        }),
+        OptArg::Adam => {
+            Optimizer::Adam(Adam { lr: a.lr.unwrap_or(1e-3), weight_decay: a.weight_decay, ..Adam::default() })
+        }
+    };
+    // Check the optimizer settings before any GPU work.
+    match optimizer {
+        Optimizer::Sgd(s) => s.params(1, 1).map(|_| ())?,
+        Optimizer::Adam(ad) => ad.params(1, 1).map(|_| ())?,
+    }
+    let init = match &a.init {
+        Some(p) => {
+            let (ckpt_cfg, _, values) = checkpoint::load_model(p)?;
+            if ckpt_cfg != cfg {
+                eprintln!("note: {} was trained with {ckpt_cfg:?}; continuing with that architecture", p.display());
+                cfg = ckpt_cfg;
+            }
+            values
+        }
+        None => init_params(&lenet5(cfg).params(), a.seed),
+    };
+    let ctx = Context::new()?;
+    let t_start = std::time::Instant::now();
+    let spec = lenet5(cfg);
+    let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, a.batch_size, optimizer, &init)?;
+    if let Some(p) = &a.init {
+        if checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
+            eprintln!("resumed optimizer state at step {}", trainer.optim.step);
+        }
+    }
+    let test = Evaluator::new(&ctx, &spec, &trainer.params, &test_set, 1000)?;
+    let tcfg = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        optimizer,
+        seed: a.seed,
+        shuffle: !a.no_shuffle,
+        max_steps: a.steps,
+        log_every: a.log_every,
+        eval_batch: 1000,
+    };
+    if !a.json {
+        eprintln!(
+            "training LeNet-5 ({} parameters) on {} ({} train / {} test images) on {}",
+            trainer.params.count(),
+            dir.display(),
+            train_set.len(),
+            test_set.len(),
+            ctx.info.name
+        );
+        eprintln!(
+            "{} epochs of {} steps, batch {} (the last batch of an epoch holds the {} remaining images), {}",
+            a.epochs,
+            trainer.steps_per_epoch(),
+            trainer.batch_size,
+            match train_set.len() % trainer.batch_size {
+                0 => trainer.batch_size,
+                r => r,
+            },
+            optimizer.name()
+        );
+    }
+    let tty = std::io::stderr().is_terminal();
+    let quiet = a.json;
+    let mut on_event = |e: &Event| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::Step { epoch, step, steps_per_epoch, loss, accuracy, images_per_sec } => {
+                let width = 30;
+                let done = width * step / steps_per_epoch;
+                let line = format!(
+                    "epoch {epoch} [{}{}] {step}/{steps_per_epoch} loss {loss:.4} acc {:.1}% {images_per_sec:.0} img/s",
+                    "=".repeat(done),
+                    " ".repeat(width - done),
+                    100.0 * accuracy
+                );
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else if step == steps_per_epoch || step % (10 * a.log_every.max(1)) == 0 {
+                    eprintln!("{line}");
+                }
+            }
+            Event::Epoch(s) => {
+                if tty {
+                    eprintln!();
+                }
+                eprintln!(
+                    "epoch {}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                    s.epoch,
+                    s.train_loss,
+                    100.0 * s.train_accuracy,
+                    s.test.loss,
+                    100.0 * s.test.accuracy,
+                    s.seconds,
+                    s.images_per_sec
+                );
+            }
+        }
+    };
+    let summary = fit(&ctx, &mut trainer, &test, &tcfg, &mut on_event)?;
+    if let Some(p) = &a.save {
+        checkpoint::save_trainer(&ctx, p, &trainer, &cfg)?;
+        if !a.json {
+            eprintln!("saved {} and {}", p.display(), checkpoint::optim_path(p).display());
+        }
+    }
+    let total = t_start.elapsed().as_secs_f64();
+    if a.json {
+        println!("{}", summary_json(&summary, &cfg, optimizer, a.seed, &dir, total, &ctx));
+    } else {
+        println!(
+            "test accuracy {:.2}% ({}/{}), test loss {:.4}, {} steps in {:.1} s ({:.0} img/s)",
+            100.0 * summary.test.accuracy,
+            summary.test.correct,
+            summary.test.count,
+            summary.test.loss,
+            summary.steps,
+            summary.train_seconds,
+            summary.images as f64 / summary.train_seconds.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn summary_json(
+    s: &Summary,
+    cfg: &LeNetConfig,
+    opt: Optimizer,
+    seed: u64,
+    dir: &Path,
+    total: f64,
+    ctx: &Context,
+) -> String {
+    let epochs: Vec<String> = s
+        .epochs
+        .iter()
+        .map(|e| {
+            format!(
+                "{{\"epoch\":{},\"train_loss\":{:.6},\"train_accuracy\":{:.6},\"test_loss\":{:.6},\"test_accuracy\":{:.6},\"seconds\":{:.3},\"images_per_sec\":{:.1}}}",
+                e.epoch, e.train_loss, e.train_accuracy, e.test.loss, e.test.accuracy, e.seconds, e.images_per_sec
+            )
+        })
+        .collect();
+    format!(
+        "{{\"model\":\"lenet5\",\"activation\":\"{:?}\",\"pool\":\"{:?}\",\"loss\":\"{:?}\",\"optimizer\":\"{}\",\"seed\":{seed},\"data\":{},\"adapter\":{},\"parameters\":{},\"steps\":{},\"images\":{},\"train_seconds\":{:.3},\"total_seconds\":{total:.3},\"dispatches_per_step\":{},\"submits_per_step\":1,\"test_loss\":{:.6},\"test_accuracy\":{:.6},\"epochs\":[{}]}}",
+        cfg.activation,
+        cfg.pool,
+        cfg.loss,
+        opt.name(),
+        json_str(&dir.display().to_string()),
+        json_str(&ctx.info.name),
+        s.parameters,
+        s.steps,
+        s.images,
+        s.train_seconds,
+        s.dispatches_per_step,
+        s.test.loss,
+        s.test.accuracy,
+        epochs.join(",")
+    )
+}
+
+fn eval(a: EvalArgs) -> wgcnn::Result<()> {
+    let dir = data_dir(&a.data);
+    let (cfg, spec, values) = checkpoint::load_model(&a.model)?;
+    let test_set = data::load(&dir, Split::Test)?;
+    let ctx = Context::new()?;
+    let params = wgcnn::graph::Params::new(&ctx, &spec)?;
+    params.values.write(&ctx, &values)?;
+    let e = Evaluator::new(&ctx, &spec, &params, &test_set, a.batch_size)?.run(&ctx)?;
+    if a.json {
+        println!(
+            "{{\"model\":{},\"data\":{},\"count\":{},\"correct\":{},\"accuracy\":{:.6},\"loss\":{:.6},\"activation\":\"{:?}\",\"pool\":\"{:?}\",\"loss_kind\":\"{:?}\"}}",
+            json_str(&a.model.display().to_string()),
+            json_str(&dir.display().to_string()),
+            e.count,
+            e.correct,
+            e.accuracy,
+            e.loss,
+            cfg.activation,
+            cfg.pool,
+            cfg.loss
+        );
+    } else {
+        println!(
+            "accuracy {:.2}% ({}/{}), loss {:.4} on {}",
+            100.0 * e.accuracy,
+            e.correct,
+            e.count,
+            e.loss,
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -477,7 +477,12 @@ fn gather_batch_reads_from_an_offset_in_the_index_list() {
         l.set_params(c, &wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, first, &xt, &yt).unwrap());
         c.run(&[&l]).unwrap();
         let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &perm[first..first + 6]);
-        check(&format!("gather_batch.x/first{first}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), Tol { atol: 0.0, rtol: 0.0 });
+        check(
+            &format!("gather_batch.x/first{first}"),
+            &xt.to_f32(c).unwrap(),
+            &to_f64(&want_x),
+            Tol { atol: 0.0, rtol: 0.0 },
+        );
         check_u32(&format!("gather_batch.y/first{first}"), &yt.to_u32(c).unwrap(), &want_y);
     }
     assert!(wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, 15, &xt, &yt).is_err(), "past the end");

@@ -1,0 +1,271 @@
+//! Checkpoints in safetensors, named and laid out as PyTorch's `state_dict()` (`conv1.weight` as
+//! `[out, in, kh, kw]`, `fc1.weight` as `[out, in]`), so `safetensors.torch.load_file` feeds
+//! `load_state_dict` directly. Optimizer state goes to a second file beside it
+//! (`NAME.optim.safetensors`) so the model file holds exactly the module's parameters.
+//! Files are written atomically: a temporary file in the same folder, then a rename.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, Error, Result};
+use crate::model::ParamSpec;
+
+fn ckpt_err(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Checkpoint { path: path.display().to_string(), detail: detail.into() }
+}
+
+/// The optimizer-state file that goes with model file `path`.
+pub fn optim_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}.optim.safetensors"))
+}
+
+/// Write `bytes` to `path` atomically (temp file + fsync + rename): a crash leaves the old file whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(io_err(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "folder does not exist")));
+    }
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    Ok(())
+}
+
+/// Serialize named f32 tensors with string metadata.
+pub fn to_bytes(tensors: &[(String, Vec<usize>, &[f32])], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| bytemuck::cast_slice(v).to_vec()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Checkpoint { path: String::new(), detail: e.to_string() })?;
+    let meta = Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    safetensors::serialize(views, meta).map_err(|e| Error::Checkpoint { path: String::new(), detail: e.to_string() })
+}
+
+/// A checkpoint read back: tensors by name and metadata.
+pub struct Loaded {
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Read a safetensors file of f32 tensors.
+pub fn read(path: &Path) -> Result<Loaded> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, e.to_string()))?;
+    let metadata =
+        meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(ckpt_err(path, format!("{name} is {:?}, wgcnn stores and reads F32", view.dtype())));
+        }
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(Loaded { tensors, metadata })
+}
+
+/// Check a loaded checkpoint against `specs` (same names, shapes) and return the values in spec order.
+pub fn match_params(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &str) -> Result<Vec<Vec<f32>>> {
+    let want: Vec<String> = specs.iter().map(|p| format!("{prefix}{}", p.name)).collect();
+    let missing: Vec<&String> = want.iter().filter(|n| !loaded.tensors.contains_key(*n)).collect();
+    let unexpected: Vec<&String> = loaded.tensors.keys().filter(|n| !want.contains(n)).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(ckpt_err(
+            path,
+            format!(
+                "does not fit this model: missing {missing:?}, unexpected {unexpected:?} (is it from another model?)"
+            ),
+        ));
+    }
+    specs
+        .iter()
+        .zip(&want)
+        .map(|(p, name)| {
+            let (shape, values) = &loaded.tensors[name];
+            if *shape != p.shape {
+                return Err(ckpt_err(path, format!("{name} has shape {shape:?}, this model needs {:?}", p.shape)));
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(ckpt_err(path, format!("{name} holds a non-finite value at element {i}")));
+            }
+            Ok(values.clone())
+        })
+        .collect()
+}
+
+/// Save parameters (in spec order) to `path`, atomically.
+pub fn save_params(
+    path: &Path,
+    specs: &[ParamSpec],
+    values: &[Vec<f32>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, &[f32])> =
+        specs.iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v.as_slice())).collect();
+    let bytes = to_bytes(&tensors, metadata).map_err(|e| relabel(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+fn relabel(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Checkpoint { detail, .. } => ckpt_err(path, detail),
+        e => e,
+    }
+}
+
+use crate::context::Context;
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::LossKind;
+use crate::kernels::pool::PoolKind;
+use crate::model::{lenet5, LeNetConfig, ModelSpec};
+use crate::train::Trainer;
+
+/// Metadata describing the architecture, so `eval` and `--init` rebuild the same model.
+pub fn model_metadata(cfg: &LeNetConfig) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("format".into(), "pt".into());
+    m.insert("wgcnn.model".into(), "lenet5".into());
+    m.insert("wgcnn.activation".into(), format!("{:?}", cfg.activation).to_lowercase());
+    m.insert("wgcnn.pool".into(), format!("{:?}", cfg.pool).to_lowercase());
+    m.insert(
+        "wgcnn.loss".into(),
+        match cfg.loss {
+            LossKind::CrossEntropy => "xent",
+            LossKind::SquaredError => "mse",
+        }
+        .into(),
+    );
+    m
+}
+
+/// The LeNet configuration recorded in a checkpoint's metadata (defaults for keys it lacks, e.g. a
+/// file written by PyTorch).
+pub fn config_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<LeNetConfig> {
+    if let Some(m) = meta.get("wgcnn.model") {
+        if m != "lenet5" {
+            return Err(ckpt_err(path, format!("holds a {m:?} model, not lenet5")));
+        }
+    }
+    let mut cfg = LeNetConfig::default();
+    if let Some(a) = meta.get("wgcnn.activation") {
+        cfg.activation = match a.as_str() {
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            other => return Err(ckpt_err(path, format!("unknown activation {other:?}"))),
+        };
+    }
+    if let Some(p) = meta.get("wgcnn.pool") {
+        cfg.pool = match p.as_str() {
+            "max" => PoolKind::Max,
+            "avg" => PoolKind::Avg,
+            other => return Err(ckpt_err(path, format!("unknown pooling {other:?}"))),
+        };
+    }
+    if let Some(l) = meta.get("wgcnn.loss") {
+        cfg.loss = match l.as_str() {
+            "xent" => LossKind::CrossEntropy,
+            "mse" => LossKind::SquaredError,
+            other => return Err(ckpt_err(path, format!("unknown loss {other:?}"))),
+        };
+    }
+    Ok(cfg)
+}
+
+/// Load a model checkpoint: its configuration, spec and parameter values (checked).
+pub fn load_model(path: &Path) -> Result<(LeNetConfig, ModelSpec, Vec<Vec<f32>>)> {
+    let loaded = read(path)?;
+    let cfg = config_from_metadata(path, &loaded.metadata)?;
+    let spec = lenet5(cfg);
+    let values = match_params(path, &loaded, &spec.params(), "")?;
+    Ok((cfg, spec, values))
+}
+
+/// Save a trainer's parameters to `path` and its optimizer state (with the step count) beside it.
+pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer, cfg: &LeNetConfig) -> Result<()> {
+    let specs = &trainer.params.specs;
+    let values = trainer.params.values.read(ctx)?;
+    let state = trainer.optim.state.read(ctx)?;
+    let mut meta = model_metadata(cfg);
+    save_params(path, specs, &values, &meta)?;
+    meta.insert("wgcnn.optimizer".into(), trainer.optim.opt.name().into());
+    meta.insert("wgcnn.step".into(), trainer.optim.step.to_string());
+    let names = trainer.optim.opt.state_names();
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = state
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = &specs[i % specs.len()];
+            (format!("{}.{}", names[i / specs.len()], p.name), p.shape.clone(), v.as_slice())
+        })
+        .collect();
+    let opath = optim_path(path);
+    let bytes = to_bytes(&tensors, &meta).map_err(|e| relabel(&opath, e))?;
+    write_atomic(&opath, &bytes)
+}
+
+/// Restore optimizer state saved beside model file `path`, when there is one for the same optimizer.
+/// Returns whether state was restored.
+pub fn load_optimizer(ctx: &Context, path: &Path, trainer: &mut Trainer) -> Result<bool> {
+    let opath = optim_path(path);
+    if !opath.is_file() {
+        return Ok(false);
+    }
+    let loaded = read(&opath)?;
+    let kind = loaded.metadata.get("wgcnn.optimizer").map(String::as_str).unwrap_or("");
+    if kind != trainer.optim.opt.name() {
+        log::warn!(
+            "{}: optimizer state is for {kind:?}, training uses {}: starting it fresh",
+            opath.display(),
+            trainer.optim.opt.name()
+        );
+        return Ok(false);
+    }
+    let step: u64 = loaded
+        .metadata
+        .get("wgcnn.step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ckpt_err(&opath, "no wgcnn.step in the metadata"))?;
+    let mut values = Vec::new();
+    for name in trainer.optim.opt.state_names() {
+        values.extend(match_params_subset(&opath, &loaded, &trainer.params.specs, &format!("{name}."))?);
+    }
+    trainer.optim.state.write(ctx, &values)?;
+    trainer.optim.step = step;
+    Ok(true)
+}
+
+/// Like [`match_params`] for one prefix of a file holding several.
+fn match_params_subset(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &str) -> Result<Vec<Vec<f32>>> {
+    let subset = Loaded {
+        tensors: loaded
+            .tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        metadata: BTreeMap::new(),
+    };
+    match_params(path, &subset, specs, prefix)
+}
