@@ -154,6 +154,7 @@ pub struct Context {
     pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
     pub(crate) pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
     device_error: Arc<Mutex<Option<String>>>,
+    created: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -212,7 +213,19 @@ impl Context {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             device_error,
+            created: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// GPU objects (buffers, bind groups, layouts, pipelines, shader modules) wgcnn has created through
+    /// this context. Every creation in the crate goes through a path that counts, so tests can check
+    /// that a training step creates nothing.
+    pub fn objects_created(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_created(&self, n: u64) {
+        self.created.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// True when running on a CPU (software) adapter such as lavapipe.
@@ -257,6 +270,7 @@ impl Context {
         if size == 0 {
             return Ok(Vec::new());
         }
+        self.count_created(1);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgcnn.readback"),
             size,

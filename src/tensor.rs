@@ -73,6 +73,7 @@ impl Tensor {
                 limit,
             });
         }
+        ctx.count_created(1);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

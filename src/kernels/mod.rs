@@ -254,6 +254,7 @@ impl Context {
             modules
                 .entry(file)
                 .or_insert_with(|| {
+                    self.count_created(1);
                     self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file.file_name()),
                         source: wgpu::ShaderSource::Wgsl(file.source().into()),
@@ -284,6 +285,7 @@ impl Context {
             });
         }
         let name = kernel.entry_point();
+        self.count_created(3); // bind-group layout, pipeline layout, pipeline
         let layout = self
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
@@ -354,6 +356,7 @@ impl Context {
         let grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
         let pipeline = self.pipeline(kernel);
         let bytes = bytemuck::bytes_of(params);
+        self.count_created(2); // params buffer, bind group
         let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: crate::tensor::padded_bytes(bytes.len() as u64),
