@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod context;
 pub mod data;
+pub mod digits;
 pub mod error;
 pub mod graph;
 pub mod kernels;

@@ -15,6 +15,7 @@ use wgcnn::kernels::optim::{Adam, Sgd};
 use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, LeNetConfig};
 use wgcnn::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
+use wgcnn::digits;
 use wgcnn::Context;
 
 #[derive(Parser)]
@@ -35,6 +36,25 @@ enum Command {
     Train(TrainArgs),
     /// Accuracy and loss of a saved model on the t10k-* files of a data folder.
     Eval(EvalArgs),
+    /// Classify PNG/JPEG pictures of digits with a saved model.
+    ///
+    /// Each picture is converted to grey; when its border is lighter than mid-grey (dark ink on white
+    /// paper) it is inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and
+    /// centred in 28x28, as MNIST was prepared. 28x28 pictures are used as they are (after inversion).
+    Predict(PredictArgs),
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// The model checkpoint (safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// Pictures to classify
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Print one JSON array on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,6 +157,7 @@ fn main() -> ExitCode {
         Command::Info => info(),
         Command::Train(a) => train(a),
         Command::Eval(a) => eval(a),
+        Command::Predict(a) => predict(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -411,6 +432,34 @@ fn eval(a: EvalArgs) -> wgcnn::Result<()> {
             e.loss,
             dir.display()
         );
+    }
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> wgcnn::Result<()> {
+    let (_, spec, values) = checkpoint::load_model(&a.model)?;
+    let inputs = a.images.iter().map(|p| digits::load_digit(p)).collect::<wgcnn::Result<Vec<_>>>()?;
+    let ctx = Context::new()?;
+    let params = wgcnn::graph::Params::new(&ctx, &spec)?;
+    params.values.write(&ctx, &values)?;
+    let probs = wgcnn::train::predict(&ctx, &spec, &params, &inputs)?;
+    let mut rows = Vec::new();
+    for (path, p) in a.images.iter().zip(&probs) {
+        let (class, best) = p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        if a.json {
+            let ps: Vec<String> = p.iter().map(|v| format!("{v:.6}")).collect();
+            rows.push(format!(
+                "{{\"image\":{},\"class\":{class},\"probability\":{best:.6},\"probabilities\":[{}]}}",
+                json_str(&path.display().to_string()),
+                ps.join(",")
+            ));
+        } else {
+            let ps: Vec<String> = p.iter().enumerate().map(|(i, v)| format!("{i}:{v:.3}")).collect();
+            println!("{}: {class} (p = {best:.3})  {}", path.display(), ps.join(" "));
+        }
+    }
+    if a.json {
+        println!("[{}]", rows.join(","));
     }
     Ok(())
 }

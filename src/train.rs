@@ -328,7 +328,7 @@ pub fn fit(
     cfg: &TrainConfig,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
-    let mut rng = Rng::new(cfg.seed ^ 0x5EED_0F_E90C);
+    let mut rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E90C);
     let steps_per_epoch = trainer.steps_per_epoch();
     let log_every = cfg.log_every.max(1);
     let (mut steps, mut images, mut train_seconds) = (0usize, 0usize, 0.0f64);
@@ -404,4 +404,26 @@ pub fn fit(
         dispatches_per_step: trainer.dispatches_per_step(),
         parameters: trainer.params.count(),
     })
+}
+
+/// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only.
+pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let [c, h, w] = spec.input;
+    if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != c * h * w) {
+        return Err(Error::Train(format!("input {i} has {} values, {} expects {c}x{h}x{w}", x.len(), spec.name)));
+    }
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics = Metrics::new(ctx, "predict")?;
+    let graph = Graph::build(ctx, spec, params, &metrics, inputs.len(), false)?;
+    graph.x.write_f32(ctx, &inputs.concat())?;
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("predict") });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("predict"), timestamp_writes: None });
+        graph.record_forward(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let probs = graph.probs.to_f32(ctx)?;
+    Ok(probs.chunks(spec.classes).map(<[f32]>::to_vec).collect())
 }

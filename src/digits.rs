@@ -1,0 +1,110 @@
+//! Turning a user's picture into an MNIST-like 28×28 input: grey, white ink on black, the ink's
+//! bounding box scaled to fit 20×20 and centred in 28×28 (as the MNIST set was prepared).
+//!
+//! Polarity: MNIST digits are light on a dark background. A picture whose border is, on average,
+//! lighter than mid-grey (a dark digit on white paper) is inverted first.
+
+use std::path::Path;
+
+use crate::error::{data_err, io_err, Result};
+
+/// Side of the square LeNet-5 input.
+pub const SIDE: usize = 28;
+/// Side of the box the digit is scaled into (MNIST's 20×20 inside 28×28).
+const INNER: f32 = 20.0;
+
+/// Load an image file (PNG or JPEG) as a `[28·28]` input in [0, 1], white ink on black.
+pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| data_err(path, format!("not a readable PNG or JPEG image: {e}")))?;
+    let grey = img.to_luma8();
+    let (w, h) = (grey.width() as usize, grey.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(data_err(path, "the image has no pixels"));
+    }
+    Ok(to_mnist(grey.as_raw(), w, h))
+}
+
+/// Prepare `w × h` grey pixels (0 = black) as described in the module docs.
+pub fn to_mnist(pixels: &[u8], w: usize, h: usize) -> Vec<f32> {
+    let border: Vec<u8> = (0..w).flat_map(|x| [pixels[x], pixels[(h - 1) * w + x]]).chain((0..h).flat_map(|y| [pixels[y * w], pixels[y * w + w - 1]])).collect();
+    let border_mean = border.iter().map(|&v| f64::from(v)).sum::<f64>() / border.len() as f64;
+    let ink: Vec<f32> = pixels.iter().map(|&v| if border_mean > 127.5 { 255 - v } else { v }).map(|v| f32::from(v) / 255.0).collect();
+    if w == SIDE && h == SIDE {
+        return ink; // already MNIST-sized: used as is
+    }
+    // Bounding box of the ink (pixels brighter than a quarter).
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if ink[y * w + x] > 0.25 {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    if x0 > x1 {
+        return vec![0.0; SIDE * SIDE]; // blank picture
+    }
+    let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+    let scale = INNER / bw.max(bh);
+    let (ow, oh) = (bw * scale, bh * scale);
+    let (ox, oy) = ((SIDE as f32 - ow) / 2.0, (SIDE as f32 - oh) / 2.0);
+    // Area-average resampling: each output pixel averages the source pixels it covers.
+    let mut out = vec![0.0f32; SIDE * SIDE];
+    for (i, o) in out.iter_mut().enumerate() {
+        let (px, py) = ((i % SIDE) as f32, (i / SIDE) as f32);
+        let (sx0, sy0) = ((px - ox) / scale + x0 as f32, (py - oy) / scale + y0 as f32);
+        let (sx1, sy1) = (sx0 + 1.0 / scale, sy0 + 1.0 / scale);
+        let (mut sum, mut area) = (0.0f32, 0.0f32);
+        let (xa, xb) = (sx0.floor().max(x0 as f32) as usize, (sx1.ceil() as usize).min(x1 + 1));
+        let (ya, yb) = (sy0.floor().max(y0 as f32) as usize, (sy1.ceil() as usize).min(y1 + 1));
+        for sy in ya..yb {
+            let cover_y = (sy1.min(sy as f32 + 1.0) - sy0.max(sy as f32)).max(0.0);
+            for sx in xa..xb {
+                let cover = cover_y * (sx1.min(sx as f32 + 1.0) - sx0.max(sx as f32)).max(0.0);
+                sum += cover * ink[sy * w + sx];
+                area += cover;
+            }
+        }
+        let full = (sx1 - sx0) * (sy1 - sy0);
+        *o = if area > 0.0 { sum / full.max(area) } else { 0.0 };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dark_ink_on_white_is_inverted_and_centred() {
+        // A 60×40 white picture with a black 10×30 bar off-centre.
+        let (w, h) = (60, 40);
+        let mut px = vec![255u8; w * h];
+        for y in 5..35 {
+            for x in 40..50 {
+                px[y * w + x] = 0;
+            }
+        }
+        let d = to_mnist(&px, w, h);
+        assert_eq!(d.len(), 784);
+        let mass: f32 = d.iter().sum();
+        let cx: f32 = d.iter().enumerate().map(|(i, v)| (i % 28) as f32 * v).sum::<f32>() / mass;
+        let cy: f32 = d.iter().enumerate().map(|(i, v)| (i / 28) as f32 * v).sum::<f32>() / mass;
+        assert!((cx - 13.5).abs() < 1.0 && (cy - 13.5).abs() < 1.0, "centre ({cx}, {cy})");
+        assert!(d[14 * 28 + 14] > 0.9, "the bar is white after inversion");
+        assert_eq!(d[0], 0.0, "the background is black");
+        // 20 rows tall after scaling 30 → 20.
+        let rows = (0..28).filter(|y| d[y * 28 + 14] > 0.5).count();
+        assert!((19..=21).contains(&rows), "{rows} rows");
+    }
+
+    #[test]
+    fn mnist_sized_light_on_dark_is_kept() {
+        let mut px = vec![0u8; 784];
+        px[400] = 255;
+        let d = to_mnist(&px, 28, 28);
+        assert_eq!(d[400], 1.0);
+        assert_eq!(d.iter().filter(|&&v| v > 0.0).count(), 1);
+    }
+}
