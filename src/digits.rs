@@ -16,7 +16,8 @@ const INNER: f32 = 20.0;
 /// Load an image file (PNG or JPEG) as a `[28·28]` input in [0, 1], white ink on black.
 pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| data_err(path, format!("not a readable PNG or JPEG image: {e}")))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| data_err(path, format!("not a readable PNG or JPEG image: {e}")))?;
     let grey = img.to_luma8();
     let (w, h) = (grey.width() as usize, grey.height() as usize);
     if w == 0 || h == 0 {
@@ -27,9 +28,13 @@ pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
 
 /// Prepare `w × h` grey pixels (0 = black) as described in the module docs.
 pub fn to_mnist(pixels: &[u8], w: usize, h: usize) -> Vec<f32> {
-    let border: Vec<u8> = (0..w).flat_map(|x| [pixels[x], pixels[(h - 1) * w + x]]).chain((0..h).flat_map(|y| [pixels[y * w], pixels[y * w + w - 1]])).collect();
+    let border: Vec<u8> = (0..w)
+        .flat_map(|x| [pixels[x], pixels[(h - 1) * w + x]])
+        .chain((0..h).flat_map(|y| [pixels[y * w], pixels[y * w + w - 1]]))
+        .collect();
     let border_mean = border.iter().map(|&v| f64::from(v)).sum::<f64>() / border.len() as f64;
-    let ink: Vec<f32> = pixels.iter().map(|&v| if border_mean > 127.5 { 255 - v } else { v }).map(|v| f32::from(v) / 255.0).collect();
+    let ink: Vec<f32> =
+        pixels.iter().map(|&v| if border_mean > 127.5 { 255 - v } else { v }).map(|v| f32::from(v) / 255.0).collect();
     if w == SIDE && h == SIDE {
         return ink; // already MNIST-sized: used as is
     }

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use wgcnn::checkpoint;
 use wgcnn::data::{self, Split};
+use wgcnn::digits;
 use wgcnn::kernels::activation::Activation;
 use wgcnn::kernels::loss::LossKind;
 use wgcnn::kernels::optim::{Adam, Sgd};
 use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, LeNetConfig};
 use wgcnn::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
-use wgcnn::digits;
 use wgcnn::Context;
 
 #[derive(Parser)]

@@ -420,7 +420,8 @@ pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f
     graph.x.write_f32(ctx, &inputs.concat())?;
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("predict") });
     {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("predict"), timestamp_writes: None });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("predict"), timestamp_writes: None });
         graph.record_forward(&mut pass);
     }
     ctx.queue.submit([enc.finish()]);
