@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Load a wgcnn checkpoint into the equivalent PyTorch LeNet-5 and evaluate it, or replay training.
+
+    python3 scripts/pytorch_check.py MODEL.safetensors [DATA_DIR]
+    python3 scripts/pytorch_check.py --replay INIT.safetensors AFTER.safetensors STEPS BATCH OPT LR [DATA_DIR]
+
+The second form starts PyTorch from wgcnn's INIT checkpoint, runs STEPS steps of torch.optim OPT
+(sgd with momentum 0.9, or adam) at LR on the training files in file order (wgcnn's --no-shuffle), and
+prints the largest difference from wgcnn's AFTER checkpoint, per parameter.
+
+Builds the PyTorch module wgcnn's LeNet-5 mirrors, loads the file with
+safetensors.torch.load_file + load_state_dict(strict=True), and prints the test accuracy and mean
+cross-entropy on DATA_DIR's t10k-* IDX files (default: the bundled MNIST sample). The figures should
+match `wgcnn eval --model MODEL.safetensors` to float rounding.
+Needs: torch, safetensors, numpy.
+"""
+import gzip
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+
+class LeNet5(nn.Module):
+    def __init__(self, act="relu", pool="max"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.act = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[act]
+        self.pool = {"max": F.max_pool2d, "avg": F.avg_pool2d}[pool]
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv1(x)), 2)
+        x = self.pool(self.act(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = self.act(self.fc1(x))
+        x = self.act(self.fc2(x))
+        return self.fc3(x)
+
+
+def read_idx(path):
+    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndims = data[3]
+    dims = struct.unpack(">" + "I" * ndims, data[4 : 4 + 4 * ndims])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
+
+
+def find(d, stem):
+    for name in (stem + ".gz", stem):
+        if os.path.exists(os.path.join(d, name)):
+            return os.path.join(d, name)
+    sys.exit(f"no {stem} in {d}")
+
+
+def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
+    net = LeNet5()
+    net.load_state_dict(load_file(init_path), strict=True)
+    x = torch.from_numpy(read_idx(find(data_dir, "train-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(read_idx(find(data_dir, "train-labels-idx1-ubyte")).astype(np.int64))
+    if opt == "sgd":
+        o = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    else:
+        o = torch.optim.Adam(net.parameters(), lr=lr)
+    losses = []
+    for s in range(steps):
+        first = (s * batch) % len(y)
+        xb, yb = x[first : first + batch], y[first : first + batch]
+        o.zero_grad()
+        loss = F.cross_entropy(net(xb), yb)
+        loss.backward()
+        o.step()
+        losses.append(loss.item())
+    after = load_file(after_path)
+    diffs = {k: (v - after[k]).abs().max().item() for k, v in net.state_dict().items()}
+    scale = {k: v.abs().max().item() for k, v in after.items()}
+    print(json.dumps({"torch": torch.__version__, "steps": steps, "batch": batch, "optimizer": opt, "lr": lr,
+                      "torch_losses": losses, "max_abs_diff": diffs, "max_abs_weight": scale}))
+
+
+def main():
+    if sys.argv[1] == "--replay":
+        a = sys.argv[2:]
+        data_dir = a[6] if len(a) > 6 else os.path.join(os.path.dirname(__file__), "..", "data", "mnist-sample")
+        return replay(a[0], a[1], int(a[2]), int(a[3]), a[4], float(a[5]), data_dir)
+    model_path = sys.argv[1]
+    data_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "data", "mnist-sample")
+    with safe_open(model_path, framework="pt") as f:
+        meta = f.metadata() or {}
+    net = LeNet5(meta.get("wgcnn.activation", "relu"), meta.get("wgcnn.pool", "max"))
+    state = load_file(model_path)
+    net.load_state_dict(state, strict=True)
+    x = torch.from_numpy(read_idx(find(data_dir, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(read_idx(find(data_dir, "t10k-labels-idx1-ubyte")).astype(np.int64))
+    with torch.no_grad():
+        logits = net(x)
+    acc = (logits.argmax(1) == y).float().mean().item()
+    loss = F.cross_entropy(logits, y).item()
+    print(json.dumps({"model": model_path, "torch": torch.__version__, "count": len(y), "accuracy": acc, "loss": loss,
+                      "state_dict": {k: list(v.shape) for k, v in state.items()}}))
+
+
+if __name__ == "__main__":
+    main()
