@@ -59,6 +59,18 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(2) var<storage, read> bi_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bi_dx: array<f32>;
 
+// The kernel taps k in [0, size) that map input coordinate `i` (padded: t = i + pad) to an output
+// coordinate o = (t - k) / stride in [0, out): k ≡ t (mod stride). Returns (first k, last k + 1); the
+// caller steps by stride. Empty when first >= end.
+fn taps_reaching(t: u32, k: u32, stride: u32, out: u32) -> vec2<u32> {
+    var lo = 0u;
+    let reach = (out - 1u) * stride;
+    if (t > reach) { lo = t - reach; }
+    lo += (t - min(lo, t)) % stride; // round up to the residue of t; when lo > t the range is empty
+    let end = min(k, t + 1u);
+    return vec2<u32>(lo, end);
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
@@ -67,22 +79,20 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let iy = (i / p.w) % p.h;
     let ci = (i / (p.w * p.h)) % p.c_in;
     let n = i / (p.w * p.h * p.c_in);
+    // Only the taps that reach an output: no per-tap stride or bounds test.
+    let ty = iy + p.pad_h;
+    let tx = ix + p.pad_w;
+    let ry = taps_reaching(ty, p.kh, p.stride_h, p.out_h);
+    let rx = taps_reaching(tx, p.kw, p.stride_w, p.out_w);
     var acc = 0.0;
     for (var co = 0u; co < p.c_out; co++) {
-        for (var ky = 0u; ky < p.kh; ky++) {
-            // oy * stride_h + ky - pad_h == iy
-            let ty = i32(iy + p.pad_h) - i32(ky);
-            if (ty < 0 || u32(ty) % p.stride_h != 0u) { continue; }
-            let oy = u32(ty) / p.stride_h;
-            if (oy >= p.out_h) { continue; }
-            let dy_row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
-            let w_row = ((co * p.c_in + ci) * p.kh + ky) * p.kw;
-            for (var kx = 0u; kx < p.kw; kx++) {
-                let tx = i32(ix + p.pad_w) - i32(kx);
-                if (tx < 0 || u32(tx) % p.stride_w != 0u) { continue; }
-                let ox = u32(tx) / p.stride_w;
-                if (ox >= p.out_w) { continue; }
-                acc += bi_dy[dy_row + ox] * bi_w[w_row + kx];
+        let dy_plane = (n * p.c_out + co) * p.out_h;
+        let w_plane = (co * p.c_in + ci) * p.kh;
+        for (var ky = ry.x; ky < ry.y; ky += p.stride_h) {
+            let dy_row = (dy_plane + (ty - ky) / p.stride_h) * p.out_w;
+            let w_row = (w_plane + ky) * p.kw;
+            for (var kx = rx.x; kx < rx.y; kx += p.stride_w) {
+                acc += bi_dy[dy_row + (tx - kx) / p.stride_w] * bi_w[w_row + kx];
             }
         }
     }

@@ -96,6 +96,9 @@ struct TrainArgs {
     /// Learning rate [default: 0.01 for sgd, 0.001 for adam]
     #[arg(long)]
     lr: Option<f64>,
+    /// Multiply the learning rate by this after every epoch (PyTorch's StepLR with step_size 1)
+    #[arg(long, default_value_t = 0.7)]
+    lr_decay: f64,
     /// SGD momentum
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
@@ -219,7 +222,7 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
     };
     let optimizer = match a.optimizer {
         OptArg::Sgd => Optimizer::Sgd(Sgd {
-            lr: a.lr.unwrap_or(0.01),
+            lr: a.lr.unwrap_or(0.05),
             momentum: a.momentum,
             dampening: 0.0,
             weight_decay: a.weight_decay,
@@ -264,7 +267,11 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
         max_steps: a.steps,
         log_every: a.log_every,
         eval_batch: 1000,
+        lr_decay: a.lr_decay,
     };
+    if !(a.lr_decay > 0.0 && a.lr_decay.is_finite()) {
+        return Err(wgcnn::Error::Train(format!("--lr-decay {} must be a positive number", a.lr_decay)));
+    }
     if !a.json {
         eprintln!(
             "training LeNet-5 ({} parameters) on {} ({} train / {} test images) on {}",

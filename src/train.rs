@@ -63,6 +63,14 @@ impl OptimizerState {
         Ok(OptimizerState { opt, state, step: 0, launch })
     }
 
+    /// Set the learning rate of the coming updates (a schedule, like `torch.optim.lr_scheduler`).
+    pub fn set_lr(&mut self, lr: f64) {
+        match &mut self.opt {
+            Optimizer::Sgd(s) => s.lr = lr,
+            Optimizer::Adam(a) => a.lr = lr,
+        }
+    }
+
     /// Prepare the params of the next update (step + 1) and count it.
     fn advance(&mut self, ctx: &Context, len: usize) -> Result<()> {
         self.step += 1;
@@ -280,6 +288,8 @@ pub struct TrainConfig {
     /// Read loss and accuracy back every this many steps.
     pub log_every: usize,
     pub eval_batch: usize,
+    /// Multiply the learning rate by this after every epoch (`StepLR(step_size=1, gamma)`); 1 keeps it.
+    pub lr_decay: f64,
 }
 
 /// What a run reports as it goes.
@@ -334,7 +344,12 @@ pub fn fit(
     let (mut steps, mut images, mut train_seconds) = (0usize, 0usize, 0.0f64);
     let mut epochs = Vec::new();
     let mut last = None;
+    let base_lr = match cfg.optimizer {
+        Optimizer::Sgd(s) => s.lr,
+        Optimizer::Adam(a) => a.lr,
+    };
     'epochs: for epoch in 1..=cfg.epochs {
+        trainer.optim.set_lr(base_lr * cfg.lr_decay.powi(epoch as i32 - 1));
         trainer.start_epoch(ctx, if cfg.shuffle { Some(&mut rng) } else { None })?;
         trainer.metrics.take(ctx)?;
         let t0 = std::time::Instant::now();

@@ -434,6 +434,7 @@ fn one_epoch_on_the_bundled_sample_learns_to_read_digits() {
         max_steps: None,
         log_every: 25,
         eval_batch: 1000,
+        lr_decay: 1.0,
     };
     let s = fit(c, &mut t, &e, &cfg, &mut |_| {}).unwrap();
     eprintln!(
