@@ -481,3 +481,28 @@ fn one_epoch_on_the_bundled_sample_learns_to_read_digits() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn impossible_graphs_fail_at_build_naming_the_layer() {
+    let c = ctx();
+    let spec = lenet5(LeNetConfig::default());
+    let params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    let metrics = wgcnn::graph::Metrics::new(c, "m").unwrap();
+    // A batch whose buffers exceed any binding limit: refused before anything runs.
+    match wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 400_000, true) {
+        Err(e @ Error::Limit { .. }) => {
+            assert!(e.to_string().contains("input") || e.to_string().contains("conv1"), "{e}")
+        }
+        Err(e) => panic!("expected a limit error, got {e}"),
+        Ok(_) => panic!("built a graph of 400,000 images"),
+    }
+    // A model whose shapes do not chain: the error names the layer.
+    let mut bad = spec.clone();
+    bad.layers[7] = Layer::Linear { name: "fc1", in_f: 500, out_f: 120 };
+    match wgcnn::graph::Graph::build(c, &bad, &params, &metrics, 2, false) {
+        Err(Error::Shape { op, detail }) => assert!(op.contains("fc1") && detail.contains("500"), "{op}: {detail}"),
+        Err(e) => panic!("expected a shape error, got {e}"),
+        Ok(_) => panic!("built a graph whose shapes do not chain"),
+    }
+    assert!(wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 0, false).is_err());
+}
