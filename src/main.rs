@@ -91,7 +91,7 @@ struct TrainArgs {
     data: Option<PathBuf>,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Learning rate [default: 0.01 for sgd, 0.001 for adam]
     #[arg(long)]
@@ -105,7 +105,8 @@ struct TrainArgs {
     /// Nesterov momentum (SGD)
     #[arg(long)]
     nesterov: bool,
-    #[arg(long, default_value_t = 0.0)]
+    /// L2 penalty added to the gradient, as torch.optim's weight_decay
+    #[arg(long, default_value_t = 5e-4)]
     weight_decay: f64,
     #[arg(long, value_enum, default_value_t = OptArg::Sgd)]
     optimizer: OptArg,
