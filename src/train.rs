@@ -179,17 +179,13 @@ impl Trainer {
             &gather_params(DIVISOR, &self.train.images, &self.train.labels, &self.perm, first, &g.x, &g.labels)?,
         );
         self.optim.advance(ctx, self.params.values.whole.len())?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train.step") });
-        {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train.step"), timestamp_writes: None });
-            f.gather.record(&mut pass);
-            g.record_forward(&mut pass);
-            g.record_backward(&mut pass);
-            self.optim.launch.record(&mut pass);
-        }
-        ctx.queue.submit([enc.finish()]);
-        ctx.check_device_error()?;
+        let optimizer = &self.optim.launch;
+        ctx.submit_pass("train.step", |pass| {
+            f.gather.record(pass);
+            g.record_forward(pass);
+            g.record_backward(pass);
+            optimizer.record(pass);
+        })?;
         Ok(g.batch)
     }
 }
@@ -259,14 +255,10 @@ impl Evaluator {
                     &f.graph.labels,
                 )?,
             );
-            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
-            {
-                let mut pass = enc
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
-                f.gather.record(&mut pass);
-                f.graph.record_forward(&mut pass);
-            }
-            ctx.queue.submit([enc.finish()]);
+            ctx.submit_pass("eval", |pass| {
+                f.gather.record(pass);
+                f.graph.record_forward(pass);
+            })?;
             first += b;
         }
         let (loss, correct) = self.metrics.take(ctx)?;
@@ -433,13 +425,9 @@ pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f
     let metrics = Metrics::new(ctx, "predict")?;
     let graph = Graph::build(ctx, spec, params, &metrics, inputs.len(), false)?;
     graph.x.write_f32(ctx, &inputs.concat())?;
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("predict") });
-    {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("predict"), timestamp_writes: None });
-        graph.record_forward(&mut pass);
-    }
-    ctx.queue.submit([enc.finish()]);
+    ctx.submit_pass("predict", |pass| {
+        graph.record_forward(pass);
+    })?;
     let probs = graph.probs.to_f32(ctx)?;
     Ok(probs.chunks(spec.classes).map(<[f32]>::to_vec).collect())
 }

@@ -379,13 +379,20 @@ impl Context {
 
     /// Record `launches` in order into one compute pass of one encoder and submit once.
     pub fn run(&self, launches: &[&Launch]) -> Result<()> {
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn.run") });
-        {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgcnn.run"), timestamp_writes: None });
+        self.submit_pass("wgcnn.run", |pass| {
             for l in launches {
-                l.record(&mut pass);
+                l.record(pass);
             }
+        })
+    }
+
+    /// Record whatever `record` puts into one compute pass of one encoder, and submit it once.
+    pub fn submit_pass(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            record(&mut pass);
         }
         self.queue.submit([enc.finish()]);
         self.check_device_error()

@@ -8,32 +8,9 @@ fn input_at(o: usize, k: usize, stride: usize, pad: usize, size: usize) -> Optio
 
 /// y = conv(x, w) + b, NCHW.
 pub fn conv2d_forward<T: Real>(g: &Conv2dGeom, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let mut y = vec![T::zero(); g.y_len()];
-    for n in 0..g.n {
-        for co in 0..g.c_out {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = b[co];
-                    for ci in 0..g.c_in {
-                        for ky in 0..g.kh {
-                            let Some(iy) = input_at(oy, ky, g.stride_h, g.pad_h, g.h) else {
-                                continue;
-                            };
-                            for kx in 0..g.kw {
-                                let Some(ix) = input_at(ox, kx, g.stride_w, g.pad_w, g.w) else {
-                                    continue;
-                                };
-                                acc += x[((n * g.c_in + ci) * g.h + iy) * g.w + ix]
-                                    * w[((co * g.c_in + ci) * g.kh + ky) * g.kw + kx];
-                            }
-                        }
-                    }
-                    y[((n * g.c_out + co) * oh + oy) * ow + ox] = acc;
-                }
-            }
-        }
-    }
+    let plane = g.out_h() * g.out_w();
+    let mut y: Vec<T> = (0..g.y_len()).map(|i| b[(i / plane) % g.c_out]).collect();
+    for_each_tap(g, |xi, wi, yi| y[yi] += x[xi] * w[wi]);
     y
 }
 
