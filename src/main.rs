@@ -106,7 +106,7 @@ struct TrainArgs {
     #[arg(long)]
     nesterov: bool,
     /// L2 penalty added to the gradient, as torch.optim's weight_decay
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     weight_decay: f64,
     #[arg(long, value_enum, default_value_t = OptArg::Sgd)]
     optimizer: OptArg,
