@@ -261,13 +261,10 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
     let test = Evaluator::new(&ctx, &spec, &trainer.params, &test_set, 1000)?;
     let tcfg = TrainConfig {
         epochs: a.epochs,
-        batch_size: a.batch_size,
-        optimizer,
         seed: a.seed,
         shuffle: !a.no_shuffle,
         max_steps: a.steps,
         log_every: a.log_every,
-        eval_batch: 1000,
         lr_decay: a.lr_decay,
     };
     if !(a.lr_decay > 0.0 && a.lr_decay.is_finite()) {

@@ -270,8 +270,7 @@ impl Evaluator {
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
     pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: Optimizer,
+    /// Seed of the per-epoch shuffling.
     pub seed: u64,
     /// Shuffle the training set each epoch (seeded); otherwise file order.
     pub shuffle: bool,
@@ -279,7 +278,6 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     /// Read loss and accuracy back every this many steps.
     pub log_every: usize,
-    pub eval_batch: usize,
     /// Multiply the learning rate by this after every epoch (`StepLR(step_size=1, gamma)`); 1 keeps it.
     pub lr_decay: f64,
 }
@@ -336,7 +334,7 @@ pub fn fit(
     let (mut steps, mut images, mut train_seconds) = (0usize, 0usize, 0.0f64);
     let mut epochs = Vec::new();
     let mut last = None;
-    let base_lr = match cfg.optimizer {
+    let base_lr = match trainer.optim.opt {
         Optimizer::Sgd(s) => s.lr,
         Optimizer::Adam(a) => a.lr,
     };
