@@ -98,9 +98,13 @@ impl Params {
         Ok(Params { values: Arena::new(ctx, "param", &specs, 1)?, grads: Arena::new(ctx, "grad", &specs, 1)?, specs })
     }
 
-    /// Index of parameter `name`.
-    fn index(&self, name: &str) -> usize {
-        self.specs.iter().position(|p| p.name == name).expect("parameter names come from the same spec")
+    /// Indices of layer `layer`'s `.weight` and `.bias`.
+    fn weight_bias(&self, layer: &str) -> (usize, usize) {
+        let at = |suffix: &str| {
+            let name = format!("{layer}.{suffix}");
+            self.specs.iter().position(|p| p.name == name).expect("parameter names come from the same spec")
+        };
+        (at("weight"), at("bias"))
     }
 
     /// Total learnable values.
@@ -303,10 +307,8 @@ fn forward_layer(
             }
             g.validate(tag)?;
             let y = new(&[g.n, c_out, g.out_h(), g.out_w()])?;
-            let (w, b) = (
-                &params.values.views[params.index(&format!("{name}.weight"))],
-                &params.values.views[params.index(&format!("{name}.bias"))],
-            );
+            let (wi, bi) = params.weight_bias(name);
+            let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
             let l = conv2d_forward(ctx, tag, &g, x, w, b, &y)?;
             Ok((Node { y, argmax: None }, Some(l)))
         }
@@ -344,10 +346,8 @@ fn forward_layer(
             }
             let g = LinearGeom { n: x.shape[0], in_f, out_f };
             let y = new(&[g.n, out_f])?;
-            let (w, b) = (
-                &params.values.views[params.index(&format!("{name}.weight"))],
-                &params.values.views[params.index(&format!("{name}.bias"))],
-            );
+            let (wi, bi) = params.weight_bias(name);
+            let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
             let l = linear_forward(ctx, tag, &g, x, w, b, &y)?;
             Ok((Node { y, argmax: None }, Some(l)))
         }
@@ -372,7 +372,7 @@ fn backward_layer(
     let dx = match *layer {
         Layer::Conv2d { name, c_in, c_out, k, stride, pad } => {
             let g = conv_geom(x, c_in, c_out, k, stride, pad);
-            let (wi, bi) = (params.index(&format!("{name}.weight")), params.index(&format!("{name}.bias")));
+            let (wi, bi) = params.weight_bias(name);
             let (w, dw, db) = (&params.values.views[wi], &params.grads.views[wi], &params.grads.views[bi]);
             out.push(conv2d_backward_weight(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
             out.push(conv2d_backward_bias(ctx, &format!("{name}.db"), &g, dy, db)?);
@@ -403,7 +403,7 @@ fn backward_layer(
         Layer::Flatten => Some(Tensor { shape: x.shape.clone(), label: format!("d.{tag}"), ..dy.clone() }),
         Layer::Linear { name, in_f, out_f } => {
             let g = LinearGeom { n: x.shape[0], in_f, out_f };
-            let (wi, bi) = (params.index(&format!("{name}.weight")), params.index(&format!("{name}.bias")));
+            let (wi, bi) = params.weight_bias(name);
             let (w, dw, db) = (&params.values.views[wi], &params.grads.views[wi], &params.grads.views[bi]);
             out.push(linear_backward_weight(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
             out.push(linear_backward_bias(ctx, &format!("{name}.db"), &g, dy, db)?);
