@@ -8,6 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
 use wgcnn::kernels::conv::*;
+use wgcnn::kernels::conv_fast::*;
 use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::linear::*;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
@@ -104,6 +105,16 @@ fn kernels(c: &mut Criterion) {
                 Work::Flops(flops),
                 conv2d_backward_weight(ctx, layer, &g, &dy, &x, &dw).unwrap(),
             );
+            let fast = [
+                ("conv2d_direct", conv2d_forward_fast(ctx, layer, &g, &x, &w, &bias, &y).unwrap()),
+                ("conv2d_direct.flip", conv2d_backward_input_fast(ctx, layer, &g, &dy, &w, &dx).unwrap()),
+                ("conv2d_weight_grad", conv2d_backward_weight_fast(ctx, layer, &g, &dy, &x, &dw).unwrap()),
+            ];
+            for (name, launch) in fast {
+                if let Some(l) = launch {
+                    time(c, ctx, &s(&format!("{name}/{layer}")), Work::Flops(flops), l);
+                }
+            }
             time(
                 c,
                 ctx,

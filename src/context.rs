@@ -143,6 +143,33 @@ fn wanted_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     l
 }
 
+/// Which implementations the graph executor launches where both exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelSet {
+    /// The shape-specialised, register-blocked kernels (the default), plain ones where a shape does not
+    /// fit them.
+    Fast,
+    /// Only the plain one-output-per-invocation kernels (the references), e.g. to measure the gain.
+    Plain,
+}
+
+impl KernelSet {
+    /// From `WGCNN_KERNELS` (`fast` or `plain`; unset means fast).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("WGCNN_KERNELS") {
+            Err(_) => Ok(KernelSet::Fast),
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "fast" => Ok(KernelSet::Fast),
+                "plain" => Ok(KernelSet::Plain),
+                _ => Err(Error::BadEnv { var: "WGCNN_KERNELS", value: v, expected: "fast or plain".into() }),
+            },
+        }
+    }
+}
+
+/// A kernel and its `override` constants.
+pub(crate) type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
+
 /// The GPU device wgcnn computes on, plus the caches that make "build once" cheap.
 pub struct Context {
     pub device: wgpu::Device,
@@ -151,8 +178,10 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     adapter_features: wgpu::Features,
+    /// Fast or plain kernels in graphs built on this context (`WGCNN_KERNELS`).
+    pub kernels: KernelSet,
     pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
-    pub(crate) pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     device_error: Arc<Mutex<Option<String>>>,
     created: std::sync::atomic::AtomicU64,
 }
@@ -170,6 +199,7 @@ impl Context {
 
     async fn create(choice: &AdapterChoice) -> Result<Self> {
         let backends = backends_from_env()?;
+        let kernels = KernelSet::from_env()?;
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = backends;
         let instance = wgpu::Instance::new(desc);
@@ -210,6 +240,7 @@ impl Context {
             limits: required_limits,
             features: required_features,
             adapter_features,
+            kernels,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             device_error,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::context::Context;
 use crate::error::{shape_err, Error, Result};
 use crate::kernels::activation::{activation_backward, activation_forward};
-use crate::kernels::conv::{conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::kernels::conv::conv2d_backward_bias;
+use crate::kernels::conv_fast::{conv2d_backward_input_auto, conv2d_backward_weight_auto, conv2d_forward_auto};
 use crate::kernels::linear::{linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward};
 use crate::kernels::loss::{loss_backward, loss_forward};
 use crate::kernels::pool::{avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward, PoolKind};
@@ -309,7 +310,7 @@ fn forward_layer(
             let y = new(&[g.n, c_out, g.out_h(), g.out_w()])?;
             let (wi, bi) = params.weight_bias(name);
             let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
-            let l = conv2d_forward(ctx, tag, &g, x, w, b, &y)?;
+            let l = conv2d_forward_auto(ctx, tag, &g, x, w, b, &y)?;
             Ok((Node { y, argmax: None }, Some(l)))
         }
         Layer::Act(a) => {
@@ -374,11 +375,11 @@ fn backward_layer(
             let g = conv_geom(x, c_in, c_out, k, stride, pad);
             let (wi, bi) = params.weight_bias(name);
             let (w, dw, db) = (&params.values.views[wi], &params.grads.views[wi], &params.grads.views[bi]);
-            out.push(conv2d_backward_weight(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
+            out.push(conv2d_backward_weight_auto(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
             out.push(conv2d_backward_bias(ctx, &format!("{name}.db"), &g, dy, db)?);
             if need_dx {
                 let dx = dx_like(x)?;
-                out.push(conv2d_backward_input(ctx, &format!("{name}.dx"), &g, dy, w, &dx)?);
+                out.push(conv2d_backward_input_auto(ctx, &format!("{name}.dx"), &g, dy, w, &dx)?);
                 Some(dx)
             } else {
                 None

@@ -19,7 +19,7 @@ pub mod shape;
 pub mod tensor;
 pub mod train;
 
-pub use context::{AdapterChoice, Context};
+pub use context::{AdapterChoice, Context, KernelSet};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};
 /// The wgpu this crate is built on, for callers that record launches into their own passes.

@@ -15,7 +15,7 @@ use wgcnn::kernels::loss::LossKind;
 use wgcnn::kernels::optim::{Adam, Sgd};
 use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, LeNetConfig};
-use wgcnn::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
+use wgcnn::train::{fit, Evaluator, Event, Optimizer, Schedule, Summary, TrainConfig, Trainer};
 use wgcnn::Context;
 
 #[derive(Parser)]
@@ -84,6 +84,16 @@ enum OptArg {
     Adam,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum ScheduleArg {
+    /// Cosine from --lr down to 0 over the run's steps
+    Cosine,
+    /// Multiply by --lr-decay after every epoch
+    Step,
+    /// Keep --lr
+    Constant,
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Folder with train-* and t10k-* IDX files (.gz or raw) [default: the bundled MNIST sample]
@@ -93,10 +103,13 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Learning rate [default: 0.01 for sgd, 0.001 for adam]
+    /// Learning rate [default: 0.05 for sgd, 0.001 for adam]
     #[arg(long)]
     lr: Option<f64>,
-    /// Multiply the learning rate by this after every epoch (PyTorch's StepLR with step_size 1)
+    /// Learning-rate schedule over the run
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    schedule: ScheduleArg,
+    /// With --schedule step: multiply the learning rate by this after every epoch (PyTorch's StepLR)
     #[arg(long, default_value_t = 0.7)]
     lr_decay: f64,
     /// SGD momentum
@@ -265,7 +278,11 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
         shuffle: !a.no_shuffle,
         max_steps: a.steps,
         log_every: a.log_every,
-        lr_decay: a.lr_decay,
+        schedule: match a.schedule {
+            ScheduleArg::Cosine => Schedule::Cosine,
+            ScheduleArg::Step => Schedule::Step { gamma: a.lr_decay },
+            ScheduleArg::Constant => Schedule::Constant,
+        },
     };
     if !(a.lr_decay > 0.0 && a.lr_decay.is_finite()) {
         return Err(wgcnn::Error::Train(format!("--lr-decay {} must be a positive number", a.lr_decay)));

@@ -278,8 +278,34 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     /// Read loss and accuracy back every this many steps.
     pub log_every: usize,
-    /// Multiply the learning rate by this after every epoch (`StepLR(step_size=1, gamma)`); 1 keeps it.
-    pub lr_decay: f64,
+    /// How the learning rate moves from the optimizer's over the run.
+    pub schedule: Schedule,
+}
+
+/// Learning-rate schedule, as `torch.optim.lr_scheduler` would drive it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// The optimizer's learning rate throughout.
+    Constant,
+    /// Multiply by `gamma` after every epoch (`StepLR(step_size=1, gamma)`).
+    Step { gamma: f64 },
+    /// Cosine from the base rate down to 0 over all the run's steps (`CosineAnnealingLR(T_max=steps,
+    /// eta_min=0)` stepped after every batch).
+    Cosine,
+}
+
+impl Schedule {
+    /// Learning rate of update `step` (0-based) of `total`, in epoch `epoch` (1-based).
+    pub fn lr(&self, base: f64, epoch: usize, step: usize, total: usize) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { gamma } => base * gamma.powi(epoch as i32 - 1),
+            Schedule::Cosine => {
+                let t = step.min(total) as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
 }
 
 /// What a run reports as it goes.
@@ -338,8 +364,8 @@ pub fn fit(
         Optimizer::Sgd(s) => s.lr,
         Optimizer::Adam(a) => a.lr,
     };
+    let total_steps = cfg.max_steps.map_or(cfg.epochs * steps_per_epoch, |m| m.min(cfg.epochs * steps_per_epoch));
     'epochs: for epoch in 1..=cfg.epochs {
-        trainer.optim.set_lr(base_lr * cfg.lr_decay.powi(epoch as i32 - 1));
         trainer.start_epoch(ctx, if cfg.shuffle { Some(&mut rng) } else { None })?;
         trainer.metrics.take(ctx)?;
         let t0 = std::time::Instant::now();
@@ -347,6 +373,7 @@ pub fn fit(
         let (mut epoch_loss, mut epoch_correct, mut epoch_seen) = (0.0, 0u64, 0usize);
         let mut stop = false;
         for i in 0..steps_per_epoch {
+            trainer.optim.set_lr(cfg.schedule.lr(base_lr, epoch, steps, total_steps));
             let b = trainer.step(ctx, i)?;
             steps += 1;
             images += b;

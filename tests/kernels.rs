@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
 use wgcnn::kernels::conv::*;
+use wgcnn::kernels::conv_fast::*;
 use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::linear::*;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
@@ -53,6 +54,11 @@ fn conv2d_all_directions_match_reference() {
         ),
         // 2100² outputs: 68,907 workgroups of 64, folded into a second grid dimension.
         ("grid_past_65535", g(1, 1, 2100, 2100, 1, 3, 3, 1, 1)),
+        // Rows added with the fast kernels go last: the rows above keep their seeds (the 4.4M-term weight
+        // gradient above is within 1e-4·|value| for its seed; its f32 error grows with Σ|terms|, not |value|).
+        ("lenet_conv2_batch64", g(64, 6, 14, 14, 16, 5, 5, 1, 0)),
+        ("wide_kernel_11_and_13_channels", g(2, 13, 17, 19, 13, 11, 11, 1, 5)),
+        ("fast_grid_past_65535", g(2, 1, 2900, 2900, 1, 3, 3, 1, 1)),
     ];
     let c = ctx();
     for (seed, (name, geom)) in table.iter().enumerate() {
@@ -84,9 +90,41 @@ fn conv2d_all_directions_match_reference() {
         );
         let got = run_f32(conv2d_backward_bias(c, name, geom, &dyt, &dbt), &dbt);
         check(&format!("conv2d_backward_bias/{name}"), &got, &cpu::conv2d_backward_bias(geom, &dy64), F32_TOL);
+
+        // The shape-specialised kernels (Conv2dDirect, Conv2dWeightGrad) against the same references.
+        let fast_fwd = conv2d_forward_fast(c, name, geom, &xt, &wt, &bt, &yt).unwrap();
+        let fast_dx = conv2d_backward_input_fast(c, name, geom, &dyt, &wt, &dxt).unwrap();
+        let fast_dw = conv2d_backward_weight_fast(c, name, geom, &dyt, &xt, &dwt).unwrap();
+        let stride1 = geom.stride_h == 1 && geom.stride_w == 1;
+        assert!(fast_fwd.is_some() && fast_dw.is_some(), "{name}: the fast kernels take every shape of this table");
+        assert_eq!(fast_dx.is_some(), stride1, "{name}: the fast input gradient takes exactly the stride-1 shapes");
+        if let Some(l) = fast_fwd {
+            yt.write_f32(c, &vec![f32::NAN; geom.y_len()]).unwrap();
+            let got = run_f32(Ok(l), &yt);
+            check(&format!("conv2d_direct/{name}"), &got, &cpu::conv2d_forward(geom, &x64, &w64, &b64), F32_TOL);
+        }
+        if let Some(l) = fast_dx {
+            dxt.write_f32(c, &vec![f32::NAN; geom.x_len()]).unwrap();
+            let got = run_f32(Ok(l), &dxt);
+            let want = cpu::conv2d_backward_input(geom, &dy64, &w64);
+            check(&format!("conv2d_direct.flip/{name}"), &got, &want, F32_TOL);
+        }
+        if let Some(l) = fast_dw {
+            dwt.write_f32(c, &vec![f32::NAN; geom.w_len()]).unwrap();
+            let got = run_f32(Ok(l), &dwt);
+            check(
+                &format!("conv2d_weight_grad/{name}"),
+                &got,
+                &cpu::conv2d_backward_weight(geom, &dy64, &x64),
+                F32_TOL,
+            );
+        }
     }
-    let big = table.last().unwrap().1;
-    assert!(groups(big.y_len()) > 65_535 && groups(big.x_len()) > 65_535, "the last row must fold the grid");
+    let big = table.iter().find(|r| r.0 == "grid_past_65535").unwrap().1;
+    assert!(groups(big.y_len()) > 65_535 && groups(big.x_len()) > 65_535, "this row must fold the grid");
+    // conv2d_direct's invocations own 4 columns each: this row gives it 2·2900·725 = 4.2M, 65,700 groups.
+    let fast_big = table.last().unwrap().1;
+    assert!(groups(fast_big.n * fast_big.out_h() * fast_big.out_w().div_ceil(4)) > 65_535);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::mem::size_of;
 use wgcnn::kernels::{
     activation::ElementwiseParams,
     conv::ConvParams,
+    conv_fast::FastConvParams,
     gather::GatherParams,
     linear::LinearParams,
     loss::LossParams,
@@ -88,6 +89,7 @@ fn wgsl_struct_size(file: ShaderFile, name: &str) -> u32 {
 fn params_structs_match_their_wgsl_twins() {
     let rows: &[(ShaderFile, &str, usize)] = &[
         (ShaderFile::Conv, "ConvParams", size_of::<ConvParams>()),
+        (ShaderFile::ConvFast, "FastConvParams", size_of::<FastConvParams>()),
         (ShaderFile::Activation, "ElementwiseParams", size_of::<ElementwiseParams>()),
         (ShaderFile::Pool, "PoolParams", size_of::<PoolParams>()),
         (ShaderFile::Linear, "LinearParams", size_of::<LinearParams>()),

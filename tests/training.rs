@@ -14,7 +14,7 @@ use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, Layer, LeNetConfig, ModelSpec};
 use wgcnn::reference as cpu;
 use wgcnn::shape::{Conv2dGeom, LinearGeom, LossGeom, Pool2dGeom};
-use wgcnn::train::{fit, Evaluator, Optimizer, TrainConfig, Trainer};
+use wgcnn::train::{fit, Evaluator, Optimizer, Schedule, TrainConfig, Trainer};
 use wgcnn::Error;
 
 /// The first `n` training images of the bundled sample.
@@ -425,7 +425,8 @@ fn one_epoch_on_the_bundled_sample_learns_to_read_digits() {
     let mut t = Trainer::new(c, spec.clone(), &train, 64, opt, &init_params(&spec.params(), 1)).unwrap();
     let e = Evaluator::new(c, &spec, &t.params, &test, 1000).unwrap();
     let before = e.run(c).unwrap();
-    let cfg = TrainConfig { epochs: 1, seed: 1, shuffle: true, max_steps: None, log_every: 25, lr_decay: 1.0 };
+    let cfg =
+        TrainConfig { epochs: 1, seed: 1, shuffle: true, max_steps: None, log_every: 25, schedule: Schedule::Constant };
     let s = fit(c, &mut t, &e, &cfg, &mut |_| {}).unwrap();
     eprintln!(
         "one epoch: test accuracy {:.4} (before {:.4}), loss {:.4}",

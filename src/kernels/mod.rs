@@ -12,6 +12,7 @@ use crate::tensor::Tensor;
 
 pub mod activation;
 pub mod conv;
+pub mod conv_fast;
 pub mod gather;
 pub mod linear;
 pub mod loss;
@@ -29,6 +30,7 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFile {
     Conv,
+    ConvFast,
     Activation,
     Pool,
     Linear,
@@ -39,8 +41,9 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 8] = [
+    pub const ALL: [ShaderFile; 9] = [
         ShaderFile::Conv,
+        ShaderFile::ConvFast,
         ShaderFile::Activation,
         ShaderFile::Pool,
         ShaderFile::Linear,
@@ -54,6 +57,7 @@ impl ShaderFile {
     pub fn file_name(self) -> &'static str {
         match self {
             ShaderFile::Conv => "conv.wgsl",
+            ShaderFile::ConvFast => "conv_fast.wgsl",
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -67,6 +71,7 @@ impl ShaderFile {
     fn body(self) -> &'static str {
         match self {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
+            ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -125,6 +130,8 @@ kernels! {
     Conv2dBackwardInput => "conv2d_backward_input", Conv, [R, R, W];
     Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
+    Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W];
+    Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     ReluForward => "relu_forward", Activation, [R, W];
     ReluBackward => "relu_backward", Activation, [R, R, W];
     TanhForward => "tanh_forward", Activation, [R, W];
@@ -244,8 +251,16 @@ impl Launch {
 impl Context {
     /// The cached pipeline of `kernel`, built on first use.
     pub fn pipeline(&self, kernel: Kernel) -> Arc<Pipeline> {
+        self.pipeline_with(kernel, &[])
+    }
+
+    /// The cached pipeline of `kernel` with its WGSL `override` constants set to `consts` (a kernel
+    /// specialised to a shape: loops of known trip count unroll, divisions by constants become
+    /// multiplications), built on first use.
+    pub fn pipeline_with(&self, kernel: Kernel, consts: &[(&'static str, u32)]) -> Arc<Pipeline> {
+        let key = (kernel, consts.to_vec());
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&key) {
             return Arc::clone(p);
         }
         let file = kernel.file();
@@ -285,6 +300,7 @@ impl Context {
             });
         }
         let name = kernel.entry_point();
+        let constants: Vec<(&str, f64)> = consts.iter().map(|&(k, v)| (k, f64::from(v))).collect();
         self.count_created(3); // bind-group layout, pipeline layout, pipeline
         let layout = self
             .device
@@ -299,11 +315,14 @@ impl Context {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(name),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: true,
+            },
             cache: None,
         });
         let p = Arc::new(Pipeline { pipeline, layout });
-        cache.insert(kernel, Arc::clone(&p));
+        cache.insert(key, Arc::clone(&p));
         p
     }
 
@@ -314,6 +333,22 @@ impl Context {
     pub fn launch<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+        loop_iters: u64,
+    ) -> Result<Launch> {
+        self.launch_with(kernel, &[], label, params, tensors, threads, loop_iters)
+    }
+
+    /// [`Context::launch`] of a kernel specialised with `override` constants (see
+    /// [`Context::pipeline_with`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_with<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        consts: &[(&'static str, u32)],
         label: &str,
         params: &P,
         tensors: &[&Tensor],
@@ -354,7 +389,7 @@ impl Context {
             }
         }
         let grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
-        let pipeline = self.pipeline(kernel);
+        let pipeline = self.pipeline_with(kernel, consts);
         let bytes = bytemuck::bytes_of(params);
         self.count_created(2); // params buffer, bind group
         let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {

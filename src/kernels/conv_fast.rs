@@ -1,0 +1,273 @@
+//! Shape-specialised convolution kernels (`shaders/conv_fast.wgsl`): the sizes are WGSL `override`
+//! constants, each invocation computes a register block of outputs. The plain kernels of
+//! [`crate::kernels::conv`] are their test references and the fallback for shapes outside the
+//! blocks' register budget ([`conv2d_forward_fast`] and friends return `None` there).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::{Context, KernelSet};
+use crate::error::{to_u32, Result};
+use crate::kernels::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::kernels::reduce::sum_chunks;
+use crate::kernels::{Kernel, Launch};
+use crate::shape::Conv2dGeom;
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct FastConvParams` in `shaders/conv_fast.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct FastConvParams {
+    pub n: u32,
+    pub total: u32,
+    pub rows_per_chunk: u32,
+    pub rows: u32,
+}
+
+/// Accumulators and row registers per invocation (`MAX_ACC`, `MAX_ROW` in the shader).
+const MAX_ACC: usize = 32;
+const MAX_ROW: usize = 32;
+
+/// Invocations the weight gradient aims for before splitting rows further (enough to fill a GPU's
+/// cores or lavapipe's SIMD lanes on every CPU thread).
+const WEIGHT_GRAD_THREADS: usize = 4096;
+
+/// The most loop iterations one invocation may run, with a margin below llvmpipe's cap.
+const LOOP_BUDGET: usize = 60_000;
+
+/// Channel block: `c` channels split into equal blocks of at most `max`.
+fn channel_block(c: usize, max: usize) -> usize {
+    let blocks = c.div_ceil(max.max(1));
+    c.div_ceil(blocks.max(1))
+}
+
+/// The conv geometry as the shader's `override` constants (as seen by the kernel: for the input
+/// gradient, dy is the input and dx the output).
+#[allow(clippy::too_many_arguments)]
+fn constants(
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    g: &Conv2dGeom,
+    pad: (usize, usize),
+    out: (usize, usize),
+    cob: usize,
+    oxb: usize,
+    bias: bool,
+    flip: bool,
+) -> Vec<(&'static str, u32)> {
+    let u = |v: usize| v as u32; // callers checked every size fits in u32
+    vec![
+        ("CIN", u(c_in)),
+        ("H", u(h)),
+        ("W", u(w)),
+        ("COUT", u(c_out)),
+        ("KH", u(g.kh)),
+        ("KW", u(g.kw)),
+        ("SH", u(g.stride_h)),
+        ("SW", u(g.stride_w)),
+        ("PH", u(pad.0)),
+        ("PW", u(pad.1)),
+        ("OH", u(out.0)),
+        ("OW", u(out.1)),
+        ("COB", u(cob)),
+        ("OXB", u(oxb)),
+        ("BIAS", u32::from(bias)),
+        ("FLIP", u32::from(flip)),
+    ]
+}
+
+/// Output columns per invocation of `conv2d_direct` for a kernel of width `kw`, stride `sw`, given
+/// `cob` channels per block, or `None` when even one column does not fit the registers.
+fn column_block(ow: usize, kw: usize, sw: usize, cob: usize) -> Option<usize> {
+    let mut oxb = ow.clamp(1, 4).min(MAX_ACC / cob.max(1));
+    while oxb > 0 && (oxb - 1) * sw + kw > MAX_ROW {
+        oxb -= 1;
+    }
+    (oxb > 0).then_some(oxb)
+}
+
+/// One `conv2d_direct` dispatch: a stride-`sw` convolution of `x` [n, c_in, h, w] into `y`.
+#[allow(clippy::too_many_arguments)]
+fn direct(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    io: (usize, usize, usize, usize, usize, usize),
+    pad: (usize, usize),
+    flip: bool,
+    tensors: [&Tensor; 4],
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dDirect.entry_point();
+    let (c_in, h, w, c_out, oh, ow) = io;
+    let cob = channel_block(c_out, 8);
+    let Some(oxb) = column_block(ow, g.kw, g.stride_w, cob) else { return Ok(None) };
+    let blocks = c_out.div_ceil(cob) * g.n * oh * ow.div_ceil(oxb);
+    let span = (oxb - 1) * g.stride_w + g.kw;
+    let iters = c_in * g.kh * (2 + span + cob * (1 + g.kw * (oxb + 1))) + 2 * cob * (oxb + 1);
+    if iters > LOOP_BUDGET {
+        return Ok(None);
+    }
+    let p = FastConvParams {
+        n: to_u32(op, "batch", g.n)?,
+        total: to_u32(op, "invocations", blocks)?,
+        rows_per_chunk: 0,
+        rows: 0,
+    };
+    let consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, oxb, !flip, flip);
+    let l = ctx.launch_with(Kernel::Conv2dDirect, &consts, label, &p, &tensors, blocks as u64, iters as u64)?;
+    Ok(Some(l))
+}
+
+/// y = conv(x, w) + b with the register-blocked kernel; `None` when the shape does not fit it.
+pub fn conv2d_forward_fast(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dDirect.entry_point();
+    g.validate(op)?;
+    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    b.expect(op, "b", DType::F32, g.c_out)?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    let io = (g.c_in, g.h, g.w, g.c_out, g.out_h(), g.out_w());
+    direct(ctx, label, g, io, (g.pad_h, g.pad_w), false, [x, w, b, y])
+}
+
+/// dx = conv_transpose(dy, w) for stride 1 (a convolution of dy, padded by k - 1 - pad, with the
+/// flipped kernel); `None` for other strides, padding of k or more, or shapes that do not fit.
+pub fn conv2d_backward_input_fast(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dDirect.entry_point();
+    g.validate(op)?;
+    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.kh || g.pad_w >= g.kw {
+        return Ok(None);
+    }
+    let io = (g.c_out, g.out_h(), g.out_w(), g.c_in, g.h, g.w);
+    let pad = (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w);
+    // b is not read (BIAS is off); w is bound in its place.
+    direct(ctx, label, g, io, pad, true, [dy, w, w, dx])
+}
+
+/// dw = correlation of x with dy summed over the batch, as a split reduction whose invocations
+/// each own a block of output channels and a whole kernel row; `None` when the shape does not fit.
+pub fn conv2d_backward_weight_fast(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dWeightGrad.entry_point();
+    g.validate(op)?;
+    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    dw.expect(op, "dw", DType::F32, g.w_len())?;
+    if g.kw > MAX_ACC || g.kw > MAX_ROW {
+        return Ok(None);
+    }
+    let cob = channel_block(g.c_out, MAX_ACC / g.kw);
+    let items = g.c_out.div_ceil(cob) * g.c_in * g.kh;
+    let rows = g.n * g.out_h();
+    let per_row = 1 + g.out_w() * (1 + g.kw + cob * (1 + g.kw));
+    let fixed = 2 * cob * g.kw + 1;
+    if per_row + fixed > LOOP_BUDGET {
+        return Ok(None);
+    }
+    let max_rows = (LOOP_BUDGET - fixed) / per_row;
+    let wanted_chunks = WEIGHT_GRAD_THREADS.div_ceil(items).clamp(1, rows);
+    let rows_per_chunk = rows.div_ceil(wanted_chunks).clamp(1, max_rows);
+    let chunks = rows.div_ceil(rows_per_chunk);
+    let total = chunks * items;
+    let p = FastConvParams {
+        n: to_u32(op, "batch", g.n)?,
+        total: to_u32(op, "invocations", total)?,
+        rows_per_chunk: rows_per_chunk as u32,
+        rows: to_u32(op, "rows", rows)?,
+    };
+    let iters = rows_per_chunk * per_row + fixed;
+    let consts =
+        constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, 1, false, false);
+    let out = if chunks == 1 {
+        dw.clone()
+    } else {
+        Tensor::zeros(ctx, &format!("{label}.partial"), &[chunks, g.w_len()], DType::F32)?
+    };
+    let first =
+        ctx.launch_with(Kernel::Conv2dWeightGrad, &consts, label, &p, &[dy, x, &out], total as u64, iters as u64)?;
+    if chunks == 1 {
+        return Ok(Some(first));
+    }
+    Ok(Some(first.then(sum_chunks(ctx, label, &out, chunks, dw)?)))
+}
+
+/// Forward conv launch: the fast kernel unless `ctx.kernels` is [`KernelSet::Plain`] or the shape does
+/// not fit it.
+pub fn conv2d_forward_auto(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = conv2d_forward_fast(ctx, label, g, x, w, b, y)? {
+            return Ok(l);
+        }
+    }
+    conv2d_forward(ctx, label, g, x, w, b, y)
+}
+
+/// Input-gradient launch, fast where possible (see [`conv2d_forward_auto`]).
+pub fn conv2d_backward_input_auto(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = conv2d_backward_input_fast(ctx, label, g, dy, w, dx)? {
+            return Ok(l);
+        }
+    }
+    conv2d_backward_input(ctx, label, g, dy, w, dx)
+}
+
+/// Weight-gradient launch, fast where possible (see [`conv2d_forward_auto`]).
+pub fn conv2d_backward_weight_auto(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = conv2d_backward_weight_fast(ctx, label, g, dy, x, dw)? {
+            return Ok(l);
+        }
+    }
+    conv2d_backward_weight(ctx, label, g, dy, x, dw)
+}
