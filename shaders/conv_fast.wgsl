@@ -15,20 +15,13 @@ override PH: u32 = 2u;
 override PW: u32 = 2u;
 override OH: u32 = 28u;
 override OW: u32 = 28u;
-// Output channels per invocation.
+// Output channels per invocation: at most 8 (conv2d_direct) or 4 (conv2d_weight_grad).
 override COB: u32 = 6u;
-// conv2d_direct: output columns per invocation.
-override OXB: u32 = 4u;
 // conv2d_direct: add the bias b (otherwise b is not read).
 override BIAS: bool = true;
 // conv2d_direct: read w as the flipped, channel-swapped kernel of the layer, so that a stride-1
 // convolution of dy with padding K-1-pad gives the layer's input gradient.
 override FLIP: bool = false;
-
-// Registers per invocation: COB * OXB (direct) or COB * KW (weight grad) accumulators, and one input
-// row segment of (OXB - 1) * SW + KW values; the launcher keeps the blocks within these.
-const MAX_ACC: u32 = 32u;
-const MAX_ROW: u32 = 32u;
 
 struct FastConvParams {
     n: u32,
@@ -39,8 +32,9 @@ struct FastConvParams {
 
 @group(0) @binding(0) var<uniform> q: FastConvParams;
 
-// conv2d_direct: x, w, b -> y. Invocation i owns output row (n, oy), columns [ox0, ox0 + OXB) and
-// channels [co0, co0 + COB), channel block slowest so that neighbours share weights.
+// conv2d_direct: x, w, b -> y. Invocation i of grid layer z owns output row (n, oy), columns
+// [ox0, ox0 + 4) and channels [z·COB, z·COB + COB): the channel block comes from the workgroup id, so
+// every weight load is uniform across the workgroup.
 @group(0) @binding(1) var<storage, read> d_x: array<f32>;
 @group(0) @binding(2) var<storage, read> d_w: array<f32>;
 @group(0) @binding(3) var<storage, read> d_b: array<f32>;
@@ -53,109 +47,204 @@ fn w_index(co: u32, ci: u32, ky: u32, kx: u32) -> u32 {
     return ((co * CIN + ci) * KH + ky) * KW + kx;
 }
 
+// Input value at row offset `row` (a row inside the image), column `ix` (may be padding: 0).
+fn x_at(row: u32, ix: i32) -> f32 {
+    let v = d_x[row + u32(clamp(ix, 0, i32(W) - 1))];
+    return select(0.0, v, ix >= 0 && ix < i32(W));
+}
+
+// Weight of channel-block member c (clamped to the last channel; its result is not stored).
+fn w_at(co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32 {
+    return d_w[w_index(min(co0 + c, COUT - 1u), ci, ky, kx)];
+}
+
 @compute @workgroup_size(WG)
-fn conv2d_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn conv2d_direct(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let oxbs = (OW + OXB - 1u) / OXB;
+    // OXB is 4: one vec4 of output columns per channel, eight named accumulators (no private array
+    // indexed by a loop counter, which a compiler that does not unroll would put in memory).
+    let oxbs = (OW + 3u) / 4u;
     let oxb = i % oxbs;
     let t = i / oxbs;
     let oy = t % OH;
-    let t2 = t / OH;
-    let n = t2 % q.n;
-    let co0 = (t2 / q.n) * COB;
-    let ox0 = oxb * OXB;
-    var acc: array<f32, MAX_ACC>;
-    for (var c = 0u; c < COB; c++) {
-        var bv = 0.0;
-        if (BIAS) { bv = d_b[min(co0 + c, COUT - 1u)]; }
-        for (var j = 0u; j < OXB; j++) { acc[c * OXB + j] = bv; }
+    let n = t / OH;
+    let co0 = wid.z * COB;
+    let ox0 = oxb * 4u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    if (BIAS) {
+        a0 = vec4<f32>(d_b[min(co0, COUT - 1u)]);
+        a1 = vec4<f32>(d_b[min(co0 + 1u, COUT - 1u)]);
+        a2 = vec4<f32>(d_b[min(co0 + 2u, COUT - 1u)]);
+        a3 = vec4<f32>(d_b[min(co0 + 3u, COUT - 1u)]);
+        a4 = vec4<f32>(d_b[min(co0 + 4u, COUT - 1u)]);
+        a5 = vec4<f32>(d_b[min(co0 + 5u, COUT - 1u)]);
+        a6 = vec4<f32>(d_b[min(co0 + 6u, COUT - 1u)]);
+        a7 = vec4<f32>(d_b[min(co0 + 7u, COUT - 1u)]);
     }
-    let span = (OXB - 1u) * SW + KW;
+    let ix0 = i32(ox0 * SW) - i32(PW);
     for (var ci = 0u; ci < CIN; ci++) {
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * SH + ky) - i32(PH);
             if (iy < 0 || iy >= i32(H)) { continue; }
             let row = ((n * CIN + ci) * H + u32(iy)) * W;
-            var xr: array<f32, MAX_ROW>;
-            for (var u = 0u; u < span; u++) {
-                let ix = i32(ox0 * SW + u) - i32(PW);
-                let v = d_x[row + u32(clamp(ix, 0, i32(W) - 1))];
-                xr[u] = select(0.0, v, ix >= 0 && ix < i32(W));
-            }
-            for (var c = 0u; c < COB; c++) {
-                let co = min(co0 + c, COUT - 1u);
-                for (var kx = 0u; kx < KW; kx++) {
-                    let wv = d_w[w_index(co, ci, ky, kx)];
-                    for (var j = 0u; j < OXB; j++) {
-                        acc[c * OXB + j] += wv * xr[j * SW + kx];
-                    }
+            let s = i32(SW);
+            // Columns ix0 + j·SW + kx for j = 0..3; with stride 1 the window slides by one per kx.
+            var xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
+            for (var kx = 0u; kx < KW; kx++) {
+                let c0 = ix0 + i32(kx);
+                if (SW == 1u) {
+                    xv = vec4<f32>(xv.yzw, x_at(row, c0 + 3));
+                } else {
+                    xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));
                 }
+                a0 += w_at(co0, 0u, ci, ky, kx) * xv;
+                if (COB > 1u) { a1 += w_at(co0, 1u, ci, ky, kx) * xv; }
+                if (COB > 2u) { a2 += w_at(co0, 2u, ci, ky, kx) * xv; }
+                if (COB > 3u) { a3 += w_at(co0, 3u, ci, ky, kx) * xv; }
+                if (COB > 4u) { a4 += w_at(co0, 4u, ci, ky, kx) * xv; }
+                if (COB > 5u) { a5 += w_at(co0, 5u, ci, ky, kx) * xv; }
+                if (COB > 6u) { a6 += w_at(co0, 6u, ci, ky, kx) * xv; }
+                if (COB > 7u) { a7 += w_at(co0, 7u, ci, ky, kx) * xv; }
             }
         }
     }
-    for (var c = 0u; c < COB; c++) {
-        let co = co0 + c;
-        for (var j = 0u; j < OXB; j++) {
-            let ox = ox0 + j;
-            if (co < COUT && ox < OW) {
-                d_y[((n * COUT + co) * OH + oy) * OW + ox] = acc[c * OXB + j];
-            }
-        }
-    }
+    store4(n, co0, oy, ox0, a0);
+    if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a1); }
+    if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a2); }
+    if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a3); }
+    if (COB > 4u) { store4(n, co0 + 4u, oy, ox0, a4); }
+    if (COB > 5u) { store4(n, co0 + 5u, oy, ox0, a5); }
+    if (COB > 6u) { store4(n, co0 + 6u, oy, ox0, a6); }
+    if (COB > 7u) { store4(n, co0 + 7u, oy, ox0, a7); }
 }
 
-// conv2d_weight_grad: dy, x -> partial [chunks, COUT * CIN * KH * KW]. Invocation i owns (chunk,
-// channel block, ci, ky) and sums its chunk of (n, oy) rows for COB output channels and every kx;
+// Write the columns of `v` that exist, for channel co when it exists.
+fn store4(n: u32, co: u32, oy: u32, ox0: u32, v: vec4<f32>) {
+    if (co >= COUT) { return; }
+    let base = ((n * COUT + co) * OH + oy) * OW + ox0;
+    d_y[base] = v.x;
+    if (ox0 + 1u < OW) { d_y[base + 1u] = v.y; }
+    if (ox0 + 2u < OW) { d_y[base + 2u] = v.z; }
+    if (ox0 + 3u < OW) { d_y[base + 3u] = v.w; }
+}
+
+// conv2d_weight_grad: dy, x -> partial [chunks, COUT * CIN * KH * KW]. Invocation i of grid layer z
+// owns (chunk, ci, ky) for channels [z·COB, z·COB + COB) (COB <= 4) and every kx (KW <= 8, two vec4
+// per channel); it sums its chunk of (n, oy) rows, sliding a window of 8 input columns along the row.
 // sum_chunks adds the chunks in order.
 @group(0) @binding(1) var<storage, read> g_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> g_x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> g_dw: array<f32>;
 
+fn gx_at(row: u32, ix: i32) -> f32 {
+    let v = g_x[row + u32(clamp(ix, 0, i32(W) - 1))];
+    return select(0.0, v, ix >= 0 && ix < i32(W));
+}
+
+fn dy_at(n: u32, co: u32, oy: u32, ox: u32) -> f32 {
+    return g_dy[((n * COUT + min(co, COUT - 1u)) * OH + oy) * OW + ox];
+}
+
 @compute @workgroup_size(WG)
-fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn conv2d_weight_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
     let ky = i % KH;
     let t = i / KH;
     let ci = t % CIN;
-    let t2 = t / CIN;
-    let cobs = (COUT + COB - 1u) / COB;
-    let co0 = (t2 % cobs) * COB;
-    let chunk = t2 / cobs;
+    let chunk = t / CIN;
+    let co0 = wid.z * COB;
     let r0 = chunk * q.rows_per_chunk;
     let r1 = min(r0 + q.rows_per_chunk, q.rows);
-    var acc: array<f32, MAX_ACC>;
-    for (var e = 0u; e < COB * KW; e++) { acc[e] = 0.0; }
+    // a<c><h>: channel co0 + c, kernel columns 4h .. 4h + 3.
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
     for (var r = r0; r < r1; r++) {
         let n = r / OH;
         let oy = r % OH;
         let iy = i32(oy * SH + ky) - i32(PH);
         if (iy < 0 || iy >= i32(H)) { continue; }
-        let xrow = ((n * CIN + ci) * H + u32(iy)) * W;
+        let row = ((n * CIN + ci) * H + u32(iy)) * W;
+        let b = -i32(PW);
+        // Input columns ox·SW - PW + kx for kx = 0..7; with stride 1 the window slides by one per ox.
+        var x0 = vec4<f32>(gx_at(row, b - 1), gx_at(row, b), gx_at(row, b + 1), gx_at(row, b + 2));
+        var x1 = vec4<f32>(gx_at(row, b + 3), gx_at(row, b + 4), gx_at(row, b + 5), gx_at(row, b + 6));
         for (var ox = 0u; ox < OW; ox++) {
-            var xv: array<f32, MAX_ROW>;
-            for (var kx = 0u; kx < KW; kx++) {
-                let ix = i32(ox * SW + kx) - i32(PW);
-                let v = g_x[xrow + u32(clamp(ix, 0, i32(W) - 1))];
-                xv[kx] = select(0.0, v, ix >= 0 && ix < i32(W));
-            }
-            for (var c = 0u; c < COB; c++) {
-                let co = min(co0 + c, COUT - 1u);
-                let d = g_dy[((n * COUT + co) * OH + oy) * OW + ox];
-                for (var kx = 0u; kx < KW; kx++) {
-                    acc[c * KW + kx] += d * xv[kx];
+            let c = i32(ox * SW) - i32(PW);
+            if (SW == 1u) {
+                x0 = vec4<f32>(x0.yzw, x1.x);
+                x1 = vec4<f32>(x1.yzw, gx_at(row, c + 7));
+            } else {
+                x0 = vec4<f32>(gx_at(row, c), gx_at(row, c + 1), gx_at(row, c + 2), gx_at(row, c + 3));
+                if (KW > 4u) {
+                    x1 = vec4<f32>(gx_at(row, c + 4), gx_at(row, c + 5), gx_at(row, c + 6), gx_at(row, c + 7));
                 }
+            }
+            let d0 = dy_at(n, co0, oy, ox);
+            a00 += d0 * x0;
+            if (KW > 4u) { a01 += d0 * x1; }
+            if (COB > 1u) {
+                let d1 = dy_at(n, co0 + 1u, oy, ox);
+                a10 += d1 * x0;
+                if (KW > 4u) { a11 += d1 * x1; }
+            }
+            if (COB > 2u) {
+                let d2 = dy_at(n, co0 + 2u, oy, ox);
+                a20 += d2 * x0;
+                if (KW > 4u) { a21 += d2 * x1; }
+            }
+            if (COB > 3u) {
+                let d3 = dy_at(n, co0 + 3u, oy, ox);
+                a30 += d3 * x0;
+                if (KW > 4u) { a31 += d3 * x1; }
             }
         }
     }
-    let w_len = COUT * CIN * KH * KW;
-    for (var c = 0u; c < COB; c++) {
-        let co = co0 + c;
-        if (co < COUT) {
-            for (var kx = 0u; kx < KW; kx++) {
-                g_dw[chunk * w_len + ((co * CIN + ci) * KH + ky) * KW + kx] = acc[c * KW + kx];
-            }
+    let out = chunk * COUT * CIN * KH * KW;
+    store_dw(out, co0, ci, ky, a00, a01);
+    if (COB > 1u) { store_dw(out, co0 + 1u, ci, ky, a10, a11); }
+    if (COB > 2u) { store_dw(out, co0 + 2u, ci, ky, a20, a21); }
+    if (COB > 3u) { store_dw(out, co0 + 3u, ci, ky, a30, a31); }
+}
+
+// Write kernel columns 0..KW-1 of one (co, ci, ky) row from two vec4s, when the channel exists.
+fn store_dw(out: u32, co: u32, ci: u32, ky: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (co >= COUT) { return; }
+    let base = out + ((co * CIN + ci) * KH + ky) * KW;
+    for (var kx = 0u; kx < KW; kx++) {
+        var v = 0.0;
+        switch (kx) {
+            case 0u: { v = lo.x; }
+            case 1u: { v = lo.y; }
+            case 2u: { v = lo.z; }
+            case 3u: { v = lo.w; }
+            case 4u: { v = hi.x; }
+            case 5u: { v = hi.y; }
+            case 6u: { v = hi.z; }
+            default: { v = hi.w; }
         }
+        g_dw[base + kx] = v;
     }
 }

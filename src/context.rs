@@ -184,6 +184,7 @@ pub struct Context {
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     device_error: Arc<Mutex<Option<String>>>,
     created: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -245,6 +246,7 @@ impl Context {
             pipelines: Mutex::new(HashMap::new()),
             device_error,
             created: std::sync::atomic::AtomicU64::new(0),
+            bytes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -253,6 +255,16 @@ impl Context {
     /// that a training step creates nothing.
     pub fn objects_created(&self) -> u64 {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes of GPU buffers wgcnn has allocated through this context for tensors and kernel params
+    /// (readback staging buffers, which live only during a read, are not counted).
+    pub fn bytes_allocated(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn count_created(&self, n: u64) {

@@ -261,6 +261,11 @@ impl Graph {
         }
     }
 
+    /// Every launch in recording order: forward, metrics, backward.
+    pub fn launches(&self) -> impl Iterator<Item = &Launch> {
+        self.forward.iter().chain(&self.metrics).chain(&self.backward)
+    }
+
     /// Dispatches recorded by forward + metrics + backward.
     pub fn dispatches(&self) -> usize {
         self.forward.iter().chain(&self.metrics).chain(&self.backward).map(Launch::dispatches).sum()

@@ -5,6 +5,7 @@
 //! WGSL entry point per op and gradient) — each checked against [`reference`], the plain CPU loops.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod context;
 pub mod data;

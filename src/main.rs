@@ -42,6 +42,43 @@ enum Command {
     /// paper) it is inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and
     /// centred in 28x28, as MNIST was prepared. 28x28 pictures are used as they are (after inversion).
     Predict(PredictArgs),
+    /// Headless benchmark: LeNet-5 training images/s at each batch size, inference images/s, time to
+    /// the first finished step, peak memory, and a per-kernel table from GPU timestamp queries.
+    ///
+    /// Every timed window stops its clock after the GPU has finished. Compare kernel sets on one
+    /// machine with WGCNN_KERNELS=plain|fast.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Folder with train-* and t10k-* IDX files [default: the bundled MNIST sample]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Training batch sizes to time, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256])]
+    batch_sizes: Vec<usize>,
+    /// Untimed steps before the windows (pipelines compiled, caches warm)
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Timed windows per batch size (the median is reported)
+    #[arg(long, default_value_t = 5)]
+    windows: usize,
+    /// Training steps per window
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Inference batch size (forward passes over the test files)
+    #[arg(long, default_value_t = 1000)]
+    infer_batch: usize,
+    /// Recordings of one step for the per-kernel table (median per kernel); 0 skips the table
+    #[arg(long, default_value_t = 5)]
+    profile: usize,
+    /// A tiny run for CI: batch 8, one window of 2 steps, inference batch 100
+    #[arg(long)]
+    smoke: bool,
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +212,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
+        Command::Bench(a) => bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -482,6 +520,184 @@ fn predict(a: PredictArgs) -> wgcnn::Result<()> {
     }
     if a.json {
         println!("[{}]", rows.join(","));
+    }
+    Ok(())
+}
+
+/// One batch size's figures.
+struct BenchRow {
+    batch: usize,
+    throughput: wgcnn::bench::Throughput,
+    dispatches: usize,
+    flops_per_image: f64,
+}
+
+fn bench(mut a: BenchArgs) -> wgcnn::Result<()> {
+    use wgcnn::bench::{peak_rss_bytes, process_age, profile_launches, time_inference, time_training, TimingSource};
+    let t_main = std::time::Instant::now();
+    let age_at_main = process_age().unwrap_or(0.0);
+    if a.smoke {
+        (a.batch_sizes, a.warmup, a.windows, a.steps, a.infer_batch) = (vec![8], 1, 1, 2, 100);
+        a.profile = a.profile.min(1);
+    }
+    if a.batch_sizes.is_empty() || a.batch_sizes.contains(&0) {
+        return Err(wgcnn::Error::Train("--batch-sizes needs sizes of at least 1".into()));
+    }
+    if a.windows == 0 || a.steps == 0 {
+        return Err(wgcnn::Error::Train("--windows and --steps must be at least 1".into()));
+    }
+    let dir = data_dir(&a.data);
+    let train_set = data::load(&dir, Split::Train)?;
+    let test_set = data::load(&dir, Split::Test)?;
+    let ctx = Context::new()?;
+    let cfg = LeNetConfig::default();
+    let spec = lenet5(cfg);
+    let init = init_params(&spec.params(), 1);
+    let opt = Optimizer::Sgd(Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false });
+    if !a.json {
+        eprintln!("adapter   {}", wgcnn::context::describe_adapter(&ctx.info));
+        eprintln!("kernels   {:?} (WGCNN_KERNELS)", ctx.kernels);
+        eprintln!("data      {} ({} train images)", dir.display(), train_set.len());
+    }
+    let mut rows = Vec::new();
+    let mut first_step = None;
+    let mut profile = None;
+    for &batch in &a.batch_sizes {
+        let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, batch, opt, &init)?;
+        if first_step.is_none() {
+            trainer.start_epoch(&ctx, None)?;
+            trainer.step(&ctx, 0)?;
+            ctx.wait()?;
+            first_step = Some(age_at_main + t_main.elapsed().as_secs_f64());
+        }
+        let throughput = time_training(&ctx, &mut trainer, a.warmup, a.windows, a.steps)?;
+        let launches = trainer.step_launches();
+        let flops: u64 = launches.iter().map(|l| l.flops).sum();
+        if profile.is_none() && a.profile > 0 {
+            profile = Some((batch, profile_launches(&ctx, &launches, a.profile)?));
+        }
+        let row = BenchRow {
+            batch: trainer.batch_size,
+            throughput,
+            dispatches: trainer.dispatches_per_step(),
+            flops_per_image: flops as f64 / trainer.batch_size as f64,
+        };
+        if !a.json {
+            eprintln!(
+                "training  batch {:>4}: {:>8.1} images/s (median of {} windows of {} steps), {:.2} GFLOP/s",
+                row.batch,
+                row.throughput.median,
+                a.windows,
+                a.steps,
+                row.throughput.median * row.flops_per_image * 1e-9
+            );
+        }
+        rows.push(row);
+    }
+    let params = wgcnn::graph::Params::new(&ctx, &spec)?;
+    params.values.write(&ctx, &init)?;
+    let evaluator = Evaluator::new(&ctx, &spec, &params, &test_set, a.infer_batch)?;
+    let infer = time_inference(&ctx, &evaluator, a.windows)?;
+    let rss = peak_rss_bytes();
+    let gpu_bytes = ctx.bytes_allocated();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    if a.json {
+        let rows_json: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let w: Vec<String> = r.throughput.windows.iter().map(|v| format!("{v:.1}")).collect();
+                format!(
+                    "{{\"batch\":{},\"images_per_sec\":{:.1},\"windows\":[{}],\"dispatches_per_step\":{},\"submits_per_step\":1,\"flops_per_image\":{:.0},\"gflops\":{:.3}}}",
+                    r.batch,
+                    r.throughput.median,
+                    w.join(","),
+                    r.dispatches,
+                    r.flops_per_image,
+                    r.throughput.median * r.flops_per_image * 1e-9
+                )
+            })
+            .collect();
+        let kernels_json = match &profile {
+            None => "null".to_string(),
+            Some((batch, (source, times))) => {
+                let total: f64 = times.iter().map(|t| t.seconds).sum();
+                let items: Vec<String> = times
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{{\"launch\":{},\"kernel\":\"{}\",\"dispatches\":{},\"ms\":{:.4},\"share\":{:.4},\"gflops\":{:.3},\"gbytes_per_sec\":{:.3}}}",
+                            json_str(&t.label),
+                            t.kernel,
+                            t.dispatches,
+                            t.seconds * 1e3,
+                            t.seconds / total.max(1e-12),
+                            t.flops as f64 / t.seconds.max(1e-12) * 1e-9,
+                            t.bytes as f64 / t.seconds.max(1e-12) * 1e-9
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{{\"batch\":{batch},\"source\":\"{}\",\"total_ms\":{:.4},\"launches\":[{}]}}",
+                    if *source == TimingSource::Timestamps { "timestamps" } else { "cpu_clock" },
+                    total * 1e3,
+                    items.join(",")
+                )
+            }
+        };
+        println!(
+            "{{\"adapter\":{},\"backend\":\"{:?}\",\"kernels\":\"{:?}\",\"data\":{},\"training\":[{}],\"inference\":{{\"batch\":{},\"images_per_sec\":{:.1}}},\"first_step_seconds\":{:.3},\"peak_rss_bytes\":{},\"gpu_bytes_allocated\":{},\"per_kernel\":{}}}",
+            json_str(&ctx.info.name),
+            ctx.info.backend,
+            ctx.kernels,
+            json_str(&dir.display().to_string()),
+            rows_json.join(","),
+            evaluator.batch,
+            infer.median,
+            first_step.unwrap_or(0.0),
+            rss.map_or("null".to_string(), |b| b.to_string()),
+            gpu_bytes,
+            kernels_json
+        );
+        return Ok(());
+    }
+    eprintln!("inference batch {:>4}: {:>8.1} images/s", evaluator.batch, infer.median);
+    eprintln!(
+        "first step finished {:.2} s after process start (adapter, data, graph, shader compilation)",
+        first_step.unwrap_or(0.0)
+    );
+    eprintln!(
+        "memory    peak RSS {}, GPU buffers {:.1} MiB",
+        rss.map_or("unknown".to_string(), |b| format!("{:.1} MiB", mib(b))),
+        mib(gpu_bytes)
+    );
+    for r in &rows {
+        eprintln!("          batch {:>4}: {} dispatches and 1 submit per step", r.batch, r.dispatches);
+    }
+    if let Some((batch, (source, times))) = &profile {
+        let total: f64 = times.iter().map(|t| t.seconds).sum();
+        eprintln!(
+            "per-kernel time of one batch-{batch} step ({}):",
+            if *source == TimingSource::Timestamps { "GPU timestamp queries" } else { "CPU clock, each launch alone" }
+        );
+        eprintln!("  {:<18} {:<24} {:>9} {:>7} {:>14}", "launch", "kernel", "ms", "share", "achieved");
+        for t in times {
+            let achieved = if t.flops > 0 {
+                format!("{:.2} GFLOP/s", t.flops as f64 / t.seconds.max(1e-12) * 1e-9)
+            } else if t.bytes > 0 {
+                format!("{:.2} GB/s", t.bytes as f64 / t.seconds.max(1e-12) * 1e-9)
+            } else {
+                "-".to_string()
+            };
+            eprintln!(
+                "  {:<18} {:<24} {:>9.3} {:>6.1}% {:>14}",
+                t.label,
+                t.kernel,
+                t.seconds * 1e3,
+                100.0 * t.seconds / total.max(1e-12),
+                achieved
+            );
+        }
+        eprintln!("  {:<18} {:<24} {:>9.3}", "total", "", total * 1e3);
     }
     Ok(())
 }

@@ -74,6 +74,7 @@ impl Tensor {
             });
         }
         ctx.count_created(1);
+        ctx.count_bytes(size);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

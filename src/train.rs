@@ -148,6 +148,11 @@ impl Trainer {
         self.train.len.div_ceil(self.batch_size)
     }
 
+    /// Full-batch steps in one epoch (the partial last batch, if any, excluded).
+    pub fn full_steps(&self) -> usize {
+        self.train.len / self.batch_size
+    }
+
     /// Upload the order of the next epoch: shuffled by `rng`, or file order.
     pub fn start_epoch(&self, ctx: &Context, rng: Option<&mut Rng>) -> Result<()> {
         let mut order: Vec<u32> = (0..self.train.len as u32).collect();
@@ -160,6 +165,15 @@ impl Trainer {
     /// Dispatches per full step (gather + forward + metrics + backward + optimizer) and submits (1).
     pub fn dispatches_per_step(&self) -> usize {
         self.full.gather.dispatches() + self.full.graph.dispatches() + 1
+    }
+
+    /// The launches of a full step in recording order (gather, forward, metrics, backward, optimizer),
+    /// e.g. to time each one.
+    pub fn step_launches(&self) -> Vec<&Launch> {
+        let mut v = vec![&self.full.gather];
+        v.extend(self.full.graph.launches());
+        v.push(&self.optim.launch);
+        v
     }
 
     /// Run training step `i` of the epoch: one encoder, one submit, no readback.
@@ -192,6 +206,8 @@ impl Trainer {
 
 /// Forward-only evaluation over a whole dataset, sharing a trainer's (or a loaded model's) parameters.
 pub struct Evaluator {
+    /// Images per forward pass.
+    pub batch: usize,
     data: GpuDataset,
     order: Tensor,
     feeders: Vec<(usize, Feeder)>,
@@ -233,7 +249,7 @@ impl Evaluator {
             )?;
             feeders.push((b, Feeder { graph, gather }));
         }
-        Ok(Evaluator { data: gpu, order, feeders, metrics })
+        Ok(Evaluator { batch, data: gpu, order, feeders, metrics })
     }
 
     /// Loss (mean over samples) and accuracy; one submit per batch, one readback at the end.

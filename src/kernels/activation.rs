@@ -57,7 +57,7 @@ pub fn activation_forward(ctx: &Context, label: &str, act: Activation, x: &Tenso
     let p = params(op, x.len())?;
     x.expect(op, "x", DType::F32, x.len())?;
     y.expect(op, "y", DType::F32, x.len())?;
-    ctx.launch(k, label, &p, &[x, y], x.len() as u64, 0)
+    Ok(ctx.launch(k, label, &p, &[x, y], x.len() as u64, 0)?.with_work(0, 8 * x.len() as u64))
 }
 
 /// dx = dy · act'(from y).
@@ -75,5 +75,5 @@ pub fn activation_backward(
     y.expect(op, "y", DType::F32, y.len())?;
     dy.expect(op, "dy", DType::F32, y.len())?;
     dx.expect(op, "dx", DType::F32, y.len())?;
-    ctx.launch(k, label, &p, &[y, dy, dx], y.len() as u64, 0)
+    Ok(ctx.launch(k, label, &p, &[y, dy, dx], y.len() as u64, 0)?.with_work(0, 12 * y.len() as u64))
 }

@@ -91,7 +91,9 @@ pub fn conv2d_forward(
     b.expect(op, "b", DType::F32, g.c_out)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     let iters = g.c_in * (g.kh * (g.kw + 1) + 1);
-    ctx.launch(Kernel::Conv2dForward, label, &p, &[x, w, b, y], g.y_len() as u64, iters as u64)
+    Ok(ctx
+        .launch(Kernel::Conv2dForward, label, &p, &[x, w, b, y], g.y_len() as u64, iters as u64)?
+        .with_work(2 * g.macs() as u64, 0))
 }
 
 /// dx = conv_transpose(dy, w).
@@ -109,7 +111,9 @@ pub fn conv2d_backward_input(
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     let iters = g.c_out * (g.kh * (g.kw + 1) + 1);
-    ctx.launch(Kernel::Conv2dBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, iters as u64)
+    Ok(ctx
+        .launch(Kernel::Conv2dBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, iters as u64)?
+        .with_work(2 * g.macs() as u64, 0))
 }
 
 /// dw = correlation of x with dy, summed over the batch (a split reduction over the (n, oy) rows).
@@ -129,7 +133,8 @@ pub fn conv2d_backward_weight(
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
     let iters = rows_per_chunk * (g.out_w() + 1);
-    split_reduction(ctx, label, Kernel::Conv2dBackwardWeight, &p, &[dy, x], dw, chunks, iters)
+    Ok(split_reduction(ctx, label, Kernel::Conv2dBackwardWeight, &p, &[dy, x], dw, chunks, iters)?
+        .with_work(2 * g.macs() as u64, 0))
 }
 
 /// db = Σ over batch and positions of dy (a split reduction over the (n, oy) rows).
@@ -141,5 +146,6 @@ pub fn conv2d_backward_bias(ctx: &Context, label: &str, g: &Conv2dGeom, dy: &Ten
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     db.expect(op, "db", DType::F32, g.c_out)?;
     let iters = rows_per_chunk * (g.out_w() + 1);
-    split_reduction(ctx, label, Kernel::Conv2dBackwardBias, &p, &[dy], db, chunks, iters)
+    Ok(split_reduction(ctx, label, Kernel::Conv2dBackwardBias, &p, &[dy], db, chunks, iters)?
+        .with_work(g.y_len() as u64, 0))
 }

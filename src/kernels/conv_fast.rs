@@ -23,9 +23,8 @@ pub struct FastConvParams {
     pub rows: u32,
 }
 
-/// Accumulators and row registers per invocation (`MAX_ACC`, `MAX_ROW` in the shader).
-const MAX_ACC: usize = 32;
-const MAX_ROW: usize = 32;
+/// Kernel columns `conv2d_weight_grad` keeps in registers (two vec4 per channel).
+const MAX_KW_GRAD: usize = 8;
 
 /// Invocations the weight gradient aims for before splitting rows further (enough to fill a GPU's
 /// cores or lavapipe's SIMD lanes on every CPU thread).
@@ -52,7 +51,6 @@ fn constants(
     pad: (usize, usize),
     out: (usize, usize),
     cob: usize,
-    oxb: usize,
     bias: bool,
     flip: bool,
 ) -> Vec<(&'static str, u32)> {
@@ -71,20 +69,9 @@ fn constants(
         ("OH", u(out.0)),
         ("OW", u(out.1)),
         ("COB", u(cob)),
-        ("OXB", u(oxb)),
         ("BIAS", u32::from(bias)),
         ("FLIP", u32::from(flip)),
     ]
-}
-
-/// Output columns per invocation of `conv2d_direct` for a kernel of width `kw`, stride `sw`, given
-/// `cob` channels per block, or `None` when even one column does not fit the registers.
-fn column_block(ow: usize, kw: usize, sw: usize, cob: usize) -> Option<usize> {
-    let mut oxb = ow.clamp(1, 4).min(MAX_ACC / cob.max(1));
-    while oxb > 0 && (oxb - 1) * sw + kw > MAX_ROW {
-        oxb -= 1;
-    }
-    (oxb > 0).then_some(oxb)
 }
 
 /// One `conv2d_direct` dispatch: a stride-`sw` convolution of `x` [n, c_in, h, w] into `y`.
@@ -101,10 +88,10 @@ fn direct(
     let op = Kernel::Conv2dDirect.entry_point();
     let (c_in, h, w, c_out, oh, ow) = io;
     let cob = channel_block(c_out, 8);
-    let Some(oxb) = column_block(ow, g.kw, g.stride_w, cob) else { return Ok(None) };
-    let blocks = c_out.div_ceil(cob) * g.n * oh * ow.div_ceil(oxb);
-    let span = (oxb - 1) * g.stride_w + g.kw;
-    let iters = c_in * g.kh * (2 + span + cob * (1 + g.kw * (oxb + 1))) + 2 * cob * (oxb + 1);
+    let oxb = 4; // one vec4 of columns (conv_fast.wgsl)
+    let layers = c_out.div_ceil(cob);
+    let blocks = g.n * oh * ow.div_ceil(oxb);
+    let iters = c_in * g.kh * (g.kw + 1) + 1;
     if iters > LOOP_BUDGET {
         return Ok(None);
     }
@@ -114,9 +101,18 @@ fn direct(
         rows_per_chunk: 0,
         rows: 0,
     };
-    let consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, oxb, !flip, flip);
-    let l = ctx.launch_with(Kernel::Conv2dDirect, &consts, label, &p, &tensors, blocks as u64, iters as u64)?;
-    Ok(Some(l))
+    let consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, !flip, flip);
+    let l = ctx.launch_layered(
+        Kernel::Conv2dDirect,
+        &consts,
+        label,
+        &p,
+        &tensors,
+        blocks as u64,
+        to_u32(op, "channel blocks", layers)?,
+        iters as u64,
+    )?;
+    Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }
 
 /// y = conv(x, w) + b with the register-blocked kernel; `None` when the shape does not fit it.
@@ -181,14 +177,15 @@ pub fn conv2d_backward_weight_fast(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
-    if g.kw > MAX_ACC || g.kw > MAX_ROW {
+    if g.kw > MAX_KW_GRAD {
         return Ok(None);
     }
-    let cob = channel_block(g.c_out, MAX_ACC / g.kw);
-    let items = g.c_out.div_ceil(cob) * g.c_in * g.kh;
+    let cob = channel_block(g.c_out, 4);
+    let layers = g.c_out.div_ceil(cob);
+    let items = layers * g.c_in * g.kh;
     let rows = g.n * g.out_h();
-    let per_row = 1 + g.out_w() * (1 + g.kw + cob * (1 + g.kw));
-    let fixed = 2 * cob * g.kw + 1;
+    let per_row = 1 + g.out_w();
+    let fixed = cob * (g.kw + 1) + 1;
     if per_row + fixed > LOOP_BUDGET {
         return Ok(None);
     }
@@ -196,7 +193,7 @@ pub fn conv2d_backward_weight_fast(
     let wanted_chunks = WEIGHT_GRAD_THREADS.div_ceil(items).clamp(1, rows);
     let rows_per_chunk = rows.div_ceil(wanted_chunks).clamp(1, max_rows);
     let chunks = rows.div_ceil(rows_per_chunk);
-    let total = chunks * items;
+    let total = chunks * g.c_in * g.kh; // per grid layer
     let p = FastConvParams {
         n: to_u32(op, "batch", g.n)?,
         total: to_u32(op, "invocations", total)?,
@@ -204,19 +201,26 @@ pub fn conv2d_backward_weight_fast(
         rows: to_u32(op, "rows", rows)?,
     };
     let iters = rows_per_chunk * per_row + fixed;
-    let consts =
-        constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, 1, false, false);
+    let consts = constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, false, false);
     let out = if chunks == 1 {
         dw.clone()
     } else {
         Tensor::zeros(ctx, &format!("{label}.partial"), &[chunks, g.w_len()], DType::F32)?
     };
-    let first =
-        ctx.launch_with(Kernel::Conv2dWeightGrad, &consts, label, &p, &[dy, x, &out], total as u64, iters as u64)?;
+    let first = ctx.launch_layered(
+        Kernel::Conv2dWeightGrad,
+        &consts,
+        label,
+        &p,
+        &[dy, x, &out],
+        total as u64,
+        to_u32(op, "channel blocks", layers)?,
+        iters as u64,
+    )?;
     if chunks == 1 {
-        return Ok(Some(first));
+        return Ok(Some(first.with_work(2 * g.macs() as u64, 0)));
     }
-    Ok(Some(first.then(sum_chunks(ctx, label, &out, chunks, dw)?)))
+    Ok(Some(first.then(sum_chunks(ctx, label, &out, chunks, dw)?).with_work(2 * g.macs() as u64, 0)))
 }
 
 /// Forward conv launch: the fast kernel unless `ctx.kernels` is [`KernelSet::Plain`] or the shape does

@@ -82,5 +82,7 @@ pub fn gather_batch(
     y: &Tensor,
 ) -> Result<Launch> {
     let p = gather_params(divisor, images, labels, indices, first, x, y)?;
-    ctx.launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)
+    Ok(ctx
+        .launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)?
+        .with_work(0, 5 * x.len() as u64 + 9 * y.len() as u64))
 }

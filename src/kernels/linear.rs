@@ -69,7 +69,9 @@ pub fn linear_forward(
     w.expect(op, "w", DType::F32, g.w_len())?;
     b.expect(op, "b", DType::F32, g.out_f)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
-    ctx.launch(Kernel::LinearForward, label, &p, &[x, w, b, y], g.y_len() as u64, g.in_f as u64)
+    Ok(ctx
+        .launch(Kernel::LinearForward, label, &p, &[x, w, b, y], g.y_len() as u64, g.in_f as u64)?
+        .with_work(2 * (g.n * g.in_f * g.out_f) as u64, 0))
 }
 
 /// dx = dy·W.
@@ -86,7 +88,9 @@ pub fn linear_backward_input(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(Kernel::LinearBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, g.out_f as u64)
+    Ok(ctx
+        .launch(Kernel::LinearBackwardInput, label, &p, &[dy, w, dx], g.x_len() as u64, g.out_f as u64)?
+        .with_work(2 * (g.n * g.in_f * g.out_f) as u64, 0))
 }
 
 /// dW = dyᵀ·x (a split reduction over the batch).
@@ -105,7 +109,8 @@ pub fn linear_backward_weight(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
-    split_reduction(ctx, label, Kernel::LinearBackwardWeight, &p, &[dy, x], dw, chunks, rows_per_chunk)
+    Ok(split_reduction(ctx, label, Kernel::LinearBackwardWeight, &p, &[dy, x], dw, chunks, rows_per_chunk)?
+        .with_work(2 * (g.n * g.in_f * g.out_f) as u64, 0))
 }
 
 /// db = column sums of dy (a split reduction over the batch).
@@ -116,5 +121,6 @@ pub fn linear_backward_bias(ctx: &Context, label: &str, g: &LinearGeom, dy: &Ten
     let p = LinearParams::with_split(op, g, g.out_f, rows_per_chunk, chunks)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     db.expect(op, "db", DType::F32, g.out_f)?;
-    split_reduction(ctx, label, Kernel::LinearBackwardBias, &p, &[dy], db, chunks, rows_per_chunk)
+    Ok(split_reduction(ctx, label, Kernel::LinearBackwardBias, &p, &[dy], db, chunks, rows_per_chunk)?
+        .with_work((g.n * g.out_f) as u64, 0))
 }

@@ -69,7 +69,9 @@ pub fn loss_forward(
     labels.expect(op, "labels", DType::U32, g.n)?;
     loss.expect(op, "loss", DType::F32, g.n)?;
     probs.expect(op, "probs", DType::F32, g.len())?;
-    ctx.launch(k, label, &p, &[logits, labels, loss, probs], g.n as u64, 4 * g.classes as u64)
+    Ok(ctx
+        .launch(k, label, &p, &[logits, labels, loss, probs], g.n as u64, 4 * g.classes as u64)?
+        .with_work(0, 4 * (2 * g.len() + 2 * g.n) as u64))
 }
 
 /// dlogits = scale · d(loss)/d(logits), from the probs the forward wrote.
@@ -89,5 +91,7 @@ pub fn loss_backward(
     probs.expect(op, "probs", DType::F32, g.len())?;
     labels.expect(op, "labels", DType::U32, g.n)?;
     dlogits.expect(op, "dlogits", DType::F32, g.len())?;
-    ctx.launch(k, label, &p, &[probs, labels, dlogits], g.len() as u64, g.classes as u64)
+    Ok(ctx
+        .launch(k, label, &p, &[probs, labels, dlogits], g.len() as u64, g.classes as u64)?
+        .with_work(0, 4 * (2 * g.len() + g.n) as u64))
 }

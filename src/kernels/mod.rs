@@ -211,6 +211,10 @@ pub struct Launch {
     pub kernel: Kernel,
     pub label: String,
     steps: Vec<Dispatch>,
+    /// Useful floating-point operations per recording (a multiply-add counts 2), for reports.
+    pub flops: u64,
+    /// Bytes the launch must read and write at least once per recording, for reports.
+    pub bytes: u64,
 }
 
 impl Launch {
@@ -236,7 +240,30 @@ impl Launch {
     /// Append the dispatches of `next` (run after this one's).
     pub fn then(mut self, next: Launch) -> Launch {
         self.steps.extend(next.steps);
+        self.flops += next.flops;
+        self.bytes += next.bytes;
         self
+    }
+
+    /// Record the work this launch does (see [`Launch::flops`], [`Launch::bytes`]).
+    pub fn with_work(mut self, flops: u64, bytes: u64) -> Launch {
+        self.flops = flops;
+        self.bytes = bytes;
+        self
+    }
+
+    /// Record each dispatch, in order, into its own compute pass of `enc`, the pass bracketed by
+    /// timestamp queries `first` and `first + 1` of `queries` (profiling; see `wgcnn bench`).
+    pub fn record_timed(&self, enc: &mut wgpu::CommandEncoder, queries: &wgpu::QuerySet, first: u32) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&self.label),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: queries,
+                beginning_of_pass_write_index: Some(first),
+                end_of_pass_write_index: Some(first + 1),
+            }),
+        });
+        self.record(&mut pass);
     }
 
     /// Overwrite the first dispatch's params (same struct type as at creation; e.g. Adam's per-step
@@ -355,7 +382,34 @@ impl Context {
         threads: u64,
         loop_iters: u64,
     ) -> Result<Launch> {
+        self.launch_layered(kernel, consts, label, params, tensors, threads, 1, loop_iters)
+    }
+
+    /// [`Context::launch_with`] over `layers` copies of the grid of `threads` invocations, stacked in
+    /// the grid's third dimension: shaders read the layer from `workgroup_id.z`, a value every invocation
+    /// of a workgroup shares (so loads indexed by it alone are uniform, which lets lavapipe load once
+    /// and broadcast instead of gathering per lane).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_layered<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        consts: &[(&'static str, u32)],
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+        layers: u32,
+        loop_iters: u64,
+    ) -> Result<Launch> {
         let name = kernel.entry_point();
+        if layers == 0 || layers > self.limits.max_compute_workgroups_per_dimension {
+            return Err(Error::Limit {
+                op: name.to_string(),
+                what: "grid layers".into(),
+                value: u64::from(layers),
+                limit: u64::from(self.limits.max_compute_workgroups_per_dimension),
+            });
+        }
         if loop_iters > self.max_loop_iterations() {
             return Err(Error::Limit {
                 op: name.to_string(),
@@ -388,10 +442,12 @@ impl Context {
                 ));
             }
         }
-        let grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
+        let mut grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
+        grid[2] = layers;
         let pipeline = self.pipeline_with(kernel, consts);
         let bytes = bytemuck::bytes_of(params);
         self.count_created(2); // params buffer, bind group
+        self.count_bytes(crate::tensor::padded_bytes(bytes.len() as u64));
         let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: crate::tensor::padded_bytes(bytes.len() as u64),
@@ -409,7 +465,7 @@ impl Context {
             entries: &entries,
         });
         let steps = vec![Dispatch { pipeline, bind_group, params: params_buf, grid }];
-        Ok(Launch { kernel, label: label.to_string(), steps })
+        Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0 })
     }
 
     /// Record `launches` in order into one compute pass of one encoder and submit once.

@@ -147,7 +147,9 @@ pub fn sgd_update(
     let op = Kernel::SgdUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("momentum_buffer", buf)])?;
     let p = opt.params(grad.len(), step)?;
-    ctx.launch(Kernel::SgdUpdate, label, &p, &[grad, param, buf], grad.len() as u64, 0)
+    Ok(ctx
+        .launch(Kernel::SgdUpdate, label, &p, &[grad, param, buf], grad.len() as u64, 0)?
+        .with_work(0, 20 * grad.len() as u64))
 }
 
 /// One Adam step over `param` (in place) with moments `m`, `v`.
@@ -164,5 +166,7 @@ pub fn adam_update(
     let op = Kernel::AdamUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)])?;
     let p = opt.params(grad.len(), step)?;
-    ctx.launch(Kernel::AdamUpdate, label, &p, &[grad, param, m, v], grad.len() as u64, 0)
+    Ok(ctx
+        .launch(Kernel::AdamUpdate, label, &p, &[grad, param, m, v], grad.len() as u64, 0)?
+        .with_work(0, 28 * grad.len() as u64))
 }

@@ -69,7 +69,9 @@ pub fn maxpool2d_forward(
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
-    ctx.launch(Kernel::MaxPool2dForward, label, &p, &[x, y, argmax], g.y_len() as u64, window(g))
+    Ok(ctx
+        .launch(Kernel::MaxPool2dForward, label, &p, &[x, y, argmax], g.y_len() as u64, window(g))?
+        .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
 /// dx[i] = Σ dy over the windows whose argmax is i.
@@ -86,7 +88,9 @@ pub fn maxpool2d_backward(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(Kernel::MaxPool2dBackward, label, &p, &[dy, argmax, dx], g.x_len() as u64, covering(g))
+    Ok(ctx
+        .launch(Kernel::MaxPool2dBackward, label, &p, &[dy, argmax, dx], g.x_len() as u64, covering(g))?
+        .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
 /// y = mean over each window.
@@ -95,7 +99,9 @@ pub fn avgpool2d_forward(ctx: &Context, label: &str, g: &Pool2dGeom, x: &Tensor,
     let p = PoolParams::new(op, g, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
-    ctx.launch(Kernel::AvgPool2dForward, label, &p, &[x, y], g.y_len() as u64, window(g))
+    Ok(ctx
+        .launch(Kernel::AvgPool2dForward, label, &p, &[x, y], g.y_len() as u64, window(g))?
+        .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
 /// dx[i] = Σ dy / (kh·kw) over the windows covering i.
@@ -104,7 +110,9 @@ pub fn avgpool2d_backward(ctx: &Context, label: &str, g: &Pool2dGeom, dy: &Tenso
     let p = PoolParams::new(op, g, g.x_len())?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
-    ctx.launch(Kernel::AvgPool2dBackward, label, &p, &[dy, dx], g.x_len() as u64, covering(g))
+    Ok(ctx
+        .launch(Kernel::AvgPool2dBackward, label, &p, &[dy, dx], g.x_len() as u64, covering(g))?
+        .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
 /// Loop iterations of one forward invocation: the window.
