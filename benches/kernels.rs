@@ -12,6 +12,7 @@ use wgcnn::kernels::conv_fast::*;
 use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::linear::*;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
+use wgcnn::kernels::matmul::*;
 use wgcnn::kernels::optim::{adam_update, sgd_update, Adam, Sgd};
 use wgcnn::kernels::pool::*;
 use wgcnn::kernels::Launch;
@@ -211,6 +212,16 @@ fn kernels(c: &mut Criterion) {
                 Work::Flops(flops),
                 linear_backward_weight(ctx, layer, &g, &dy, &x, &dw).unwrap(),
             );
+            let fast = [
+                ("matmul.forward", linear_forward_fast(ctx, layer, &g, &x, &w, &bias, &y).unwrap()),
+                ("matmul.backward_input", linear_backward_input_fast(ctx, layer, &g, &dy, &w, &dx).unwrap()),
+                ("matmul.backward_weight", linear_backward_weight_fast(ctx, layer, &g, &dy, &x, &dw).unwrap()),
+            ];
+            for (name, launch) in fast {
+                if let Some(l) = launch {
+                    time(c, ctx, &s(&format!("{name}/{layer}")), Work::Flops(flops), l);
+                }
+            }
             time(
                 c,
                 ctx,
@@ -270,6 +281,15 @@ fn kernels(c: &mut Criterion) {
         "linear_forward/matmul1024",
         Work::Flops(2 * 1024 * 1024 * 1024),
         linear_forward(ctx, "mm", &g, &x, &w, &bias, &y).unwrap(),
+        1,
+    );
+    // The register-blocked matmul kernel on the same product.
+    time_n(
+        c,
+        ctx,
+        "matmul/matmul1024",
+        Work::Flops(2 * 1024 * 1024 * 1024),
+        linear_forward_fast(ctx, "mm", &g, &x, &w, &bias, &y).unwrap().expect("k = 1024 fits one invocation"),
         1,
     );
 }

@@ -9,9 +9,12 @@ use crate::error::{shape_err, Error, Result};
 use crate::kernels::activation::{activation_backward, activation_forward};
 use crate::kernels::conv::conv2d_backward_bias;
 use crate::kernels::conv_fast::{conv2d_backward_input_auto, conv2d_backward_weight_auto, conv2d_forward_auto};
-use crate::kernels::linear::{linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward};
+use crate::kernels::linear::linear_backward_bias;
 use crate::kernels::loss::{loss_backward, loss_forward};
-use crate::kernels::pool::{avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward, PoolKind};
+use crate::kernels::matmul::{linear_backward_input_auto, linear_backward_weight_auto, linear_forward_auto};
+use crate::kernels::pool::{
+    avgpool2d_backward, avgpool2d_forward, maxpool2d_backward_auto, maxpool2d_forward_auto, PoolKind,
+};
 use crate::kernels::reduce::{correct_accumulate, sum_accumulate};
 use crate::kernels::Launch;
 use crate::model::{Layer, ModelSpec, ParamSpec};
@@ -331,7 +334,7 @@ fn forward_layer(
             match kind {
                 PoolKind::Max => {
                     let arg = Tensor::zeros(ctx, &format!("{tag}.argmax"), &y.shape, DType::U32)?;
-                    let l = maxpool2d_forward(ctx, tag, &g, x, &y, &arg)?;
+                    let l = maxpool2d_forward_auto(ctx, tag, &g, x, &y, &arg)?;
                     Ok((Node { y, argmax: Some(arg) }, Some(l)))
                 }
                 PoolKind::Avg => {
@@ -354,7 +357,7 @@ fn forward_layer(
             let y = new(&[g.n, out_f])?;
             let (wi, bi) = params.weight_bias(name);
             let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
-            let l = linear_forward(ctx, tag, &g, x, w, b, &y)?;
+            let l = linear_forward_auto(ctx, tag, &g, x, w, b, &y)?;
             Ok((Node { y, argmax: None }, Some(l)))
         }
     }
@@ -400,7 +403,7 @@ fn backward_layer(
             let dx = dx_like(x)?;
             match (kind, &node.argmax) {
                 (PoolKind::Max, Some(arg)) => {
-                    out.push(maxpool2d_backward(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?)
+                    out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?)
                 }
                 _ => out.push(avgpool2d_backward(ctx, &format!("{tag}.dx"), &g, dy, &dx)?),
             }
@@ -411,11 +414,11 @@ fn backward_layer(
             let g = LinearGeom { n: x.shape[0], in_f, out_f };
             let (wi, bi) = params.weight_bias(name);
             let (w, dw, db) = (&params.values.views[wi], &params.grads.views[wi], &params.grads.views[bi]);
-            out.push(linear_backward_weight(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
+            out.push(linear_backward_weight_auto(ctx, &format!("{name}.dw"), &g, dy, x, dw)?);
             out.push(linear_backward_bias(ctx, &format!("{name}.db"), &g, dy, db)?);
             if need_dx {
                 let dx = dx_like(x)?;
-                out.push(linear_backward_input(ctx, &format!("{name}.dx"), &g, dy, w, &dx)?);
+                out.push(linear_backward_input_auto(ctx, &format!("{name}.dx"), &g, dy, w, &dx)?);
                 Some(dx)
             } else {
                 None

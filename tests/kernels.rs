@@ -10,6 +10,7 @@ use wgcnn::kernels::conv_fast::*;
 use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::linear::*;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
+use wgcnn::kernels::matmul::*;
 use wgcnn::kernels::optim::{adam_update, sgd_update, Adam, Sgd};
 use wgcnn::kernels::pool::*;
 use wgcnn::kernels::reduce::{argmax_rows, correct_accumulate, sum_accumulate};
@@ -175,6 +176,8 @@ fn pooling_matches_reference() {
         ("window_eq_input", Pool2dGeom::square(3, 2, 5, 5, 5, 1)),
         // 4.4M input elements (backward) and 1.1M outputs.
         ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 2, 2)),
+        // 4.4M windows: the tiled kernels (one invocation per window) fold their grid too.
+        ("tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4200, 4200, 2, 2)),
     ];
     let c = ctx();
     for (seed, (name, g)) in table.iter().enumerate() {
@@ -196,12 +199,35 @@ fn pooling_matches_reference() {
         let got = run_f32(maxpool2d_backward(c, name, g, &dyt, &argt, &dxt), &dxt);
         check(&format!("maxpool2d_backward/{name}"), &got, &cpu::maxpool2d_backward(g, &dy64, &want_arg), F32_TOL);
 
+        // The tiled kernels (MaxPool2dTilesForward/Backward) where the windows tile the input.
+        let tiled = g.kh == g.stride_h && g.kw == g.stride_w && g.h % g.kh == 0 && g.w % g.kw == 0;
+        let fwd = maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap();
+        assert_eq!(fwd.is_some(), tiled, "{name}");
+        if let Some(l) = fwd {
+            yt.write_f32(c, &vec![f32::NAN; g.y_len()]).unwrap();
+            argt.write_u32(c, &vec![u32::MAX; g.y_len()]).unwrap();
+            c.run(&[&l]).unwrap();
+            let exact = Tol { atol: 0.0, rtol: 0.0 };
+            check(&format!("maxpool2d_tiles_forward/{name}"), &yt.to_f32(c).unwrap(), &want_y, exact);
+            check_u32(&format!("maxpool2d_tiles_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
+            dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
+            let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
+            let got = run_f32(Ok(l), &dxt);
+            check(
+                &format!("maxpool2d_tiles_backward/{name}"),
+                &got,
+                &cpu::maxpool2d_backward(g, &dy64, &want_arg),
+                exact,
+            );
+        }
+
         let got = run_f32(avgpool2d_forward(c, name, g, &xt, &yt), &yt);
         check(&format!("avgpool2d_forward/{name}"), &got, &cpu::avgpool2d_forward(g, &x64), F32_TOL);
         let got = run_f32(avgpool2d_backward(c, name, g, &dyt, &dxt), &dxt);
         check(&format!("avgpool2d_backward/{name}"), &got, &cpu::avgpool2d_backward(g, &dy64), F32_TOL);
     }
-    assert!(groups(table.last().unwrap().1.x_len()) > 65_535);
+    assert!(groups(table[table.len() - 2].1.x_len()) > 65_535);
+    assert!(groups(table.last().unwrap().1.y_len()) > 65_535);
 }
 
 #[test]
@@ -219,6 +245,8 @@ fn maxpool_ties_pick_the_first_maximum() {
     assert_eq!(want_arg, vec![0, 3]);
     check_u32("maxpool2d_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
     check("maxpool2d_forward/ties", &yt.to_f32(c).unwrap(), &want_y, Tol { atol: 0.0, rtol: 0.0 });
+    c.run(&[&maxpool2d_forward_fast(c, "ties", &g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
+    check_u32("maxpool2d_tiles_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
 }
 
 #[test]
@@ -257,6 +285,18 @@ fn linear_all_directions_match_reference() {
         check(&format!("linear_backward_weight/{name}"), &got, &cpu::linear_backward_weight(g, &dy64, &x64), F32_TOL);
         let got = run_f32(linear_backward_bias(c, name, g, &dyt, &dbt), &dbt);
         check(&format!("linear_backward_bias/{name}"), &got, &cpu::linear_backward_bias(g, &dy64), F32_TOL);
+
+        // The register-blocked matmul kernel in each of the three roles (every row here has k <= 5,000).
+        for t in [&yt, &dxt, &dwt] {
+            t.write_f32(c, &vec![f32::NAN; t.len()]).unwrap();
+        }
+        let got = run_f32(Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt).unwrap().unwrap()), &yt);
+        check(&format!("matmul.forward/{name}"), &got, &cpu::linear_forward(g, &x64, &w64, &b64), F32_TOL);
+        let got = run_f32(Ok(linear_backward_input_fast(c, name, g, &dyt, &wt, &dxt).unwrap().unwrap()), &dxt);
+        check(&format!("matmul.backward_input/{name}"), &got, &cpu::linear_backward_input(g, &dy64, &w64), F32_TOL);
+        let got = run_f32(Ok(linear_backward_weight_fast(c, name, g, &dyt, &xt, &dwt).unwrap().unwrap()), &dwt);
+        let want = cpu::linear_backward_weight(g, &dy64, &x64);
+        check(&format!("matmul.backward_weight/{name}"), &got, &want, F32_TOL);
     }
     let n = table.len();
     assert!(groups(table[n - 3].1.y_len()) > 65_535);

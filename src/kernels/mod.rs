@@ -16,6 +16,7 @@ pub mod conv_fast;
 pub mod gather;
 pub mod linear;
 pub mod loss;
+pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
@@ -33,7 +34,9 @@ pub enum ShaderFile {
     ConvFast,
     Activation,
     Pool,
+    PoolFast,
     Linear,
+    Matmul,
     Loss,
     Optim,
     Gather,
@@ -41,12 +44,14 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 9] = [
+    pub const ALL: [ShaderFile; 11] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::Activation,
         ShaderFile::Pool,
+        ShaderFile::PoolFast,
         ShaderFile::Linear,
+        ShaderFile::Matmul,
         ShaderFile::Loss,
         ShaderFile::Optim,
         ShaderFile::Gather,
@@ -60,7 +65,9 @@ impl ShaderFile {
             ShaderFile::ConvFast => "conv_fast.wgsl",
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::Pool => "pool.wgsl",
+            ShaderFile::PoolFast => "pool_fast.wgsl",
             ShaderFile::Linear => "linear.wgsl",
+            ShaderFile::Matmul => "matmul.wgsl",
             ShaderFile::Loss => "loss.wgsl",
             ShaderFile::Optim => "optim.wgsl",
             ShaderFile::Gather => "gather.wgsl",
@@ -74,7 +81,9 @@ impl ShaderFile {
             ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
+            ShaderFile::PoolFast => include_str!("../../shaders/pool_fast.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
+            ShaderFile::Matmul => include_str!("../../shaders/matmul.wgsl"),
             ShaderFile::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderFile::Optim => include_str!("../../shaders/optim.wgsl"),
             ShaderFile::Gather => include_str!("../../shaders/gather.wgsl"),
@@ -142,10 +151,13 @@ kernels! {
     MaxPool2dBackward => "maxpool2d_backward", Pool, [R, R, W];
     AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];
     AvgPool2dBackward => "avgpool2d_backward", Pool, [R, W];
+    MaxPool2dTilesForward => "maxpool2d_tiles_forward", PoolFast, [R, W, W];
+    MaxPool2dTilesBackward => "maxpool2d_tiles_backward", PoolFast, [R, R, W];
     LinearForward => "linear_forward", Linear, [R, R, R, W];
     LinearBackwardInput => "linear_backward_input", Linear, [R, R, W];
     LinearBackwardWeight => "linear_backward_weight", Linear, [R, R, W];
     LinearBackwardBias => "linear_backward_bias", Linear, [R, W];
+    Matmul => "matmul", Matmul, [R, R, R, W];
     SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
     SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
     SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];

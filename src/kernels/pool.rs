@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Context, KernelSet};
 use crate::error::{to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::shape::Pool2dGeom;
@@ -124,4 +124,103 @@ fn window(g: &Pool2dGeom) -> u64 {
 fn covering(g: &Pool2dGeom) -> u64 {
     let per_axis = |k: usize, s: usize| k.div_ceil(s) + 1;
     (per_axis(g.kh, g.stride_h) * (per_axis(g.kw, g.stride_w) + 1)) as u64
+}
+
+/// Mirrors `struct TileParams` in `shaders/pool_fast.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct TileParams {
+    pub total: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// Whether the shape-specialised max-pool kernels apply: windows that tile the input exactly.
+fn tiles(g: &Pool2dGeom) -> bool {
+    g.stride_h == g.kh && g.stride_w == g.kw && g.h % g.kh == 0 && g.w % g.kw == 0
+}
+
+fn tile_launch(ctx: &Context, kernel: Kernel, label: &str, g: &Pool2dGeom, tensors: &[&Tensor]) -> Result<Launch> {
+    let op = kernel.entry_point();
+    g.validate(op)?;
+    to_u32(op, "input length", g.x_len())?;
+    let u = |v: usize| v as u32; // each is <= x_len, checked above
+    let consts = [("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
+    let p = TileParams { total: u(g.y_len()), _pad0: 0, _pad1: 0, _pad2: 0 };
+    Ok(ctx
+        .launch_with(kernel, &consts, label, &p, tensors, g.y_len() as u64, window(g))?
+        .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
+}
+
+/// [`maxpool2d_forward`] specialised to the shape; `None` unless the windows tile the input exactly.
+pub fn maxpool2d_forward_fast(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    x: &Tensor,
+    y: &Tensor,
+    argmax: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::MaxPool2dTilesForward.entry_point();
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+    if !tiles(g) {
+        return Ok(None);
+    }
+    tile_launch(ctx, Kernel::MaxPool2dTilesForward, label, g, &[x, y, argmax]).map(Some)
+}
+
+/// [`maxpool2d_backward`] with one invocation per window; `None` unless the windows tile the input.
+pub fn maxpool2d_backward_fast(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    dy: &Tensor,
+    argmax: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::MaxPool2dTilesBackward.entry_point();
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    if !tiles(g) {
+        return Ok(None);
+    }
+    tile_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, dx]).map(Some)
+}
+
+/// Max-pool forward, specialised where possible unless `ctx.kernels` is [`KernelSet::Plain`].
+pub fn maxpool2d_forward_auto(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    x: &Tensor,
+    y: &Tensor,
+    argmax: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = maxpool2d_forward_fast(ctx, label, g, x, y, argmax)? {
+            return Ok(l);
+        }
+    }
+    maxpool2d_forward(ctx, label, g, x, y, argmax)
+}
+
+/// Max-pool backward, specialised where possible (see [`maxpool2d_forward_auto`]).
+pub fn maxpool2d_backward_auto(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    dy: &Tensor,
+    argmax: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = maxpool2d_backward_fast(ctx, label, g, dy, argmax, dx)? {
+            return Ok(l);
+        }
+    }
+    maxpool2d_backward(ctx, label, g, dy, argmax, dx)
 }

@@ -1,0 +1,103 @@
+// Register-blocked matrix product with strided operands, the fast path of the fully connected layer
+// and its gradients: c[m, j] = Σ_k a[m, k] · b[k, j] (+ bias[j]), every operand addressed through its
+// own (row, column) strides so that one kernel serves x·Wᵀ, dy·W and dyᵀ·x without transposing.
+// Invocation i owns rows [m0, m0 + MR) and the columns [j0, j0 + 4) as one vec4 per row: MR named
+// vec4 accumulators, no private arrays (lavapipe keeps loop-indexed private arrays in memory).
+// The plain kernels of linear.wgsl are the references this is tested against.
+
+// Rows per invocation: 4 or 8.
+override MR: u32 = 8u;
+// Add bias[j] (otherwise bias is not read).
+override BIAS: bool = false;
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    total: u32, // invocations: ceil(m / MR) * ceil(n / 4)
+    a_m: u32,   // strides of a: a[m, k] = a[m * a_m + k * a_k]
+    a_k: u32,
+    b_k: u32,   // strides of b
+    b_j: u32,
+    c_m: u32,   // strides of c
+    c_j: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> mm_a: array<f32>;
+@group(0) @binding(2) var<storage, read> mm_b: array<f32>;
+@group(0) @binding(3) var<storage, read> mm_bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> mm_c: array<f32>;
+
+// Row r of the block, clamped to the last row (its result is not stored).
+fn a_row(m0: u32, r: u32) -> u32 {
+    return min(m0 + r, p.m - 1u) * p.a_m;
+}
+
+fn store_row(m: u32, j0: u32, v: vec4<f32>) {
+    if (m >= p.m) { return; }
+    let base = m * p.c_m + j0 * p.c_j;
+    mm_c[base] = v.x;
+    if (j0 + 1u < p.n) { mm_c[base + p.c_j] = v.y; }
+    if (j0 + 2u < p.n) { mm_c[base + 2u * p.c_j] = v.z; }
+    if (j0 + 3u < p.n) { mm_c[base + 3u * p.c_j] = v.w; }
+}
+
+@compute @workgroup_size(WG)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let jb = (p.n + 3u) / 4u;
+    let j0 = (i % jb) * 4u;
+    let m0 = (i / jb) * MR;
+    let last = p.n - 1u;
+    let cols = vec4<u32>(min(j0, last), min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last)) * p.b_j;
+    var init = vec4<f32>(0.0);
+    if (BIAS) {
+        init = vec4<f32>(mm_bias[min(j0, last)], mm_bias[min(j0 + 1u, last)], mm_bias[min(j0 + 2u, last)],
+                         mm_bias[min(j0 + 3u, last)]);
+    }
+    var c0 = init;
+    var c1 = init;
+    var c2 = init;
+    var c3 = init;
+    var c4 = init;
+    var c5 = init;
+    var c6 = init;
+    var c7 = init;
+    let r0 = a_row(m0, 0u);
+    let r1 = a_row(m0, 1u);
+    let r2 = a_row(m0, 2u);
+    let r3 = a_row(m0, 3u);
+    let r4 = a_row(m0, 4u);
+    let r5 = a_row(m0, 5u);
+    let r6 = a_row(m0, 6u);
+    let r7 = a_row(m0, 7u);
+    for (var k = 0u; k < p.k; k++) {
+        let bo = k * p.b_k;
+        let bv = vec4<f32>(mm_b[bo + cols.x], mm_b[bo + cols.y], mm_b[bo + cols.z], mm_b[bo + cols.w]);
+        let ak = k * p.a_k;
+        c0 += mm_a[r0 + ak] * bv;
+        c1 += mm_a[r1 + ak] * bv;
+        c2 += mm_a[r2 + ak] * bv;
+        c3 += mm_a[r3 + ak] * bv;
+        if (MR > 4u) {
+            c4 += mm_a[r4 + ak] * bv;
+            c5 += mm_a[r5 + ak] * bv;
+            c6 += mm_a[r6 + ak] * bv;
+            c7 += mm_a[r7 + ak] * bv;
+        }
+    }
+    store_row(m0, j0, c0);
+    store_row(m0 + 1u, j0, c1);
+    store_row(m0 + 2u, j0, c2);
+    store_row(m0 + 3u, j0, c3);
+    if (MR > 4u) {
+        store_row(m0 + 4u, j0, c4);
+        store_row(m0 + 5u, j0, c5);
+        store_row(m0 + 6u, j0, c6);
+        store_row(m0 + 7u, j0, c7);
+    }
+}

@@ -1,0 +1,212 @@
+//! Register-blocked strided matrix product (`shaders/matmul.wgsl`): the fast path of the fully
+//! connected layer's forward and both gradients. The plain kernels of [`crate::kernels::linear`] are
+//! its test references and the fallback where it does not apply ([`linear_forward_fast`] and friends
+//! return `None`).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::{Context, KernelSet};
+use crate::error::{shape_err, to_u32, Result};
+use crate::kernels::linear::{linear_backward_input, linear_backward_weight, linear_forward};
+use crate::kernels::{Kernel, Launch};
+use crate::shape::LinearGeom;
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct MatmulParams` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub total: u32,
+    pub a_m: u32,
+    pub a_k: u32,
+    pub b_k: u32,
+    pub b_j: u32,
+    pub c_m: u32,
+    pub c_j: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// A matrix operand: a tensor and the strides of its two indices (`t[r, s] = t[r·rows + s·cols]`).
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub t: &'a Tensor,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// The longest reduction one invocation runs (a loop of `k` iterations; llvmpipe's cap is 65,535).
+const MAX_K: usize = 60_000;
+
+/// c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j]) for an `m`×`n` result over `k`. `None` when `k` is past
+/// what one invocation may loop over (use a split reduction instead).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ctx: &Context,
+    label: &str,
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    bias: Option<&Tensor>,
+    c: Operand,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Matmul.entry_point();
+    if m == 0 || n == 0 || k == 0 {
+        return Err(shape_err(op, format!("zero-sized product {m}x{n} over {k}")));
+    }
+    // The largest element each operand is read or written at must lie inside it.
+    let reach = |o: &Operand, r: usize, s: usize| (r - 1) * o.rows + (s - 1) * o.cols;
+    for (what, o, r, s) in [("a", &a, m, k), ("b", &b, k, n), ("c", &c, m, n)] {
+        o.t.expect(op, what, DType::F32, o.t.len())?;
+        if reach(o, r, s) >= o.t.len() {
+            return Err(shape_err(
+                op,
+                format!("{what} has {} elements, the product reaches {}", o.t.len(), reach(o, r, s)),
+            ));
+        }
+        to_u32(op, what, o.t.len())?;
+    }
+    if let Some(bias) = bias {
+        bias.expect(op, "bias", DType::F32, n)?;
+    }
+    if k > MAX_K {
+        return Ok(None);
+    }
+    let mr = if m >= 32 { 8 } else { 4 };
+    let total = m.div_ceil(mr) * n.div_ceil(4);
+    let u = |v: usize| v as u32; // each is below an operand length, checked above
+    let p = MatmulParams {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        total: to_u32(op, "invocations", total)?,
+        a_m: u(a.rows),
+        a_k: u(a.cols),
+        b_k: u(b.rows),
+        b_j: u(b.cols),
+        c_m: u(c.rows),
+        c_j: u(c.cols),
+        _pad0: 0,
+        _pad1: 0,
+    };
+    let consts = [("MR", mr as u32), ("BIAS", u32::from(bias.is_some()))];
+    let tensors = [a.t, b.t, bias.unwrap_or(a.t), c.t];
+    let l = ctx.launch_with(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, k as u64 + 1)?;
+    Ok(Some(l.with_work(2 * (m * n * k) as u64, 0)))
+}
+
+/// y = x·Wᵀ + b through [`matmul`].
+pub fn linear_forward_fast(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Matmul.entry_point();
+    g.validate(op)?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
+    let a = Operand { t: x, rows: g.in_f, cols: 1 };
+    let bm = Operand { t: w, rows: 1, cols: g.in_f };
+    let c = Operand { t: y, rows: g.out_f, cols: 1 };
+    matmul(ctx, label, (g.n, g.out_f, g.in_f), a, bm, Some(b), c)
+}
+
+/// dx = dy·W through [`matmul`].
+pub fn linear_backward_input_fast(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Matmul.entry_point();
+    g.validate(op)?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    let a = Operand { t: dy, rows: g.out_f, cols: 1 };
+    let bm = Operand { t: w, rows: g.in_f, cols: 1 };
+    let c = Operand { t: dx, rows: g.in_f, cols: 1 };
+    matmul(ctx, label, (g.n, g.in_f, g.out_f), a, bm, None, c)
+}
+
+/// dW = dyᵀ·x through [`matmul`] (one reduction over the batch per output; `None` past 60,000 rows).
+pub fn linear_backward_weight_fast(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Matmul.entry_point();
+    g.validate(op)?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    x.expect(op, "x", DType::F32, g.x_len())?;
+    dw.expect(op, "dw", DType::F32, g.w_len())?;
+    let a = Operand { t: dy, rows: 1, cols: g.out_f };
+    let bm = Operand { t: x, rows: g.in_f, cols: 1 };
+    let c = Operand { t: dw, rows: g.in_f, cols: 1 };
+    matmul(ctx, label, (g.out_f, g.in_f, g.n), a, bm, None, c)
+}
+
+/// Forward launch: [`matmul`] unless `ctx.kernels` is [`KernelSet::Plain`] or it does not apply.
+pub fn linear_forward_auto(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = linear_forward_fast(ctx, label, g, x, w, b, y)? {
+            return Ok(l);
+        }
+    }
+    linear_forward(ctx, label, g, x, w, b, y)
+}
+
+/// Input-gradient launch, fast where possible (see [`linear_forward_auto`]).
+pub fn linear_backward_input_auto(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = linear_backward_input_fast(ctx, label, g, dy, w, dx)? {
+            return Ok(l);
+        }
+    }
+    linear_backward_input(ctx, label, g, dy, w, dx)
+}
+
+/// Weight-gradient launch, fast where possible (see [`linear_forward_auto`]).
+pub fn linear_backward_weight_auto(
+    ctx: &Context,
+    label: &str,
+    g: &LinearGeom,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Launch> {
+    if ctx.kernels == KernelSet::Fast {
+        if let Some(l) = linear_backward_weight_fast(ctx, label, g, dy, x, dw)? {
+            return Ok(l);
+        }
+    }
+    linear_backward_weight(ctx, label, g, dy, x, dw)
+}
