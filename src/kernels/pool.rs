@@ -138,7 +138,7 @@ pub struct TileParams {
 
 /// Whether the shape-specialised max-pool kernels apply: windows that tile the input exactly.
 fn tiles(g: &Pool2dGeom) -> bool {
-    g.stride_h == g.kh && g.stride_w == g.kw && g.h % g.kh == 0 && g.w % g.kw == 0
+    g.stride_h == g.kh && g.stride_w == g.kw && g.h.is_multiple_of(g.kh) && g.w.is_multiple_of(g.kw)
 }
 
 fn tile_launch(ctx: &Context, kernel: Kernel, label: &str, g: &Pool2dGeom, tensors: &[&Tensor]) -> Result<Launch> {
