@@ -19,6 +19,8 @@ override OW: u32 = 28u;
 override COB: u32 = 6u;
 // conv2d_direct: add the bias b (otherwise b is not read).
 override BIAS: bool = true;
+// conv2d_direct: apply ReLU to the result (a conv followed by ReLU in one pass).
+override RELU: bool = false;
 // conv2d_direct: read w as the flipped, channel-swapped kernel of the layer, so that a stride-1
 // convolution of dy with padding K-1-pad gives the layer's input gradient.
 override FLIP: bool = false;
@@ -94,10 +96,13 @@ fn conv2d_direct(
         a7 = vec4<f32>(d_b[min(co0 + 7u, COUT - 1u)]);
     }
     let ix0 = i32(ox0 * SW) - i32(PW);
+    // Only the kernel rows that land inside the input: [ky_lo, ky_hi).
+    let top = i32(oy * SH) - i32(PH);
+    let ky_lo = u32(max(0, -top));
+    let ky_hi = u32(clamp(i32(H) - top, 0, i32(KH)));
     for (var ci = 0u; ci < CIN; ci++) {
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * SH + ky) - i32(PH);
-            if (iy < 0 || iy >= i32(H)) { continue; }
+        for (var ky = ky_lo; ky < ky_hi; ky++) {
+            let iy = top + i32(ky);
             let row = ((n * CIN + ci) * H + u32(iy)) * W;
             let s = i32(SW);
             // Columns ix0 + j·SW + kx for j = 0..3; with stride 1 the window slides by one per kx.
@@ -131,8 +136,10 @@ fn conv2d_direct(
 }
 
 // Write the columns of `v` that exist, for channel co when it exists.
-fn store4(n: u32, co: u32, oy: u32, ox0: u32, v: vec4<f32>) {
+fn store4(n: u32, co: u32, oy: u32, ox0: u32, acc: vec4<f32>) {
     if (co >= COUT) { return; }
+    var v = acc;
+    if (RELU) { v = max(v, vec4<f32>(0.0)); }
     let base = ((n * COUT + co) * OH + oy) * OW + ox0;
     d_y[base] = v.x;
     if (ox0 + 1u < OW) { d_y[base + 1u] = v.y; }

@@ -7,6 +7,9 @@ override H: u32 = 28u;
 override W: u32 = 28u;
 override KH: u32 = 2u;
 override KW: u32 = 2u;
+// maxpool2d_tiles_backward: the pooled input is a ReLU's output; pass the gradient only where the
+// window's maximum is positive (the ReLU's backward folded in).
+override RELU_MASK: bool = false;
 
 override OH: u32 = H / KH;
 override OW: u32 = W / KW;
@@ -50,10 +53,12 @@ fn maxpool2d_tiles_forward(@builtin(global_invocation_id) gid: vec3<u32>, @built
     tf_arg[i] = best_at;
 }
 
-// maxpool2d_tiles_backward: dy, argmax -> dx, one invocation per window writing all of it.
+// maxpool2d_tiles_backward: dy, argmax, y -> dx, one invocation per window writing all of it (y, the
+// pooled output, is read only with RELU_MASK).
 @group(0) @binding(1) var<storage, read> tb_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> tb_arg: array<u32>;
-@group(0) @binding(3) var<storage, read_write> tb_dx: array<f32>;
+@group(0) @binding(3) var<storage, read> tb_y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> tb_dx: array<f32>;
 
 @compute @workgroup_size(WG)
 fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -63,7 +68,8 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let oy = (i / OW) % OH;
     let plane = i / (OW * OH);
     let base = plane * H * W;
-    let d = tb_dy[i];
+    var d = tb_dy[i];
+    if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
     let arg = tb_arg[i];
     for (var ky = 0u; ky < KH; ky++) {
         for (var kx = 0u; kx < KW; kx++) {

@@ -5,15 +5,19 @@
 use std::sync::Arc;
 
 use crate::context::Context;
+use crate::context::KernelSet;
 use crate::error::{shape_err, Error, Result};
-use crate::kernels::activation::{activation_backward, activation_forward};
+use crate::kernels::activation::{activation_backward, activation_forward, Activation};
 use crate::kernels::conv::conv2d_backward_bias;
-use crate::kernels::conv_fast::{conv2d_backward_input_auto, conv2d_backward_weight_auto, conv2d_forward_auto};
+use crate::kernels::conv_fast::{
+    conv2d_backward_input_auto, conv2d_backward_weight_auto, conv2d_forward_auto, conv2d_forward_fused,
+};
 use crate::kernels::linear::linear_backward_bias;
 use crate::kernels::loss::{loss_backward, loss_forward};
 use crate::kernels::matmul::{linear_backward_input_auto, linear_backward_weight_auto, linear_forward_auto};
 use crate::kernels::pool::{
-    avgpool2d_backward, avgpool2d_forward, maxpool2d_backward_auto, maxpool2d_forward_auto, PoolKind,
+    avgpool2d_backward, avgpool2d_forward, maxpool2d_backward_auto, maxpool2d_backward_fused, maxpool2d_forward_auto,
+    PoolKind,
 };
 use crate::kernels::reduce::{correct_accumulate, sum_accumulate};
 use crate::kernels::Launch;
@@ -193,10 +197,23 @@ impl Graph {
         let mut forward = Vec::new();
         let mut nodes: Vec<Node> = Vec::new();
         let mut cur = x.clone();
+        // With the fast kernels, a ReLU after a conv runs inside the conv's kernel, and a max-pool's
+        // backward applies the mask of the ReLU before it (one launch each instead of two).
+        let fuse = ctx.kernels == KernelSet::Fast;
+        let relu_at = |i: usize| fuse && matches!(spec.layers.get(i), Some(Layer::Act(Activation::Relu)));
         // Forward, inferring every shape.
+        let mut relu_done = false;
         for (i, layer) in spec.layers.iter().enumerate() {
             let tag = layer_tag(layer, i);
-            let (node, launch) = forward_layer(ctx, &tag, layer, &cur, params).map_err(|e| in_layer(&tag, e))?;
+            if relu_done {
+                // This ReLU ran inside the conv before it: its output is the conv's.
+                relu_done = false;
+                nodes.push(Node { y: cur.clone(), argmax: None });
+                continue;
+            }
+            let (node, launch, fused) =
+                forward_layer(ctx, &tag, layer, &cur, params, relu_at(i + 1)).map_err(|e| in_layer(&tag, e))?;
+            relu_done = fused;
             if let Some(l) = launch {
                 forward.push(l);
             }
@@ -233,12 +250,21 @@ impl Graph {
                 &labels,
                 &dy,
             )?);
+            let mut relu_folded = false;
             for (i, layer) in spec.layers.iter().enumerate().rev() {
+                if relu_folded {
+                    // The max-pool after this ReLU applied its mask: dy passes through.
+                    relu_folded = false;
+                    continue;
+                }
                 let tag = layer_tag(layer, i);
                 let input = if i == 0 { &x } else { &nodes[i - 1].y };
                 let need_dx = i > 0; // the data batch needs no gradient
-                let (dx, launches) = backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx)
-                    .map_err(|e| in_layer(&tag, e))?;
+                let relu_before = i > 0 && relu_at(i - 1);
+                let (dx, launches, folded) =
+                    backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx, relu_before)
+                        .map_err(|e| in_layer(&tag, e))?;
+                relu_folded = folded;
                 backward.extend(launches);
                 match dx {
                     Some(d) => dy = d,
@@ -299,13 +325,16 @@ fn pool_geom(t: &Tensor, k: usize, stride: usize) -> Pool2dGeom {
     Pool2dGeom::square(t.shape[0], t.shape[1], t.shape[2], t.shape[3], k, stride)
 }
 
+/// A layer's forward launch. With `relu_after`, a conv may fold the ReLU that follows it into its own
+/// kernel (reported by the returned flag).
 fn forward_layer(
     ctx: &Context,
     tag: &str,
     layer: &Layer,
     x: &Tensor,
     params: &Params,
-) -> Result<(Node, Option<Launch>)> {
+    relu_after: bool,
+) -> Result<(Node, Option<Launch>, bool)> {
     let new = |shape: &[usize]| Tensor::zeros(ctx, tag, shape, DType::F32);
     match *layer {
         Layer::Conv2d { name, c_in, c_out, k, stride, pad } => {
@@ -318,13 +347,18 @@ fn forward_layer(
             let y = new(&[g.n, c_out, g.out_h(), g.out_w()])?;
             let (wi, bi) = params.weight_bias(name);
             let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
+            if relu_after {
+                if let Some(l) = conv2d_forward_fused(ctx, &format!("{tag}+relu"), &g, x, w, b, &y, true)? {
+                    return Ok((Node { y, argmax: None }, Some(l), true));
+                }
+            }
             let l = conv2d_forward_auto(ctx, tag, &g, x, w, b, &y)?;
-            Ok((Node { y, argmax: None }, Some(l)))
+            Ok((Node { y, argmax: None }, Some(l), false))
         }
         Layer::Act(a) => {
             let y = new(&x.shape)?;
             let l = activation_forward(ctx, tag, a, x, &y)?;
-            Ok((Node { y, argmax: None }, Some(l)))
+            Ok((Node { y, argmax: None }, Some(l), false))
         }
         Layer::Pool { kind, k, stride } => {
             expect_rank(tag, x, 4)?;
@@ -335,18 +369,18 @@ fn forward_layer(
                 PoolKind::Max => {
                     let arg = Tensor::zeros(ctx, &format!("{tag}.argmax"), &y.shape, DType::U32)?;
                     let l = maxpool2d_forward_auto(ctx, tag, &g, x, &y, &arg)?;
-                    Ok((Node { y, argmax: Some(arg) }, Some(l)))
+                    Ok((Node { y, argmax: Some(arg) }, Some(l), false))
                 }
                 PoolKind::Avg => {
                     let l = avgpool2d_forward(ctx, tag, &g, x, &y)?;
-                    Ok((Node { y, argmax: None }, Some(l)))
+                    Ok((Node { y, argmax: None }, Some(l), false))
                 }
             }
         }
         Layer::Flatten => {
             let n = x.shape[0];
             let y = Tensor { shape: vec![n, x.len() / n.max(1)], label: tag.to_string(), ..x.clone() };
-            Ok((Node { y, argmax: None }, None))
+            Ok((Node { y, argmax: None }, None, false))
         }
         Layer::Linear { name, in_f, out_f } => {
             expect_rank(tag, x, 2)?;
@@ -358,13 +392,14 @@ fn forward_layer(
             let (wi, bi) = params.weight_bias(name);
             let (w, b) = (&params.values.views[wi], &params.values.views[bi]);
             let l = linear_forward_auto(ctx, tag, &g, x, w, b, &y)?;
-            Ok((Node { y, argmax: None }, Some(l)))
+            Ok((Node { y, argmax: None }, Some(l), false))
         }
     }
 }
 
 /// A layer's backward rule: from dy (the gradient of its output) emit the launches for its parameter
-/// gradients and, when `need_dx`, the gradient of its input (returned).
+/// gradients and, when `need_dx`, the gradient of its input (returned). With `relu_before`, a max-pool
+/// may also apply the backward of the ReLU before it (reported by the returned flag).
 #[allow(clippy::too_many_arguments)]
 fn backward_layer(
     ctx: &Context,
@@ -375,7 +410,9 @@ fn backward_layer(
     dy: &Tensor,
     params: &Params,
     need_dx: bool,
-) -> Result<(Option<Tensor>, Vec<Launch>)> {
+    relu_before: bool,
+) -> Result<(Option<Tensor>, Vec<Launch>, bool)> {
+    let mut folded = false;
     let dx_like = |t: &Tensor| Tensor::zeros(ctx, &format!("d.{tag}"), &t.shape, DType::F32);
     let mut out = Vec::new();
     let dx = match *layer {
@@ -403,7 +440,17 @@ fn backward_layer(
             let dx = dx_like(x)?;
             match (kind, &node.argmax) {
                 (PoolKind::Max, Some(arg)) => {
-                    out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?)
+                    let label = format!("{tag}.dx+relu.dx");
+                    match relu_before {
+                        true => match maxpool2d_backward_fused(ctx, &label, &g, dy, arg, &node.y, &dx, true)? {
+                            Some(l) => {
+                                folded = true;
+                                out.push(l)
+                            }
+                            None => out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?),
+                        },
+                        false => out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?),
+                    }
                 }
                 _ => out.push(avgpool2d_backward(ctx, &format!("{tag}.dx"), &g, dy, &dx)?),
             }
@@ -425,5 +472,5 @@ fn backward_layer(
             }
         }
     };
-    Ok((dx, out))
+    Ok((dx, out, folded))
 }

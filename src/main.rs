@@ -679,7 +679,7 @@ fn bench(mut a: BenchArgs) -> wgcnn::Result<()> {
             "per-kernel time of one batch-{batch} step ({}):",
             if *source == TimingSource::Timestamps { "GPU timestamp queries" } else { "CPU clock, each launch alone" }
         );
-        eprintln!("  {:<18} {:<24} {:>9} {:>7} {:>14}", "launch", "kernel", "ms", "share", "achieved");
+        eprintln!("  {:<22} {:<24} {:>9} {:>7} {:>14}", "launch", "kernel", "ms", "share", "achieved");
         for t in times {
             let achieved = if t.flops > 0 {
                 format!("{:.2} GFLOP/s", t.flops as f64 / t.seconds.max(1e-12) * 1e-9)
@@ -689,7 +689,7 @@ fn bench(mut a: BenchArgs) -> wgcnn::Result<()> {
                 "-".to_string()
             };
             eprintln!(
-                "  {:<18} {:<24} {:>9.3} {:>6.1}% {:>14}",
+                "  {:<22} {:<24} {:>9.3} {:>6.1}% {:>14}",
                 t.label,
                 t.kernel,
                 t.seconds * 1e3,
@@ -697,7 +697,7 @@ fn bench(mut a: BenchArgs) -> wgcnn::Result<()> {
                 achieved
             );
         }
-        eprintln!("  {:<18} {:<24} {:>9.3}", "total", "", total * 1e3);
+        eprintln!("  {:<22} {:<24} {:>9.3}", "total", "", total * 1e3);
     }
     Ok(())
 }

@@ -104,6 +104,12 @@ fn conv2d_all_directions_match_reference() {
             let got = run_f32(Ok(l), &yt);
             check(&format!("conv2d_direct/{name}"), &got, &cpu::conv2d_forward(geom, &x64, &w64, &b64), F32_TOL);
         }
+        // With the ReLU folded in (RELU): relu(conv(x) + b).
+        let fused = conv2d_forward_fused(c, name, geom, &xt, &wt, &bt, &yt, true).unwrap().unwrap();
+        yt.write_f32(c, &vec![f32::NAN; geom.y_len()]).unwrap();
+        let got = run_f32(Ok(fused), &yt);
+        let want: Vec<f64> = cpu::conv2d_forward(geom, &x64, &w64, &b64).iter().map(|v| v.max(0.0)).collect();
+        check(&format!("conv2d_direct.relu/{name}"), &got, &want, F32_TOL);
         if let Some(l) = fast_dx {
             dxt.write_f32(c, &vec![f32::NAN; geom.x_len()]).unwrap();
             let got = run_f32(Ok(l), &dxt);
@@ -219,6 +225,24 @@ fn pooling_matches_reference() {
                 &cpu::maxpool2d_backward(g, &dy64, &want_arg),
                 exact,
             );
+            // With the mask of a ReLU before the pool (RELU_MASK): the pooled input is relu(x).
+            let relu_x: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+            xt.write_f32(c, &relu_x).unwrap();
+            c.run(&[&maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
+            let (want_y, want_arg) = cpu::maxpool2d_forward(g, &to_f64(&relu_x));
+            dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
+            let l = maxpool2d_backward_fused(c, name, g, &dyt, &argt, &yt, &dxt, true).unwrap().unwrap();
+            let got = run_f32(Ok(l), &dxt);
+            let pooled = cpu::maxpool2d_backward(g, &dy64, &want_arg);
+            // relu'(x) at each window's argmax is 1 exactly when the window's maximum is positive.
+            let mut live = vec![false; g.x_len()];
+            for (o, &a) in want_arg.iter().enumerate() {
+                let plane = o / (g.out_h() * g.out_w());
+                live[plane * g.h * g.w + a as usize] = want_y[o] > 0.0;
+            }
+            let want: Vec<f64> = pooled.iter().zip(&live).map(|(&d, &l)| if l { d } else { 0.0 }).collect();
+            check(&format!("maxpool2d_tiles_backward.relu_mask/{name}"), &got, &want, exact);
+            xt.write_f32(c, &x).unwrap();
         }
 
         let got = run_f32(avgpool2d_forward(c, name, g, &xt, &yt), &yt);

@@ -51,8 +51,7 @@ fn constants(
     pad: (usize, usize),
     out: (usize, usize),
     cob: usize,
-    bias: bool,
-    flip: bool,
+    (bias, flip, relu): (bool, bool, bool),
 ) -> Vec<(&'static str, u32)> {
     let u = |v: usize| v as u32; // callers checked every size fits in u32
     vec![
@@ -71,6 +70,7 @@ fn constants(
         ("COB", u(cob)),
         ("BIAS", u32::from(bias)),
         ("FLIP", u32::from(flip)),
+        ("RELU", u32::from(relu)),
     ]
 }
 
@@ -82,7 +82,7 @@ fn direct(
     g: &Conv2dGeom,
     io: (usize, usize, usize, usize, usize, usize),
     pad: (usize, usize),
-    flip: bool,
+    (flip, relu): (bool, bool),
     tensors: [&Tensor; 4],
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dDirect.entry_point();
@@ -101,7 +101,7 @@ fn direct(
         rows_per_chunk: 0,
         rows: 0,
     };
-    let consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, !flip, flip);
+    let consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, (!flip, flip, relu));
     let l = ctx.launch_layered(
         Kernel::Conv2dDirect,
         &consts,
@@ -125,6 +125,21 @@ pub fn conv2d_forward_fast(
     b: &Tensor,
     y: &Tensor,
 ) -> Result<Option<Launch>> {
+    conv2d_forward_fused(ctx, label, g, x, w, b, y, false)
+}
+
+/// y = relu(conv(x, w) + b) in one pass when `relu` (else as [`conv2d_forward_fast`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_fused(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    relu: bool,
+) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dDirect.entry_point();
     g.validate(op)?;
     to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
@@ -133,7 +148,7 @@ pub fn conv2d_forward_fast(
     b.expect(op, "b", DType::F32, g.c_out)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     let io = (g.c_in, g.h, g.w, g.c_out, g.out_h(), g.out_w());
-    direct(ctx, label, g, io, (g.pad_h, g.pad_w), false, [x, w, b, y])
+    direct(ctx, label, g, io, (g.pad_h, g.pad_w), (false, relu), [x, w, b, y])
 }
 
 /// dx = conv_transpose(dy, w) for stride 1 (a convolution of dy, padded by k - 1 - pad, with the
@@ -158,7 +173,7 @@ pub fn conv2d_backward_input_fast(
     let io = (g.c_out, g.out_h(), g.out_w(), g.c_in, g.h, g.w);
     let pad = (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w);
     // b is not read (BIAS is off); w is bound in its place.
-    direct(ctx, label, g, io, pad, true, [dy, w, w, dx])
+    direct(ctx, label, g, io, pad, (true, false), [dy, w, w, dx])
 }
 
 /// dw = correlation of x with dy summed over the batch, as a split reduction whose invocations
@@ -201,7 +216,8 @@ pub fn conv2d_backward_weight_fast(
         rows: to_u32(op, "rows", rows)?,
     };
     let iters = rows_per_chunk * per_row + fixed;
-    let consts = constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, false, false);
+    let consts =
+        constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, (false, false, false));
     let out = if chunks == 1 {
         dw.clone()
     } else {

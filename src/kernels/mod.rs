@@ -152,7 +152,7 @@ kernels! {
     AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];
     AvgPool2dBackward => "avgpool2d_backward", Pool, [R, W];
     MaxPool2dTilesForward => "maxpool2d_tiles_forward", PoolFast, [R, W, W];
-    MaxPool2dTilesBackward => "maxpool2d_tiles_backward", PoolFast, [R, R, W];
+    MaxPool2dTilesBackward => "maxpool2d_tiles_backward", PoolFast, [R, R, R, W];
     LinearForward => "linear_forward", Linear, [R, R, R, W];
     LinearBackwardInput => "linear_backward_input", Linear, [R, R, W];
     LinearBackwardWeight => "linear_backward_weight", Linear, [R, R, W];

@@ -141,12 +141,22 @@ fn tiles(g: &Pool2dGeom) -> bool {
     g.stride_h == g.kh && g.stride_w == g.kw && g.h.is_multiple_of(g.kh) && g.w.is_multiple_of(g.kw)
 }
 
-fn tile_launch(ctx: &Context, kernel: Kernel, label: &str, g: &Pool2dGeom, tensors: &[&Tensor]) -> Result<Launch> {
+fn tile_launch(
+    ctx: &Context,
+    kernel: Kernel,
+    label: &str,
+    g: &Pool2dGeom,
+    tensors: &[&Tensor],
+    relu_mask: bool,
+) -> Result<Launch> {
     let op = kernel.entry_point();
     g.validate(op)?;
     to_u32(op, "input length", g.x_len())?;
     let u = |v: usize| v as u32; // each is <= x_len, checked above
-    let consts = [("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
+    let mut consts = vec![("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
+    if kernel == Kernel::MaxPool2dTilesBackward {
+        consts.push(("RELU_MASK", u32::from(relu_mask)));
+    }
     let p = TileParams { total: u(g.y_len()), _pad0: 0, _pad1: 0, _pad2: 0 };
     Ok(ctx
         .launch_with(kernel, &consts, label, &p, tensors, g.y_len() as u64, window(g))?
@@ -169,7 +179,7 @@ pub fn maxpool2d_forward_fast(
     if !tiles(g) {
         return Ok(None);
     }
-    tile_launch(ctx, Kernel::MaxPool2dTilesForward, label, g, &[x, y, argmax]).map(Some)
+    tile_launch(ctx, Kernel::MaxPool2dTilesForward, label, g, &[x, y, argmax], false).map(Some)
 }
 
 /// [`maxpool2d_backward`] with one invocation per window; `None` unless the windows tile the input.
@@ -181,14 +191,32 @@ pub fn maxpool2d_backward_fast(
     argmax: &Tensor,
     dx: &Tensor,
 ) -> Result<Option<Launch>> {
+    // y is bound but not read without the mask; dy has its shape.
+    maxpool2d_backward_fused(ctx, label, g, dy, argmax, dy, dx, false)
+}
+
+/// [`maxpool2d_backward_fast`], and with `relu_mask` also the backward of a ReLU before the pool:
+/// the gradient passes only where the window's maximum `y` (the pool's output) is positive.
+#[allow(clippy::too_many_arguments)]
+pub fn maxpool2d_backward_fused(
+    ctx: &Context,
+    label: &str,
+    g: &Pool2dGeom,
+    dy: &Tensor,
+    argmax: &Tensor,
+    y: &Tensor,
+    dx: &Tensor,
+    relu_mask: bool,
+) -> Result<Option<Launch>> {
     let op = Kernel::MaxPool2dTilesBackward.entry_point();
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+    y.expect(op, "y", DType::F32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     if !tiles(g) {
         return Ok(None);
     }
-    tile_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, dx]).map(Some)
+    tile_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, y, dx], relu_mask).map(Some)
 }
 
 /// Max-pool forward, specialised where possible unless `ctx.kernels` is [`KernelSet::Plain`].
