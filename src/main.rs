@@ -444,7 +444,7 @@ fn summary_json(
         })
         .collect();
     format!(
-        "{{\"model\":\"lenet5\",\"activation\":\"{:?}\",\"pool\":\"{:?}\",\"loss\":\"{:?}\",\"optimizer\":\"{}\",\"seed\":{seed},\"data\":{},\"adapter\":{},\"parameters\":{},\"steps\":{},\"images\":{},\"train_seconds\":{:.3},\"total_seconds\":{total:.3},\"dispatches_per_step\":{},\"submits_per_step\":1,\"test_loss\":{:.6},\"test_accuracy\":{:.6},\"epochs\":[{}]}}",
+        "{{\"model\":\"lenet5\",\"activation\":\"{:?}\",\"pool\":\"{:?}\",\"loss\":\"{:?}\",\"optimizer\":\"{}\",\"seed\":{seed},\"data\":{},\"adapter\":{},\"parameters\":{},\"steps\":{},\"images\":{},\"train_seconds\":{:.3},\"total_seconds\":{total:.3},\"dispatches_per_step\":{},\"submits_per_step\":1,\"peak_rss_bytes\":{},\"test_loss\":{:.6},\"test_accuracy\":{:.6},\"epochs\":[{}]}}",
         cfg.activation,
         cfg.pool,
         cfg.loss,
@@ -456,6 +456,7 @@ fn summary_json(
         s.images,
         s.train_seconds,
         s.dispatches_per_step,
+        wgcnn::bench::peak_rss_bytes().map_or("null".to_string(), |b| b.to_string()),
         s.test.loss,
         s.test.accuracy,
         epochs.join(",")
