@@ -29,6 +29,8 @@ pub enum Error {
     Checkpoint { path: String, detail: String },
     /// Training diverged or was given an unusable setting.
     Train(String),
+    /// Drawing a picture failed.
+    Render(String),
 }
 
 impl fmt::Display for Error {
@@ -58,6 +60,7 @@ impl fmt::Display for Error {
             Error::Data { path, detail } => write!(f, "{path}: {detail}"),
             Error::Checkpoint { path, detail } => write!(f, "checkpoint {path}: {detail}"),
             Error::Train(e) => write!(f, "training: {e}"),
+            Error::Render(e) => write!(f, "drawing a picture: {e}"),
         }
     }
 }

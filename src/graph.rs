@@ -166,6 +166,10 @@ pub struct Graph {
     pub probs: Tensor,
     /// `[batch]` per-sample losses.
     pub loss: Tensor,
+    /// Each layer's tag (e.g. `conv1`, `act1.relu`, `pool2.max`) and output, in layer order. With fused
+    /// kernels a conv and the ReLU after it share one output (post-ReLU); build on a context with
+    /// [`crate::KernelSet::Plain`] to see each layer's own output.
+    pub outputs: Vec<(String, Tensor)>,
     forward: Vec<Launch>,
     metrics: Vec<Launch>,
     backward: Vec<Launch>,
@@ -273,7 +277,9 @@ impl Graph {
             }
         }
         ctx.check_device_error()?;
-        Ok(Graph { batch, x, labels, logits, probs, loss, forward, metrics: metrics_launches, backward })
+        let outputs =
+            spec.layers.iter().enumerate().zip(&nodes).map(|((i, l), n)| (layer_tag(l, i), n.y.clone())).collect();
+        Ok(Graph { batch, x, labels, logits, probs, loss, outputs, forward, metrics: metrics_launches, backward })
     }
 
     /// Record forward, loss and metric accumulation.

@@ -19,6 +19,7 @@ pub mod rng;
 pub mod shape;
 pub mod tensor;
 pub mod train;
+pub mod viz;
 
 pub use context::{AdapterChoice, Context, KernelSet};
 pub use error::{Error, Result};

@@ -48,6 +48,40 @@ enum Command {
     /// Every timed window stops its clock after the GPU has finished. Compare kernel sets on one
     /// machine with WGCNN_KERNELS=plain|fast.
     Bench(BenchArgs),
+    /// Run the article's classic 3x3 filters (identity, three edge detectors, sharpen, box and Gaussian
+    /// blur) through the GPU conv2d kernel on a picture, plus ReLU and 2x2 max/average pooling of an edge
+    /// map, and write the results as PNGs.
+    ///
+    /// Pictures are converted to grey; a longer side past 512 pixels is scaled down to 512 first.
+    Filters(FiltersArgs),
+    /// Pictures of what a trained LeNet-5 sees for one input: its conv filters, the feature maps after
+    /// every conv, activation and pool layer, the fully connected activations, the class probabilities,
+    /// and one overview.
+    Visualize(VisualizeArgs),
+}
+
+#[derive(clap::Args)]
+struct FiltersArgs {
+    /// A PNG or JPEG picture (any size)
+    image: PathBuf,
+    /// Folder for the PNGs (created if missing)
+    #[arg(long, default_value = "wgcnn-filters")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct VisualizeArgs {
+    /// The model checkpoint (safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// A PNG or JPEG digit (prepared as for `predict`) [default: the first test digit of --data]
+    image: Option<PathBuf>,
+    /// Folder with t10k-* IDX files for the default image [default: the bundled MNIST sample]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder for the PNGs (created if missing)
+    #[arg(long, default_value = "wgcnn-visualize")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -184,6 +218,9 @@ struct TrainArgs {
     /// Read loss and accuracy back every this many steps
     #[arg(long, default_value_t = 20)]
     log_every: usize,
+    /// Draw loss and accuracy per logged step and per epoch into this PNG when training ends
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Print one JSON summary on stdout instead of text
     #[arg(long)]
     json: bool,
@@ -213,6 +250,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
         Command::Bench(a) => bench(a),
+        Command::Filters(a) => filters(a),
+        Command::Visualize(a) => visualize(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -348,7 +387,12 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
     }
     let tty = std::io::stderr().is_terminal();
     let quiet = a.json;
+    let mut points = Vec::new();
     let mut on_event = |e: &Event| {
+        if let Event::Step { epoch, step, steps_per_epoch, loss, accuracy, .. } = e {
+            let at = (*epoch - 1) as f64 + *step as f64 / (*steps_per_epoch).max(1) as f64;
+            points.push(wgcnn::viz::StepPoint { at, loss: *loss, accuracy: *accuracy });
+        }
         if quiet {
             return;
         }
@@ -386,6 +430,12 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
         }
     };
     let summary = fit(&ctx, &mut trainer, &test, &tcfg, &mut on_event)?;
+    if let Some(p) = &a.plot {
+        wgcnn::viz::plot_training(p, &points, &summary.epochs)?;
+        if !a.json {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     if let Some(p) = &a.save {
         checkpoint::save_trainer(&ctx, p, &trainer, &cfg)?;
         if !a.json {
@@ -699,6 +749,41 @@ fn bench(mut a: BenchArgs) -> wgcnn::Result<()> {
             );
         }
         eprintln!("  {:<22} {:<24} {:>9.3}", "total", "", total * 1e3);
+    }
+    Ok(())
+}
+
+fn filters(a: FiltersArgs) -> wgcnn::Result<()> {
+    let img = wgcnn::viz::load_grey(&a.image)?;
+    let ctx = Context::new()?;
+    let res = wgcnn::viz::run_filters(&ctx, &img)?;
+    for f in wgcnn::viz::write_filters(&res, &a.out)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+fn visualize(a: VisualizeArgs) -> wgcnn::Result<()> {
+    let (_, spec, values) = checkpoint::load_model(&a.model)?;
+    let input = match &a.image {
+        Some(p) => digits::load_digit(p)?,
+        None => {
+            let dir = data_dir(&a.data);
+            let test = data::load(&dir, Split::Test)?;
+            let n = test.rows * test.cols;
+            test.images[..n].iter().map(|&v| f32::from(v) / wgcnn::train::DIVISOR).collect()
+        }
+    };
+    // Plain kernels: each conv's own output, before its ReLU.
+    let mut ctx = Context::new()?;
+    ctx.kernels = wgcnn::KernelSet::Plain;
+    let params = wgcnn::graph::Params::new(&ctx, &spec)?;
+    params.values.write(&ctx, &values)?;
+    let acts = wgcnn::viz::run_layers(&ctx, &spec, &params, &input)?;
+    let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
+        spec.params().iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
+    for f in wgcnn::viz::write_visualize(&weights, &acts, &a.out)? {
+        println!("{}", f.display());
     }
     Ok(())
 }
