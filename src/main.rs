@@ -349,6 +349,10 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
         }
     }
     let test = Evaluator::new(&ctx, &spec, &trainer.params, &test_set, 1000)?;
+    // Both sets now live on the GPU; the host copies go (peak memory on full data sets).
+    let (train_len, test_len) = (train_set.len(), test_set.len());
+    drop(train_set);
+    drop(test_set);
     let tcfg = TrainConfig {
         epochs: a.epochs,
         seed: a.seed,
@@ -369,8 +373,8 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
             "training LeNet-5 ({} parameters) on {} ({} train / {} test images) on {}",
             trainer.params.count(),
             dir.display(),
-            train_set.len(),
-            test_set.len(),
+            train_len,
+            test_len,
             ctx.info.name
         );
         eprintln!(
@@ -378,7 +382,7 @@ fn train(a: TrainArgs) -> wgcnn::Result<()> {
             a.epochs,
             trainer.steps_per_epoch(),
             trainer.batch_size,
-            match train_set.len() % trainer.batch_size {
+            match train_len % trainer.batch_size {
                 0 => trainer.batch_size,
                 r => r,
             },
