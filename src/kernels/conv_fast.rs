@@ -5,11 +5,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::reduce::sum_chunks;
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -239,7 +239,7 @@ pub fn conv2d_backward_weight_fast(
     Ok(Some(first.then(sum_chunks(ctx, label, &out, chunks, dw)?).with_work(2 * g.macs() as u64, 0)))
 }
 
-/// Forward conv launch: the fast kernel unless `ctx.kernels` is [`KernelSet::Plain`] or the shape does
+/// Forward conv launch: the fast kernel unless `ctx.kernels` is [`crate::KernelSet::Plain`] or the shape does
 /// not fit it.
 pub fn conv2d_forward_auto(
     ctx: &Context,
@@ -250,12 +250,7 @@ pub fn conv2d_forward_auto(
     b: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = conv2d_forward_fast(ctx, label, g, x, w, b, y)? {
-            return Ok(l);
-        }
-    }
-    conv2d_forward(ctx, label, g, x, w, b, y)
+    fast_or(ctx, || conv2d_forward_fast(ctx, label, g, x, w, b, y), || conv2d_forward(ctx, label, g, x, w, b, y))
 }
 
 /// Input-gradient launch, fast where possible (see [`conv2d_forward_auto`]).
@@ -267,12 +262,11 @@ pub fn conv2d_backward_input_auto(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = conv2d_backward_input_fast(ctx, label, g, dy, w, dx)? {
-            return Ok(l);
-        }
-    }
-    conv2d_backward_input(ctx, label, g, dy, w, dx)
+    fast_or(
+        ctx,
+        || conv2d_backward_input_fast(ctx, label, g, dy, w, dx),
+        || conv2d_backward_input(ctx, label, g, dy, w, dx),
+    )
 }
 
 /// Weight-gradient launch, fast where possible (see [`conv2d_forward_auto`]).
@@ -284,10 +278,9 @@ pub fn conv2d_backward_weight_auto(
     x: &Tensor,
     dw: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = conv2d_backward_weight_fast(ctx, label, g, dy, x, dw)? {
-            return Ok(l);
-        }
-    }
-    conv2d_backward_weight(ctx, label, g, dy, x, dw)
+    fast_or(
+        ctx,
+        || conv2d_backward_weight_fast(ctx, label, g, dy, x, dw),
+        || conv2d_backward_weight(ctx, label, g, dy, x, dw),
+    )
 }

@@ -5,10 +5,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::linear::{linear_backward_input, linear_backward_weight, linear_forward};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::LinearGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -159,7 +159,7 @@ pub fn linear_backward_weight_fast(
     matmul(ctx, label, (g.out_f, g.in_f, g.n), a, bm, None, c)
 }
 
-/// Forward launch: [`matmul`] unless `ctx.kernels` is [`KernelSet::Plain`] or it does not apply.
+/// Forward launch: [`matmul`] unless `ctx.kernels` is [`crate::KernelSet::Plain`] or it does not apply.
 pub fn linear_forward_auto(
     ctx: &Context,
     label: &str,
@@ -169,12 +169,7 @@ pub fn linear_forward_auto(
     b: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = linear_forward_fast(ctx, label, g, x, w, b, y)? {
-            return Ok(l);
-        }
-    }
-    linear_forward(ctx, label, g, x, w, b, y)
+    fast_or(ctx, || linear_forward_fast(ctx, label, g, x, w, b, y), || linear_forward(ctx, label, g, x, w, b, y))
 }
 
 /// Input-gradient launch, fast where possible (see [`linear_forward_auto`]).
@@ -186,12 +181,11 @@ pub fn linear_backward_input_auto(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = linear_backward_input_fast(ctx, label, g, dy, w, dx)? {
-            return Ok(l);
-        }
-    }
-    linear_backward_input(ctx, label, g, dy, w, dx)
+    fast_or(
+        ctx,
+        || linear_backward_input_fast(ctx, label, g, dy, w, dx),
+        || linear_backward_input(ctx, label, g, dy, w, dx),
+    )
 }
 
 /// Weight-gradient launch, fast where possible (see [`linear_forward_auto`]).
@@ -203,10 +197,9 @@ pub fn linear_backward_weight_auto(
     x: &Tensor,
     dw: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = linear_backward_weight_fast(ctx, label, g, dy, x, dw)? {
-            return Ok(l);
-        }
-    }
-    linear_backward_weight(ctx, label, g, dy, x, dw)
+    fast_or(
+        ctx,
+        || linear_backward_weight_fast(ctx, label, g, dy, x, dw),
+        || linear_backward_weight(ctx, label, g, dy, x, dw),
+    )
 }

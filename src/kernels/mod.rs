@@ -198,6 +198,21 @@ pub fn dispatch_grid(op: &str, threads: u64, wg: u32, max_per_dim: u32) -> Resul
     Ok([max_per_dim, y as u32, 1])
 }
 
+/// The fast launch when `ctx` uses the fast kernel set and `fast` takes the shape (returns `Some`),
+/// otherwise the plain one: how every `*_auto` launcher chooses.
+pub fn fast_or(
+    ctx: &Context,
+    fast: impl FnOnce() -> Result<Option<Launch>>,
+    plain: impl FnOnce() -> Result<Launch>,
+) -> Result<Launch> {
+    if ctx.kernels == crate::context::KernelSet::Fast {
+        if let Some(l) = fast()? {
+            return Ok(l);
+        }
+    }
+    plain()
+}
+
 /// Loop iterations one invocation of a split reduction runs per chunk (see [`split_rows`]).
 pub const CHUNK_ITERS: usize = 4096;
 

@@ -2,9 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Pool2dGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -219,7 +219,7 @@ pub fn maxpool2d_backward_fused(
     tile_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, y, dx], relu_mask).map(Some)
 }
 
-/// Max-pool forward, specialised where possible unless `ctx.kernels` is [`KernelSet::Plain`].
+/// Max-pool forward, specialised where possible unless `ctx.kernels` is [`crate::KernelSet::Plain`].
 pub fn maxpool2d_forward_auto(
     ctx: &Context,
     label: &str,
@@ -228,12 +228,11 @@ pub fn maxpool2d_forward_auto(
     y: &Tensor,
     argmax: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = maxpool2d_forward_fast(ctx, label, g, x, y, argmax)? {
-            return Ok(l);
-        }
-    }
-    maxpool2d_forward(ctx, label, g, x, y, argmax)
+    fast_or(
+        ctx,
+        || maxpool2d_forward_fast(ctx, label, g, x, y, argmax),
+        || maxpool2d_forward(ctx, label, g, x, y, argmax),
+    )
 }
 
 /// Max-pool backward, specialised where possible (see [`maxpool2d_forward_auto`]).
@@ -245,10 +244,9 @@ pub fn maxpool2d_backward_auto(
     argmax: &Tensor,
     dx: &Tensor,
 ) -> Result<Launch> {
-    if ctx.kernels == KernelSet::Fast {
-        if let Some(l) = maxpool2d_backward_fast(ctx, label, g, dy, argmax, dx)? {
-            return Ok(l);
-        }
-    }
-    maxpool2d_backward(ctx, label, g, dy, argmax, dx)
+    fast_or(
+        ctx,
+        || maxpool2d_backward_fast(ctx, label, g, dy, argmax, dx),
+        || maxpool2d_backward(ctx, label, g, dy, argmax, dx),
+    )
 }
