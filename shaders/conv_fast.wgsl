@@ -19,6 +19,8 @@ override OW: u32 = 28u;
 override COB: u32 = 6u;
 // conv2d_direct: add the bias b (otherwise b is not read).
 override BIAS: bool = true;
+// conv2d_direct: 8 output columns per invocation (two vec4 per channel, COB <= 4) instead of 4.
+override WIDE: bool = false;
 // conv2d_direct: apply ReLU to the result (a conv followed by ReLU in one pass).
 override RELU: bool = false;
 // conv2d_direct: read w as the flipped, channel-swapped kernel of the layer, so that a stride-1
@@ -68,15 +70,17 @@ fn conv2d_direct(
 ) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    // OXB is 4: one vec4 of output columns per channel, eight named accumulators (no private array
-    // indexed by a loop counter, which a compiler that does not unroll would put in memory).
-    let oxbs = (OW + 3u) / 4u;
+    // Eight named vec4 accumulators (no private array indexed by a loop counter, which a compiler that
+    // does not unroll would keep in memory): one vec4 of 4 columns for each of up to 8 channels, or
+    // (WIDE) two vec4 of 8 columns for each of up to 4 channels: a<2c> and a<2c+1>.
+    let cols = select(4u, 8u, WIDE);
+    let oxbs = (OW + cols - 1u) / cols;
     let oxb = i % oxbs;
     let t = i / oxbs;
     let oy = t % OH;
     let n = t / OH;
     let co0 = wid.z * COB;
-    let ox0 = oxb * 4u;
+    let ox0 = oxb * cols;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -85,7 +89,16 @@ fn conv2d_direct(
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    if (BIAS) {
+    if (BIAS && WIDE) {
+        a0 = vec4<f32>(d_b[min(co0, COUT - 1u)]);
+        a1 = a0;
+        a2 = vec4<f32>(d_b[min(co0 + 1u, COUT - 1u)]);
+        a3 = a2;
+        a4 = vec4<f32>(d_b[min(co0 + 2u, COUT - 1u)]);
+        a5 = a4;
+        a6 = vec4<f32>(d_b[min(co0 + 3u, COUT - 1u)]);
+        a7 = a6;
+    } else if (BIAS) {
         a0 = vec4<f32>(d_b[min(co0, COUT - 1u)]);
         a1 = vec4<f32>(d_b[min(co0 + 1u, COUT - 1u)]);
         a2 = vec4<f32>(d_b[min(co0 + 2u, COUT - 1u)]);
@@ -105,6 +118,41 @@ fn conv2d_direct(
             let iy = top + i32(ky);
             let row = ((n * CIN + ci) * H + u32(iy)) * W;
             let s = i32(SW);
+            if (WIDE) {
+                // Columns ix0 + j·SW + kx for j = 0..7 in xv (0..3) and xw (4..7).
+                var xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
+                var xw = vec4<f32>(x_at(row, ix0 + 3), x_at(row, ix0 + 4), x_at(row, ix0 + 5), x_at(row, ix0 + 6));
+                for (var kx = 0u; kx < KW; kx++) {
+                    let c0 = ix0 + i32(kx);
+                    if (SW == 1u) {
+                        xv = vec4<f32>(xv.yzw, xw.x);
+                        xw = vec4<f32>(xw.yzw, x_at(row, c0 + 7));
+                    } else {
+                        xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));
+                        xw = vec4<f32>(x_at(row, c0 + 4 * s), x_at(row, c0 + 5 * s), x_at(row, c0 + 6 * s),
+                                       x_at(row, c0 + 7 * s));
+                    }
+                    let w0 = w_at(co0, 0u, ci, ky, kx);
+                    a0 += w0 * xv;
+                    a1 += w0 * xw;
+                    if (COB > 1u) {
+                        let w1 = w_at(co0, 1u, ci, ky, kx);
+                        a2 += w1 * xv;
+                        a3 += w1 * xw;
+                    }
+                    if (COB > 2u) {
+                        let w2 = w_at(co0, 2u, ci, ky, kx);
+                        a4 += w2 * xv;
+                        a5 += w2 * xw;
+                    }
+                    if (COB > 3u) {
+                        let w3 = w_at(co0, 3u, ci, ky, kx);
+                        a6 += w3 * xv;
+                        a7 += w3 * xw;
+                    }
+                }
+                continue;
+            }
             // Columns ix0 + j·SW + kx for j = 0..3; with stride 1 the window slides by one per kx.
             var xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
             for (var kx = 0u; kx < KW; kx++) {
@@ -125,6 +173,14 @@ fn conv2d_direct(
             }
         }
     }
+    if (WIDE) {
+        store4(n, co0, oy, ox0, a0);
+        store4(n, co0, oy, ox0 + 4u, a1);
+        if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a2); store4(n, co0 + 1u, oy, ox0 + 4u, a3); }
+        if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a4); store4(n, co0 + 2u, oy, ox0 + 4u, a5); }
+        if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a6); store4(n, co0 + 3u, oy, ox0 + 4u, a7); }
+        return;
+    }
     store4(n, co0, oy, ox0, a0);
     if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a1); }
     if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a2); }
@@ -137,7 +193,7 @@ fn conv2d_direct(
 
 // Write the columns of `v` that exist, for channel co when it exists.
 fn store4(n: u32, co: u32, oy: u32, ox0: u32, acc: vec4<f32>) {
-    if (co >= COUT) { return; }
+    if (co >= COUT || ox0 >= OW) { return; }
     var v = acc;
     if (RELU) { v = max(v, vec4<f32>(0.0)); }
     let base = ((n * COUT + co) * OH + oy) * OW + ox0;
@@ -148,8 +204,8 @@ fn store4(n: u32, co: u32, oy: u32, ox0: u32, acc: vec4<f32>) {
 }
 
 // conv2d_weight_grad: dy, x -> partial [chunks, COUT * CIN * KH * KW]. Invocation i of grid layer z
-// owns (chunk, ci, ky) for channels [z·COB, z·COB + COB) (COB <= 4) and every kx (KW <= 8, two vec4
-// per channel); it sums its chunk of (n, oy) rows, sliding a window of 8 input columns along the row.
+// owns (chunk, ci, ky) for channels [z·COB, z·COB + COB) and every kx: two vec4 per channel (COB <= 4,
+// KW <= 8), or one vec4 and a scalar (COB <= 8, KW <= 5); it sums its chunk of (n, oy) rows, sliding a window of 8 input columns along the row.
 // sum_chunks adds the chunks in order.
 @group(0) @binding(1) var<storage, read> g_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> g_x: array<f32>;
@@ -188,6 +244,22 @@ fn conv2d_weight_grad(
     var a21 = vec4<f32>(0.0);
     var a30 = vec4<f32>(0.0);
     var a31 = vec4<f32>(0.0);
+    // KW = 5 (LeNet): tap 4 in a scalar per channel instead of a vec4 with three unused lanes.
+    var e0 = 0.0;
+    var e1 = 0.0;
+    var e2 = 0.0;
+    var e3 = 0.0;
+    // Channels 4..7 (only when KW <= 5): taps 0..3 and tap 4.
+    var a40 = vec4<f32>(0.0);
+    var a50 = vec4<f32>(0.0);
+    var a60 = vec4<f32>(0.0);
+    var a70 = vec4<f32>(0.0);
+    var e4 = 0.0;
+    var e5 = 0.0;
+    var e6 = 0.0;
+    var e7 = 0.0;
+    let five = KW == 5u;
+    let wide = KW > 5u;
     for (var r = r0; r < r1; r++) {
         let n = r / OH;
         let oy = r % OH;
@@ -211,29 +283,63 @@ fn conv2d_weight_grad(
             }
             let d0 = dy_at(n, co0, oy, ox);
             a00 += d0 * x0;
-            if (KW > 4u) { a01 += d0 * x1; }
+            if (five) { e0 += d0 * x1.x; }
+            if (wide) { a01 += d0 * x1; }
             if (COB > 1u) {
                 let d1 = dy_at(n, co0 + 1u, oy, ox);
                 a10 += d1 * x0;
-                if (KW > 4u) { a11 += d1 * x1; }
+                if (five) { e1 += d1 * x1.x; }
+                if (wide) { a11 += d1 * x1; }
             }
             if (COB > 2u) {
                 let d2 = dy_at(n, co0 + 2u, oy, ox);
                 a20 += d2 * x0;
-                if (KW > 4u) { a21 += d2 * x1; }
+                if (five) { e2 += d2 * x1.x; }
+                if (wide) { a21 += d2 * x1; }
             }
             if (COB > 3u) {
                 let d3 = dy_at(n, co0 + 3u, oy, ox);
                 a30 += d3 * x0;
-                if (KW > 4u) { a31 += d3 * x1; }
+                if (five) { e3 += d3 * x1.x; }
+                if (wide) { a31 += d3 * x1; }
+            }
+            if (COB > 4u) {
+                let d4 = dy_at(n, co0 + 4u, oy, ox);
+                a40 += d4 * x0;
+                e4 += d4 * x1.x;
+            }
+            if (COB > 5u) {
+                let d5 = dy_at(n, co0 + 5u, oy, ox);
+                a50 += d5 * x0;
+                e5 += d5 * x1.x;
+            }
+            if (COB > 6u) {
+                let d6 = dy_at(n, co0 + 6u, oy, ox);
+                a60 += d6 * x0;
+                e6 += d6 * x1.x;
+            }
+            if (COB > 7u) {
+                let d7 = dy_at(n, co0 + 7u, oy, ox);
+                a70 += d7 * x0;
+                e7 += d7 * x1.x;
             }
         }
+    }
+    if (five) {
+        a01.x = e0;
+        a11.x = e1;
+        a21.x = e2;
+        a31.x = e3;
     }
     let out = chunk * COUT * CIN * KH * KW;
     store_dw(out, co0, ci, ky, a00, a01);
     if (COB > 1u) { store_dw(out, co0 + 1u, ci, ky, a10, a11); }
     if (COB > 2u) { store_dw(out, co0 + 2u, ci, ky, a20, a21); }
     if (COB > 3u) { store_dw(out, co0 + 3u, ci, ky, a30, a31); }
+    if (COB > 4u) { store_dw(out, co0 + 4u, ci, ky, a40, vec4<f32>(e4, 0.0, 0.0, 0.0)); }
+    if (COB > 5u) { store_dw(out, co0 + 5u, ci, ky, a50, vec4<f32>(e5, 0.0, 0.0, 0.0)); }
+    if (COB > 6u) { store_dw(out, co0 + 6u, ci, ky, a60, vec4<f32>(e6, 0.0, 0.0, 0.0)); }
+    if (COB > 7u) { store_dw(out, co0 + 7u, ci, ky, a70, vec4<f32>(e7, 0.0, 0.0, 0.0)); }
 }
 
 // Write kernel columns 0..KW-1 of one (co, ci, ky) row from two vec4s, when the channel exists.
