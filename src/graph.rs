@@ -168,11 +168,62 @@ pub struct Graph {
     pub loss: Tensor,
     /// Each layer's tag (e.g. `conv1`, `act1.relu`, `pool2.max`) and output, in layer order. With fused
     /// kernels a conv and the ReLU after it share one output (post-ReLU); build on a context with
-    /// [`crate::KernelSet::Plain`] to see each layer's own output.
+    /// [`crate::KernelSet::Plain`] to see each layer's own output. In a training graph the backward pass
+    /// reuses the buffers of outputs it does not read, so read these after a forward-only run.
     pub outputs: Vec<(String, Tensor)>,
     forward: Vec<Launch>,
     metrics: Vec<Launch>,
     backward: Vec<Launch>,
+    /// Gradient buffers: bytes newly allocated, and bytes the backward pass asked for (the difference is
+    /// what reusing dead forward values and consumed gradients saved).
+    pub gradient_bytes: (u64, u64),
+}
+
+/// Buffers of a training graph's backward pass: forward values no remaining backward launch reads, and
+/// gradients already consumed, are handed out again for later gradients (best fit by size). Every
+/// buffer is still allocated at build time; nothing is created per step.
+struct BufferPool {
+    free: Vec<Arc<wgpu::Buffer>>,
+    /// Bytes of the buffers this pool allocated, and bytes requested from it.
+    allocated: u64,
+    requested: u64,
+}
+
+impl BufferPool {
+    fn new() -> BufferPool {
+        BufferPool { free: Vec::new(), allocated: 0, requested: 0 }
+    }
+
+    /// An f32 tensor of `shape`: a view of the smallest free buffer that holds it, or a new buffer.
+    fn take(&mut self, ctx: &Context, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let need = crate::tensor::padded_bytes(shape.iter().product::<usize>() as u64 * 4);
+        self.requested += need;
+        let best = self.free.iter().enumerate().filter(|(_, b)| b.size() >= need).min_by_key(|(_, b)| b.size());
+        match best.map(|(i, _)| i) {
+            Some(i) => {
+                let buffer = self.free.swap_remove(i);
+                Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), dtype: DType::F32, label: label.to_string() })
+            }
+            None => {
+                let t = Tensor::zeros(ctx, label, shape, DType::F32)?;
+                self.allocated += t.buffer.size();
+                Ok(t)
+            }
+        }
+    }
+
+    /// Hand `t`'s whole buffer back (only whole-buffer tensors are pooled).
+    fn give(&mut self, t: &Tensor) {
+        if t.offset == 0 {
+            self.give_buffer(&t.buffer);
+        }
+    }
+
+    fn give_buffer(&mut self, b: &Arc<wgpu::Buffer>) {
+        if !self.free.iter().any(|f| Arc::ptr_eq(f, b)) {
+            self.free.push(Arc::clone(b));
+        }
+    }
 }
 
 /// One layer's output and what its backward needs.
@@ -240,10 +291,56 @@ impl Graph {
             correct_accumulate(ctx, "metrics.correct", &lg, &logits, &labels, &metrics.correct)?,
         ];
         let mut backward = Vec::new();
+        let mut pool = BufferPool::new();
         if train {
             // Backward, derived: walk the layers in reverse, each applying its own rule. The mean
             // over the batch (PyTorch's default reduction) is the loss gradient's scale.
-            let mut dy = Tensor::zeros(ctx, "d.logits", &logits.shape, DType::F32)?;
+            // Which backward layers read each forward buffer: a conv or linear layer its input (for dW), an
+            // activation its own output (unless a max-pool's backward applies its mask), a folding
+            // max-pool its own output. A buffer goes to the pool once the walk is below its lowest reader.
+            let n = spec.layers.len();
+            let folds = |k: usize| {
+                relu_at(k)
+                    && match (spec.layers.get(k + 1), nodes.get(k)) {
+                        (Some(Layer::Pool { kind: PoolKind::Max, k: w, stride }), Some(nd)) => {
+                            nd.y.shape.len() == 4 && crate::kernels::pool::tiles(&pool_geom(&nd.y, *w, *stride))
+                        }
+                        _ => false,
+                    }
+            };
+            let mut min_reader: Vec<(Arc<wgpu::Buffer>, usize)> = Vec::new();
+            let mut read =
+                |b: &Arc<wgpu::Buffer>, k: usize| match min_reader.iter_mut().find(|(x, _)| Arc::ptr_eq(x, b)) {
+                    Some(e) => e.1 = e.1.min(k),
+                    None => min_reader.push((Arc::clone(b), k)),
+                };
+            for (k, layer) in spec.layers.iter().enumerate() {
+                match layer {
+                    Layer::Conv2d { .. } | Layer::Linear { .. } => {
+                        read(if k == 0 { &x.buffer } else { &nodes[k - 1].y.buffer }, k)
+                    }
+                    Layer::Act(_) if !folds(k) => read(&nodes[k].y.buffer, k),
+                    Layer::Pool { kind: PoolKind::Max, .. } if k > 0 && folds(k - 1) => read(&nodes[k].y.buffer, k),
+                    _ => {}
+                }
+            }
+            for nd in &nodes {
+                if !min_reader.iter().any(|(b, _)| Arc::ptr_eq(b, &nd.y.buffer)) {
+                    min_reader.push((Arc::clone(&nd.y.buffer), n)); // read by no backward launch
+                }
+            }
+            let mut released: Vec<Arc<wgpu::Buffer>> = Vec::new();
+            let mut release_below = |i: usize, pool: &mut BufferPool| {
+                for (b, k) in &min_reader {
+                    let keep = Arc::ptr_eq(b, &logits.buffer) || Arc::ptr_eq(b, &x.buffer);
+                    if *k > i && !keep && !released.iter().any(|r| Arc::ptr_eq(r, b)) {
+                        released.push(Arc::clone(b));
+                        pool.give_buffer(b);
+                    }
+                }
+            };
+            release_below(n, &mut pool);
+            let mut dy = pool.take(ctx, "d.logits", &logits.shape)?;
             backward.push(loss_backward(
                 ctx,
                 "loss.backward",
@@ -256,6 +353,7 @@ impl Graph {
             )?);
             let mut relu_folded = false;
             for (i, layer) in spec.layers.iter().enumerate().rev() {
+                release_below(i, &mut pool);
                 if relu_folded {
                     // The max-pool after this ReLU applied its mask: dy passes through.
                     relu_folded = false;
@@ -266,12 +364,18 @@ impl Graph {
                 let need_dx = i > 0; // the data batch needs no gradient
                 let relu_before = i > 0 && relu_at(i - 1);
                 let (dx, launches, folded) =
-                    backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx, relu_before)
+                    backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx, relu_before, &mut pool)
                         .map_err(|e| in_layer(&tag, e))?;
                 relu_folded = folded;
                 backward.extend(launches);
                 match dx {
-                    Some(d) => dy = d,
+                    Some(d) => {
+                        // dy has been consumed (unless dx is a view of it, as through a flatten).
+                        if !Arc::ptr_eq(&d.buffer, &dy.buffer) {
+                            pool.give(&dy);
+                        }
+                        dy = d;
+                    }
                     None => break,
                 }
             }
@@ -279,7 +383,20 @@ impl Graph {
         ctx.check_device_error()?;
         let outputs =
             spec.layers.iter().enumerate().zip(&nodes).map(|((i, l), n)| (layer_tag(l, i), n.y.clone())).collect();
-        Ok(Graph { batch, x, labels, logits, probs, loss, outputs, forward, metrics: metrics_launches, backward })
+        let gradient_bytes = (pool.allocated, pool.requested);
+        Ok(Graph {
+            batch,
+            x,
+            labels,
+            logits,
+            probs,
+            loss,
+            outputs,
+            forward,
+            metrics: metrics_launches,
+            backward,
+            gradient_bytes,
+        })
     }
 
     /// Record forward, loss and metric accumulation.
@@ -417,9 +534,11 @@ fn backward_layer(
     params: &Params,
     need_dx: bool,
     relu_before: bool,
+    pool: &mut BufferPool,
 ) -> Result<(Option<Tensor>, Vec<Launch>, bool)> {
     let mut folded = false;
-    let dx_like = |t: &Tensor| Tensor::zeros(ctx, &format!("d.{tag}"), &t.shape, DType::F32);
+    let label = format!("d.{tag}");
+    let mut dx_like = |t: &Tensor| pool.take(ctx, &label, &t.shape);
     let mut out = Vec::new();
     let dx = match *layer {
         Layer::Conv2d { name, c_in, c_out, k, stride, pad } => {

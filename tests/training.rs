@@ -497,3 +497,20 @@ fn impossible_graphs_fail_at_build_naming_the_layer() {
     }
     assert!(wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 0, false).is_err());
 }
+
+#[test]
+fn the_backward_pass_reuses_dead_buffers() {
+    // LeNet-5 at batch 64: the gradients of the activations fit in buffers of forward values the
+    // backward pass no longer reads (e.g. conv1's output, read only by the max-pool after it) and of
+    // gradients already consumed. The training tests above check the results stay right.
+    let c = ctx();
+    let spec = lenet5(LeNetConfig::default());
+    let params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    let metrics = wgcnn::graph::Metrics::new(c, "test").unwrap();
+    let g = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 64, true).unwrap();
+    let (allocated, requested) = g.gradient_bytes;
+    eprintln!("gradient buffers: {allocated} bytes allocated for {requested} bytes requested");
+    assert!(requested > 0 && allocated * 2 < requested, "{allocated} of {requested} bytes");
+    let forward_only = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 64, false).unwrap();
+    assert_eq!(forward_only.gradient_bytes, (0, 0));
+}

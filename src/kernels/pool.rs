@@ -137,7 +137,7 @@ pub struct TileParams {
 }
 
 /// Whether the shape-specialised max-pool kernels apply: windows that tile the input exactly.
-fn tiles(g: &Pool2dGeom) -> bool {
+pub fn tiles(g: &Pool2dGeom) -> bool {
     g.stride_h == g.kh && g.stride_w == g.kw && g.h.is_multiple_of(g.kh) && g.w.is_multiple_of(g.kw)
 }
 
