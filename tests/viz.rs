@@ -192,3 +192,61 @@ fn training_curves_are_drawn() {
     assert!(e.contains("no/such/dir"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run the `wgcnn` binary; panics with its output unless it succeeds. Returns stdout.
+fn wgcnn(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wgcnn {args:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_three_commands_work_end_to_end() {
+    let dir = temp_dir("cli");
+    let d = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    // train --plot (a few steps) and a checkpoint for visualize.
+    wgcnn(&[
+        "train",
+        "--epochs",
+        "2",
+        "--steps",
+        "30",
+        "--log-every",
+        "5",
+        "--save",
+        &d("m.safetensors"),
+        "--plot",
+        &d("curves.png"),
+    ]);
+    let png = decode(&dir.join("curves.png"));
+    assert_eq!((png.width(), png.height()), (900, 640));
+    // visualize: the default input (first test digit), then a picture of a digit drawn dark on white.
+    let files = wgcnn(&["visualize", "--model", &d("m.safetensors"), "--out", &d("vis")]);
+    assert_eq!(files.lines().count(), 11, "{files}");
+    let digit = image::GrayImage::from_fn(90, 120, |x, y| {
+        let on = (40..52).contains(&x) && (15..105).contains(&y) || (25..65).contains(&x) && (15..27).contains(&y);
+        image::Luma([if on { 20 } else { 240 }])
+    });
+    digit.save(dir.join("seven.png")).unwrap();
+    let files = wgcnn(&["visualize", "--model", &d("m.safetensors"), &d("seven.png"), "--out", &d("vis7")]);
+    for f in files.lines() {
+        assert!(distinct_colours(&decode(Path::new(f))) > 5, "{f} looks blank");
+    }
+    // filters on a photo-like JPEG.
+    let photo = dir.join("photo.png");
+    photo_like(&photo, 200, 150);
+    let jpeg = dir.join("photo.jpg");
+    image::open(&photo).unwrap().to_rgb8().save(&jpeg).unwrap();
+    let files = wgcnn(&["filters", &jpeg.to_string_lossy(), "--out", &d("filters")]);
+    assert_eq!(files.lines().count(), 2 + CLASSIC.len(), "{files}");
+    // A bad picture is a clear error and a failed exit, not a panic.
+    std::fs::write(dir.join("bad.png"), b"nope").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["filters", &d("bad.png"), "--out", &d("bad")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bad.png") && !err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
