@@ -20,13 +20,20 @@ pub fn optim_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}.optim.safetensors"))
 }
 
-/// Write `bytes` to `path` atomically (temp file + fsync + rename): a crash leaves the old file whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// The folder `path` would be written into, or an error naming it when it does not exist (checked
+/// before long work, so that a run does not fail only when it saves).
+pub fn output_dir(path: &Path) -> Result<&Path> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return Err(io_err(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "folder does not exist")));
     }
+    Ok(dir)
+}
+
+/// Write `bytes` to `path` atomically (temp file + fsync + rename): a crash leaves the old file whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = output_dir(path)?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),

@@ -294,6 +294,10 @@ fn data_dir(d: &Option<PathBuf>) -> PathBuf {
 
 fn train(a: TrainArgs) -> wgcnn::Result<()> {
     let dir = data_dir(&a.data);
+    // Where results go must exist before the run, not only when it ends.
+    for p in a.save.iter().chain(&a.plot) {
+        checkpoint::output_dir(p)?;
+    }
     let train_set = data::load(&dir, Split::Train)?;
     let test_set = data::load(&dir, Split::Test)?;
     let mut cfg = LeNetConfig {

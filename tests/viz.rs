@@ -248,5 +248,13 @@ fn the_three_commands_work_end_to_end() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("bad.png") && !err.contains("panicked"), "{err}");
+    // A plot (or checkpoint) into a missing folder fails before training, not after it.
+    let missing = dir.join("no/such/folder/curves.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["train", "--plot", &missing.to_string_lossy()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("folder does not exist") && !err.contains("epoch 1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
