@@ -2,7 +2,7 @@
 //! through wgpu.
 //!
 //! Data flows one way: [`context`] (adapter, device) → [`tensor`] (GPU buffers) → [`kernels`] (one
-//! WGSL entry point per op and gradient) — each checked against [`reference`], the plain CPU loops.
+//! WGSL entry point per op and gradient) — each checked against [`mod@reference`], the plain CPU loops.
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -68,7 +68,7 @@ pub fn gather_params(
     })
 }
 
-/// x[b, j] = images[indices[first + b], j] / divisor; y[b] = labels[indices[first + b]] for b < y.len().
+/// `x[b, j] = images[indices[first + b], j] / divisor; y[b] = labels[indices[first + b]]` for `b < y.len()`.
 /// Move to another batch of the same index list with `Launch::set_params(gather_params(.., first, ..))`.
 pub fn gather_batch(
     ctx: &Context,

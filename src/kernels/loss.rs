@@ -30,7 +30,7 @@ impl LossParams {
 /// The losses wgcnn offers; both apply softmax to the logits first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LossKind {
-    /// −log softmax(z)[label].
+    /// `−log softmax(z)[label]`.
     CrossEntropy,
     /// ½ Σ (onehot − softmax(z))².
     SquaredError,
@@ -51,7 +51,7 @@ impl LossKind {
     }
 }
 
-/// loss [n] per sample and probs [n, classes] from logits and u32 labels.
+/// `loss [n]` per sample and `probs [n, classes]` from logits and u32 labels.
 pub fn loss_forward(
     ctx: &Context,
     label: &str,

@@ -41,7 +41,7 @@ pub struct Operand<'a> {
 /// The longest reduction one invocation runs (a loop of `k` iterations; llvmpipe's cap is 65,535).
 const MAX_K: usize = 60_000;
 
-/// c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j]) for an `m`×`n` result over `k`. `None` when `k` is past
+/// `c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j])` for an `m`×`n` result over `k`. `None` when `k` is past
 /// what one invocation may loop over (use a split reduction instead).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(

@@ -74,7 +74,7 @@ pub fn maxpool2d_forward(
         .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
-/// dx[i] = Σ dy over the windows whose argmax is i.
+/// `dx[i] = Σ dy` over the windows whose argmax is `i`.
 pub fn maxpool2d_backward(
     ctx: &Context,
     label: &str,
@@ -104,7 +104,7 @@ pub fn avgpool2d_forward(ctx: &Context, label: &str, g: &Pool2dGeom, x: &Tensor,
         .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
-/// dx[i] = Σ dy / (kh·kw) over the windows covering i.
+/// `dx[i] = Σ dy / (kh·kw)` over the windows covering `i`.
 pub fn avgpool2d_backward(ctx: &Context, label: &str, g: &Pool2dGeom, dy: &Tensor, dx: &Tensor) -> Result<Launch> {
     let op = Kernel::AvgPool2dBackward.entry_point();
     let p = PoolParams::new(op, g, g.x_len())?;

@@ -22,7 +22,7 @@ pub struct ReduceParams {
     pub _pad1: u32,
 }
 
-/// acc[0] += Σ x (one workgroup, fixed order).
+/// `acc[0] += Σ x` (one workgroup, fixed order).
 pub fn sum_accumulate(ctx: &Context, label: &str, x: &Tensor, acc: &Tensor) -> Result<Launch> {
     let op = Kernel::SumAccumulate.entry_point();
     x.expect(op, "x", DType::F32, x.len())?;
@@ -32,7 +32,7 @@ pub fn sum_accumulate(ctx: &Context, label: &str, x: &Tensor, acc: &Tensor) -> R
     ctx.launch(Kernel::SumAccumulate, label, &p, &[x, acc], u64::from(WORKGROUP_SIZE), iters as u64)
 }
 
-/// acc[0] += number of rows whose first maximum is at the label.
+/// `acc[0] +=` the number of rows whose first maximum is at the label.
 pub fn correct_accumulate(
     ctx: &Context,
     label: &str,
@@ -51,7 +51,7 @@ pub fn correct_accumulate(
     ctx.launch(Kernel::CorrectAccumulate, label, &p, &[logits, labels, acc], u64::from(WORKGROUP_SIZE), iters as u64)
 }
 
-/// out[n] = index of the first maximum of row n.
+/// `out[n]` = index of the first maximum of row `n`.
 pub fn argmax_rows(ctx: &Context, label: &str, g: &LossGeom, logits: &Tensor, out: &Tensor) -> Result<Launch> {
     let op = Kernel::ArgmaxRows.entry_point();
     g.validate(op)?;
@@ -66,7 +66,7 @@ fn row_params(op: &str, g: &LossGeom) -> Result<ReduceParams> {
     Ok(ReduceParams { n: g.n as u32, cols: g.classes as u32, _pad0: 0, _pad1: 0 })
 }
 
-/// out[i] = Σ_c partial[c, i] for c in 0..chunks, in order: the second pass of a split reduction.
+/// `out[i] = Σ_c partial[c, i]` for `c in 0..chunks`, in order: the second pass of a split reduction.
 pub fn sum_chunks(ctx: &Context, label: &str, partial: &Tensor, chunks: usize, out: &Tensor) -> Result<Launch> {
     let op = Kernel::SumChunks.entry_point();
     if chunks == 0 {

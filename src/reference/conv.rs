@@ -59,7 +59,7 @@ pub fn conv2d_backward_weight<T: Real>(g: &Conv2dGeom, dy: &[T], x: &[T]) -> Vec
     dw
 }
 
-/// db[co] = Σ dy[n, co, ..].
+/// `db[co] = Σ dy[n, co, ..]`.
 pub fn conv2d_backward_bias<T: Real>(g: &Conv2dGeom, dy: &[T]) -> Vec<T> {
     let plane = g.out_h() * g.out_w();
     let mut db = vec![T::zero(); g.c_out];

@@ -1,4 +1,4 @@
-/// x[b, j] = images[indices[b] * item_size + j] / divisor; y[b] = labels[indices[b]];
+/// `x[b, j] = images[indices[b] * item_size + j] / divisor; y[b] = labels[indices[b]]`;
 /// an index past the end gives zeros and label `u32::MAX`.
 pub fn gather_batch(divisor: f32, images: &[u8], labels: &[u8], indices: &[u32]) -> (Vec<f32>, Vec<u32>) {
     let item = images.len() / labels.len();

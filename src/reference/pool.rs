@@ -30,7 +30,7 @@ pub fn maxpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> (Vec<T>, Vec<u32>)
     (y, arg)
 }
 
-/// dx[argmax] += dy.
+/// `dx[argmax] += dy`.
 pub fn maxpool2d_backward<T: Real>(g: &Pool2dGeom, dy: &[T], argmax: &[u32]) -> Vec<T> {
     let per_plane = g.out_h() * g.out_w();
     let mut dx = vec![T::zero(); g.x_len()];
