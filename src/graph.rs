@@ -299,45 +299,53 @@ impl Graph {
             // activation its own output (unless a max-pool's backward applies its mask), a folding
             // max-pool its own output. A buffer goes to the pool once the walk is below its lowest reader.
             let n = spec.layers.len();
-            let folds = |k: usize| {
-                relu_at(k)
-                    && match (spec.layers.get(k + 1), nodes.get(k)) {
-                        (Some(Layer::Pool { kind: PoolKind::Max, k: w, stride }), Some(nd)) => {
-                            nd.y.shape.len() == 4 && crate::kernels::pool::tiles(&pool_geom(&nd.y, *w, *stride))
+            // fold[k]: the ReLU at layer k has its backward applied by the max-pool after it (decided
+            // here once; backward_layer is told, and its fused launcher must take the shape).
+            let fold: Vec<bool> = (0..n)
+                .map(|k| {
+                    relu_at(k)
+                        && match (spec.layers.get(k + 1), &nodes[k].y) {
+                            (Some(Layer::Pool { kind: PoolKind::Max, k: w, stride }), y) if y.shape.len() == 4 => {
+                                crate::kernels::pool::tiles(&pool_geom(y, *w, *stride))
+                            }
+                            _ => false,
                         }
-                        _ => false,
-                    }
-            };
+                })
+                .collect();
+            // The lowest backward layer reading each node buffer (n: none): a conv or linear layer reads
+            // its input, an activation its output unless folded, a folding max-pool its output. The logits
+            // stay out (the caller may read them), and so does x (never a node).
             let mut min_reader: Vec<(Arc<wgpu::Buffer>, usize)> = Vec::new();
-            let mut read =
-                |b: &Arc<wgpu::Buffer>, k: usize| match min_reader.iter_mut().find(|(x, _)| Arc::ptr_eq(x, b)) {
-                    Some(e) => e.1 = e.1.min(k),
-                    None => min_reader.push((Arc::clone(b), k)),
+            for (k, nd) in nodes.iter().enumerate() {
+                let own = match spec.layers[k] {
+                    Layer::Act(_) => !fold[k],
+                    Layer::Pool { kind: PoolKind::Max, .. } => k > 0 && fold[k - 1],
+                    _ => false,
                 };
-            for (k, layer) in spec.layers.iter().enumerate() {
-                match layer {
-                    Layer::Conv2d { .. } | Layer::Linear { .. } => {
-                        read(if k == 0 { &x.buffer } else { &nodes[k - 1].y.buffer }, k)
+                let next = matches!(spec.layers.get(k + 1), Some(Layer::Conv2d { .. } | Layer::Linear { .. }));
+                let reader = if own {
+                    k
+                } else if next {
+                    k + 1
+                } else {
+                    n
+                };
+                match min_reader.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &nd.y.buffer)) {
+                    Some(e) => e.1 = e.1.min(reader),
+                    None if !Arc::ptr_eq(&nd.y.buffer, &logits.buffer) => {
+                        min_reader.push((Arc::clone(&nd.y.buffer), reader))
                     }
-                    Layer::Act(_) if !folds(k) => read(&nodes[k].y.buffer, k),
-                    Layer::Pool { kind: PoolKind::Max, .. } if k > 0 && folds(k - 1) => read(&nodes[k].y.buffer, k),
-                    _ => {}
+                    None => {}
                 }
             }
-            for nd in &nodes {
-                if !min_reader.iter().any(|(b, _)| Arc::ptr_eq(b, &nd.y.buffer)) {
-                    min_reader.push((Arc::clone(&nd.y.buffer), n)); // read by no backward launch
-                }
-            }
-            let mut released: Vec<Arc<wgpu::Buffer>> = Vec::new();
+            // Hand to the pool every buffer whose lowest reader is past layer i.
             let mut release_below = |i: usize, pool: &mut BufferPool| {
-                for (b, k) in &min_reader {
-                    let keep = Arc::ptr_eq(b, &logits.buffer) || Arc::ptr_eq(b, &x.buffer);
-                    if *k > i && !keep && !released.iter().any(|r| Arc::ptr_eq(r, b)) {
-                        released.push(Arc::clone(b));
+                min_reader.retain(|(b, k)| {
+                    if *k > i {
                         pool.give_buffer(b);
                     }
-                }
+                    *k <= i
+                })
             };
             release_below(n, &mut pool);
             let mut dy = pool.take(ctx, "d.logits", &logits.shape)?;
@@ -351,22 +359,18 @@ impl Graph {
                 &labels,
                 &dy,
             )?);
-            let mut relu_folded = false;
             for (i, layer) in spec.layers.iter().enumerate().rev() {
                 release_below(i, &mut pool);
-                if relu_folded {
-                    // The max-pool after this ReLU applied its mask: dy passes through.
-                    relu_folded = false;
-                    continue;
+                if fold[i] {
+                    continue; // the max-pool after this ReLU applied its mask: dy passes through
                 }
                 let tag = layer_tag(layer, i);
                 let input = if i == 0 { &x } else { &nodes[i - 1].y };
                 let need_dx = i > 0; // the data batch needs no gradient
-                let relu_before = i > 0 && relu_at(i - 1);
-                let (dx, launches, folded) =
-                    backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx, relu_before, &mut pool)
+                let relu_mask = i > 0 && fold[i - 1];
+                let (dx, launches) =
+                    backward_layer(ctx, &tag, layer, input, &nodes[i], &dy, params, need_dx, relu_mask, &mut pool)
                         .map_err(|e| in_layer(&tag, e))?;
-                relu_folded = folded;
                 backward.extend(launches);
                 match dx {
                     Some(d) => {
@@ -521,8 +525,8 @@ fn forward_layer(
 }
 
 /// A layer's backward rule: from dy (the gradient of its output) emit the launches for its parameter
-/// gradients and, when `need_dx`, the gradient of its input (returned). With `relu_before`, a max-pool
-/// may also apply the backward of the ReLU before it (reported by the returned flag).
+/// gradients and, when `need_dx`, the gradient of its input (returned). With `relu_mask`, a max-pool
+/// also applies the backward of the ReLU before it (the caller has checked that its shape allows it).
 #[allow(clippy::too_many_arguments)]
 fn backward_layer(
     ctx: &Context,
@@ -533,10 +537,9 @@ fn backward_layer(
     dy: &Tensor,
     params: &Params,
     need_dx: bool,
-    relu_before: bool,
+    relu_mask: bool,
     pool: &mut BufferPool,
-) -> Result<(Option<Tensor>, Vec<Launch>, bool)> {
-    let mut folded = false;
+) -> Result<(Option<Tensor>, Vec<Launch>)> {
     let label = format!("d.{tag}");
     let mut dx_like = |t: &Tensor| pool.take(ctx, &label, &t.shape);
     let mut out = Vec::new();
@@ -564,18 +567,13 @@ fn backward_layer(
             let g = pool_geom(x, k, stride);
             let dx = dx_like(x)?;
             match (kind, &node.argmax) {
-                (PoolKind::Max, Some(arg)) => {
+                (PoolKind::Max, Some(arg)) if relu_mask => {
                     let label = format!("{tag}.dx+relu.dx");
-                    match relu_before {
-                        true => match maxpool2d_backward_fused(ctx, &label, &g, dy, arg, &node.y, &dx, true)? {
-                            Some(l) => {
-                                folded = true;
-                                out.push(l)
-                            }
-                            None => out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?),
-                        },
-                        false => out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?),
-                    }
+                    let fused = maxpool2d_backward_fused(ctx, &label, &g, dy, arg, &node.y, &dx, true)?;
+                    out.push(fused.ok_or_else(|| shape_err(tag, "the ReLU mask needs windows that tile the input"))?)
+                }
+                (PoolKind::Max, Some(arg)) => {
+                    out.push(maxpool2d_backward_auto(ctx, &format!("{tag}.dx"), &g, dy, arg, &dx)?)
                 }
                 _ => out.push(avgpool2d_backward(ctx, &format!("{tag}.dx"), &g, dy, &dx)?),
             }
@@ -597,5 +595,5 @@ fn backward_layer(
             }
         }
     };
-    Ok((dx, out, folded))
+    Ok((dx, out))
 }
