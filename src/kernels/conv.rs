@@ -33,14 +33,19 @@ pub struct ConvParams {
     pub chunks: u32,
 }
 
+/// A geometry every conv kernel (plain or fast) can index: valid, and its largest tensor addressable
+/// with u32 (the largest flat index any conv kernel computes is below it).
+pub(crate) fn check_geom(op: &str, g: &Conv2dGeom) -> Result<()> {
+    g.validate(op)?;
+    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    Ok(())
+}
+
 impl ConvParams {
     /// Params for `op`, writing `total` elements; every size must fit in a u32.
     pub fn new(op: &str, g: &Conv2dGeom, total: usize) -> Result<Self> {
-        g.validate(op)?;
-        // The largest flat index any conv kernel computes is below the largest tensor.
-        let biggest = g.x_len().max(g.y_len()).max(g.w_len());
-        to_u32(op, "largest tensor length", biggest)?;
-        let u = |v: usize| v as u32; // safe: each is <= biggest, checked above
+        check_geom(op, g)?;
+        let u = |v: usize| v as u32; // safe: each is <= the largest tensor length, checked
         Ok(ConvParams {
             n: u(g.n),
             c_in: u(g.c_in),

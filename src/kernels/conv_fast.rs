@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::context::Context;
 use crate::error::{to_u32, Result};
-use crate::kernels::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
@@ -145,8 +145,7 @@ pub fn conv2d_forward_fused(
     relu: bool,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dDirect.entry_point();
-    g.validate(op)?;
-    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    check_geom(op, g)?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     b.expect(op, "b", DType::F32, g.c_out)?;
@@ -166,8 +165,7 @@ pub fn conv2d_backward_input_fast(
     dx: &Tensor,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dDirect.entry_point();
-    g.validate(op)?;
-    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    check_geom(op, g)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
@@ -191,8 +189,7 @@ pub fn conv2d_backward_weight_fast(
     dw: &Tensor,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dWeightGrad.entry_point();
-    g.validate(op)?;
-    to_u32(op, "largest tensor length", g.x_len().max(g.y_len()).max(g.w_len()))?;
+    check_geom(op, g)?;
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
