@@ -431,8 +431,23 @@ pub fn write_filters(res: &FilterResults, out: &Path) -> Result<Vec<PathBuf>> {
 pub struct Activations {
     pub input: Vec<f32>,
     /// (layer tag, shape without the batch, values).
-    pub layers: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub layers: Vec<LayerOutput>,
     pub probs: Vec<f32>,
+}
+
+/// A layer's tag, output shape (without the batch) and values.
+pub type LayerOutput = (String, Vec<usize>, Vec<f32>);
+
+impl Activations {
+    /// The layers with `[c, h, w]` outputs (conv, activation, pool).
+    fn maps(&self) -> impl Iterator<Item = &LayerOutput> {
+        self.layers.iter().filter(|(_, s, _)| s.len() == 3)
+    }
+
+    /// The fully connected layers and their activations (vectors; the flatten, a view, left out).
+    fn vectors(&self) -> impl Iterator<Item = &LayerOutput> {
+        self.layers.iter().filter(|(t, s, _)| s.len() == 1 && !t.starts_with("flatten"))
+    }
 }
 
 /// Run the forward graph on one input (`c·h·w` values) and read back every layer's output. Build the
@@ -518,8 +533,7 @@ fn argmax(v: &[f32]) -> usize {
 /// The fully connected activations and the output probabilities (predicted class in red).
 pub fn fc_chart(acts: &Activations) -> Result<Picture> {
     font()?;
-    let fcs: Vec<&(String, Vec<usize>, Vec<f32>)> =
-        acts.layers.iter().filter(|(t, s, _)| s.len() == 1 && !t.starts_with("flatten")).collect();
+    let fcs: Vec<&LayerOutput> = acts.vectors().collect();
     let rows = fcs.len() as u32 + 1;
     let mut pic = Picture::new(900, 230 * rows);
     let best = argmax(&acts.probs);
@@ -542,9 +556,8 @@ pub fn fc_chart(acts: &Activations) -> Result<Picture> {
 /// maps in a row, the fully connected layers as strips, and the probabilities.
 pub fn overview(acts: &Activations) -> Result<Picture> {
     font()?;
-    let maps: Vec<&(String, Vec<usize>, Vec<f32>)> = acts.layers.iter().filter(|(_, s, _)| s.len() == 3).collect();
-    let fcs: Vec<&(String, Vec<usize>, Vec<f32>)> =
-        acts.layers.iter().filter(|(t, s, _)| s.len() == 1 && !t.starts_with("flatten")).collect();
+    let maps: Vec<&LayerOutput> = acts.maps().collect();
+    let fcs: Vec<&LayerOutput> = acts.vectors().collect();
     let width = 1100u32;
     let row_h = 92u32;
     let height = TITLE_H + (1 + maps.len() as u32) * row_h + fcs.len() as u32 * 44 + 220;
