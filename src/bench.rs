@@ -139,7 +139,7 @@ pub fn profile_launches(
             ctx.queue.submit([enc.finish()]);
             ctx.check_device_error()?;
             let bytes = ctx.read_bytes(&resolved, size)?;
-            let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes); // Vec<u8> need not be 8-aligned
             for (i, s) in samples.iter_mut().enumerate() {
                 s.push(ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period);
             }
