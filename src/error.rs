@@ -27,6 +27,8 @@ pub enum Error {
     Data { path: String, detail: String },
     /// A checkpoint does not fit the model (names, shapes, dtypes) or is malformed.
     Checkpoint { path: String, detail: String },
+    /// A model description (file or builder) is wrong: `at` names the file and layer, `detail` the field.
+    Model { at: String, detail: String },
     /// Training diverged or was given an unusable setting.
     Train(String),
     /// Drawing a picture failed.
@@ -59,6 +61,8 @@ impl fmt::Display for Error {
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Data { path, detail } => write!(f, "{path}: {detail}"),
             Error::Checkpoint { path, detail } => write!(f, "checkpoint {path}: {detail}"),
+            Error::Model { at, detail } if at.is_empty() => write!(f, "model: {detail}"),
+            Error::Model { at, detail } => write!(f, "model {at}: {detail}"),
             Error::Train(e) => write!(f, "training: {e}"),
             Error::Render(e) => write!(f, "drawing a picture: {e}"),
         }

@@ -19,7 +19,7 @@ pub enum DType {
 
 impl DType {
     /// Bytes needed for `len` elements before rounding.
-    fn bytes(self, len: usize) -> u64 {
+    pub fn bytes(self, len: usize) -> u64 {
         let b = match self {
             DType::F32 | DType::U32 => 4,
             DType::U8 => 1,

@@ -7,6 +7,7 @@ use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
 use wgcnn::kernels::conv::*;
 use wgcnn::kernels::conv_fast::*;
+use wgcnn::kernels::elementwise::add_forward;
 use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::linear::*;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
@@ -172,6 +173,24 @@ fn activations_match_reference() {
             check(&format!("{bwd}/len{len}"), &got, &want, Tol { atol: 1e-6, rtol: 1e-6 });
         }
     }
+}
+
+#[test]
+fn add_matches_reference() {
+    let c = ctx();
+    // 4,200,000 elements: 65,625 workgroups, past the 65,535 per-dimension limit. A sum of two f32 is
+    // correctly rounded, so the result is the f64 sum rounded once: 1 ulp (6e-8 relative) at most.
+    for (seed, len) in [1usize, 7, 64, 65, 1000, 4_200_000].into_iter().enumerate() {
+        let mut r = rng(250 + seed as u64);
+        let (a, b) = (r.vec_f32(len, -4.0, 4.0), r.vec_f32(len, -4.0, 4.0));
+        let (at, bt, yt) = (upload("a", &[len], &a), upload("b", &[len], &b), zeros("y", &[len]));
+        let got = run_f32(add_forward(c, "add", &at, &bt, &yt), &yt);
+        let want = cpu::add_forward(&to_f64(&a), &to_f64(&b));
+        check(&format!("add_forward/len{len}"), &got, &want, Tol { atol: 0.0, rtol: 6e-8 });
+    }
+    // Mismatched lengths are a typed error.
+    let (a, b, y) = (zeros("a", &[4]), zeros("b", &[5]), zeros("y", &[4]));
+    assert!(add_forward(c, "add", &a, &b, &y).is_err());
 }
 
 #[test]

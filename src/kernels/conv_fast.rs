@@ -74,6 +74,17 @@ fn constants(
     ]
 }
 
+/// Loop iterations of one `conv2d_direct` invocation over `c_in` input channels.
+fn direct_iters(c_in: usize, g: &Conv2dGeom) -> usize {
+    c_in * g.kh * (g.kw + 1) + 1
+}
+
+/// Whether the register-blocked forward kernel takes `g` (and so can apply a ReLU in the same pass):
+/// what the graph's conv+ReLU fusion rule asks before it rewrites.
+pub fn conv2d_forward_fast_takes(g: &Conv2dGeom) -> bool {
+    direct_iters(g.c_in, g) <= LOOP_BUDGET
+}
+
 /// One `conv2d_direct` dispatch: a stride-`sw` convolution of `x` [n, c_in, h, w] into `y`.
 #[allow(clippy::too_many_arguments)]
 fn direct(
@@ -94,7 +105,7 @@ fn direct(
     let oxb = if wide { 8 } else { 4 };
     let layers = c_out.div_ceil(cob);
     let blocks = g.n * oh * ow.div_ceil(oxb);
-    let iters = c_in * g.kh * (g.kw + 1) + 1;
+    let iters = direct_iters(c_in, g);
     if iters > LOOP_BUDGET {
         return Ok(None);
     }

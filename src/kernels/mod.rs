@@ -13,6 +13,7 @@ use crate::tensor::Tensor;
 pub mod activation;
 pub mod conv;
 pub mod conv_fast;
+pub mod elementwise;
 pub mod gather;
 pub mod linear;
 pub mod loss;
@@ -33,6 +34,7 @@ pub enum ShaderFile {
     Conv,
     ConvFast,
     Activation,
+    Elementwise,
     Pool,
     PoolFast,
     Linear,
@@ -44,10 +46,11 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 11] = [
+    pub const ALL: [ShaderFile; 12] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::Activation,
+        ShaderFile::Elementwise,
         ShaderFile::Pool,
         ShaderFile::PoolFast,
         ShaderFile::Linear,
@@ -64,6 +67,7 @@ impl ShaderFile {
             ShaderFile::Conv => "conv.wgsl",
             ShaderFile::ConvFast => "conv_fast.wgsl",
             ShaderFile::Activation => "activation.wgsl",
+            ShaderFile::Elementwise => "elementwise.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::PoolFast => "pool_fast.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -80,6 +84,7 @@ impl ShaderFile {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
             ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
+            ShaderFile::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderFile::PoolFast => include_str!("../../shaders/pool_fast.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -147,6 +152,7 @@ kernels! {
     TanhBackward => "tanh_backward", Activation, [R, R, W];
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
     SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
+    AddForward => "add_forward", Elementwise, [R, R, W];
     MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];
     MaxPool2dBackward => "maxpool2d_backward", Pool, [R, R, W];
     AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];

@@ -4,6 +4,7 @@
 
 mod activation;
 mod conv;
+mod elementwise;
 mod gather;
 mod linear;
 mod loss;
@@ -13,6 +14,7 @@ mod reduce;
 
 pub use activation::*;
 pub use conv::*;
+pub use elementwise::*;
 pub use gather::*;
 pub use linear::*;
 pub use loss::*;

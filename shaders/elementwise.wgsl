@@ -1,0 +1,22 @@
+// Elementwise ops on two tensors of one shape. add_forward is the residual add of a model and the
+// node autodiff emits where a value's gradients from several consumers are summed (in a fixed order).
+
+struct AddParams {
+    len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: AddParams;
+@group(0) @binding(1) var<storage, read> add_a: array<f32>;
+@group(0) @binding(2) var<storage, read> add_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> add_y: array<f32>;
+
+// add_forward: a, b -> y = a + b
+@compute @workgroup_size(WG)
+fn add_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.len) { return; }
+    add_y[i] = add_a[i] + add_b[i];
+}

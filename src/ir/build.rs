@@ -1,0 +1,122 @@
+//! The forward graph of a model for one batch size: a node per layer (views included), parameters as
+//! values named as PyTorch names them, and the loss on the last layer's output.
+
+use std::collections::HashMap;
+
+use crate::error::{shape_err, Result};
+use crate::ir::{in_node, Ir, Role, ValueId};
+use crate::kernels::pool::PoolKind;
+use crate::model::{LayerOp, ModelSpec, ParamSpec, INPUT};
+use crate::ops::{ActOp, AddOp, ConvOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
+use crate::tensor::DType;
+
+/// A model's forward graph and the values the executor binds or reads.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub ir: Ir,
+    /// `[batch, c, h, w]` images.
+    pub input: ValueId,
+    /// `[batch]` class labels (u32).
+    pub labels: ValueId,
+    /// `[batch, classes]`: the last layer's output.
+    pub logits: ValueId,
+    /// `[batch]` per-sample losses.
+    pub loss: ValueId,
+    /// `[batch, classes]` softmax of the logits.
+    pub probs: ValueId,
+    /// Each layer's name and output, in layer order.
+    pub layers: Vec<(String, ValueId)>,
+    /// The parameters, in `state_dict()` order (their values have [`Role::Param`] with these indices).
+    pub params: Vec<ParamSpec>,
+}
+
+struct Builder {
+    ir: Ir,
+    params: Vec<ParamSpec>,
+}
+
+impl Builder {
+    fn param(&mut self, name: String, shape: Vec<usize>, fan_in: usize) -> ValueId {
+        let v = self.ir.add_value(&name, &shape, DType::F32, Role::Param(self.params.len()));
+        self.params.push(ParamSpec { name, shape, fan_in });
+        v
+    }
+
+    /// Weight (and bias) of a conv or linear layer, `[out, in, k, k]` or `[out, in]`.
+    fn weights(&mut self, layer: &str, out: usize, inner: &[usize], bias: bool) -> Vec<ValueId> {
+        let fan_in = inner.iter().product();
+        let mut shape = vec![out];
+        shape.extend_from_slice(inner);
+        let mut v = vec![self.param(format!("{layer}.weight"), shape, fan_in)];
+        if bias {
+            v.push(self.param(format!("{layer}.bias"), vec![out], fan_in));
+        }
+        v
+    }
+}
+
+/// The forward graph of `spec` for `batch` images; the first error names the layer.
+pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
+    if batch == 0 {
+        return Err(shape_err("graph", "batch size 0"));
+    }
+    let mut b = Builder { ir: Ir::default(), params: Vec::new() };
+    let [c, h, w] = spec.input;
+    let input = b.ir.add_value(INPUT, &[batch, c, h, w], DType::F32, Role::Input);
+    let labels = b.ir.add_value("labels", &[batch], DType::U32, Role::Labels);
+    let mut by_name: HashMap<&str, ValueId> = HashMap::from([(INPUT, input)]);
+    let mut layers = Vec::new();
+    for l in &spec.layers {
+        let ins: Vec<ValueId> = l
+            .inputs
+            .iter()
+            .map(|i| by_name.get(i.as_str()).copied().ok_or_else(|| shape_err(&l.name, format!("no input {i:?}"))))
+            .collect::<Result<_>>()?;
+        let x = ins[0];
+        let xs = b.ir.value(x).shape.clone();
+        let (op, mut inputs) = match l.op {
+            LayerOp::Conv2d(cv) => {
+                if xs.len() != 4 {
+                    let msg = format!("conv2d expects an input of shape [n, c, h, w], got {xs:?}");
+                    return Err(in_node(&l.name, shape_err("conv2d", msg)));
+                }
+                let k = cv.kernel_size;
+                let p = b.weights(&l.name, cv.out_channels, &[xs[1], k, k], cv.bias);
+                (Op::Conv(ConvOp::Forward { stride: cv.stride, pad: cv.padding, relu: false }), p)
+            }
+            LayerOp::Linear(f) => {
+                if xs.len() != 2 {
+                    let msg = format!("linear expects an input of shape [n, features], got {xs:?} (flatten it first)");
+                    return Err(in_node(&l.name, shape_err("linear", msg)));
+                }
+                (Op::Linear(LinearOp::Forward), b.weights(&l.name, f.out_features, &[xs[1]], f.bias))
+            }
+            LayerOp::Act(a) => (Op::Act(ActOp::Forward(a)), vec![]),
+            LayerOp::Pool(p) if p.padding != 0 => {
+                return Err(in_node(&l.name, shape_err(l.op.name(), "padded pooling is not supported yet")))
+            }
+            LayerOp::Pool(p) => {
+                let (k, stride) = (p.kernel_size, p.stride);
+                let op = if p.kind == PoolKind::Max { PoolOp::Max { k, stride } } else { PoolOp::Avg { k, stride } };
+                (Op::Pool(op), vec![])
+            }
+            LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),
+            LayerOp::Add => (Op::Add(AddOp), vec![]),
+        };
+        inputs.splice(0..0, ins);
+        let outs = b.ir.push(&l.name, op, &inputs)?;
+        by_name.insert(&l.name, outs[0]);
+        layers.push((l.name.clone(), outs[0]));
+    }
+    let logits = layers.last().map(|l| l.1).ok_or_else(|| shape_err("graph", "no layers"))?;
+    let got = &b.ir.value(logits).shape;
+    if *got != [batch, spec.classes] {
+        let last = &layers[layers.len() - 1].0;
+        return Err(shape_err(
+            last,
+            format!("the last layer gives {got:?}; the loss needs the logits [{batch}, {}]", spec.classes),
+        ));
+    }
+    let outs = b.ir.push("loss", Op::Loss(LossOp::Forward(spec.loss)), &[logits, labels])?;
+    Ok(Forward { ir: b.ir, input, labels, logits, loss: outs[0], probs: outs[1], layers, params: b.params })
+}

@@ -1,0 +1,34 @@
+//! Elementwise ops on two tensors (`shaders/elementwise.wgsl`): `add_forward`, the residual add and the
+//! node that sums a value's gradients where it has several consumers.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{shape_err, to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `struct AddParams` in `shaders/elementwise.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct AddParams {
+    pub len: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// y = a + b (all three of one length).
+pub fn add_forward(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tensor) -> Result<Launch> {
+    let k = Kernel::AddForward;
+    let op = k.entry_point();
+    let len = a.len();
+    if len == 0 {
+        return Err(shape_err(op, "empty tensor"));
+    }
+    a.expect(op, "a", DType::F32, len)?;
+    b.expect(op, "b", DType::F32, len)?;
+    y.expect(op, "y", DType::F32, len)?;
+    let p = AddParams { len: to_u32(op, "length", len)?, _pad0: 0, _pad1: 0, _pad2: 0 };
+    Ok(ctx.launch(k, label, &p, &[a, b, y], len as u64, 0)?.with_work(len as u64, 12 * len as u64))
+}

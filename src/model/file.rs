@@ -1,0 +1,264 @@
+//! Model files: TOML with a `[model]` table and one `[[layer]]` table per layer, fields named and
+//! defaulted as PyTorch's constructors (see `models/lenet5.toml` and the README). Every mistake is an
+//! error naming the layer and the field. [`to_toml`] writes the canonical form that checkpoints carry.
+
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use crate::error::{io_err, Error, Result};
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::LossKind;
+use crate::model::{model_err, Conv2d, Layer, LayerOp, Linear, ModelSpec, Pool2d, INPUT};
+
+/// Model files larger than this are refused before parsing (a model file is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Read and check a model file.
+pub fn load(path: &Path) -> Result<ModelSpec> {
+    let len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(Error::Model {
+            at: path.display().to_string(),
+            detail: format!("{len} bytes, over the {MAX_FILE_BYTES}-byte cap for a model file"),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    parse(&text).map_err(|e| match e {
+        Error::Model { at, detail } if at.is_empty() => Error::Model { at: path.display().to_string(), detail },
+        Error::Model { at, detail } => Error::Model { at: format!("{}: {at}", path.display()), detail },
+        e => e,
+    })
+}
+
+/// Parse and check a model description.
+pub fn parse(text: &str) -> Result<ModelSpec> {
+    let doc: Table = text.parse().map_err(|e: toml::de::Error| model_err("", format!("not valid TOML: {e}")))?;
+    if let Some(k) = doc.keys().find(|k| *k != "model" && *k != "layer") {
+        return Err(model_err("", format!("unknown table {k:?} (a model file has [model] and [[layer]])")));
+    }
+    let model = match doc.get("model") {
+        Some(Value::Table(t)) => Fields::new("[model]", t, &["name", "input", "classes", "loss"])?,
+        _ => return Err(model_err("", "no [model] table")),
+    };
+    let name = model.string("name")?;
+    let input = model.input()?;
+    let classes = model.positive("classes")?;
+    let loss = match model.opt_string("loss")?.as_deref() {
+        None | Some("cross_entropy") => LossKind::CrossEntropy,
+        Some("mse") => LossKind::SquaredError,
+        Some(other) => return Err(model.bad("loss", format!("{other:?} is not \"cross_entropy\" or \"mse\""))),
+    };
+    let tables = match doc.get("layer") {
+        Some(Value::Array(a)) => a,
+        _ => return Err(model_err("", "no [[layer]] tables")),
+    };
+    let mut layers: Vec<Layer> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let t = t.as_table().ok_or_else(|| model_err("", format!("layer {i} is not a table")))?;
+        let prev = layers.last().map_or(INPUT.to_string(), |l| l.name.clone());
+        layers.push(layer(i, t, prev)?);
+    }
+    ModelSpec::new(&name, input, classes, loss, layers)
+}
+
+/// One `[[layer]]` table (`index` counts from 0, for layers without a name).
+fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
+    let name = match t.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => {
+            return Err(model_err(&format!("#{index}"), format!("field name must be a string, got {}", v.type_str())))
+        }
+        None => return Err(model_err(&format!("#{index}"), "missing field name")),
+    };
+    let op_name = match t.get("op") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => return Err(model_err(&name, format!("field op must be a string, got {}", v.type_str()))),
+        None => return Err(model_err(&name, "missing field op")),
+    };
+    let known: &[&str] = match op_name.as_str() {
+        "conv2d" => &["out_channels", "kernel_size", "stride", "padding", "bias"],
+        "linear" => &["out_features", "bias"],
+        "maxpool2d" | "avgpool2d" => &["kernel_size", "stride", "padding"],
+        "relu" | "tanh" | "sigmoid" | "flatten" | "add" => &[],
+        other => {
+            return Err(model_err(
+                &name,
+                format!(
+                    "unknown op {other:?} (known: conv2d, linear, relu, tanh, sigmoid, maxpool2d, avgpool2d, \
+                     flatten, add)"
+                ),
+            ))
+        }
+    };
+    let mut all = vec!["name", "op", "inputs"];
+    all.extend_from_slice(known);
+    let f = Fields::new(&format!("layer {name}"), t, &all)?;
+    let op = match op_name.as_str() {
+        "conv2d" => LayerOp::Conv2d(Conv2d {
+            out_channels: f.positive("out_channels")?,
+            kernel_size: f.positive("kernel_size")?,
+            stride: f.positive_or("stride", 1)?,
+            padding: f.count_or("padding", 0)?,
+            bias: f.bool_or("bias", true)?,
+        }),
+        "linear" => {
+            LayerOp::Linear(Linear { out_features: f.positive("out_features")?, bias: f.bool_or("bias", true)? })
+        }
+        "maxpool2d" | "avgpool2d" => {
+            let k = f.positive("kernel_size")?;
+            let p = if op_name == "maxpool2d" { Pool2d::max(k) } else { Pool2d::avg(k) };
+            let padding = f.count_or("padding", 0)?;
+            if padding != 0 {
+                return Err(f.bad("padding", "padded pooling is not supported yet (padding must be 0)"));
+            }
+            LayerOp::Pool(p.stride(f.positive_or("stride", k)?))
+        }
+        "relu" => LayerOp::Act(Activation::Relu),
+        "tanh" => LayerOp::Act(Activation::Tanh),
+        "sigmoid" => LayerOp::Act(Activation::Sigmoid),
+        "flatten" => LayerOp::Flatten,
+        _ => LayerOp::Add,
+    };
+    let inputs = match t.get("inputs") {
+        None => vec![prev],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| f.bad("inputs", format!("{} is not a string", v.type_str())))
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => return Err(f.bad("inputs", format!("must be an array of layer names, got {}", v.type_str()))),
+    };
+    Ok(Layer { name, op, inputs })
+}
+
+/// A table's fields, checked against the names its owner knows.
+struct Fields<'a> {
+    owner: String,
+    t: &'a Table,
+}
+
+impl<'a> Fields<'a> {
+    fn new(owner: &str, t: &'a Table, known: &[&str]) -> Result<Fields<'a>> {
+        if let Some(k) = t.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Error::Model {
+                at: owner.to_string(),
+                detail: format!("unknown field {k:?} (known: {})", known.join(", ")),
+            });
+        }
+        Ok(Fields { owner: owner.to_string(), t })
+    }
+
+    fn bad(&self, field: &str, detail: impl std::fmt::Display) -> Error {
+        Error::Model { at: self.owner.clone(), detail: format!("field {field}: {detail}") }
+    }
+
+    fn string(&self, k: &str) -> Result<String> {
+        self.opt_string(k)?.ok_or_else(|| self.bad(k, "missing"))
+    }
+
+    fn opt_string(&self, k: &str) -> Result<Option<String>> {
+        match self.t.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.bad(k, format!("must be a string, got {}", v.type_str()))),
+        }
+    }
+
+    fn count_or(&self, k: &str, default: usize) -> Result<usize> {
+        match self.t.get(k) {
+            None => Ok(default),
+            Some(Value::Integer(i)) => usize::try_from(*i).map_err(|_| self.bad(k, format!("{i} is negative"))),
+            Some(Value::Array(_)) => Err(self.bad(k, "square kernels, strides and padding only: give one integer")),
+            Some(v) => Err(self.bad(k, format!("must be an integer, got {}", v.type_str()))),
+        }
+    }
+
+    fn positive_or(&self, k: &str, default: usize) -> Result<usize> {
+        match self.count_or(k, default)? {
+            0 => Err(self.bad(k, "must be at least 1")),
+            v => Ok(v),
+        }
+    }
+
+    fn positive(&self, k: &str) -> Result<usize> {
+        if !self.t.contains_key(k) {
+            return Err(self.bad(k, "missing"));
+        }
+        self.positive_or(k, 0)
+    }
+
+    fn bool_or(&self, k: &str, default: bool) -> Result<bool> {
+        match self.t.get(k) {
+            None => Ok(default),
+            Some(Value::Boolean(b)) => Ok(*b),
+            Some(v) => Err(self.bad(k, format!("must be true or false, got {}", v.type_str()))),
+        }
+    }
+
+    fn input(&self) -> Result<[usize; 3]> {
+        let bad = || self.bad("input", "must be [channels, height, width], three positive integers");
+        let a = match self.t.get("input") {
+            Some(Value::Array(a)) if a.len() == 3 => a,
+            Some(_) => return Err(bad()),
+            None => return Err(self.bad("input", "missing")),
+        };
+        let mut out = [0usize; 3];
+        for (o, v) in out.iter_mut().zip(a) {
+            *o = v.as_integer().and_then(|i| usize::try_from(i).ok()).filter(|&i| i > 0).ok_or_else(bad)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The canonical model file of `spec` (every field written; `inputs` only where not the layer before).
+pub fn to_toml(spec: &ModelSpec) -> String {
+    let loss = match spec.loss {
+        LossKind::CrossEntropy => "cross_entropy",
+        LossKind::SquaredError => "mse",
+    };
+    let [c, h, w] = spec.input;
+    let mut s = format!(
+        "[model]\nname = {}\ninput = [{c}, {h}, {w}]\nclasses = {}\nloss = \"{loss}\"\n",
+        quote(&spec.name),
+        spec.classes
+    );
+    for (i, l) in spec.layers.iter().enumerate() {
+        s += &format!("\n[[layer]]\nname = {}\nop = \"{}\"\n", quote(&l.name), l.op.name());
+        let prev = if i == 0 { INPUT } else { spec.layers[i - 1].name.as_str() };
+        if l.inputs != [prev] {
+            let names: Vec<String> = l.inputs.iter().map(|n| quote(n)).collect();
+            s += &format!("inputs = [{}]\n", names.join(", "));
+        }
+        s += &match l.op {
+            LayerOp::Conv2d(c) => format!(
+                "out_channels = {}\nkernel_size = {}\nstride = {}\npadding = {}\nbias = {}\n",
+                c.out_channels, c.kernel_size, c.stride, c.padding, c.bias
+            ),
+            LayerOp::Linear(f) => format!("out_features = {}\nbias = {}\n", f.out_features, f.bias),
+            LayerOp::Pool(p) => {
+                format!("kernel_size = {}\nstride = {}\npadding = {}\n", p.kernel_size, p.stride, p.padding)
+            }
+            LayerOp::Act(_) | LayerOp::Flatten | LayerOp::Add => String::new(),
+        };
+    }
+    s
+}
