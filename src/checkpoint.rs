@@ -145,33 +145,28 @@ use crate::context::Context;
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::LossKind;
 use crate::kernels::pool::PoolKind;
-use crate::model::{lenet5, LeNetConfig, ModelSpec};
+use crate::model::{file, lenet5, LeNetConfig, ModelSpec};
 use crate::train::Trainer;
 
-/// Metadata describing the architecture, so `eval` and `--init` rebuild the same model.
-pub fn model_metadata(cfg: &LeNetConfig) -> BTreeMap<String, String> {
+/// Metadata key holding the model description (the canonical model file, see [`file::to_toml`]).
+pub const MODEL_KEY: &str = "wgcnn.model_toml";
+
+/// Metadata describing the architecture, so `eval`, `predict`, `visualize` and `--init` rebuild the
+/// same model from the checkpoint alone.
+pub fn model_metadata(spec: &ModelSpec) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("format".into(), "pt".into());
-    m.insert("wgcnn.model".into(), "lenet5".into());
-    m.insert("wgcnn.activation".into(), format!("{:?}", cfg.activation).to_lowercase());
-    m.insert("wgcnn.pool".into(), format!("{:?}", cfg.pool).to_lowercase());
-    m.insert(
-        "wgcnn.loss".into(),
-        match cfg.loss {
-            LossKind::CrossEntropy => "xent",
-            LossKind::SquaredError => "mse",
-        }
-        .into(),
-    );
+    m.insert("wgcnn.model".into(), spec.name.clone());
+    m.insert(MODEL_KEY.into(), file::to_toml(spec));
     m
 }
 
-/// The LeNet configuration recorded in a checkpoint's metadata (defaults for keys it lacks, e.g. a
-/// file written by PyTorch).
-pub fn config_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<LeNetConfig> {
+/// The LeNet configuration recorded by checkpoints of releases before model files (defaults for keys
+/// it lacks, e.g. a file written by PyTorch).
+fn legacy_lenet(path: &Path, meta: &BTreeMap<String, String>) -> Result<LeNetConfig> {
     if let Some(m) = meta.get("wgcnn.model") {
         if m != "lenet5" {
-            return Err(ckpt_err(path, format!("holds a {m:?} model, not lenet5")));
+            return Err(ckpt_err(path, format!("holds a {m:?} model without its description ({MODEL_KEY})")));
         }
     }
     let mut cfg = LeNetConfig::default();
@@ -200,21 +195,29 @@ pub fn config_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Res
     Ok(cfg)
 }
 
-/// Load a model checkpoint: its configuration, spec and parameter values (checked).
-pub fn load_model(path: &Path) -> Result<(LeNetConfig, ModelSpec, Vec<Vec<f32>>)> {
+/// The model a checkpoint's metadata describes: its model file, or (older checkpoints, or files
+/// written by PyTorch without metadata) LeNet-5 with the recorded activation, pooling and loss.
+pub fn spec_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
+    match meta.get(MODEL_KEY) {
+        Some(text) => file::parse(text).map_err(|e| ckpt_err(path, format!("its model description is wrong: {e}"))),
+        None => Ok(lenet5(legacy_lenet(path, meta)?)),
+    }
+}
+
+/// Load a model checkpoint: the model it describes and its parameter values (checked).
+pub fn load_model(path: &Path) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
     let loaded = read(path)?;
-    let cfg = config_from_metadata(path, &loaded.metadata)?;
-    let spec = lenet5(cfg);
+    let spec = spec_from_metadata(path, &loaded.metadata)?;
     let values = match_params(path, &loaded, &spec.params(), "")?;
-    Ok((cfg, spec, values))
+    Ok((spec, values))
 }
 
 /// Save a trainer's parameters to `path` and its optimizer state (with the step count) beside it.
-pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer, cfg: &LeNetConfig) -> Result<()> {
+pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer) -> Result<()> {
     let specs = &trainer.params.specs;
     let values = trainer.params.values.read(ctx)?;
     let state = trainer.optim.state.read(ctx)?;
-    let mut meta = model_metadata(cfg);
+    let mut meta = model_metadata(&trainer.spec);
     save_params(path, specs, &values, &meta)?;
     meta.insert("wgcnn.optimizer".into(), trainer.optim.opt.name().into());
     meta.insert("wgcnn.step".into(), trainer.optim.step.to_string());

@@ -18,6 +18,7 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
+pub mod session;
 pub mod shape;
 pub mod tensor;
 pub mod train;

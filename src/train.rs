@@ -26,6 +26,20 @@ impl Optimizer {
             Optimizer::Adam(_) => "adam",
         }
     }
+    /// The learning rate the updates start from.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Optimizer::Sgd(s) => s.lr,
+            Optimizer::Adam(a) => a.lr,
+        }
+    }
+    /// Check every setting in the precision the update kernel uses, before any GPU work.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Optimizer::Sgd(s) => s.params(1, 1).map(|_| ()),
+            Optimizer::Adam(a) => a.params(1, 1).map(|_| ()),
+        }
+    }
     /// Names of the state tensors per parameter, as PyTorch's optimizer `state` calls them.
     pub fn state_names(&self) -> &'static [&'static str] {
         match self {
@@ -376,10 +390,7 @@ pub fn fit(
     let (mut steps, mut images, mut train_seconds) = (0usize, 0usize, 0.0f64);
     let mut epochs = Vec::new();
     let mut last = None;
-    let base_lr = match trainer.optim.opt {
-        Optimizer::Sgd(s) => s.lr,
-        Optimizer::Adam(a) => a.lr,
-    };
+    let base_lr = trainer.optim.opt.lr();
     let total_steps = cfg.max_steps.map_or(cfg.epochs * steps_per_epoch, |m| m.min(cfg.epochs * steps_per_epoch));
     'epochs: for epoch in 1..=cfg.epochs {
         trainer.start_epoch(ctx, if cfg.shuffle { Some(&mut rng) } else { None })?;

@@ -1,19 +1,18 @@
-//! The executor end to end: the first steps of GPU training against a CPU reference trainer built
-//! from the reference kernels, determinism, no GPU object created per step, checkpoints, bad input,
-//! and a short run on the bundled MNIST sample.
+//! The executor end to end: the first steps of GPU training against the CPU reference trainer (the
+//! same IR, interpreted with the reference kernels), bit-identity with the previous release,
+//! determinism, no GPU object created per step, buffer reuse, and a short run on the bundled sample.
 
 mod common;
 
 use common::*;
-use wgcnn::checkpoint;
 use wgcnn::data::{self, Dataset, Split};
+use wgcnn::ir::{autodiff::autodiff, build, interp, Role};
 use wgcnn::kernels::activation::Activation;
 use wgcnn::kernels::loss::LossKind;
 use wgcnn::kernels::optim::{Adam, Sgd};
 use wgcnn::kernels::pool::PoolKind;
-use wgcnn::model::{init_params, lenet5, Layer, LeNetConfig, ModelSpec};
+use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
 use wgcnn::reference as cpu;
-use wgcnn::shape::{Conv2dGeom, LinearGeom, LossGeom, Pool2dGeom};
 use wgcnn::train::{fit, Evaluator, Optimizer, Schedule, TrainConfig, Trainer};
 use wgcnn::Error;
 
@@ -25,8 +24,8 @@ fn sample(n: usize) -> Dataset {
     d
 }
 
-/// A CPU trainer made of the reference kernels (f64 forward and backward, the f32 optimizer
-/// references): the spec of what one GPU step computes.
+/// The CPU reference trainer: the model's training graph (forward + autodiff, no fusion) interpreted
+/// in f64 with the reference kernels, then the f32 optimizer references. The spec of one GPU step.
 struct RefTrainer {
     spec: ModelSpec,
     params: Vec<Vec<f32>>,
@@ -40,97 +39,19 @@ impl RefTrainer {
     /// The update uses `use_grads` when given (the GPU's own gradients), else the reference ones.
     fn step(&mut self, x: &[f64], labels: &[u32], use_grads: Option<&[Vec<f32>]>) -> (f64, Vec<Vec<f64>>) {
         let n = labels.len();
-        let p64: Vec<Vec<f64>> = self.params.iter().map(|v| to_f64(v)).collect();
-        let mut pi = 0; // index of the next layer's weight in params
-        let mut shape = vec![n, 1, 28, 28];
-        let mut acts = vec![x.to_vec()]; // input of every layer, then the logits
-        let mut aux = Vec::new(); // per layer: (shape in, param index, argmax)
-        for l in &self.spec.layers {
-            let xin = acts.last().unwrap().clone();
-            let (y, out_shape, arg): (Vec<f64>, Vec<usize>, Vec<u32>) = match *l {
-                Layer::Conv2d { c_in, c_out, k, stride, pad, .. } => {
-                    let g = Conv2dGeom::square(n, c_in, shape[2], shape[3], c_out, k, stride, pad);
-                    (
-                        cpu::conv2d_forward(&g, &xin, &p64[pi], &p64[pi + 1]),
-                        vec![n, c_out, g.out_h(), g.out_w()],
-                        vec![],
-                    )
-                }
-                Layer::Act(a) => (
-                    match a {
-                        Activation::Relu => cpu::relu_forward(&xin),
-                        Activation::Tanh => cpu::tanh_forward(&xin),
-                        Activation::Sigmoid => cpu::sigmoid_forward(&xin),
-                    },
-                    shape.clone(),
-                    vec![],
-                ),
-                Layer::Pool { kind, k, stride } => {
-                    let g = Pool2dGeom::square(n, shape[1], shape[2], shape[3], k, stride);
-                    let s = vec![n, shape[1], g.out_h(), g.out_w()];
-                    match kind {
-                        PoolKind::Max => {
-                            let (y, a) = cpu::maxpool2d_forward(&g, &xin);
-                            (y, s, a)
-                        }
-                        PoolKind::Avg => (cpu::avgpool2d_forward(&g, &xin), s, vec![]),
-                    }
-                }
-                Layer::Flatten => (xin.clone(), vec![n, shape[1..].iter().product()], vec![]),
-                Layer::Linear { in_f, out_f, .. } => {
-                    let g = LinearGeom { n, in_f, out_f };
-                    (cpu::linear_forward(&g, &xin, &p64[pi], &p64[pi + 1]), vec![n, out_f], vec![])
-                }
-            };
-            aux.push((shape.clone(), pi, arg));
-            if matches!(l, Layer::Conv2d { .. } | Layer::Linear { .. }) {
-                pi += 2;
+        let f = build::forward(&self.spec, n).unwrap();
+        let mut ir = f.ir;
+        autodiff(&mut ir).unwrap();
+        let mut feeds = vec![(f.input, x.to_vec()), (f.labels, labels.iter().map(|&l| f64::from(l)).collect())];
+        feeds.extend(ir.params().into_iter().zip(&self.params).map(|(v, p)| (v, to_f64(p))));
+        let values = interp::run(&ir, &feeds).unwrap();
+        let mut grads: Vec<Vec<f64>> = vec![Vec::new(); self.params.len()];
+        for (i, v) in ir.values.iter().enumerate() {
+            if let Role::ParamGrad(k) = v.role {
+                grads[k] = values.get(wgcnn::ir::ValueId(i as u32)).unwrap().to_vec();
             }
-            shape = out_shape;
-            acts.push(y);
         }
-        let lg = LossGeom { n, classes: 10 };
-        let scale = 1.0 / n as f64;
-        let (loss, probs) = match self.spec.loss {
-            LossKind::CrossEntropy => cpu::softmax_xent_forward(&lg, acts.last().unwrap(), labels),
-            LossKind::SquaredError => cpu::softmax_mse_forward(&lg, acts.last().unwrap(), labels),
-        };
-        let mut dy = match self.spec.loss {
-            LossKind::CrossEntropy => cpu::softmax_xent_backward(&lg, scale, &probs, labels),
-            LossKind::SquaredError => cpu::softmax_mse_backward(&lg, scale, &probs, labels),
-        };
-        let mut grads: Vec<Vec<f64>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
-        for (i, l) in self.spec.layers.iter().enumerate().rev() {
-            let (s, pi, arg) = &aux[i];
-            let (xin, y) = (&acts[i], &acts[i + 1]);
-            dy = match *l {
-                Layer::Conv2d { c_in, c_out, k, stride, pad, .. } => {
-                    let g = Conv2dGeom::square(n, c_in, s[2], s[3], c_out, k, stride, pad);
-                    grads[*pi] = cpu::conv2d_backward_weight(&g, &dy, xin);
-                    grads[pi + 1] = cpu::conv2d_backward_bias(&g, &dy);
-                    cpu::conv2d_backward_input(&g, &dy, &p64[*pi])
-                }
-                Layer::Act(a) => match a {
-                    Activation::Relu => cpu::relu_backward(y, &dy),
-                    Activation::Tanh => cpu::tanh_backward(y, &dy),
-                    Activation::Sigmoid => cpu::sigmoid_backward(y, &dy),
-                },
-                Layer::Pool { kind, k, stride } => {
-                    let g = Pool2dGeom::square(n, s[1], s[2], s[3], k, stride);
-                    match kind {
-                        PoolKind::Max => cpu::maxpool2d_backward(&g, &dy, arg),
-                        PoolKind::Avg => cpu::avgpool2d_backward(&g, &dy),
-                    }
-                }
-                Layer::Flatten => dy,
-                Layer::Linear { in_f, out_f, .. } => {
-                    let g = LinearGeom { n, in_f, out_f };
-                    grads[*pi] = cpu::linear_backward_weight(&g, &dy, xin);
-                    grads[pi + 1] = cpu::linear_backward_bias(&g, &dy);
-                    cpu::linear_backward_input(&g, &dy, &p64[*pi])
-                }
-            };
-        }
+        let loss = values.get(f.loss).unwrap().iter().sum::<f64>() / n as f64;
         self.step += 1;
         for (i, g) in grads.iter().enumerate() {
             let g: Vec<f32> = match use_grads {
@@ -148,7 +69,7 @@ impl RefTrainer {
                 }
             }
         }
-        (loss.iter().sum::<f64>() / n as f64, grads)
+        (loss, grads)
     }
 }
 
@@ -164,7 +85,7 @@ fn gpu_steps(
     opt: Optimizer,
     init: &[Vec<f32>],
     steps: usize,
-) -> (Vec<f64>, Vec<Vec<f32>>, Trainer) {
+) -> (Vec<f64>, Vec<Vec<f32>>) {
     let c = ctx();
     let mut t = Trainer::new(c, spec.clone(), data, batch, opt, init).unwrap();
     t.start_epoch(c, None).unwrap();
@@ -173,13 +94,56 @@ fn gpu_steps(
         let b = t.step(c, i % t.steps_per_epoch()).unwrap();
         losses.push(t.metrics.take(c).unwrap().0 / b as f64);
     }
-    let p = t.params.values.read(c).unwrap();
-    (losses, p, t)
+    (losses, t.params.values.read(c).unwrap())
+}
+
+/// FNV-1a over a checkpoint's tensors in name order (each name's bytes, then its f32 little-endian).
+fn tensor_hash(path: &std::path::Path) -> u64 {
+    let loaded = wgcnn::checkpoint::read(path).unwrap();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for (name, (_, values)) in &loaded.tensors {
+        let bytes = name.bytes().chain(values.iter().flat_map(|v| v.to_le_bytes()));
+        for b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[test]
+fn lenet5_through_the_ir_trains_bit_identically_to_the_previous_release() {
+    // `wgcnn train --epochs 1 --save X`, every other flag at its default, hashed as above. The reference
+    // is the release before the IR (the fixed layer chain, commit 268ba07) on lavapipe: the same seed
+    // gives the same checkpoint tensors to the bit. (10 epochs, the full defaults, were compared by
+    // hand: identical too; see the README.) Other adapters round differently; there the run is checked
+    // against itself.
+    const REFERENCE: u64 = 0xd816_fcd8_ec6a_5ed4;
+    let dir = std::env::temp_dir().join(format!("wgcnn-bits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str| {
+        let path = dir.join(name);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+            .args(["train", "--epochs", "1", "--json", "--save"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tensor_hash(&path)
+    };
+    let h = run("a.safetensors");
+    if ctx().info.name.starts_with("llvmpipe") {
+        assert_eq!(h, REFERENCE, "LeNet-5's weights after one default epoch differ from the previous release's");
+    } else {
+        assert_eq!(h, run("b.safetensors"), "two identical runs differ");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn first_steps_match_the_cpu_reference_trainer() {
-    // 20 images in batches of 8: steps of 8, 8 and the partial 4 exercise both built graphs.
+    // 20 images in batches of 8: steps of 8, 8 and the partial 4 exercise both built graphs. LeNet-5 in
+    // three configurations and a model file with a residual connection (a value with two consumers,
+    // whose gradient is a sum), against the IR interpreted on the CPU.
     //
     // SGD cases run the reference trainer on its own gradients: losses agree to 1e-5 relative and,
     // after 4 updates, parameters (|w| ≤ 0.2 at init) to 2e-5 + 1e-4·|w|.
@@ -201,9 +165,14 @@ fn first_steps_match_the_cpu_reference_trainer() {
             Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.5, dampening: 0.0, weight_decay: 0.0, nesterov: true }),
         ),
     ];
+    let residual = wgcnn::model::file::load(std::path::Path::new("models/residual-mini.toml")).unwrap();
+    let cases: Vec<(&str, ModelSpec, Optimizer)> = cases
+        .into_iter()
+        .map(|(name, cfg, opt)| (name, lenet5(cfg), opt))
+        .chain([("residual_mini_dag_sgd", residual, sgd())])
+        .collect();
     let c = ctx();
-    for (name, cfg, opt) in cases {
-        let spec = lenet5(cfg);
+    for (name, spec, opt) in cases {
         let specs = spec.params();
         let init = init_params(&specs, 7);
         let adam = matches!(opt, Optimizer::Adam(_));
@@ -211,13 +180,14 @@ fn first_steps_match_the_cpu_reference_trainer() {
         t.start_epoch(c, None).unwrap();
         let state = (0..if adam { 2 } else { 1 }).flat_map(|_| init.iter().map(|p| vec![0.0f32; p.len()])).collect();
         let mut r = RefTrainer { spec: spec.clone(), params: init.clone(), state, opt, step: 0 };
+        let item = spec.input.iter().product::<usize>();
         for (s, (first, b)) in [(0usize, 8usize), (8, 8), (16, 4), (0, 8)].into_iter().enumerate() {
             let got = t.step(c, s % 3).unwrap();
             assert_eq!(got, b);
             let gpu_loss = t.metrics.take(c).unwrap().0 / b as f64;
             let gpu_grads = t.params.grads.read(c).unwrap();
             let x: Vec<f64> =
-                data.images[first * 784..(first + b) * 784].iter().map(|&v| f64::from(v as f32 / 255.0)).collect();
+                data.images[first * item..(first + b) * item].iter().map(|&v| f64::from(v as f32 / 255.0)).collect();
             let labels: Vec<u32> = data.labels[first..first + b].iter().map(|&l| u32::from(l)).collect();
             let (want, ref_grads) = r.step(&x, &labels, if adam { Some(&gpu_grads) } else { None });
             check(
@@ -243,14 +213,14 @@ fn same_seed_gives_identical_losses_and_weights() {
     let data = sample(64);
     let spec = lenet5(LeNetConfig::default());
     let init = init_params(&spec.params(), 3);
-    let (l1, p1, _) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
-    let (l2, p2, _) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
+    let (l1, p1) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
+    let (l2, p2) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
     assert_eq!(l1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), l2.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     for (a, b) in p1.iter().zip(&p2) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "weights differ between identical runs");
     }
     let other = init_params(&spec.params(), 4);
-    let (l3, _, _) = gpu_steps(&spec, &data, 16, sgd(), &other, 6);
+    let (l3, _) = gpu_steps(&spec, &data, 16, sgd(), &other, 6);
     assert_ne!(l1, l3, "a different seed must change the run");
 }
 
@@ -274,142 +244,6 @@ fn a_training_step_creates_no_gpu_objects() {
     t.metrics.take(c).unwrap();
     assert_eq!(c.objects_created(), before + 2);
     assert!(t.dispatches_per_step() > 20);
-}
-
-#[test]
-fn checkpoints_round_trip_bit_exactly_and_resume() {
-    let c = ctx();
-    let dir = std::env::temp_dir().join(format!("wgcnn-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("m.safetensors");
-    let data = sample(48);
-    let cfg = LeNetConfig { activation: Activation::Tanh, ..LeNetConfig::default() };
-    let spec = lenet5(cfg);
-    let init = init_params(&spec.params(), 5);
-    let opt = Optimizer::Adam(Adam::default());
-    // 3 steps, save, 3 more steps  ==  load, 3 steps.
-    let (_, _, mut t) = gpu_steps(&spec, &data, 16, opt, &init, 3);
-    checkpoint::save_trainer(c, &path, &t, &cfg).unwrap();
-    let saved = t.params.values.read(c).unwrap();
-    let (ccfg, cspec, values) = checkpoint::load_model(&path).unwrap();
-    assert_eq!((ccfg, &cspec), (cfg, &spec));
-    for (a, b) in saved.iter().zip(&values) {
-        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "checkpoint values differ");
-    }
-    for i in 0..3 {
-        t.step(c, i).unwrap();
-    }
-    let continued = t.params.values.read(c).unwrap();
-    let mut r = Trainer::new(c, spec.clone(), &data, 16, opt, &values).unwrap();
-    assert!(checkpoint::load_optimizer(c, &path, &mut r).unwrap());
-    assert_eq!(r.optim.step, 3);
-    r.start_epoch(c, None).unwrap();
-    for i in 0..3 {
-        r.step(c, i).unwrap();
-    }
-    let resumed = r.params.values.read(c).unwrap();
-    for (a, b) in continued.iter().zip(&resumed) {
-        assert!(
-            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "resuming from the checkpoint changed the run"
-        );
-    }
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-#[test]
-fn bad_checkpoints_are_refused_with_clear_errors() {
-    let dir = std::env::temp_dir().join(format!("wgcnn-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = lenet5(LeNetConfig::default());
-    let specs = spec.params();
-    let values = init_params(&specs, 1);
-    let meta = checkpoint::model_metadata(&LeNetConfig::default());
-    let expect = |path: &std::path::Path, needle: &str| match checkpoint::load_model(path) {
-        Err(e) => assert!(e.to_string().contains(needle), "{e} does not mention {needle:?}"),
-        Ok(_) => panic!("{}: loaded", path.display()),
-    };
-    // Missing file.
-    expect(&dir.join("nope.safetensors"), "nope.safetensors");
-    // Not safetensors.
-    let junk = dir.join("junk.safetensors");
-    std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
-    expect(&junk, "not a valid safetensors file");
-    // Another model: a parameter missing and one too many.
-    let mut other = specs.clone();
-    other[9].name = "fc4.bias".into();
-    let p = dir.join("other.safetensors");
-    checkpoint::save_params(&p, &other, &values, &meta).unwrap();
-    expect(&p, "fc4.bias");
-    // A wrong shape.
-    let mut wide = specs.clone();
-    wide[0].shape = vec![6, 1, 3, 3];
-    let mut wide_values = values.clone();
-    wide_values[0] = vec![0.0; 54];
-    let p = dir.join("wide.safetensors");
-    checkpoint::save_params(&p, &wide, &wide_values, &meta).unwrap();
-    expect(&p, "conv1.weight has shape [6, 1, 3, 3]");
-    // A NaN.
-    let mut nan = values.clone();
-    nan[3][2] = f32::NAN;
-    let p = dir.join("nan.safetensors");
-    checkpoint::save_params(&p, &specs, &nan, &meta).unwrap();
-    expect(&p, "non-finite");
-    // Saving into a missing folder fails without touching anything.
-    assert!(checkpoint::save_params(&dir.join("no/such/dir/m.safetensors"), &specs, &values, &meta).is_err());
-    // A failed save leaves the previous file whole.
-    let good = dir.join("good.safetensors");
-    checkpoint::save_params(&good, &specs, &values, &meta).unwrap();
-    let before = std::fs::read(&good).unwrap();
-    let bad_values = vec![vec![0.0f32; 3]; specs.len()]; // wrong lengths: serialization fails
-    assert!(checkpoint::save_params(&good, &specs, &bad_values, &meta).is_err());
-    assert_eq!(std::fs::read(&good).unwrap(), before);
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-#[test]
-fn bad_data_files_are_errors_naming_the_file() {
-    let dir = std::env::temp_dir().join(format!("wgcnn-data-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let expect = |needle: &str| match data::load(&dir, Split::Test) {
-        Err(e) => assert!(e.to_string().contains(needle), "{e} does not mention {needle:?}"),
-        Ok(_) => panic!("loaded bad data"),
-    };
-    expect("no t10k images file");
-    let idx = |magic: u32, dims: &[u32], payload: &[u8]| {
-        let mut v = magic.to_be_bytes().to_vec();
-        for d in dims {
-            v.extend(d.to_be_bytes());
-        }
-        v.extend(payload);
-        v
-    };
-    let img = dir.join("t10k-images-idx3-ubyte");
-    let lab = dir.join("t10k-labels-idx1-ubyte");
-    std::fs::write(&img, idx(0x0803, &[2, 2, 2], &[0; 8])).unwrap();
-    expect("no t10k labels file");
-    std::fs::write(&lab, idx(0x0801, &[3], &[1, 2, 3])).unwrap();
-    expect("3 labels for 2 images");
-    std::fs::write(&lab, idx(0x0801, &[2], &[1, 12])).unwrap();
-    expect("label 12 at item 1");
-    std::fs::write(&lab, idx(0x0803, &[2], &[1, 2])).unwrap();
-    expect("bad IDX magic");
-    std::fs::write(&lab, idx(0x0801, &[2], &[1, 2])).unwrap();
-    std::fs::write(&img, idx(0x0803, &[2, 2, 2], &[0; 5])).unwrap();
-    expect("truncated");
-    std::fs::write(&img, [0x1f, 0x8b, 0x08, 0x00, 1, 2, 3]).unwrap();
-    expect("corrupt gzip");
-    std::fs::write(&img, idx(0x0803, &[2, 2, 2], &[7; 8])).unwrap();
-    let d = data::load(&dir, Split::Test).unwrap();
-    assert_eq!((d.len(), d.rows, d.cols, d.labels.clone()), (2, 2, 2, vec![1, 2]));
-    // Images of the wrong size for LeNet-5: a training error, not a panic.
-    let spec = lenet5(LeNetConfig::default());
-    match Trainer::new(ctx(), spec.clone(), &d, 2, sgd(), &init_params(&spec.params(), 1)) {
-        Err(Error::Train(m)) => assert!(m.contains("2x2"), "{m}"),
-        Err(e) => panic!("expected a training error, got {e}"),
-        Ok(_) => panic!("accepted 2x2 images"),
-    }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -487,30 +321,37 @@ fn impossible_graphs_fail_at_build_naming_the_layer() {
         Err(e) => panic!("expected a limit error, got {e}"),
         Ok(_) => panic!("built a graph of 400,000 images"),
     }
-    // A model whose shapes do not chain: the error names the layer.
-    let mut bad = spec.clone();
-    bad.layers[7] = Layer::Linear { name: "fc1", in_f: 500, out_f: 120 };
-    match wgcnn::graph::Graph::build(c, &bad, &params, &metrics, 2, false) {
-        Err(Error::Shape { op, detail }) => assert!(op.contains("fc1") && detail.contains("500"), "{op}: {detail}"),
-        Err(e) => panic!("expected a shape error, got {e}"),
-        Ok(_) => panic!("built a graph whose shapes do not chain"),
+    // Parameters of another model.
+    let other = lenet5(LeNetConfig { pool: PoolKind::Avg, ..LeNetConfig::default() });
+    let residual = wgcnn::model::file::load(std::path::Path::new("models/residual-mini.toml")).unwrap();
+    assert!(wgcnn::graph::Graph::build(c, &other, &params, &metrics, 2, false).is_ok(), "same parameters");
+    match wgcnn::graph::Graph::build(c, &residual, &params, &metrics, 2, false) {
+        Err(e) => assert!(e.to_string().contains("another model"), "{e}"),
+        Ok(_) => panic!("built a graph on another model's parameters"),
     }
     assert!(wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 0, false).is_err());
 }
 
 #[test]
-fn the_backward_pass_reuses_dead_buffers() {
-    // LeNet-5 at batch 64: the gradients of the activations fit in buffers of forward values the
-    // backward pass no longer reads (e.g. conv1's output, read only by the max-pool after it) and of
-    // gradients already consumed. The training tests above check the results stay right.
+fn the_training_graph_reuses_dead_buffers_and_keeps_lenets_dispatch_count() {
+    // LeNet-5 at batch 64: values a later node no longer reads (e.g. conv1's output once the pool ran:
+    // the fused pool backward reads the pool's output) lend their buffers to later gradients. The
+    // training tests above check the results stay right.
     let c = ctx();
     let spec = lenet5(LeNetConfig::default());
     let params = wgcnn::graph::Params::new(c, &spec).unwrap();
     let metrics = wgcnn::graph::Metrics::new(c, "test").unwrap();
     let g = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 64, true).unwrap();
-    let (allocated, requested) = g.gradient_bytes;
-    eprintln!("gradient buffers: {allocated} bytes allocated for {requested} bytes requested");
-    assert!(requested > 0 && allocated * 2 < requested, "{allocated} of {requested} bytes");
+    let (allocated, requested) = g.memory_bytes;
+    eprintln!("planned buffers: {allocated} bytes allocated for {requested} bytes requested");
+    assert!(requested > 0 && allocated * 10 < requested * 6, "{allocated} of {requested} bytes");
+    // Forward, loss, metrics and backward: with the gather and the optimizer, 37 dispatches a step as
+    // before the IR (both fusion rules fired twice).
+    if c.kernels == wgcnn::KernelSet::Fast {
+        assert_eq!(g.dispatches(), 35, "{}", g.ir.dump());
+        let rules: Vec<&str> = g.rewrites.iter().map(|r| r.0).collect();
+        assert_eq!(rules, ["conv_relu", "conv_relu", "pool_relu_mask", "pool_relu_mask"]);
+    }
     let forward_only = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 64, false).unwrap();
-    assert_eq!(forward_only.gradient_bytes, (0, 0));
+    assert_eq!(forward_only.memory_bytes.0, forward_only.memory_bytes.1, "forward-only graphs keep every value");
 }

@@ -1,8 +1,9 @@
 //! Buffer planning: every value a node computes gets a slot of a buffer allocated once at build time.
 //! A value's life runs from the node that writes it to the last node that reads it (or any view of
-//! it); `keep` values (what the caller reads after a run) live to the end. Walking the nodes in order,
-//! the slots of values whose life has ended are handed out again, best fit by size. A node never
-//! writes into a slot one of its own inputs uses.
+//! it); `keep` values (what the caller reads after a run) live to the end. Values whose lives do not
+//! overlap share a buffer: largest first, each into the smallest buffer that is free for its whole
+//! life ("greedy by size"), so small values fill the gaps large ones leave. A node never writes into a
+//! buffer one of its own inputs uses (their lives meet at that node).
 
 use crate::ir::{Ir, Role, ValueId};
 use crate::tensor::padded_bytes;
@@ -50,35 +51,27 @@ pub fn plan(ir: &Ir, keep: &[ValueId], keep_all: bool) -> Plan {
     if keep_all {
         last.fill(usize::MAX);
     }
+    // Greedy by size: the largest values are placed first, each in the smallest buffer whose values
+    // so far all live at other times (or a new one), so small values fill the gaps of large ones.
+    let mut order: Vec<(u64, usize)> = (0..n)
+        .filter(|&v| planned(ValueId(v as u32)) && def[v].is_some())
+        .map(|v| (padded_bytes(ir.values[v].dtype.bytes(ir.values[v].len())), v))
+        .collect();
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut plan = Plan { slot: vec![None; n], sizes: Vec::new(), requested: 0 };
-    let mut live: Vec<(usize, usize)> = Vec::new(); // (value, slot)
-    let mut free: Vec<usize> = Vec::new();
-    for (i, node) in ir.nodes.iter().enumerate() {
-        live.retain(|&(v, s)| {
-            let ended = last[v] < i;
-            if ended {
-                free.push(s);
-            }
-            !ended
+    let mut lives: Vec<Vec<(usize, usize)>> = Vec::new(); // per buffer: the (first, last) node of each value
+    for (need, v) in order {
+        let life = (def[v].unwrap_or(0), last[v].max(def[v].unwrap_or(0)));
+        plan.requested += need;
+        let free = |b: usize| lives[b].iter().all(|&(d, l)| l < life.0 || life.1 < d);
+        let best = (0..plan.sizes.len()).filter(|&b| plan.sizes[b] >= need && free(b)).min_by_key(|&b| plan.sizes[b]);
+        let b = best.unwrap_or_else(|| {
+            plan.sizes.push(need);
+            lives.push(Vec::new());
+            plan.sizes.len() - 1
         });
-        for &o in &node.outputs {
-            if !planned(o) || def[o.0 as usize] != Some(i) || plan.slot[o.0 as usize].is_some() {
-                continue;
-            }
-            let need = padded_bytes(ir.value(o).dtype.bytes(ir.value(o).len()));
-            plan.requested += need;
-            let best =
-                free.iter().enumerate().filter(|(_, &s)| plan.sizes[s] >= need).min_by_key(|(_, &s)| plan.sizes[s]);
-            let slot = match best.map(|(k, _)| k) {
-                Some(k) => free.swap_remove(k),
-                None => {
-                    plan.sizes.push(need);
-                    plan.sizes.len() - 1
-                }
-            };
-            plan.slot[o.0 as usize] = Some(slot);
-            live.push((o.0 as usize, slot));
-        }
+        lives[b].push(life);
+        plan.slot[v] = Some(b);
     }
     plan
 }

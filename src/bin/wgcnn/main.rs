@@ -1,0 +1,294 @@
+//! The `wgcnn` command line: thin — parse arguments, call the library ([`wgcnn::session`]), print what
+//! it reports, and turn errors into a message and an exit code.
+
+mod args;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use args::*;
+use clap::Parser;
+use wgcnn::kernels::activation::Activation;
+use wgcnn::kernels::loss::LossKind;
+use wgcnn::kernels::optim::{Adam, Sgd};
+use wgcnn::kernels::pool::PoolKind;
+use wgcnn::model::{lenet5, LeNetConfig, ModelSpec};
+use wgcnn::session::train::{Progress, TrainOptions};
+use wgcnn::session::{self, bench::BenchOptions, data_dir, ModelSource};
+use wgcnn::train::{Event, Optimizer, Schedule, TrainConfig};
+use wgcnn::Context;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info(),
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Predict(a) => predict(a),
+        Command::Bench(a) => bench(a),
+        Command::Filters(a) => filters(a),
+        Command::Visualize(a) => visualize(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn info() -> wgcnn::Result<()> {
+    let ctx = Context::new()?;
+    let (i, l, f) = (&ctx.info, &ctx.limits, ctx.adapter_features());
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("adapter      {}", i.name);
+    println!("backend      {:?}", i.backend);
+    println!("device type  {:?}{}", i.device_type, if ctx.is_software() { " (software)" } else { "" });
+    println!("driver       {} {}", i.driver, i.driver_info);
+    println!("limits (as requested from the adapter)");
+    println!("  max_buffer_size                      {:.0} MiB", mib(l.max_buffer_size));
+    println!("  max_storage_buffer_binding_size      {:.0} MiB", mib(l.max_storage_buffer_binding_size));
+    println!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
+    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroup_storage_size   {} KiB", l.max_compute_workgroup_storage_size / 1024);
+    println!("  min_storage_buffer_offset_alignment  {}", l.min_storage_buffer_offset_alignment);
+    println!("optional features");
+    println!("  timestamp queries  {}", yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)));
+    println!("  shader f16         {}", yes(f.contains(wgpu::Features::SHADER_F16)));
+    println!("  subgroups          {}", yes(f.contains(wgpu::Features::SUBGROUP)));
+    Ok(())
+}
+
+/// The model `--model` names (a file or a checkpoint's architecture), or LeNet-5 with `cfg`.
+fn model_arg(path: Option<&Path>, cfg: LeNetConfig) -> wgcnn::Result<ModelSpec> {
+    match path {
+        Some(p) => Ok(ModelSource::load(p)?.spec().clone()),
+        None => Ok(lenet5(cfg)),
+    }
+}
+
+fn lenet_config(a: &TrainArgs) -> LeNetConfig {
+    let d = LeNetConfig::default();
+    LeNetConfig {
+        activation: a.activation.map_or(d.activation, |v| match v {
+            ActArg::Relu => Activation::Relu,
+            ActArg::Tanh => Activation::Tanh,
+            ActArg::Sigmoid => Activation::Sigmoid,
+        }),
+        pool: a.pool.map_or(d.pool, |v| if matches!(v, PoolArg::Max) { PoolKind::Max } else { PoolKind::Avg }),
+        loss: a.loss.map_or(d.loss, |v| match v {
+            LossArg::Xent => LossKind::CrossEntropy,
+            LossArg::Mse => LossKind::SquaredError,
+        }),
+    }
+}
+
+fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
+    let optimizer = match a.optimizer {
+        OptArg::Sgd => Optimizer::Sgd(Sgd {
+            lr: a.lr.unwrap_or(0.05),
+            momentum: a.momentum,
+            dampening: 0.0,
+            weight_decay: a.weight_decay,
+            nesterov: a.nesterov,
+        }),
+        OptArg::Adam => {
+            Optimizer::Adam(Adam { lr: a.lr.unwrap_or(1e-3), weight_decay: a.weight_decay, ..Adam::default() })
+        }
+    };
+    if !(a.lr_decay > 0.0 && a.lr_decay.is_finite()) {
+        return Err(wgcnn::Error::Train(format!("--lr-decay {} must be a positive number", a.lr_decay)));
+    }
+    let schedule = match a.schedule {
+        ScheduleArg::Cosine => Schedule::Cosine,
+        ScheduleArg::Step => Schedule::Step { gamma: a.lr_decay },
+        ScheduleArg::Constant => Schedule::Constant,
+    };
+    Ok(TrainOptions {
+        data: data_dir(a.data.as_deref()),
+        model: model_arg(a.model.as_deref(), lenet_config(a))?,
+        batch_size: a.batch_size,
+        optimizer,
+        config: TrainConfig {
+            epochs: a.epochs,
+            seed: a.seed,
+            shuffle: !a.no_shuffle,
+            max_steps: a.steps,
+            log_every: a.log_every,
+            schedule,
+        },
+        seed: a.seed,
+        init: a.init.clone(),
+        save: a.save.clone(),
+        plot: a.plot.clone(),
+    })
+}
+
+/// Print a run's progress on stderr: a bar redrawn in place on a terminal, every tenth log line else.
+fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: bool) {
+    match p {
+        Progress::Start { model, parameters, train, test, steps_per_epoch, adapter } => {
+            eprintln!(
+                "training {} ({parameters} parameters) on {} ({train} train / {test} test images) on {adapter}",
+                model.name,
+                opts.data.display()
+            );
+            let last = match train % opts.batch_size.min(train).max(1) {
+                0 => opts.batch_size.min(train),
+                r => r,
+            };
+            eprintln!(
+                "{} epochs of {steps_per_epoch} steps, batch {} (the last batch of an epoch holds {last} images), {}",
+                opts.config.epochs,
+                opts.batch_size.min(train),
+                opts.optimizer.name()
+            );
+        }
+        Progress::Resumed(step) => eprintln!("resumed optimizer state at step {step}"),
+        Progress::Wrote(path) => eprintln!("wrote {}", path.display()),
+        Progress::Event(Event::Step { epoch, step, steps_per_epoch, loss, accuracy, images_per_sec }) => {
+            let (step, of) = (*step, *steps_per_epoch);
+            let done = 30 * step / of.max(1);
+            let line = format!(
+                "epoch {epoch} [{}{}] {step}/{of} loss {loss:.4} acc {:.1}% {images_per_sec:.0} img/s",
+                "=".repeat(done),
+                " ".repeat(30 - done),
+                100.0 * accuracy
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else if step == of || step % (10 * log_every.max(1)) == 0 {
+                eprintln!("{line}");
+            }
+        }
+        Progress::Event(Event::Epoch(s)) => {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "epoch {}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                s.epoch,
+                s.train_loss,
+                100.0 * s.train_accuracy,
+                s.test.loss,
+                100.0 * s.test.accuracy,
+                s.seconds,
+                s.images_per_sec
+            );
+        }
+    }
+}
+
+fn train(a: TrainArgs) -> wgcnn::Result<()> {
+    let opts = train_options(&a)?;
+    let tty = std::io::stderr().is_terminal();
+    let r = session::train::run(&opts, &mut |p| {
+        if !a.json {
+            print_progress(p, &opts, a.log_every, tty)
+        }
+    })?;
+    if a.json {
+        println!("{}", json(&r));
+    } else {
+        println!(
+            "test accuracy {:.2}% ({}/{}), test loss {:.4}, {} steps in {:.1} s ({:.0} img/s)",
+            100.0 * r.test_accuracy,
+            r.test_correct,
+            r.test_count,
+            r.test_loss,
+            r.steps,
+            r.train_seconds,
+            r.images as f64 / r.train_seconds.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn eval(a: EvalArgs) -> wgcnn::Result<()> {
+    let r = session::infer::eval(&a.model, &data_dir(a.data.as_deref()), a.batch_size)?;
+    if a.json {
+        println!("{}", json(&r));
+    } else {
+        let acc = 100.0 * r.accuracy;
+        println!("accuracy {acc:.2}% ({}/{}), loss {:.4} on {} ({})", r.correct, r.count, r.loss, r.data, r.name);
+    }
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> wgcnn::Result<()> {
+    let rows = session::infer::predict(&a.model, &a.images)?;
+    if a.json {
+        println!("{}", json(&rows));
+        return Ok(());
+    }
+    for r in rows {
+        let ps: Vec<String> = r.probabilities.iter().enumerate().map(|(i, v)| format!("{i}:{v:.3}")).collect();
+        println!("{}: {} (p = {:.3})  {}", r.image, r.class, r.probability, ps.join(" "));
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> wgcnn::Result<()> {
+    let mut opts = BenchOptions {
+        data: data_dir(a.data.as_deref()),
+        model: model_arg(a.model.as_deref(), LeNetConfig::default())?,
+        batch_sizes: a.batch_sizes,
+        warmup: a.warmup,
+        windows: a.windows,
+        steps: a.steps,
+        infer_batch: a.infer_batch,
+        profile: a.profile,
+    };
+    if a.smoke {
+        opts.smoke();
+    }
+    if !a.json {
+        eprintln!(
+            "model     {} ({})",
+            opts.model.name,
+            a.model.as_deref().map_or("built in".into(), |p| p.display().to_string())
+        );
+        eprintln!("data      {}", opts.data.display());
+    }
+    let quiet = a.json;
+    let r = session::bench::run(&opts, &mut |line| {
+        if !quiet {
+            eprintln!("{line}")
+        }
+    })?;
+    if a.json {
+        println!("{}", json(&r));
+    } else {
+        eprintln!("adapter   {} ({}), kernels {} (WGCNN_KERNELS)", r.adapter, r.backend, r.kernels);
+        eprint!("{}", session::bench::render(&r));
+    }
+    Ok(())
+}
+
+fn filters(a: FiltersArgs) -> wgcnn::Result<()> {
+    let img = wgcnn::viz::load_grey(&a.image)?;
+    let ctx = Context::new()?;
+    let res = wgcnn::viz::run_filters(&ctx, &img)?;
+    for f in wgcnn::viz::write_filters(&res, &a.out)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+fn visualize(a: VisualizeArgs) -> wgcnn::Result<()> {
+    let data = data_dir(a.data.as_deref());
+    let files: Vec<PathBuf> = session::infer::visualize(&a.model, a.image.as_deref(), &data, &a.out)?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}

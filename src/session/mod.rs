@@ -1,0 +1,59 @@
+//! What the command line runs, as library calls: each takes plain options, does the whole job (load
+//! data and model, build, run, save) and returns a report that serialises to JSON with serde (valid
+//! JSON always: non-finite numbers become `null`). `src/main.rs` only parses arguments and prints.
+
+pub mod bench;
+pub mod infer;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint;
+use crate::error::{Error, Result};
+use crate::model::{file, ModelSpec};
+
+/// A model named on the command line: a model file (`.toml`: the architecture) or a checkpoint
+/// (`.safetensors`: the architecture from its metadata, and the weights).
+pub enum ModelSource {
+    File(ModelSpec),
+    Checkpoint(ModelSpec, Vec<Vec<f32>>),
+}
+
+impl ModelSource {
+    /// Read `path` by its extension: `.toml` is a model file, anything else a checkpoint.
+    pub fn load(path: &Path) -> Result<ModelSource> {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+            Ok(ModelSource::File(file::load(path)?))
+        } else {
+            let (spec, values) = checkpoint::load_model(path)?;
+            Ok(ModelSource::Checkpoint(spec, values))
+        }
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        match self {
+            ModelSource::File(s) | ModelSource::Checkpoint(s, _) => s,
+        }
+    }
+}
+
+/// A trained model for `eval`, `predict` and `visualize`: a checkpoint; a model file is refused with
+/// what to do instead.
+pub fn trained_model(path: &Path) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
+    match ModelSource::load(path)? {
+        ModelSource::Checkpoint(spec, values) => Ok((spec, values)),
+        ModelSource::File(_) => Err(Error::Model {
+            at: path.display().to_string(),
+            detail: format!(
+                "a model file has no weights: train it first (wgcnn train --model {0} --save model.safetensors) \
+                 and pass the checkpoint",
+                path.display()
+            ),
+        }),
+    }
+}
+
+/// The data folder: the one given, or the bundled MNIST sample.
+pub fn data_dir(d: Option<&Path>) -> PathBuf {
+    d.map(Path::to_path_buf).unwrap_or_else(crate::data::bundled_dir)
+}
