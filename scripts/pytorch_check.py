@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load a wgcnn checkpoint into the equivalent PyTorch LeNet-5 and evaluate it, or replay training.
+"""Load a wgcnn checkpoint into its PyTorch twin (scripts/torch_model.py) and evaluate it, or replay training.
 
     python3 scripts/pytorch_check.py MODEL.safetensors [DATA_DIR]
     python3 scripts/pytorch_check.py --replay INIT.safetensors AFTER.safetensors STEPS BATCH OPT LR [DATA_DIR]
@@ -8,10 +8,11 @@ The second form starts PyTorch from wgcnn's INIT checkpoint, runs STEPS steps of
 (sgd with momentum 0.9, or adam) at LR on the training files in file order (wgcnn's --no-shuffle), and
 prints the largest difference from wgcnn's AFTER checkpoint, per parameter.
 
-Builds the PyTorch module wgcnn's LeNet-5 mirrors, loads the file with
-safetensors.torch.load_file + load_state_dict(strict=True), and prints the test accuracy and mean
-cross-entropy on DATA_DIR's t10k-* IDX files (default: the bundled MNIST sample). The figures should
-match `wgcnn eval --model MODEL.safetensors` to float rounding.
+Builds the PyTorch module of the model the checkpoint's metadata describes (any wgcnn model file;
+LeNet-5 for checkpoints written before model files), loads the file with safetensors.torch.load_file +
+load_state_dict(strict=True), and prints the test accuracy and mean loss on DATA_DIR's t10k-* IDX files
+(default: the bundled MNIST sample). The figures should match `wgcnn eval --model MODEL.safetensors` to
+float rounding.
 Needs: torch, safetensors, numpy.
 """
 import gzip
@@ -27,6 +28,20 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from torch_lenet import LeNet5
+from torch_model import ModelFileNet
+
+
+def load_net(path):
+    """The twin of the model `path` describes, with its weights; legacy checkpoints are LeNet-5."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if "wgcnn.model_toml" in meta:
+        net = ModelFileNet(meta["wgcnn.model_toml"])
+    else:
+        net = LeNet5(meta.get("wgcnn.activation", "relu"), meta.get("wgcnn.pool", "max"))
+        net.loss = lambda z, y: F.cross_entropy(z, y)
+    net.load_state_dict(load_file(path), strict=True)
+    return net
 
 
 def read_idx(path):
@@ -46,8 +61,7 @@ def find(d, stem):
 
 
 def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
-    net = LeNet5()
-    net.load_state_dict(load_file(init_path), strict=True)
+    net = load_net(init_path)
     x = torch.from_numpy(read_idx(find(data_dir, "train-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(read_idx(find(data_dir, "train-labels-idx1-ubyte")).astype(np.int64))
     if opt == "sgd":
@@ -59,15 +73,17 @@ def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
         first = (s * batch) % len(y)
         xb, yb = x[first : first + batch], y[first : first + batch]
         o.zero_grad()
-        loss = F.cross_entropy(net(xb), yb)
+        loss = net.loss(net(xb), yb)
         loss.backward()
         o.step()
         losses.append(loss.item())
     after = load_file(after_path)
     diffs = {k: (v - after[k]).abs().max().item() for k, v in net.state_dict().items()}
     scale = {k: v.abs().max().item() for k, v in after.items()}
+    relative = {k: diffs[k] / max(scale[k], 1e-30) for k in diffs}
     print(json.dumps({"torch": torch.__version__, "steps": steps, "batch": batch, "optimizer": opt, "lr": lr,
-                      "torch_losses": losses, "max_abs_diff": diffs, "max_abs_weight": scale}))
+                      "torch_losses": losses, "max_abs_diff": diffs, "max_abs_weight": scale,
+                      "max_relative_diff": max(relative.values())}))
 
 
 def main():
@@ -77,18 +93,15 @@ def main():
         return replay(a[0], a[1], int(a[2]), int(a[3]), a[4], float(a[5]), data_dir)
     model_path = sys.argv[1]
     data_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "data", "mnist-sample")
-    with safe_open(model_path, framework="pt") as f:
-        meta = f.metadata() or {}
-    net = LeNet5(meta.get("wgcnn.activation", "relu"), meta.get("wgcnn.pool", "max"))
+    net = load_net(model_path)
     state = load_file(model_path)
-    net.load_state_dict(state, strict=True)
     x = torch.from_numpy(read_idx(find(data_dir, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(read_idx(find(data_dir, "t10k-labels-idx1-ubyte")).astype(np.int64))
     with torch.no_grad():
         logits = net(x)
     acc = (logits.argmax(1) == y).float().mean().item()
-    loss = F.cross_entropy(logits, y).item()
-    print(json.dumps({"model": model_path, "torch": torch.__version__, "count": len(y), "accuracy": acc, "loss": loss,
+    loss = net.loss(logits, y).item()
+    print(json.dumps({"model": model_path, "name": getattr(net, "name", "lenet5"), "torch": torch.__version__, "count": len(y), "accuracy": acc, "loss": loss,
                       "state_dict": {k: list(v.shape) for k, v in state.items()}}))
 
 

@@ -143,7 +143,7 @@ fn visualize_draws_every_layer_of_lenet() {
     let test = wgcnn::data::load(&wgcnn::data::bundled_dir(), wgcnn::data::Split::Test).unwrap();
     let input: Vec<f32> = test.images[..784].iter().map(|&v| f32::from(v) / 255.0).collect();
     let acts = run_layers(&c, &spec, &params, &input).unwrap();
-    assert_eq!(acts.layers.len(), spec.layers.len());
+    assert_eq!(acts.layers.len(), spec.layers.len() - 1, "every layer but the flatten (a view)");
     let conv1 = &acts.layers[0];
     assert_eq!((conv1.0.as_str(), conv1.1.clone()), ("conv1", vec![6, 28, 28]));
     assert!(conv1.2.iter().any(|&v| v < 0.0), "conv1 before its ReLU has negative values");
@@ -163,6 +163,45 @@ fn visualize_draws_every_layer_of_lenet() {
         assert!(png.width() >= 200 && png.height() >= 100, "{}: {}x{}", f.display(), png.width(), png.height());
         assert!(distinct_colours(&png) > 10, "{} looks blank", f.display());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn visualize_draws_each_branch_of_a_dag_on_a_non_square_input() {
+    use wgcnn::kernels::activation::Activation::Relu;
+    use wgcnn::model::{Conv2d, LayerOp, Linear, ModelBuilder, Pool2d};
+    let c = ctx();
+    let spec = ModelBuilder::new("branchy", [2, 12, 20], 3)
+        .layer("conv1", Conv2d::new(3, 3).padding(1))
+        .layer("relu1", Relu)
+        .layer_from("branch.a", Conv2d::new(3, 3).padding(1), &["relu1"])
+        .layer_from("branch.b", Conv2d::new(3, 1), &["relu1"])
+        .layer_from("join", LayerOp::Add, &["branch.a", "branch.b"])
+        .layer("pool", Pool2d::avg(2))
+        .layer("flatten", LayerOp::Flatten)
+        .layer("fc", Linear::new(3))
+        .build()
+        .unwrap();
+    let values = init_params(&spec.params(), 4);
+    let params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    params.values.write(c, &values).unwrap();
+    let input = rng(5).vec_f32(2 * 12 * 20, 0.0, 1.0);
+    let acts = run_layers(c, &spec, &params, &input).unwrap();
+    let shapes: Vec<(&str, &[usize])> = acts.layers.iter().map(|(n, s, _)| (n.as_str(), s.as_slice())).collect();
+    assert_eq!(
+        shapes[2..5],
+        [("branch.a", &[3, 12, 20][..]), ("branch.b", &[3, 12, 20][..]), ("join", &[3, 12, 20][..])]
+    );
+    let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
+        spec.params().iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
+    let dir = temp_dir("branchy");
+    let files = write_visualize(&weights, &acts, &dir).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for want in ["maps-03-branch-a.png", "maps-04-branch-b.png", "maps-05-join.png", "filters-branch-b.png"] {
+        assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
+    }
+    let input_png = decode(&dir.join("input.png"));
+    assert!(input_png.width() > input_png.height(), "a 12x20 input is drawn wider than tall");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
