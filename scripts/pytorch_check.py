@@ -81,9 +81,10 @@ def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
     diffs = {k: (v - after[k]).abs().max().item() for k, v in net.state_dict().items()}
     scale = {k: v.abs().max().item() for k, v in after.items()}
     relative = {k: diffs[k] / max(scale[k], 1e-30) for k in diffs}
+    norm_rel = {k: ((v - after[k]).norm() / max(after[k].norm().item(), 1e-30)).item() for k, v in net.state_dict().items()}
     print(json.dumps({"torch": torch.__version__, "steps": steps, "batch": batch, "optimizer": opt, "lr": lr,
                       "torch_losses": losses, "max_abs_diff": diffs, "max_abs_weight": scale,
-                      "max_relative_diff": max(relative.values())}))
+                      "max_relative_diff": max(relative.values()), "max_norm_relative_diff": max(norm_rel.values())}))
 
 
 def main():

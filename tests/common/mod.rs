@@ -19,6 +19,11 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// Workgroups a 1-D dispatch of `threads` would need; > 65,535 means the grid was folded.
+pub fn groups(threads: usize) -> usize {
+    threads.div_ceil(wgcnn::kernels::WORKGROUP_SIZE as usize)
+}
+
 pub fn rng(seed: u64) -> Rng {
     Rng::new(seed)
 }

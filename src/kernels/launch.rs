@@ -1,0 +1,307 @@
+//! Prepared launches: pipelines built once per [`Context`] and cached by (kernel, constants), bind
+//! groups and params buffers made when a launch is prepared, and recording into a compute pass.
+
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::kernels::{dispatch_grid, Access, Kernel, WORKGROUP_SIZE};
+use crate::tensor::Tensor;
+
+/// A compute pipeline with its explicit bind-group layout.
+pub struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+struct Dispatch {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    grid: [u32; 3],
+}
+
+/// Prepared dispatches (usually one; two for split reductions): pipelines, bind groups, params
+/// buffers and grids. Built once, recorded many times.
+pub struct Launch {
+    pub kernel: Kernel,
+    pub label: String,
+    steps: Vec<Dispatch>,
+    /// Useful floating-point operations per recording (a multiply-add counts 2), for reports.
+    pub flops: u64,
+    /// Bytes the launch must read and write at least once per recording, for reports.
+    pub bytes: u64,
+}
+
+impl Launch {
+    /// Record the dispatches, in order, into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.steps {
+            pass.set_pipeline(&d.pipeline.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
+        }
+    }
+
+    /// The workgroup grid of each dispatch.
+    pub fn grids(&self) -> Vec<[u32; 3]> {
+        self.steps.iter().map(|d| d.grid).collect()
+    }
+
+    /// Number of dispatches recorded.
+    pub fn dispatches(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Append the dispatches of `next` (run after this one's).
+    pub fn then(mut self, next: Launch) -> Launch {
+        self.steps.extend(next.steps);
+        self.flops += next.flops;
+        self.bytes += next.bytes;
+        self
+    }
+
+    /// Record the work this launch does (see [`Launch::flops`], [`Launch::bytes`]).
+    pub fn with_work(mut self, flops: u64, bytes: u64) -> Launch {
+        self.flops = flops;
+        self.bytes = bytes;
+        self
+    }
+
+    /// Record each dispatch, in order, into its own compute pass of `enc`, the pass bracketed by
+    /// timestamp queries `first` and `first + 1` of `queries` (profiling; see `wgcnn bench`).
+    pub fn record_timed(&self, enc: &mut wgpu::CommandEncoder, queries: &wgpu::QuerySet, first: u32) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&self.label),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: queries,
+                beginning_of_pass_write_index: Some(first),
+                end_of_pass_write_index: Some(first + 1),
+            }),
+        });
+        self.record(&mut pass);
+    }
+
+    /// Overwrite the first dispatch's params (same struct type as at creation; e.g. Adam's per-step
+    /// bias correction).
+    pub fn set_params<P: bytemuck::Pod>(&self, ctx: &Context, params: &P) {
+        if let Some(d) = self.steps.first() {
+            ctx.queue.write_buffer(&d.params, 0, bytemuck::bytes_of(params));
+        }
+    }
+}
+
+impl Context {
+    /// The cached pipeline of `kernel`, built on first use.
+    pub fn pipeline(&self, kernel: Kernel) -> Arc<Pipeline> {
+        self.pipeline_with(kernel, &[])
+    }
+
+    /// The cached pipeline of `kernel` with its WGSL `override` constants set to `consts` (a kernel
+    /// specialised to a shape: loops of known trip count unroll, divisions by constants become
+    /// multiplications), built on first use.
+    pub fn pipeline_with(&self, kernel: Kernel, consts: &[(&'static str, u32)]) -> Arc<Pipeline> {
+        let key = (kernel, consts.to_vec());
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&key) {
+            return Arc::clone(p);
+        }
+        let file = kernel.file();
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(file)
+                .or_insert_with(|| {
+                    self.count_created(1);
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(file.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(file.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in kernel.bindings().iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let name = kernel.entry_point();
+        let constants: Vec<(&str, f64)> = consts.iter().map(|&(k, v)| (k, f64::from(v))).collect();
+        self.count_created(3); // bind-group layout, pipeline layout, pipeline
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(name),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: true,
+            },
+            cache: None,
+        });
+        let p = Arc::new(Pipeline { pipeline, layout });
+        cache.insert(key, Arc::clone(&p));
+        p
+    }
+
+    /// Prepare a dispatch of `kernel` over `threads` invocations with `params` and `tensors` bound at
+    /// 1.. in order. `label` names the bind group (e.g. `conv1.dw`) so validation errors point at it.
+    /// `loop_iters` is the most loop iterations one invocation runs, checked against
+    /// [`Context::max_loop_iterations`].
+    pub fn launch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+        loop_iters: u64,
+    ) -> Result<Launch> {
+        self.launch_with(kernel, &[], label, params, tensors, threads, loop_iters)
+    }
+
+    /// [`Context::launch`] of a kernel specialised with `override` constants (see
+    /// [`Context::pipeline_with`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_with<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        consts: &[(&'static str, u32)],
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+        loop_iters: u64,
+    ) -> Result<Launch> {
+        self.launch_layered(kernel, consts, label, params, tensors, threads, 1, loop_iters)
+    }
+
+    /// [`Context::launch_with`] over `layers` copies of the grid of `threads` invocations, stacked in
+    /// the grid's third dimension: shaders read the layer from `workgroup_id.z`, a value every invocation
+    /// of a workgroup shares (so loads indexed by it alone are uniform, which lets lavapipe load once
+    /// and broadcast instead of gathering per lane).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_layered<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        consts: &[(&'static str, u32)],
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        threads: u64,
+        layers: u32,
+        loop_iters: u64,
+    ) -> Result<Launch> {
+        let name = kernel.entry_point();
+        if layers == 0 || layers > self.limits.max_compute_workgroups_per_dimension {
+            return Err(Error::Limit {
+                op: name.to_string(),
+                what: "grid layers".into(),
+                value: u64::from(layers),
+                limit: u64::from(self.limits.max_compute_workgroups_per_dimension),
+            });
+        }
+        if loop_iters > self.max_loop_iterations() {
+            return Err(Error::Limit {
+                op: name.to_string(),
+                what: format!("loop iterations per invocation on {}", self.info.name),
+                value: loop_iters,
+                limit: self.max_loop_iterations(),
+            });
+        }
+        if tensors.len() != kernel.bindings().len() {
+            return Err(crate::error::shape_err(
+                name,
+                format!("{} tensors bound, the kernel takes {}", tensors.len(), kernel.bindings().len()),
+            ));
+        }
+        let max_binding = self.limits.max_storage_buffer_binding_size;
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment);
+        for t in tensors {
+            if t.byte_len() > max_binding {
+                return Err(Error::Limit {
+                    op: name.to_string(),
+                    what: format!("binding size of {}", t.label),
+                    value: t.byte_len(),
+                    limit: max_binding,
+                });
+            }
+            if t.offset % align != 0 {
+                return Err(crate::error::shape_err(
+                    name,
+                    format!("{} starts at byte {}, not a multiple of {align}", t.label, t.offset),
+                ));
+            }
+        }
+        let mut grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
+        grid[2] = layers;
+        let pipeline = self.pipeline_with(kernel, consts);
+        let bytes = bytemuck::bytes_of(params);
+        self.count_created(2); // params buffer, bind group
+        self.count_bytes(crate::tensor::padded_bytes(bytes.len() as u64));
+        let params_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: crate::tensor::padded_bytes(bytes.len() as u64),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&params_buf, 0, bytes);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
+        for (i, t) in tensors.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let steps = vec![Dispatch { pipeline, bind_group, params: params_buf, grid }];
+        Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0 })
+    }
+
+    /// Record `launches` in order into one compute pass of one encoder and submit once.
+    pub fn run(&self, launches: &[&Launch]) -> Result<()> {
+        self.submit_pass("wgcnn.run", |pass| {
+            for l in launches {
+                l.record(pass);
+            }
+        })
+    }
+
+    /// Record whatever `record` puts into one compute pass of one encoder, and submit it once.
+    pub fn submit_pass(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            record(&mut pass);
+        }
+        self.queue.submit([enc.finish()]);
+        self.check_device_error()
+    }
+}

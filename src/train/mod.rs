@@ -1,0 +1,237 @@
+//! Training and evaluation on the GPU: the dataset and a per-epoch permutation live on the device, and
+//! a whole step (gather, forward, loss, metrics, backward, optimizer) is one encoder and one submit.
+
+mod fit;
+mod optimizer;
+
+pub use fit::*;
+pub use optimizer::*;
+
+use crate::context::Context;
+use crate::data::{Dataset, GpuDataset};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Metrics, Params};
+use crate::kernels::gather::{gather_batch, gather_params};
+use crate::kernels::Launch;
+use crate::model::ModelSpec;
+use crate::rng::Rng;
+use crate::tensor::{DType, Tensor};
+
+/// A graph with the gather launch that feeds it.
+struct Feeder {
+    graph: Graph,
+    gather: Launch,
+}
+
+/// Everything a training run keeps on the GPU.
+pub struct Trainer {
+    pub spec: ModelSpec,
+    pub params: Params,
+    pub optim: OptimizerState,
+    pub batch_size: usize,
+    train: GpuDataset,
+    /// The epoch's order of training items.
+    perm: Tensor,
+    full: Feeder,
+    /// The final partial batch of an epoch, when the set size is not a multiple of the batch size.
+    tail: Option<Feeder>,
+    pub metrics: Metrics,
+}
+
+/// Pixel scale: inputs are x / 255.
+pub const DIVISOR: f32 = 255.0;
+
+impl Trainer {
+    pub fn new(
+        ctx: &Context,
+        spec: ModelSpec,
+        data: &Dataset,
+        batch_size: usize,
+        opt: Optimizer,
+        init: &[Vec<f32>],
+    ) -> Result<Trainer> {
+        if batch_size == 0 {
+            return Err(Error::Train("batch size must be at least 1".into()));
+        }
+        if [1, data.rows, data.cols] != spec.input {
+            return Err(Error::Train(format!(
+                "the data's images are {}x{}, {} expects {:?}",
+                data.rows, data.cols, spec.name, spec.input
+            )));
+        }
+        let params = Params::new(ctx, &spec)?;
+        params.values.write(ctx, init)?;
+        let optim = OptimizerState::new(ctx, opt, &params)?;
+        let train = GpuDataset::upload(ctx, "train", data)?;
+        let perm = Tensor::zeros(ctx, "train.permutation", &[data.len()], DType::U32)?;
+        let metrics = Metrics::new(ctx, "train")?;
+        let batch = batch_size.min(data.len());
+        let feeder = |b: usize| -> Result<Feeder> {
+            let graph = Graph::build(ctx, &spec, &params, &metrics, b, true)?;
+            let gather =
+                gather_batch(ctx, "gather", DIVISOR, &train.images, &train.labels, &perm, 0, &graph.x, &graph.labels)?;
+            Ok(Feeder { graph, gather })
+        };
+        let full = feeder(batch)?;
+        let rest = data.len() % batch;
+        let tail = if rest > 0 { Some(feeder(rest)?) } else { None };
+        Ok(Trainer { spec, params, optim, batch_size: batch, train, perm, full, tail, metrics })
+    }
+
+    /// Steps in one epoch (the last one may be a partial batch).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train.len.div_ceil(self.batch_size)
+    }
+
+    /// Full-batch steps in one epoch (the partial last batch, if any, excluded).
+    pub fn full_steps(&self) -> usize {
+        self.train.len / self.batch_size
+    }
+
+    /// Upload the order of the next epoch: shuffled by `rng`, or file order.
+    pub fn start_epoch(&self, ctx: &Context, rng: Option<&mut Rng>) -> Result<()> {
+        let mut order: Vec<u32> = (0..self.train.len as u32).collect();
+        if let Some(r) = rng {
+            r.shuffle(&mut order);
+        }
+        self.perm.write_u32(ctx, &order)
+    }
+
+    /// Dispatches per full step (gather + forward + metrics + backward + optimizer) and submits (1).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.full.gather.dispatches() + self.full.graph.dispatches() + 1
+    }
+
+    /// The launches of a full step in recording order (gather, forward, metrics, backward, optimizer),
+    /// e.g. to time each one.
+    pub fn step_launches(&self) -> Vec<&Launch> {
+        let mut v = vec![&self.full.gather];
+        v.extend(self.full.graph.launches());
+        v.push(&self.optim.launch);
+        v
+    }
+
+    /// Run training step `i` of the epoch: one encoder, one submit, no readback.
+    pub fn step(&mut self, ctx: &Context, i: usize) -> Result<usize> {
+        let first = i * self.batch_size;
+        if first >= self.train.len {
+            return Err(Error::Train(format!("step {i} is past the end of the epoch")));
+        }
+        let f = if first + self.batch_size <= self.train.len {
+            &self.full
+        } else {
+            self.tail.as_ref().expect("a partial last batch has its graph")
+        };
+        let g = &f.graph;
+        f.gather.set_params(
+            ctx,
+            &gather_params(DIVISOR, &self.train.images, &self.train.labels, &self.perm, first, &g.x, &g.labels)?,
+        );
+        self.optim.advance(ctx, self.params.values.whole.len())?;
+        let optimizer = &self.optim.launch;
+        ctx.submit_pass("train.step", |pass| {
+            f.gather.record(pass);
+            g.record_forward(pass);
+            g.record_backward(pass);
+            optimizer.record(pass);
+        })?;
+        Ok(g.batch)
+    }
+}
+
+/// Forward-only evaluation over a whole dataset, sharing a trainer's (or a loaded model's) parameters.
+pub struct Evaluator {
+    /// Images per forward pass.
+    pub batch: usize,
+    data: GpuDataset,
+    order: Tensor,
+    feeders: Vec<(usize, Feeder)>,
+    metrics: Metrics,
+}
+
+/// Loss and accuracy over a dataset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub correct: u64,
+    pub count: usize,
+}
+
+impl Evaluator {
+    pub fn new(ctx: &Context, spec: &ModelSpec, params: &Params, data: &Dataset, batch: usize) -> Result<Evaluator> {
+        let gpu = GpuDataset::upload(ctx, "eval", data)?;
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        let order = Tensor::from_u32(ctx, "eval.order", &[data.len()], &order)?;
+        let metrics = Metrics::new(ctx, "eval")?;
+        let batch = batch.clamp(1, data.len().max(1));
+        let mut feeders = Vec::new();
+        for (first, b) in [(0, batch), (data.len() - data.len() % batch, data.len() % batch)] {
+            if b == 0 {
+                continue;
+            }
+            let graph = Graph::build(ctx, spec, params, &metrics, b, false)?;
+            let gather = gather_batch(
+                ctx,
+                "eval.gather",
+                DIVISOR,
+                &gpu.images,
+                &gpu.labels,
+                &order,
+                first,
+                &graph.x,
+                &graph.labels,
+            )?;
+            feeders.push((b, Feeder { graph, gather }));
+        }
+        Ok(Evaluator { batch, data: gpu, order, feeders, metrics })
+    }
+
+    /// Loss (mean over samples) and accuracy; one submit per batch, one readback at the end.
+    pub fn run(&self, ctx: &Context) -> Result<Evaluation> {
+        self.metrics.take(ctx)?;
+        let n = self.data.len;
+        let mut first = 0;
+        while first < n {
+            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
+            f.gather.set_params(
+                ctx,
+                &gather_params(
+                    DIVISOR,
+                    &self.data.images,
+                    &self.data.labels,
+                    &self.order,
+                    first,
+                    &f.graph.x,
+                    &f.graph.labels,
+                )?,
+            );
+            ctx.submit_pass("eval", |pass| {
+                f.gather.record(pass);
+                f.graph.record_forward(pass);
+            })?;
+            first += b;
+        }
+        let (loss, correct) = self.metrics.take(ctx)?;
+        Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, correct, count: n })
+    }
+}
+
+/// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only.
+pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let [c, h, w] = spec.input;
+    if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != c * h * w) {
+        return Err(Error::Train(format!("input {i} has {} values, {} expects {c}x{h}x{w}", x.len(), spec.name)));
+    }
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics = Metrics::new(ctx, "predict")?;
+    let graph = Graph::build(ctx, spec, params, &metrics, inputs.len(), false)?;
+    graph.x.write_f32(ctx, &inputs.concat())?;
+    ctx.submit_pass("predict", |pass| {
+        graph.record_forward(pass);
+    })?;
+    let probs = graph.probs.to_f32(ctx)?;
+    Ok(probs.chunks(spec.classes).map(<[f32]>::to_vec).collect())
+}

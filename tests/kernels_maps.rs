@@ -1,0 +1,169 @@
+//! The kernels on feature maps against their CPU references: activations, add and pooling, over
+//! shapes with batch 1, ragged sizes and grids past 65,535 workgroups. (The coverage ledger is in
+//! kernels.rs.)
+
+mod common;
+
+use common::*;
+use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
+use wgcnn::kernels::elementwise::add_forward;
+use wgcnn::kernels::pool::*;
+use wgcnn::reference as cpu;
+use wgcnn::shape::Pool2dGeom;
+
+#[test]
+fn activations_match_reference() {
+    let c = ctx();
+    // 4,200,000 elements: 65,625 workgroups, past the 65,535 per-dimension limit.
+    for (seed, len) in [1usize, 7, 64, 65, 1000, 4_200_000].into_iter().enumerate() {
+        let mut r = rng(200 + seed as u64);
+        let x = r.vec_f32(len, -4.0, 4.0);
+        let dy = r.vec_f32(len, -1.0, 1.0);
+        let xt = upload("x", &[len], &x);
+        let dyt = upload("dy", &[len], &dy);
+        let yt = zeros("y", &[len]);
+        let dxt = zeros("dx", &[len]);
+        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+            let fwd = act.forward_kernel().entry_point();
+            let bwd = act.backward_kernel().entry_point();
+            let y = run_f32(activation_forward(c, fwd, act, &xt, &yt), &yt);
+            let x64 = to_f64(&x);
+            let want = match act {
+                Activation::Relu => cpu::relu_forward(&x64),
+                Activation::Tanh => cpu::tanh_forward(&x64),
+                Activation::Sigmoid => cpu::sigmoid_forward(&x64),
+            };
+            // Transcendentals: WGSL exp/tanh are not correctly rounded; 1e-5 absolute on outputs in [-1, 1].
+            check(&format!("{fwd}/len{len}"), &y, &want, Tol { atol: 1e-5, rtol: 1e-5 });
+            let got = run_f32(activation_backward(c, bwd, act, &yt, &dyt, &dxt), &dxt);
+            // The backward is checked on the GPU's own y, so it tests the backward formula alone.
+            let (y64, dy64) = (to_f64(&y), to_f64(&dy));
+            let want = match act {
+                Activation::Relu => cpu::relu_backward(&y64, &dy64),
+                Activation::Tanh => cpu::tanh_backward(&y64, &dy64),
+                Activation::Sigmoid => cpu::sigmoid_backward(&y64, &dy64),
+            };
+            check(&format!("{bwd}/len{len}"), &got, &want, Tol { atol: 1e-6, rtol: 1e-6 });
+        }
+    }
+}
+
+#[test]
+fn add_matches_reference() {
+    let c = ctx();
+    // 4,200,000 elements: 65,625 workgroups, past the 65,535 per-dimension limit. A sum of two f32 is
+    // correctly rounded, so the result is the f64 sum rounded once: 1 ulp (6e-8 relative) at most.
+    for (seed, len) in [1usize, 7, 64, 65, 1000, 4_200_000].into_iter().enumerate() {
+        let mut r = rng(250 + seed as u64);
+        let (a, b) = (r.vec_f32(len, -4.0, 4.0), r.vec_f32(len, -4.0, 4.0));
+        let (at, bt, yt) = (upload("a", &[len], &a), upload("b", &[len], &b), zeros("y", &[len]));
+        let got = run_f32(add_forward(c, "add", &at, &bt, &yt), &yt);
+        let want = cpu::add_forward(&to_f64(&a), &to_f64(&b));
+        check(&format!("add_forward/len{len}"), &got, &want, Tol { atol: 0.0, rtol: 6e-8 });
+    }
+    // Mismatched lengths are a typed error.
+    let (a, b, y) = (zeros("a", &[4]), zeros("b", &[5]), zeros("y", &[4]));
+    assert!(add_forward(c, "add", &a, &b, &y).is_err());
+}
+
+#[test]
+fn pooling_matches_reference() {
+    let table = [
+        ("lenet_pool1_batch1", Pool2dGeom::square(1, 6, 28, 28, 2, 2)),
+        ("lenet_pool2_batch4", Pool2dGeom::square(4, 16, 10, 10, 2, 2)),
+        ("ragged_odd_input", Pool2dGeom::square(2, 3, 7, 9, 2, 2)),
+        ("overlapping_3s2", Pool2dGeom::square(2, 2, 11, 10, 3, 2)),
+        ("rect_window", Pool2dGeom { n: 1, c: 3, h: 9, w: 8, kh: 3, kw: 2, stride_h: 1, stride_w: 2 }),
+        ("window_eq_input", Pool2dGeom::square(3, 2, 5, 5, 5, 1)),
+        // 4.4M input elements (backward) and 1.1M outputs.
+        ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 2, 2)),
+        // 4.4M windows: the tiled kernels (one invocation per window) fold their grid too.
+        ("tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4200, 4200, 2, 2)),
+    ];
+    let c = ctx();
+    for (seed, (name, g)) in table.iter().enumerate() {
+        let mut r = rng(300 + seed as u64);
+        let x = r.vec_f32(g.x_len(), -1.0, 1.0);
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (x64, dy64) = (to_f64(&x), to_f64(&dy));
+        let xt = upload("x", &[g.x_len()], &x);
+        let dyt = upload("dy", &[g.y_len()], &dy);
+        let yt = zeros("y", &[g.y_len()]);
+        let argt = zeros_u32("argmax", &[g.y_len()]);
+        let dxt = zeros("dx", &[g.x_len()]);
+
+        let l = maxpool2d_forward(c, name, g, &xt, &yt, &argt).unwrap();
+        c.run(&[&l]).unwrap();
+        let (want_y, want_arg) = cpu::maxpool2d_forward(g, &x64);
+        check(&format!("maxpool2d_forward/{name}"), &yt.to_f32(c).unwrap(), &want_y, Tol { atol: 0.0, rtol: 0.0 });
+        check_u32(&format!("maxpool2d_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
+        let got = run_f32(maxpool2d_backward(c, name, g, &dyt, &argt, &dxt), &dxt);
+        check(&format!("maxpool2d_backward/{name}"), &got, &cpu::maxpool2d_backward(g, &dy64, &want_arg), F32_TOL);
+
+        // The tiled kernels (MaxPool2dTilesForward/Backward) where the windows tile the input.
+        let tiled = g.kh == g.stride_h && g.kw == g.stride_w && g.h % g.kh == 0 && g.w % g.kw == 0;
+        let fwd = maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap();
+        assert_eq!(fwd.is_some(), tiled, "{name}");
+        if let Some(l) = fwd {
+            yt.write_f32(c, &vec![f32::NAN; g.y_len()]).unwrap();
+            argt.write_u32(c, &vec![u32::MAX; g.y_len()]).unwrap();
+            c.run(&[&l]).unwrap();
+            let exact = Tol { atol: 0.0, rtol: 0.0 };
+            check(&format!("maxpool2d_tiles_forward/{name}"), &yt.to_f32(c).unwrap(), &want_y, exact);
+            check_u32(&format!("maxpool2d_tiles_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
+            dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
+            let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
+            let got = run_f32(Ok(l), &dxt);
+            check(
+                &format!("maxpool2d_tiles_backward/{name}"),
+                &got,
+                &cpu::maxpool2d_backward(g, &dy64, &want_arg),
+                exact,
+            );
+            // With the mask of a ReLU before the pool (RELU_MASK): the pooled input is relu(x).
+            let relu_x: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+            xt.write_f32(c, &relu_x).unwrap();
+            c.run(&[&maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
+            let (want_y, want_arg) = cpu::maxpool2d_forward(g, &to_f64(&relu_x));
+            dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
+            let l = maxpool2d_backward_fused(c, name, g, &dyt, &argt, &yt, &dxt, true).unwrap().unwrap();
+            let got = run_f32(Ok(l), &dxt);
+            let pooled = cpu::maxpool2d_backward(g, &dy64, &want_arg);
+            // relu'(x) at each window's argmax is 1 exactly when the window's maximum is positive.
+            let mut live = vec![false; g.x_len()];
+            for (o, &a) in want_arg.iter().enumerate() {
+                let plane = o / (g.out_h() * g.out_w());
+                live[plane * g.h * g.w + a as usize] = want_y[o] > 0.0;
+            }
+            let want: Vec<f64> = pooled.iter().zip(&live).map(|(&d, &l)| if l { d } else { 0.0 }).collect();
+            check(&format!("maxpool2d_tiles_backward.relu_mask/{name}"), &got, &want, exact);
+            xt.write_f32(c, &x).unwrap();
+        }
+
+        let got = run_f32(avgpool2d_forward(c, name, g, &xt, &yt), &yt);
+        check(&format!("avgpool2d_forward/{name}"), &got, &cpu::avgpool2d_forward(g, &x64), F32_TOL);
+        let got = run_f32(avgpool2d_backward(c, name, g, &dyt, &dxt), &dxt);
+        check(&format!("avgpool2d_backward/{name}"), &got, &cpu::avgpool2d_backward(g, &dy64), F32_TOL);
+    }
+    assert!(groups(table[table.len() - 2].1.x_len()) > 65_535);
+    assert!(groups(table.last().unwrap().1.y_len()) > 65_535);
+}
+
+#[test]
+fn maxpool_ties_pick_the_first_maximum() {
+    // NaN is not tested: WGSL lets implementations assume no NaN (llvmpipe drops `v != v`), so
+    // max-pool gives no NaN guarantee; the trainer watches the loss instead.
+    let c = ctx();
+    let g = Pool2dGeom::square(1, 1, 2, 4, 2, 2);
+    let x = [1.0, 1.0, 2.0, 3.0, 1.0, 1.0, 3.0, 0.0];
+    let xt = upload("x", &[8], &x);
+    let yt = zeros("y", &[2]);
+    let argt = zeros_u32("argmax", &[2]);
+    c.run(&[&maxpool2d_forward(c, "ties", &g, &xt, &yt, &argt).unwrap()]).unwrap();
+    let (want_y, want_arg) = cpu::maxpool2d_forward(&g, &to_f64(&x));
+    assert_eq!(want_arg, vec![0, 3]);
+    check_u32("maxpool2d_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
+    check("maxpool2d_forward/ties", &yt.to_f32(c).unwrap(), &want_y, Tol { atol: 0.0, rtol: 0.0 });
+    c.run(&[&maxpool2d_forward_fast(c, "ties", &g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
+    check_u32("maxpool2d_tiles_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
+}

@@ -1,0 +1,233 @@
+//! The kernels of a training step around the model against their CPU references: loss, optimizers,
+//! the batch gather and the reductions (metrics, split sums). (The coverage ledger is in kernels.rs.)
+
+mod common;
+
+use common::*;
+use wgcnn::kernels::gather::gather_batch;
+use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind};
+use wgcnn::kernels::optim::{adam_update, sgd_update, Adam, Sgd};
+use wgcnn::kernels::reduce::{argmax_rows, correct_accumulate, sum_accumulate};
+use wgcnn::reference as cpu;
+use wgcnn::shape::LossGeom;
+use wgcnn::Tensor;
+
+#[test]
+fn losses_match_reference() {
+    let c = ctx();
+    let table = [
+        ("batch1", LossGeom { n: 1, classes: 10 }),
+        ("lenet_batch64", LossGeom { n: 64, classes: 10 }),
+        ("ragged_65x3", LossGeom { n: 65, classes: 3 }),
+        ("one_class", LossGeom { n: 5, classes: 1 }),
+        // 4.2M logits: the backward grid folds.
+        ("grid_past_65535", LossGeom { n: 420_000, classes: 10 }),
+    ];
+    for (seed, (name, g)) in table.iter().enumerate() {
+        let mut r = rng(500 + seed as u64);
+        // Large logits (±30) exercise the max-subtraction; exp(30) alone would lose digits.
+        let z = r.vec_f32(g.len(), -30.0, 30.0);
+        let labels: Vec<u32> = (0..g.n).map(|_| r.below(g.classes as u64) as u32).collect();
+        let scale = 1.0 / g.n as f32;
+        let zt = upload("logits", &[g.n, g.classes], &z);
+        let lt = Tensor::from_u32(c, "labels", &[g.n], &labels).unwrap();
+        let (losst, probst, dzt) = (zeros("loss", &[g.n]), zeros("probs", &[g.len()]), zeros("dz", &[g.len()]));
+        for kind in [LossKind::CrossEntropy, LossKind::SquaredError] {
+            let (fwd, bwd) = (kind.forward_kernel().entry_point(), kind.backward_kernel().entry_point());
+            c.run(&[&loss_forward(c, name, kind, g, &zt, &lt, &losst, &probst).unwrap()]).unwrap();
+            let z64 = to_f64(&z);
+            let (want_loss, want_p) = match kind {
+                LossKind::CrossEntropy => cpu::softmax_xent_forward(g, &z64, &labels),
+                LossKind::SquaredError => cpu::softmax_mse_forward(g, &z64, &labels),
+            };
+            // Losses up to ~60 from logits of ±30: 1e-5 relative covers exp/log rounding.
+            check(&format!("{fwd}.loss/{name}"), &losst.to_f32(c).unwrap(), &want_loss, Tol { atol: 1e-5, rtol: 1e-5 });
+            check(&format!("{fwd}.probs/{name}"), &probst.to_f32(c).unwrap(), &want_p, Tol { atol: 1e-6, rtol: 1e-5 });
+            let got = run_f32(loss_backward(c, name, kind, g, scale, &probst, &lt, &dzt), &dzt);
+            let p64 = to_f64(&probst.to_f32(c).unwrap());
+            let want = match kind {
+                LossKind::CrossEntropy => cpu::softmax_xent_backward(g, f64::from(scale), &p64, &labels),
+                LossKind::SquaredError => cpu::softmax_mse_backward(g, f64::from(scale), &p64, &labels),
+            };
+            check(&format!("{bwd}/{name}"), &got, &want, Tol { atol: 1e-7, rtol: 1e-5 });
+        }
+    }
+}
+
+#[test]
+fn loss_with_bad_label_is_nan_not_a_crash() {
+    let c = ctx();
+    let g = LossGeom { n: 2, classes: 3 };
+    let zt = upload("logits", &[2, 3], &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+    let lt = Tensor::from_u32(c, "labels", &[2], &[1, 7]).unwrap();
+    let (losst, probst) = (zeros("loss", &[2]), zeros("probs", &[6]));
+    for kind in [LossKind::CrossEntropy, LossKind::SquaredError] {
+        c.run(&[&loss_forward(c, "bad_label", kind, &g, &zt, &lt, &losst, &probst).unwrap()]).unwrap();
+        let loss = losst.to_f32(c).unwrap();
+        assert!(loss[0].is_finite() && loss[1].is_nan(), "{kind:?}: {loss:?}");
+    }
+}
+
+#[test]
+fn optimizers_match_reference_over_several_steps() {
+    let c = ctx();
+    let sgds = [
+        ("sgd_plain", Sgd { lr: 0.1, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }),
+        ("sgd_momentum", Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false }),
+        ("sgd_nesterov_wd", Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-2, nesterov: true }),
+        ("sgd_dampening", Sgd { lr: 0.05, momentum: 0.5, dampening: 0.3, weight_decay: 0.0, nesterov: false }),
+    ];
+    let adams =
+        [("adam_default", Adam::default()), ("adam_wd", Adam { lr: 3e-3, weight_decay: 1e-2, ..Adam::default() })];
+    // 61,706 = LeNet-5's parameter count; 4.2M folds the grid.
+    for (seed, len) in [1usize, 61_706, 4_200_000].into_iter().enumerate() {
+        let mut r = rng(600 + seed as u64);
+        let w0 = r.vec_f32(len, -1.0, 1.0);
+        let grads: Vec<Vec<f32>> = (0..3).map(|_| r.vec_f32(len, -1.0, 1.0)).collect();
+        for (name, opt) in &sgds {
+            let (pt, bt, gt) = (upload("param", &[len], &w0), zeros("buf", &[len]), zeros("grad", &[len]));
+            let (mut w, mut buf) = (w0.clone(), vec![0.0f32; len]);
+            for (step, g) in grads.iter().enumerate() {
+                let step = step as u64 + 1;
+                gt.write_f32(c, g).unwrap();
+                c.run(&[&sgd_update(c, name, opt, step, &gt, &pt, &bt).unwrap()]).unwrap();
+                cpu::sgd_update(&opt.params(len, step).unwrap(), g, &mut w, &mut buf);
+            }
+            // Same f32 formula on both sides: only FMA contraction may differ, by an ulp or so per step.
+            let tol = Tol { atol: 1e-6, rtol: 1e-6 };
+            check(&format!("sgd_update.param/{name}/len{len}"), &pt.to_f32(c).unwrap(), &to_f64(&w), tol);
+            check(&format!("sgd_update.buf/{name}/len{len}"), &bt.to_f32(c).unwrap(), &to_f64(&buf), tol);
+        }
+        for (name, opt) in &adams {
+            let (pt, mt, vt, gt) =
+                (upload("param", &[len], &w0), zeros("m", &[len]), zeros("v", &[len]), zeros("grad", &[len]));
+            let (mut w, mut m, mut v) = (w0.clone(), vec![0.0f32; len], vec![0.0f32; len]);
+            for (step, g) in grads.iter().enumerate() {
+                let step = step as u64 + 1;
+                gt.write_f32(c, g).unwrap();
+                c.run(&[&adam_update(c, name, opt, step, &gt, &pt, &mt, &vt).unwrap()]).unwrap();
+                cpu::adam_update(&opt.params(len, step).unwrap(), g, &mut w, &mut m, &mut v);
+            }
+            let tol = Tol { atol: 1e-6, rtol: 1e-5 };
+            check(&format!("adam_update.param/{name}/len{len}"), &pt.to_f32(c).unwrap(), &to_f64(&w), tol);
+            check(&format!("adam_update.exp_avg/{name}/len{len}"), &mt.to_f32(c).unwrap(), &to_f64(&m), tol);
+            check(&format!("adam_update.exp_avg_sq/{name}/len{len}"), &vt.to_f32(c).unwrap(), &to_f64(&v), tol);
+        }
+    }
+}
+
+#[test]
+fn gather_batch_matches_reference() {
+    let c = ctx();
+    let mut r = rng(700);
+    // 101 items of 784 bytes: the dataset's byte length is not a multiple of 4 per item boundary.
+    for (name, items, item, batch) in [
+        ("mnist_like", 101usize, 784usize, 64usize),
+        ("odd_item_size", 13, 7, 5),
+        ("batch1", 3, 784, 1),
+        ("grid_past_65535", 50, 784, 5400),
+    ] {
+        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        indices[batch / 2] = items as u32 + 3; // out of range: zeros and label u32::MAX
+        let it = Tensor::from_u8(c, "images", &[items, item], &images).unwrap();
+        let lt = Tensor::from_u8(c, "labels", &[items], &labels).unwrap();
+        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
+        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
+        c.run(&[&gather_batch(c, name, 255.0, &it, &lt, &idt, 0, &xt, &yt).unwrap()]).unwrap();
+        let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
+        // Both sides compute byte / 255 in f32: bit-identical.
+        check(
+            &format!("gather_batch.x/{name}"),
+            &xt.to_f32(c).unwrap(),
+            &to_f64(&want_x),
+            Tol { atol: 0.0, rtol: 0.0 },
+        );
+        check_u32(&format!("gather_batch.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+    }
+    assert!(groups(5400 * 784) > 65_535);
+}
+
+#[test]
+fn reductions_match_reference() {
+    let c = ctx();
+    let table = [
+        ("batch1", LossGeom { n: 1, classes: 10 }),
+        ("lenet_batch64", LossGeom { n: 64, classes: 10 }),
+        ("ragged_1000x7", LossGeom { n: 1000, classes: 7 }),
+        ("long_300000", LossGeom { n: 300_000, classes: 1 }),
+    ];
+    for (seed, (name, g)) in table.into_iter().enumerate() {
+        let mut r = rng(800 + seed as u64);
+        let z = r.vec_f32(g.len(), -1.0, 1.0);
+        let labels: Vec<u32> = (0..g.n).map(|_| r.below(g.classes as u64) as u32).collect();
+        let zt = upload("logits", &[g.n, g.classes], &z);
+        let lt = Tensor::from_u32(c, "labels", &[g.n], &labels).unwrap();
+        let acc = upload("acc", &[1], &[0.5]);
+        let cacc = Tensor::from_u32(c, "correct", &[1], &[3]).unwrap();
+        let out = zeros_u32("argmax", &[g.n]);
+        // Twice: accumulators add across launches.
+        let sum = sum_accumulate(c, name, &zt, &acc).unwrap();
+        let cor = correct_accumulate(c, name, &g, &zt, &lt, &cacc).unwrap();
+        c.run(&[&sum, &cor, &sum, &cor]).unwrap();
+        c.run(&[&argmax_rows(c, name, &g, &zt, &out).unwrap()]).unwrap();
+        let z64 = to_f64(&z);
+        let once = cpu::sum_accumulate(0.0, &z64);
+        check(&format!("sum_accumulate/{name}"), &acc.to_f32(c).unwrap(), &[0.5 + 2.0 * once], F32_TOL);
+        let want_arg = cpu::argmax_rows(&g, &z64);
+        check_u32(&format!("argmax_rows/{name}"), &out.to_u32(c).unwrap(), &want_arg);
+        let once = cpu::correct_accumulate(0, &g, &z64, &labels);
+        check_u32(&format!("correct_accumulate/{name}"), &cacc.to_u32(c).unwrap(), &[3 + 2 * once]);
+    }
+}
+
+#[test]
+fn argmax_rows_and_sum_chunks_fold_large_grids() {
+    let c = ctx();
+    let mut r = rng(850);
+    let g = LossGeom { n: 4_200_000, classes: 1 };
+    let z = r.vec_f32(g.len(), -1.0, 1.0);
+    let zt = upload("logits", &[g.n, 1], &z);
+    let out = zeros_u32("argmax", &[g.n]);
+    c.run(&[&argmax_rows(c, "grid_past_65535", &g, &zt, &out).unwrap()]).unwrap();
+    check_u32("argmax_rows/grid_past_65535", &out.to_u32(c).unwrap(), &cpu::argmax_rows(&g, &to_f64(&z)));
+    // 3 chunks of 4.2M elements summed in order.
+    let (chunks, len) = (3, 4_200_000);
+    let partial = r.vec_f32(chunks * len, -1.0, 1.0);
+    let pt = upload("partial", &[chunks, len], &partial);
+    let sums = zeros("sums", &[len]);
+    c.run(&[&wgcnn::kernels::reduce::sum_chunks(c, "grid_past_65535", &pt, chunks, &sums).unwrap()]).unwrap();
+    let want: Vec<f64> = (0..len).map(|i| (0..chunks).map(|k| f64::from(partial[k * len + i])).sum()).collect();
+    check("sum_chunks/grid_past_65535", &sums.to_f32(c).unwrap(), &want, F32_TOL);
+    assert!(groups(len) > 65_535 && groups(g.n) > 65_535);
+}
+
+#[test]
+fn gather_batch_reads_from_an_offset_in_the_index_list() {
+    let c = ctx();
+    let mut r = rng(710);
+    let (items, item) = (20usize, 9usize);
+    let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+    let mut perm: Vec<u32> = (0..items as u32).collect();
+    r.shuffle(&mut perm);
+    let it = Tensor::from_u8(c, "images", &[items, item], &images).unwrap();
+    let lt = Tensor::from_u8(c, "labels", &[items], &labels).unwrap();
+    let pt = Tensor::from_u32(c, "perm", &[items], &perm).unwrap();
+    let (xt, yt) = (zeros("x", &[6, item]), zeros_u32("y", &[6]));
+    let l = gather_batch(c, "offset", 255.0, &it, &lt, &pt, 0, &xt, &yt).unwrap();
+    for first in [0usize, 6, 14] {
+        l.set_params(c, &wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, first, &xt, &yt).unwrap());
+        c.run(&[&l]).unwrap();
+        let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &perm[first..first + 6]);
+        check(
+            &format!("gather_batch.x/first{first}"),
+            &xt.to_f32(c).unwrap(),
+            &to_f64(&want_x),
+            Tol { atol: 0.0, rtol: 0.0 },
+        );
+        check_u32(&format!("gather_batch.y/first{first}"), &yt.to_u32(c).unwrap(), &want_y);
+    }
+    assert!(wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, 15, &xt, &yt).is_err(), "past the end");
+}
