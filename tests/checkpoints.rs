@@ -6,23 +6,11 @@ use common::*;
 use wgcnn::checkpoint;
 use wgcnn::data::{self, Dataset, Split};
 use wgcnn::kernels::activation::Activation;
-use wgcnn::kernels::optim::{Adam, Sgd};
+use wgcnn::kernels::optim::Adam;
 use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
 use wgcnn::train::{Optimizer, Trainer};
 use wgcnn::Error;
-
-/// The first `n` training images of the bundled sample.
-fn sample(n: usize) -> Dataset {
-    let mut d = data::load(&data::bundled_dir(), Split::Train).unwrap();
-    d.images.truncate(n * d.item_size());
-    d.labels.truncate(n);
-    d
-}
-
-fn sgd() -> Optimizer {
-    Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false })
-}
 
 /// Run `steps` GPU steps from `init` in file order.
 fn gpu_steps(

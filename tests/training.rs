@@ -16,14 +16,6 @@ use wgcnn::reference as cpu;
 use wgcnn::train::{fit, Evaluator, Optimizer, Schedule, TrainConfig, Trainer};
 use wgcnn::Error;
 
-/// The first `n` training images of the bundled sample.
-fn sample(n: usize) -> Dataset {
-    let mut d = data::load(&data::bundled_dir(), Split::Train).unwrap();
-    d.images.truncate(n * d.item_size());
-    d.labels.truncate(n);
-    d
-}
-
 /// The CPU reference trainer: the model's training graph (forward + autodiff, no fusion) interpreted
 /// in f64 with the reference kernels, then the f32 optimizer references. The spec of one GPU step.
 struct RefTrainer {
@@ -71,10 +63,6 @@ impl RefTrainer {
         }
         (loss, grads)
     }
-}
-
-fn sgd() -> Optimizer {
-    Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false })
 }
 
 /// Run `steps` GPU steps from `init` in file order; return the per-step mean losses and the parameters.

@@ -8,7 +8,7 @@ use crate::kernels::conv_fast::{
     conv2d_backward_input_auto, conv2d_backward_weight_auto, conv2d_forward_auto, conv2d_forward_fused,
 };
 use crate::kernels::Launch;
-use crate::ops::{arity, rank, Grad, Meta, Op, OutMeta, Rules};
+use crate::ops::{arity, bias_or_zeros, rank, Grad, Meta, Op, OutMeta, Rules};
 use crate::reference as cpu;
 use crate::shape::Conv2dGeom;
 use crate::tensor::{DType, Tensor};
@@ -116,14 +116,8 @@ impl Rules for ConvOp {
         let l = match self {
             ConvOp::Forward { stride, pad, relu } => {
                 let g = geom(&ins[0].shape, &ins[1].shape, *stride, *pad);
-                let zeros;
-                let b = match ins.get(2) {
-                    Some(b) => *b,
-                    None => {
-                        zeros = Tensor::zeros(ctx, &format!("{label}.no_bias"), &[g.c_out], DType::F32)?;
-                        &zeros
-                    }
-                };
+                let mut zeros = None;
+                let b = bias_or_zeros(ctx, label, ins, g.c_out, &mut zeros)?;
                 if *relu {
                     conv2d_forward_fused(ctx, label, &g, ins[0], ins[1], b, y, true)?
                         .ok_or_else(|| shape_err(label, "the fused conv+ReLU kernel does not take this shape"))?

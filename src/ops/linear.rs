@@ -5,7 +5,7 @@ use crate::error::{shape_err, Result};
 use crate::kernels::linear::linear_backward_bias;
 use crate::kernels::matmul::{linear_backward_input_auto, linear_backward_weight_auto, linear_forward_auto};
 use crate::kernels::Launch;
-use crate::ops::{arity, rank, Grad, Meta, Op, OutMeta, Rules};
+use crate::ops::{arity, bias_or_zeros, rank, Grad, Meta, Op, OutMeta, Rules};
 use crate::reference as cpu;
 use crate::shape::LinearGeom;
 use crate::tensor::{DType, Tensor};
@@ -109,14 +109,8 @@ impl Rules for LinearOp {
         let l = match self {
             LinearOp::Forward => {
                 let g = geom(&ins[0].shape, &ins[1].shape);
-                let zeros;
-                let b = match ins.get(2) {
-                    Some(b) => *b,
-                    None => {
-                        zeros = Tensor::zeros(ctx, &format!("{label}.no_bias"), &[g.out_f], DType::F32)?;
-                        &zeros
-                    }
-                };
+                let mut zeros = None;
+                let b = bias_or_zeros(ctx, label, ins, g.out_f, &mut zeros)?;
                 linear_forward_auto(ctx, label, &g, ins[0], ins[1], b, y)?
             }
             LinearOp::BackwardInput(g) => linear_backward_input_auto(ctx, label, g, ins[0], ins[1], y)?,

@@ -159,3 +159,18 @@ pub(crate) fn rank(op: &str, what: &str, shape: &[usize], r: usize, layout: &str
     }
     Ok(())
 }
+
+/// The bias input of a conv or linear node (`ins[2]`), or, for a layer without bias, a zero tensor of
+/// `len` made now (at build time) that `slot` keeps alive while the launch is prepared.
+pub(crate) fn bias_or_zeros<'a>(
+    ctx: &Context,
+    label: &str,
+    ins: &[&'a Tensor],
+    len: usize,
+    slot: &'a mut Option<Tensor>,
+) -> Result<&'a Tensor> {
+    match ins.get(2) {
+        Some(b) => Ok(*b),
+        None => Ok(slot.insert(Tensor::zeros(ctx, &format!("{label}.no_bias"), &[len], DType::F32)?)),
+    }
+}

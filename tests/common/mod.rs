@@ -24,6 +24,20 @@ pub fn groups(threads: usize) -> usize {
     threads.div_ceil(wgcnn::kernels::WORKGROUP_SIZE as usize)
 }
 
+/// The first `n` training images of the bundled sample.
+pub fn sample(n: usize) -> wgcnn::data::Dataset {
+    let mut d = wgcnn::data::load(&wgcnn::data::bundled_dir(), wgcnn::data::Split::Train).unwrap();
+    d.images.truncate(n * d.item_size());
+    d.labels.truncate(n);
+    d
+}
+
+/// SGD as `wgcnn train` runs it by default (lr 0.05, momentum 0.9, weight decay 1e-3).
+pub fn sgd() -> wgcnn::train::Optimizer {
+    use wgcnn::kernels::optim::Sgd;
+    wgcnn::train::Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false })
+}
+
 pub fn rng(seed: u64) -> Rng {
     Rng::new(seed)
 }
