@@ -197,36 +197,10 @@ impl Graph {
         }
         let rewrites = fuse(&mut ir, &Kernels(ctx));
         let plan = memory::plan(&ir, &[f.logits, f.loss, f.probs], !train);
-        let x = Tensor::zeros(ctx, "input", &ir.value(f.input).shape, DType::F32)?;
-        let labels = Tensor::zeros(ctx, "labels", &[batch], DType::U32)?;
-        let buffers = plan
-            .sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| Tensor::zeros(ctx, &format!("buffer{i}"), &[(b / 4) as usize], DType::F32))
-            .collect::<Result<Vec<_>>>()?;
-        let tensor = |v: ValueId| -> Option<Tensor> {
-            let val = ir.value(v);
-            let base = match ir.value(ir.root(v)).role {
-                Role::Input => x.clone(),
-                Role::Labels => labels.clone(),
-                Role::Param(i) => params.values.views[i].clone(),
-                Role::ParamGrad(i) => params.grads.views[i].clone(),
-                Role::Temp => buffers[plan.slot[ir.root(v).0 as usize]?].clone(),
-            };
-            Some(Tensor { shape: val.shape.clone(), dtype: val.dtype, label: val.name.clone(), ..base })
-        };
-        let missing = |v: ValueId| shape_err("graph", format!("{} has no buffer", ir.value(v).name));
-        let (mut forward, mut backward) = (Vec::new(), Vec::new());
-        for node in &ir.nodes {
-            let ins = node.inputs.iter().map(|&v| tensor(v).ok_or_else(|| missing(v))).collect::<Result<Vec<_>>>()?;
-            let outs = node.outputs.iter().map(|&v| tensor(v).ok_or_else(|| missing(v))).collect::<Result<Vec<_>>>()?;
-            let ins: Vec<&Tensor> = ins.iter().collect();
-            let outs: Vec<&Tensor> = outs.iter().collect();
-            let launches = node.op.lower(ctx, &node.name, &ins, &outs).map_err(|e| in_node(&node.name, e))?;
-            if node.backward { &mut backward } else { &mut forward }.extend(launches);
-        }
-        let get = |v: ValueId| tensor(v).ok_or_else(|| missing(v));
+        let memory = Memory::new(ctx, &ir, &plan, params, f.input)?;
+        let (forward, backward) = lower(ctx, &ir, &memory)?;
+        let (x, labels) = (memory.x.clone(), memory.labels.clone());
+        let get = |v: ValueId| memory.tensor(&ir, v);
         let (logits, loss, probs) = (get(f.logits)?, get(f.loss)?, get(f.probs)?);
         let lg = LossGeom { n: batch, classes: spec.classes };
         let metrics_launches = vec![
@@ -281,6 +255,63 @@ impl Graph {
     pub fn dispatches(&self) -> usize {
         self.launches().map(Launch::dispatches).sum()
     }
+}
+
+/// The memory of a graph's values: the input and label buffers, the parameter arenas, and the
+/// planned buffers.
+struct Memory<'a> {
+    x: Tensor,
+    labels: Tensor,
+    params: &'a Params,
+    buffers: Vec<Tensor>,
+    slot: Vec<Option<usize>>,
+}
+
+impl<'a> Memory<'a> {
+    /// Allocate the input, the labels and every planned buffer (all at build time).
+    fn new(ctx: &Context, ir: &Ir, plan: &memory::Plan, params: &'a Params, input: ValueId) -> Result<Memory<'a>> {
+        let buffers = plan
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| Tensor::zeros(ctx, &format!("buffer{i}"), &[(b / 4) as usize], DType::F32))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = ir.value(input).shape[0];
+        Ok(Memory {
+            x: Tensor::zeros(ctx, "input", &ir.value(input).shape, DType::F32)?,
+            labels: Tensor::zeros(ctx, "labels", &[batch], DType::U32)?,
+            params,
+            buffers,
+            slot: plan.slot.clone(),
+        })
+    }
+
+    /// The tensor of value `v`: a view of its memory with its shape, dtype and name.
+    fn tensor(&self, ir: &Ir, v: ValueId) -> Result<Tensor> {
+        let (val, root) = (ir.value(v), ir.root(v));
+        let base = match ir.value(root).role {
+            Role::Input => Some(&self.x),
+            Role::Labels => Some(&self.labels),
+            Role::Param(i) => self.params.values.views.get(i),
+            Role::ParamGrad(i) => self.params.grads.views.get(i),
+            Role::Temp => self.slot[root.0 as usize].and_then(|s| self.buffers.get(s)),
+        };
+        let base = base.ok_or_else(|| shape_err("graph", format!("{} has no buffer", val.name)))?;
+        Ok(Tensor { shape: val.shape.clone(), dtype: val.dtype, label: val.name.clone(), ..base.clone() })
+    }
+}
+
+/// Lower every node into its op's prepared launches on its values' tensors: (forward, backward).
+fn lower(ctx: &Context, ir: &Ir, memory: &Memory<'_>) -> Result<(Vec<Launch>, Vec<Launch>)> {
+    let (mut forward, mut backward) = (Vec::new(), Vec::new());
+    for node in &ir.nodes {
+        let ins = node.inputs.iter().map(|&v| memory.tensor(ir, v)).collect::<Result<Vec<_>>>()?;
+        let outs = node.outputs.iter().map(|&v| memory.tensor(ir, v)).collect::<Result<Vec<_>>>()?;
+        let (ins, outs): (Vec<&Tensor>, Vec<&Tensor>) = (ins.iter().collect(), outs.iter().collect());
+        let launches = node.op.lower(ctx, &node.name, &ins, &outs).map_err(|e| in_node(&node.name, e))?;
+        if node.backward { &mut backward } else { &mut forward }.extend(launches);
+    }
+    Ok((forward, backward))
 }
 
 /// Whether the node writing `v` is a view (flatten): its output is its input's memory.
