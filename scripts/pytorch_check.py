@@ -6,7 +6,10 @@
 
 The second form starts PyTorch from wgcnn's INIT checkpoint, runs STEPS steps of torch.optim OPT
 (sgd with momentum 0.9, or adam) at LR on the training files in file order (wgcnn's --no-shuffle), and
-prints the largest difference from wgcnn's AFTER checkpoint, per parameter.
+prints the largest difference from wgcnn's AFTER checkpoint, per parameter, and how far each of wgcnn and
+PyTorch (both float32) ends from the same run in float64. INIT: `wgcnn train --model M --steps 1 --lr 0
+--weight-decay 0 --save INIT` (then delete INIT's .optim file); AFTER: `wgcnn train --init INIT
+--no-shuffle --steps STEPS --schedule constant --lr LR --weight-decay 0 --save AFTER`.
 
 Builds the PyTorch module of the model the checkpoint's metadata describes (any wgcnn model file;
 LeNet-5 for checkpoints written before model files), loads the file with safetensors.torch.load_file +
@@ -60,10 +63,9 @@ def find(d, stem):
     sys.exit(f"no {stem} in {d}")
 
 
-def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
-    net = load_net(init_path)
-    x = torch.from_numpy(read_idx(find(data_dir, "train-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
-    y = torch.from_numpy(read_idx(find(data_dir, "train-labels-idx1-ubyte")).astype(np.int64))
+def train_steps(init_path, x, y, steps, batch, opt, lr, dtype):
+    """PyTorch's own run from wgcnn's INIT weights, in `dtype`: (weights as f64, losses)."""
+    net = load_net(init_path).to(dtype)
     if opt == "sgd":
         o = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     else:
@@ -71,20 +73,36 @@ def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
     losses = []
     for s in range(steps):
         first = (s * batch) % len(y)
-        xb, yb = x[first : first + batch], y[first : first + batch]
+        xb, yb = x[first : first + batch].to(dtype), y[first : first + batch]
         o.zero_grad()
         loss = net.loss(net(xb), yb)
         loss.backward()
         o.step()
         losses.append(loss.item())
-    after = load_file(after_path)
-    diffs = {k: (v - after[k]).abs().max().item() for k, v in net.state_dict().items()}
-    scale = {k: v.abs().max().item() for k, v in after.items()}
-    relative = {k: diffs[k] / max(scale[k], 1e-30) for k in diffs}
-    norm_rel = {k: ((v - after[k]).norm() / max(after[k].norm().item(), 1e-30)).item() for k, v in net.state_dict().items()}
+    return {k: v.double() for k, v in net.state_dict().items()}, losses
+
+
+def max_relative(a, b):
+    """max over tensors of max|a - b| / max|b|: the largest difference relative to the tensor's scale."""
+    return max(((a[k] - b[k]).abs().max() / max(b[k].abs().max().item(), 1e-30)).item() for k in b)
+
+
+def replay(init_path, after_path, steps, batch, opt, lr, data_dir):
+    """wgcnn's weights after STEPS against PyTorch's f32 run and against an f64 run (the exact answer up
+    to f64 rounding): where float32 rounding tips a discrete choice (a ReLU or max-pool near a tie), the
+    f64 run says which side is right."""
+    x = torch.from_numpy(read_idx(find(data_dir, "train-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(read_idx(find(data_dir, "train-labels-idx1-ubyte")).astype(np.int64))
+    w32, losses = train_steps(init_path, x, y, steps, batch, opt, lr, torch.float32)
+    w64, _ = train_steps(init_path, x, y, steps, batch, opt, lr, torch.float64)
+    after = {k: v.double() for k, v in load_file(after_path).items()}
+    diffs = {k: (w32[k] - after[k]).abs().max().item() for k in after}
+    norm_rel = {k: ((w32[k] - after[k]).norm() / max(after[k].norm().item(), 1e-30)).item() for k in after}
     print(json.dumps({"torch": torch.__version__, "steps": steps, "batch": batch, "optimizer": opt, "lr": lr,
-                      "torch_losses": losses, "max_abs_diff": diffs, "max_abs_weight": scale,
-                      "max_relative_diff": max(relative.values()), "max_norm_relative_diff": max(norm_rel.values())}))
+                      "torch_losses": losses, "max_abs_diff": diffs,
+                      "max_relative_diff": max_relative(w32, after),
+                      "max_norm_relative_diff": max(norm_rel.values()),
+                      "wgcnn_vs_f64": max_relative(after, w64), "torch_f32_vs_f64": max_relative(w32, w64)}))
 
 
 def main():
