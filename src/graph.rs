@@ -98,7 +98,7 @@ impl Params {
         if let Some(p) = specs.iter().find(|p| DType::F32.bytes(p.len()) > limit) {
             return Err(Error::Limit {
                 op: p.name.clone(),
-                what: format!("{} ({:?}) in bytes", p.name, p.shape),
+                what: format!("its size in bytes ({:?} f32)", p.shape),
                 value: DType::F32.bytes(p.len()),
                 limit,
             });
@@ -196,6 +196,7 @@ impl Graph {
             autodiff(&mut ir)?;
         }
         let rewrites = fuse(&mut ir, &Kernels(ctx));
+        log::debug!("{} at batch {batch} ({}):\n{}", spec.name, if train { "training" } else { "forward" }, ir.dump());
         let plan = memory::plan(&ir, &[f.logits, f.loss, f.probs], !train);
         let memory = Memory::new(ctx, &ir, &plan, params, f.input)?;
         let (forward, backward) = lower(ctx, &ir, &memory)?;
@@ -270,20 +271,16 @@ struct Memory<'a> {
 impl<'a> Memory<'a> {
     /// Allocate the input, the labels and every planned buffer (all at build time).
     fn new(ctx: &Context, ir: &Ir, plan: &memory::Plan, params: &'a Params, input: ValueId) -> Result<Memory<'a>> {
+        let x = Tensor::zeros(ctx, "input", &ir.value(input).shape, DType::F32)?;
+        let labels = Tensor::zeros(ctx, "labels", &[ir.value(input).shape[0]], DType::U32)?;
+        // Each buffer is named after the largest value it holds, so a limit error names a layer.
         let buffers = plan
             .sizes
             .iter()
-            .enumerate()
-            .map(|(i, &b)| Tensor::zeros(ctx, &format!("buffer{i}"), &[(b / 4) as usize], DType::F32))
+            .zip(&plan.owners)
+            .map(|(&b, &v)| Tensor::zeros(ctx, &ir.value(v).name, &[(b / 4) as usize], DType::F32))
             .collect::<Result<Vec<_>>>()?;
-        let batch = ir.value(input).shape[0];
-        Ok(Memory {
-            x: Tensor::zeros(ctx, "input", &ir.value(input).shape, DType::F32)?,
-            labels: Tensor::zeros(ctx, "labels", &[batch], DType::U32)?,
-            params,
-            buffers,
-            slot: plan.slot.clone(),
-        })
+        Ok(Memory { x, labels, params, buffers, slot: plan.slot.clone() })
     }
 
     /// The tensor of value `v`: a view of its memory with its shape, dtype and name.

@@ -309,6 +309,21 @@ fn impossible_graphs_fail_at_build_naming_the_layer() {
         Err(e) => panic!("expected a limit error, got {e}"),
         Ok(_) => panic!("built a graph of 400,000 images"),
     }
+    // A layer whose output is past the binding limit (3,000,000 maps of 8x8 from a 1x1 conv: 768 MB;
+    // the weights stay small).
+    let wide = wgcnn::model::ModelBuilder::new("wide", [1, 8, 8], 2)
+        .layer("wide", wgcnn::model::Conv2d::new(3_000_000, 1))
+        .layer("pool", wgcnn::model::Pool2d::avg(8))
+        .layer("flatten", wgcnn::model::LayerOp::Flatten)
+        .layer("fc", wgcnn::model::Linear::new(2))
+        .build()
+        .unwrap();
+    match wgcnn::graph::Params::new(c, &wide).and_then(|p| wgcnn::graph::Graph::build(c, &wide, &p, &metrics, 1, false))
+    {
+        Err(e @ Error::Limit { .. }) => assert!(e.to_string().starts_with("wide"), "{e}"),
+        Err(e) => panic!("expected a limit error naming the layer, got {e}"),
+        Ok(_) => panic!("built a 768 MB activation"),
+    }
     // Parameters of another model.
     let other = lenet5(LeNetConfig { pool: PoolKind::Avg, ..LeNetConfig::default() });
     let residual = wgcnn::model::file::load(std::path::Path::new("models/residual-mini.toml")).unwrap();
@@ -342,4 +357,37 @@ fn the_training_graph_reuses_dead_buffers_and_keeps_lenets_dispatch_count() {
     }
     let forward_only = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 64, false).unwrap();
     assert_eq!(forward_only.memory_bytes.0, forward_only.memory_bytes.1, "forward-only graphs keep every value");
+}
+
+#[test]
+fn lowering_a_tiny_dag_prepares_one_launch_per_computing_node_in_order() {
+    // input → conv1 → relu1 → conv2 → skip = relu1 + conv2 → flatten → fc: relu1 has two readers, so
+    // its gradient is a sum; the flatten and the add's backward are views and pass-throughs (no launch).
+    use wgcnn::kernels::activation::Activation::Relu;
+    use wgcnn::model::{Conv2d, LayerOp, Linear, ModelBuilder};
+    let c = ctx();
+    let spec = ModelBuilder::new("tiny", [1, 6, 6], 3)
+        .layer("conv1", Conv2d::new(2, 3).padding(1))
+        .layer("relu1", Relu)
+        .layer("conv2", Conv2d::new(2, 3).padding(1))
+        .layer_from("skip", LayerOp::Add, &["relu1", "conv2"])
+        .layer("flatten", LayerOp::Flatten)
+        .layer("fc", Linear::new(3))
+        .build()
+        .unwrap();
+    let params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    let metrics = wgcnn::graph::Metrics::new(c, "m").unwrap();
+    let g = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 2, true).unwrap();
+    let labels: Vec<&str> = g.launches().map(|l| l.label.as_str()).collect();
+    let fused = c.kernels == wgcnn::KernelSet::Fast;
+    let mut want = vec![if fused { "conv1+relu1" } else { "conv1" }];
+    want.extend(if fused { vec![] } else { vec!["relu1"] });
+    want.extend(["conv2", "skip", "fc", "loss", "metrics.loss", "metrics.correct", "loss.backward"]);
+    want.extend(["fc.dw", "fc.db", "fc.dx", "conv2.dw", "conv2.db", "conv2.dx", "relu1.grad_sum1", "relu1.dx"]);
+    want.extend(["conv1.dw", "conv1.db"]);
+    assert_eq!(labels, want, "{}", g.ir.dump());
+    // Every value a launch reads or writes has a buffer of its size; the flatten views the skip's.
+    let skip = &g.outputs.iter().find(|o| o.0 == "skip").unwrap().1;
+    assert_eq!(skip.shape, [2, 2, 6, 6]);
+    assert!(g.outputs.iter().all(|o| o.0 != "flatten"), "a view is not a layer output of its own");
 }

@@ -15,6 +15,8 @@ pub struct Plan {
     pub slot: Vec<Option<usize>>,
     /// Byte size of each buffer.
     pub sizes: Vec<u64>,
+    /// The value each buffer was made for (its largest), to name it in labels and errors.
+    pub owners: Vec<ValueId>,
     /// Bytes the planned values ask for in all (the sum of their sizes).
     pub requested: u64,
 }
@@ -58,7 +60,7 @@ pub fn plan(ir: &Ir, keep: &[ValueId], keep_all: bool) -> Plan {
         .map(|v| (padded_bytes(ir.values[v].dtype.bytes(ir.values[v].len())), v))
         .collect();
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut plan = Plan { slot: vec![None; n], sizes: Vec::new(), requested: 0 };
+    let mut plan = Plan { slot: vec![None; n], sizes: Vec::new(), owners: Vec::new(), requested: 0 };
     let mut lives: Vec<Vec<(usize, usize)>> = Vec::new(); // per buffer: the (first, last) node of each value
     for (need, v) in order {
         let life = (def[v].unwrap_or(0), last[v].max(def[v].unwrap_or(0)));
@@ -67,6 +69,7 @@ pub fn plan(ir: &Ir, keep: &[ValueId], keep_all: bool) -> Plan {
         let best = (0..plan.sizes.len()).filter(|&b| plan.sizes[b] >= need && free(b)).min_by_key(|&b| plan.sizes[b]);
         let b = best.unwrap_or_else(|| {
             plan.sizes.push(need);
+            plan.owners.push(ValueId(v as u32));
             lives.push(Vec::new());
             plan.sizes.len() - 1
         });
