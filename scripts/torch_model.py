@@ -47,6 +47,10 @@ class ModelFileNet(nn.Module):
                 out = (x[0], (x[1] - k) // s + 1, (x[2] - k) // s + 1)
             elif op == "flatten":
                 out = (x[0] * x[1] * x[2],) if len(x) == 3 else x
+            elif op == "concat":
+                out = (sum(shapes[i][0] for i in inputs),) + tuple(x[1:])
+            elif op == "global_avgpool":
+                out = (x[0], 1, 1)
             elif op in ACTIVATIONS or op == "add":
                 out = x
             else:
@@ -81,6 +85,10 @@ class ModelFileNet(nn.Module):
                 y = torch.flatten(a, 1)
             elif op == "add":
                 y = a + values[inputs[1]]
+            elif op == "concat":
+                y = torch.cat([values[i] for i in inputs], dim=1)
+            elif op == "global_avgpool":
+                y = F.adaptive_avg_pool2d(a, 1)
             else:
                 y = self._get(name)(a)
             values[name] = y

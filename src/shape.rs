@@ -182,3 +182,37 @@ impl LossGeom {
         self.len() == 0
     }
 }
+
+/// One input of a concatenation along channels: part `[n, c_part, h, w]` is the channel slice
+/// `[offset, offset + c_part)` of whole `[n, c_whole, h, w]` (`hw` = h·w).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConcatGeom {
+    pub n: usize,
+    pub c_part: usize,
+    pub c_whole: usize,
+    pub offset: usize,
+    pub hw: usize,
+}
+
+impl ConcatGeom {
+    pub fn validate(&self, op: &str) -> Result<()> {
+        if self.n == 0 || self.c_part == 0 || self.hw == 0 || self.offset + self.c_part > self.c_whole {
+            return Err(shape_err(
+                op,
+                format!("channels {}..{} of {} in {self:?}", self.offset, self.offset + self.c_part, self.c_whole),
+            ));
+        }
+        Ok(())
+    }
+    pub fn part_len(&self) -> usize {
+        self.n * self.c_part * self.hw
+    }
+    pub fn whole_len(&self) -> usize {
+        self.n * self.c_whole * self.hw
+    }
+    /// The index in whole of element `i` of part.
+    pub fn whole_index(&self, i: usize) -> usize {
+        let (s, ch, b) = (i % self.hw, (i / self.hw) % self.c_part, i / (self.hw * self.c_part));
+        (b * self.c_whole + self.offset + ch) * self.hw + s
+    }
+}

@@ -8,7 +8,7 @@
 
 use wgcnn::reference as cpu;
 use wgcnn::rng::Rng;
-use wgcnn::shape::{Conv2dGeom, LinearGeom, LossGeom, Pool2dGeom};
+use wgcnn::shape::{ConcatGeom, Conv2dGeom, LinearGeom, LossGeom, Pool2dGeom};
 
 const H: f64 = 1e-6;
 const ATOL: f64 = 1e-6;
@@ -117,6 +117,8 @@ fn pooling_backward() {
         ("2x2s2", Pool2dGeom::square(2, 2, 6, 6, 2, 2)),
         ("3x3s2_overlap_ragged", Pool2dGeom::square(1, 2, 7, 8, 3, 2)),
         ("rect_3x2_s1x2", Pool2dGeom { n: 1, c: 1, h: 5, w: 6, kh: 3, kw: 2, stride_h: 1, stride_w: 2 }),
+        // global_avgpool: one window over each whole plane.
+        ("global_5x7", Pool2dGeom { n: 2, c: 3, h: 5, w: 7, kh: 5, kw: 7, stride_h: 5, stride_w: 7 }),
     ];
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = Rng::new(30 + seed as u64);
@@ -211,4 +213,37 @@ fn optimizer_references_follow_torch_optim_by_hand() {
     }
     assert!((w[0] - 0.8).abs() < 1e-6, "adam: {}", w[0]);
     assert!((m[0] - 0.19).abs() < 1e-6 && (v[0] - 0.001999).abs() < 1e-9, "adam moments: {} {}", m[0], v[0]);
+}
+
+#[test]
+fn concat_backward_is_the_slice_of_the_gradient() {
+    // L = Σ r ⊙ concat(a, b, c): each part's gradient is its channel slice of r.
+    let (n, cs, hw) = (2, [2usize, 3, 1], 6);
+    let c_whole: usize = cs.iter().sum();
+    let mut r = Rng::new(40);
+    let parts: Vec<Vec<f64>> = cs.iter().map(|&c| rand(&mut r, n * c * hw)).collect();
+    let up = rand(&mut r, n * c_whole * hw);
+    let geoms: Vec<ConcatGeom> = cs
+        .iter()
+        .scan(0, |off, &c| {
+            let g = ConcatGeom { n, c_part: c, c_whole, offset: *off, hw };
+            *off += c;
+            Some(g)
+        })
+        .collect();
+    let forward = |parts: &[Vec<f64>]| {
+        geoms.iter().zip(parts).fold(vec![0.0; n * c_whole * hw], |whole, (g, p)| cpu::concat_forward(g, p, &whole))
+    };
+    for (k, g) in geoms.iter().enumerate() {
+        let analytic = cpu::concat_backward(g, &up);
+        let num = numeric(
+            |x| {
+                let mut ps = parts.clone();
+                ps[k] = x.to_vec();
+                dot(&up, &forward(&ps))
+            },
+            &parts[k],
+        );
+        assert_grad(&format!("concat_backward/part{k}"), &analytic, &num);
+    }
 }

@@ -6,10 +6,11 @@ mod common;
 
 use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
+use wgcnn::kernels::concat::{concat_backward, concat_forward};
 use wgcnn::kernels::elementwise::add_forward;
 use wgcnn::kernels::pool::*;
 use wgcnn::reference as cpu;
-use wgcnn::shape::Pool2dGeom;
+use wgcnn::shape::{ConcatGeom, Pool2dGeom};
 
 #[test]
 fn activations_match_reference() {
@@ -75,6 +76,8 @@ fn pooling_matches_reference() {
         ("overlapping_3s2", Pool2dGeom::square(2, 2, 11, 10, 3, 2)),
         ("rect_window", Pool2dGeom { n: 1, c: 3, h: 9, w: 8, kh: 3, kw: 2, stride_h: 1, stride_w: 2 }),
         ("window_eq_input", Pool2dGeom::square(3, 2, 5, 5, 5, 1)),
+        // global_avgpool's geometry: one window over each whole (here non-square) plane.
+        ("global_plane_7x9", Pool2dGeom { n: 2, c: 3, h: 7, w: 9, kh: 7, kw: 9, stride_h: 7, stride_w: 9 }),
         // 4.4M input elements (backward) and 1.1M outputs.
         ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 2, 2)),
         // 4.4M windows: the tiled kernels (one invocation per window) fold their grid too.
@@ -166,4 +169,44 @@ fn maxpool_ties_pick_the_first_maximum() {
     check("maxpool2d_forward/ties", &yt.to_f32(c).unwrap(), &want_y, Tol { atol: 0.0, rtol: 0.0 });
     c.run(&[&maxpool2d_forward_fast(c, "ties", &g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
     check_u32("maxpool2d_tiles_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
+}
+
+#[test]
+fn concat_matches_reference() {
+    // (name, n, channels of each part, h, w). A copy is exact: the tolerance is 0.
+    let table: [(&str, usize, &[usize], usize, usize); 4] = [
+        ("batch1_two_parts", 1, &[2, 3], 5, 5),
+        ("ragged_three_parts", 3, &[1, 4, 2], 7, 3),
+        ("inception_like", 2, &[8, 16, 4, 4], 6, 6),
+        // The second part has 4,205,000 elements: 65,704 workgroups, past 65,535.
+        ("grid_past_65535", 1, &[1, 2], 1450, 1450),
+    ];
+    let c = ctx();
+    let exact = Tol { atol: 0.0, rtol: 0.0 };
+    for (seed, (name, n, cs, h, w)) in table.into_iter().enumerate() {
+        let mut r = rng(400 + seed as u64);
+        let c_whole: usize = cs.iter().sum();
+        let whole_len = n * c_whole * h * w;
+        let wt = zeros("whole", &[n, c_whole, h, w]);
+        let dy = r.vec_f32(whole_len, -1.0, 1.0);
+        let dyt = upload("dy", &[n, c_whole, h, w], &dy);
+        let mut want = vec![0.0f64; whole_len];
+        let mut offset = 0;
+        for (k, &cp) in cs.iter().enumerate() {
+            let g = ConcatGeom { n, c_part: cp, c_whole, offset, hw: h * w };
+            let part = r.vec_f32(g.part_len(), -1.0, 1.0);
+            let pt = upload("part", &[n, cp, h, w], &part);
+            c.run(&[&concat_forward(c, name, &g, &pt, &wt).unwrap()]).unwrap();
+            want = cpu::concat_forward(&g, &to_f64(&part), &want);
+            let dxt = zeros("dx", &[n, cp, h, w]);
+            let got = run_f32(concat_backward(c, name, &g, &dyt, &dxt), &dxt);
+            check(&format!("concat_backward/{name}/part{k}"), &got, &cpu::concat_backward(&g, &to_f64(&dy)), exact);
+            offset += cp;
+        }
+        check(&format!("concat_forward/{name}"), &wt.to_f32(c).unwrap(), &want, exact);
+    }
+    assert!(groups(2 * 1450 * 1450) > 65_535);
+    // A slice past the whole's channels is a typed error.
+    let g = ConcatGeom { n: 1, c_part: 2, c_whole: 3, offset: 2, hw: 4 };
+    assert!(concat_forward(c, "bad", &g, &zeros("p", &[1, 2, 2, 2]), &zeros("w", &[1, 3, 2, 2])).is_err());
 }

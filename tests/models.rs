@@ -101,7 +101,7 @@ fn every_mistake_in_a_model_file_names_the_layer_and_the_field() {
             with(&GOOD.replace("op = \"flatten\"", "op = \"flatten\"\ninputs = [\"fc\"]")),
             &["layer flat", "input \"fc\" comes later"],
         ),
-        (with(&GOOD.replace("op = \"flatten\"", "op = \"add\"")), &["layer flat", "add takes 2 input(s)"]),
+        (with(&GOOD.replace("op = \"flatten\"", "op = \"add\"")), &["layer flat", "add takes 2 inputs"]),
         // A linear layer on an unflattened map: both shapes in the message.
         (with(&GOOD.replace("op = \"flatten\"", "op = \"relu\"")), &["layer fc", "[1, 2, 6, 6]"]),
         // The last layer is not [n, classes].

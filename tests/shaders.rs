@@ -5,6 +5,7 @@ use std::mem::size_of;
 
 use wgcnn::kernels::{
     activation::ElementwiseParams,
+    concat::ConcatParams,
     conv::ConvParams,
     conv_fast::FastConvParams,
     elementwise::AddParams,
@@ -94,6 +95,7 @@ fn params_structs_match_their_wgsl_twins() {
         (ShaderFile::ConvFast, "FastConvParams", size_of::<FastConvParams>()),
         (ShaderFile::Activation, "ElementwiseParams", size_of::<ElementwiseParams>()),
         (ShaderFile::Elementwise, "AddParams", size_of::<AddParams>()),
+        (ShaderFile::Concat, "ConcatParams", size_of::<ConcatParams>()),
         (ShaderFile::Pool, "PoolParams", size_of::<PoolParams>()),
         (ShaderFile::PoolFast, "TileParams", size_of::<TileParams>()),
         (ShaderFile::Linear, "LinearParams", size_of::<LinearParams>()),

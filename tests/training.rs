@@ -127,11 +127,33 @@ fn lenet5_through_the_ir_trains_bit_identically_to_the_previous_release() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Three branches (1x1, 3x3, 5x5 convs) of one pooled value, joined by concat, then a global average
+/// pool: the pooled value's gradient is a sum of three.
+fn inception_like() -> ModelSpec {
+    use wgcnn::kernels::activation::Activation::Relu;
+    use wgcnn::model::{Conv2d, LayerOp, Linear, ModelBuilder, Pool2d};
+    ModelBuilder::new("inception-like", [1, 28, 28], 10)
+        .layer("stem", Conv2d::new(4, 3).padding(1))
+        .layer("stem.relu", Relu)
+        .layer("pool", Pool2d::max(2)) // [n, 4, 14, 14]
+        .layer_from("b1", Conv2d::new(4, 1), &["pool"])
+        .layer_from("b3", Conv2d::new(4, 3).padding(1), &["pool"])
+        .layer_from("b5", Conv2d::new(2, 5).padding(2), &["pool"])
+        .layer_from("cat", LayerOp::Concat, &["b1", "b3", "b5"]) // [n, 10, 14, 14]
+        .layer("cat.relu", Relu)
+        .layer("gap", LayerOp::GlobalAvgPool) // [n, 10, 1, 1]
+        .layer("flatten", LayerOp::Flatten)
+        .layer("fc", Linear::new(10))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn first_steps_match_the_cpu_reference_trainer() {
     // 20 images in batches of 8: steps of 8, 8 and the partial 4 exercise both built graphs. LeNet-5 in
-    // three configurations and a model file with a residual connection (a value with two consumers,
-    // whose gradient is a sum), against the IR interpreted on the CPU.
+    // three configurations, a model file with a residual connection (a value with two consumers, whose
+    // gradient is a sum) and an Inception-like block (concat of three branches, global average pool),
+    // against the IR interpreted on the CPU.
     //
     // SGD cases run the reference trainer on its own gradients: losses agree to 1e-5 relative and,
     // after 4 updates, parameters (|w| ≤ 0.2 at init) to 2e-5 + 1e-4·|w|.
@@ -157,7 +179,7 @@ fn first_steps_match_the_cpu_reference_trainer() {
     let cases: Vec<(&str, ModelSpec, Optimizer)> = cases
         .into_iter()
         .map(|(name, cfg, opt)| (name, lenet5(cfg), opt))
-        .chain([("residual_mini_dag_sgd", residual, sgd())])
+        .chain([("residual_mini_dag_sgd", residual, sgd()), ("inception_like_concat_gap_sgd", inception_like(), sgd())])
         .collect();
     let c = ctx();
     for (name, spec, opt) in cases {

@@ -7,7 +7,7 @@ use crate::error::{shape_err, Result};
 use crate::ir::{in_node, Ir, Role, ValueId};
 use crate::kernels::pool::PoolKind;
 use crate::model::{LayerOp, ModelSpec, ParamSpec, INPUT};
-use crate::ops::{ActOp, AddOp, ConvOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
+use crate::ops::{ActOp, AddOp, ConcatOp, ConvOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
 use crate::tensor::DType;
 
 /// A model's forward graph and the values the executor binds or reads.
@@ -102,6 +102,8 @@ pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
             }
             LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),
             LayerOp::Add => (Op::Add(AddOp), vec![]),
+            LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
+            LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
         };
         inputs.splice(0..0, ins);
         let outs = b.ir.push(&l.name, op, &inputs)?;

@@ -8,6 +8,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub mod activation;
+pub mod concat;
 pub mod conv;
 pub mod conv_fast;
 pub mod elementwise;
@@ -35,6 +36,7 @@ pub enum ShaderFile {
     ConvFast,
     Activation,
     Elementwise,
+    Concat,
     Pool,
     PoolFast,
     Linear,
@@ -46,11 +48,12 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 12] = [
+    pub const ALL: [ShaderFile; 13] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::Activation,
         ShaderFile::Elementwise,
+        ShaderFile::Concat,
         ShaderFile::Pool,
         ShaderFile::PoolFast,
         ShaderFile::Linear,
@@ -68,6 +71,7 @@ impl ShaderFile {
             ShaderFile::ConvFast => "conv_fast.wgsl",
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::Elementwise => "elementwise.wgsl",
+            ShaderFile::Concat => "concat.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::PoolFast => "pool_fast.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -85,6 +89,7 @@ impl ShaderFile {
             ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            ShaderFile::Concat => include_str!("../../shaders/concat.wgsl"),
             ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderFile::PoolFast => include_str!("../../shaders/pool_fast.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -153,6 +158,8 @@ kernels! {
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
     SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
     AddForward => "add_forward", Elementwise, [R, R, W];
+    ConcatForward => "concat_forward", Concat, [R, W];
+    ConcatBackward => "concat_backward", Concat, [R, W];
     MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];
     MaxPool2dBackward => "maxpool2d_backward", Pool, [R, R, W];
     AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];

@@ -80,13 +80,13 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "conv2d" => &["out_channels", "kernel_size", "stride", "padding", "bias"],
         "linear" => &["out_features", "bias"],
         "maxpool2d" | "avgpool2d" => &["kernel_size", "stride", "padding"],
-        "relu" | "tanh" | "sigmoid" | "flatten" | "add" => &[],
+        "relu" | "tanh" | "sigmoid" | "flatten" | "add" | "concat" | "global_avgpool" => &[],
         other => {
             return Err(model_err(
                 &name,
                 format!(
                     "unknown op {other:?} (known: conv2d, linear, relu, tanh, sigmoid, maxpool2d, avgpool2d, \
-                     flatten, add)"
+                     global_avgpool, flatten, add, concat)"
                 ),
             ))
         }
@@ -118,6 +118,8 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "tanh" => LayerOp::Act(Activation::Tanh),
         "sigmoid" => LayerOp::Act(Activation::Sigmoid),
         "flatten" => LayerOp::Flatten,
+        "concat" => LayerOp::Concat,
+        "global_avgpool" => LayerOp::GlobalAvgPool,
         _ => LayerOp::Add,
     };
     let inputs = match t.get("inputs") {
@@ -257,7 +259,9 @@ pub fn to_toml(spec: &ModelSpec) -> String {
             LayerOp::Pool(p) => {
                 format!("kernel_size = {}\nstride = {}\npadding = {}\n", p.kernel_size, p.stride, p.padding)
             }
-            LayerOp::Act(_) | LayerOp::Flatten | LayerOp::Add => String::new(),
+            LayerOp::Act(_) | LayerOp::Flatten | LayerOp::Add | LayerOp::Concat | LayerOp::GlobalAvgPool => {
+                String::new()
+            }
         };
     }
     s

@@ -89,6 +89,10 @@ pub enum LayerOp {
     Flatten,
     /// Elementwise sum of two inputs of one shape (a residual connection).
     Add,
+    /// Two or more `[n, c_i, h, w]` inputs joined along channels.
+    Concat,
+    /// `[n, c, h, w]` → `[n, c, 1, 1]`, the mean of each plane (`AdaptiveAvgPool2d(1)`).
+    GlobalAvgPool,
 }
 
 impl LayerOp {
@@ -104,14 +108,26 @@ impl LayerOp {
             LayerOp::Pool(_) => "avgpool2d",
             LayerOp::Flatten => "flatten",
             LayerOp::Add => "add",
+            LayerOp::Concat => "concat",
+            LayerOp::GlobalAvgPool => "global_avgpool",
         }
     }
 
-    /// How many inputs the op takes.
-    pub fn arity(&self) -> usize {
+    /// Whether the op takes `n` inputs.
+    pub fn takes(&self, n: usize) -> bool {
         match self {
-            LayerOp::Add => 2,
-            _ => 1,
+            LayerOp::Add => n == 2,
+            LayerOp::Concat => n >= 2,
+            _ => n == 1,
+        }
+    }
+
+    /// How many inputs the op takes, in words.
+    fn arity(&self) -> &'static str {
+        match self {
+            LayerOp::Add => "2 inputs",
+            LayerOp::Concat => "2 or more inputs",
+            _ => "1 input",
         }
     }
 }
@@ -180,11 +196,8 @@ impl ModelSpec {
             if seen.contains(&l.name.as_str()) {
                 return Err(model_err(&l.name, "duplicate name"));
             }
-            if l.inputs.len() != l.op.arity() {
-                return Err(model_err(
-                    &l.name,
-                    format!("{} takes {} input(s), got {:?}", l.op.name(), l.op.arity(), l.inputs),
-                ));
+            if !l.op.takes(l.inputs.len()) {
+                return Err(model_err(&l.name, format!("{} takes {}, got {:?}", l.op.name(), l.op.arity(), l.inputs)));
             }
             for i in &l.inputs {
                 if i != INPUT && !seen.contains(&i.as_str()) {

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod add;
+pub mod concat;
 pub mod conv;
 pub mod linear;
 pub mod loss;
@@ -18,6 +19,7 @@ use crate::tensor::{DType, Tensor};
 
 pub use activation::ActOp;
 pub use add::AddOp;
+pub use concat::ConcatOp;
 pub use conv::ConvOp;
 pub use linear::LinearOp;
 pub use loss::LossOp;
@@ -60,6 +62,7 @@ pub enum Op {
     Pool(PoolOp),
     View(ViewOp),
     Add(AddOp),
+    Concat(ConcatOp),
     Loss(LossOp),
 }
 
@@ -72,6 +75,7 @@ impl Op {
             Op::Pool(o) => o,
             Op::View(o) => o,
             Op::Add(o) => o,
+            Op::Concat(o) => o,
             Op::Loss(o) => o,
         }
     }

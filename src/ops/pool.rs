@@ -24,10 +24,18 @@ pub enum PoolOp {
     Avg { k: usize, stride: usize },
     /// `[dy]` → `[dx]`.
     AvgBackward(Pool2dGeom),
+    /// `[x]` → `[y]`: the mean of each whole `[h, w]` plane, `[n, c, 1, 1]` (PyTorch's
+    /// `AdaptiveAvgPool2d(1)`); its backward is `AvgBackward` with the plane as the window.
+    GlobalAvg,
 }
 
 fn geom(x: &[usize], k: usize, stride: usize) -> Pool2dGeom {
     Pool2dGeom::square(x[0], x[1], x[2], x[3], k, stride)
+}
+
+/// A window over the whole `[h, w]` plane.
+fn global(x: &[usize]) -> Pool2dGeom {
+    Pool2dGeom { kh: x[2], kw: x[3], stride_h: x[2], stride_w: x[3], ..geom(x, 1, 1) }
 }
 
 impl Rules for PoolOp {
@@ -38,6 +46,7 @@ impl Rules for PoolOp {
             PoolOp::MaxBackward { relu_mask: true, .. } => "maxpool2d_backward+relu_backward",
             PoolOp::Avg { .. } => "avgpool2d",
             PoolOp::AvgBackward(_) => "avgpool2d_backward",
+            PoolOp::GlobalAvg => "global_avgpool",
         }
     }
 
@@ -45,12 +54,13 @@ impl Rules for PoolOp {
         let op = self.name();
         let (k, stride, g) = match self {
             PoolOp::Max { k, stride } | PoolOp::Avg { k, stride } => (*k, *stride, None),
+            PoolOp::GlobalAvg => (0, 0, None),
             PoolOp::MaxBackward { g, .. } | PoolOp::AvgBackward(g) => (g.kh, g.stride_h, Some(*g)),
         };
         let Some(g) = g else {
             arity(op, ins.len(), &[1])?;
             rank(op, "an input", ins[0].0, 4, "[n, c, h, w]")?;
-            let g = geom(ins[0].0, k, stride);
+            let g = if *self == PoolOp::GlobalAvg { global(ins[0].0) } else { geom(ins[0].0, k, stride) };
             g.validate(op)?;
             let y = vec![g.n, g.c, g.out_h(), g.out_w()];
             return Ok(match self {
@@ -86,6 +96,7 @@ impl Rules for PoolOp {
                 gr.emit("dx", Op::Pool(op), &[dy, gr.output(1)])?
             }
             PoolOp::Avg { k, stride } => gr.emit("dx", Op::Pool(PoolOp::AvgBackward(geom(&x, *k, *stride))), &[dy])?,
+            PoolOp::GlobalAvg => gr.emit("dx", Op::Pool(PoolOp::AvgBackward(global(&x))), &[dy])?,
             _ => return Ok(()),
         };
         gr.set(0, dx);
@@ -106,6 +117,7 @@ impl Rules for PoolOp {
                 avgpool2d_forward(ctx, label, &geom(&ins[0].shape, *k, *stride), ins[0], outs[0])?
             }
             PoolOp::AvgBackward(g) => avgpool2d_backward(ctx, label, g, ins[0], outs[0])?,
+            PoolOp::GlobalAvg => avgpool2d_forward(ctx, label, &global(&ins[0].shape), ins[0], outs[0])?,
         }])
     }
 
@@ -125,6 +137,7 @@ impl Rules for PoolOp {
             }
             PoolOp::Avg { k, stride } => vec![cpu::avgpool2d_forward(&geom(shapes[0], *k, *stride), ins[0])],
             PoolOp::AvgBackward(g) => vec![cpu::avgpool2d_backward(g, ins[0])],
+            PoolOp::GlobalAvg => vec![cpu::avgpool2d_forward(&global(shapes[0]), ins[0])],
         })
     }
 

@@ -3,6 +3,7 @@
 //! same code.
 
 mod activation;
+mod concat;
 mod conv;
 mod elementwise;
 mod gather;
@@ -13,6 +14,7 @@ mod pool;
 mod reduce;
 
 pub use activation::*;
+pub use concat::*;
 pub use conv::*;
 pub use elementwise::*;
 pub use gather::*;

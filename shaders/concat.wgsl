@@ -1,0 +1,46 @@
+// Concatenation along channels, NCHW: each input ("part", [n, c_part, h, w]) is one dispatch that copies
+// it into its channel slice [offset, offset + c_part) of the output ("whole", [n, c_whole, h, w]); the
+// backward copies the slice of the output's gradient back out. Slices are disjoint: no races.
+
+struct ConcatParams {
+    n: u32,
+    c_part: u32,
+    c_whole: u32,
+    offset: u32,
+    hw: u32,
+    total: u32, // n * c_part * hw
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConcatParams;
+
+// concat_forward: part -> its slice of whole
+@group(0) @binding(1) var<storage, read> cf_part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cf_whole: array<f32>;
+
+// concat_backward: dwhole -> dpart (the slice)
+@group(0) @binding(1) var<storage, read> cb_whole: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cb_part: array<f32>;
+
+// The index in whole of element i of part.
+fn whole_index(i: u32) -> u32 {
+    let s = i % p.hw;
+    let ch = (i / p.hw) % p.c_part;
+    let b = i / (p.hw * p.c_part);
+    return (b * p.c_whole + p.offset + ch) * p.hw + s;
+}
+
+@compute @workgroup_size(WG)
+fn concat_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    cf_whole[whole_index(i)] = cf_part[i];
+}
+
+@compute @workgroup_size(WG)
+fn concat_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    cb_part[i] = cb_whole[whole_index(i)];
+}
