@@ -41,10 +41,10 @@ class ModelFileNet(nn.Module):
                 out = (t["out_features"],)
             elif op in ("maxpool2d", "avgpool2d"):
                 k = t["kernel_size"]
-                s = t.get("stride", k)
-                cls = nn.MaxPool2d if op == "maxpool2d" else nn.AvgPool2d
-                self._set(name, cls(k, s))
-                out = (x[0], (x[1] - k) // s + 1, (x[2] - k) // s + 1)
+                s, p = t.get("stride", k), t.get("padding", 0)
+                cls = nn.MaxPool2d if op == "maxpool2d" else nn.AvgPool2d  # AvgPool2d counts padding, as wgcnn
+                self._set(name, cls(k, s, p))
+                out = (x[0], (x[1] + 2 * p - k) // s + 1, (x[2] + 2 * p - k) // s + 1)
             elif op == "flatten":
                 out = (x[0] * x[1] * x[2],) if len(x) == 3 else x
             elif op == "concat":

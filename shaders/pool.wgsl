@@ -1,5 +1,6 @@
-// 2-D pooling without padding, NCHW: max (forward records the argmax its backward gathers by) and
-// average (divisor kh*kw). x [n, c, h, w] -> y [n, c, out_h, out_w].
+// 2-D pooling, NCHW: max (forward records the argmax its backward gathers by) and average (divisor
+// kh*kw). x [n, c, h, w] -> y [n, c, out_h, out_w]. Window coordinates are in the padded input: padding
+// cells never win a max and count as zeros in an average (PyTorch's count_include_pad=True).
 
 struct PoolParams {
     n: u32,
@@ -13,7 +14,20 @@ struct PoolParams {
     out_h: u32,
     out_w: u32,
     total: u32, // elements this dispatch writes
+    pad_h: u32,
+    pad_w: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// The in-plane index of padded cell (py, px), or 0xffffffff in the padding.
+fn cell(py: u32, px: u32) -> u32 {
+    if (py < p.pad_h || px < p.pad_w) { return 0xffffffffu; }
+    let y = py - p.pad_h;
+    let x = px - p.pad_w;
+    if (y >= p.h || x >= p.w) { return 0xffffffffu; }
+    return y * p.w + x;
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
@@ -31,13 +45,14 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let oy = (i / p.out_w) % p.out_h;
     let plane = i / (p.out_w * p.out_h); // n * c + c
     let base = plane * p.h * p.w;
-    var best_at = (oy * p.stride_h) * p.w + ox * p.stride_w;
-    var best = mf_x[base + best_at];
+    var best = 0.0;
+    var best_at = 0xffffffffu;
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
-            let at = (oy * p.stride_h + ky) * p.w + ox * p.stride_w + kx;
+            let at = cell(oy * p.stride_h + ky, ox * p.stride_w + kx);
+            if (at == 0xffffffffu) { continue; }
             let v = mf_x[base + at];
-            if (v > best) {
+            if (best_at == 0xffffffffu || v > best) {
                 best = v;
                 best_at = at;
             }
@@ -68,8 +83,8 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let iy = (i / p.w) % p.h;
     let plane = i / (p.w * p.h);
     let at = iy * p.w + ix;
-    let ry = windows_covering(iy, p.kh, p.stride_h, p.out_h);
-    let rx = windows_covering(ix, p.kw, p.stride_w, p.out_w);
+    let ry = windows_covering(iy + p.pad_h, p.kh, p.stride_h, p.out_h);
+    let rx = windows_covering(ix + p.pad_w, p.kw, p.stride_w, p.out_w);
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
         for (var ox = rx.x; ox <= rx.y; ox++) {
@@ -94,9 +109,9 @@ fn avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let base = plane * p.h * p.w;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let row = base + (oy * p.stride_h + ky) * p.w + ox * p.stride_w;
         for (var kx = 0u; kx < p.kw; kx++) {
-            acc += af_x[row + kx];
+            let at = cell(oy * p.stride_h + ky, ox * p.stride_w + kx);
+            if (at != 0xffffffffu) { acc += af_x[base + at]; }
         }
     }
     af_y[i] = acc / f32(p.kh * p.kw);
@@ -113,8 +128,8 @@ fn avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let ix = i % p.w;
     let iy = (i / p.w) % p.h;
     let plane = i / (p.w * p.h);
-    let ry = windows_covering(iy, p.kh, p.stride_h, p.out_h);
-    let rx = windows_covering(ix, p.kw, p.stride_w, p.out_w);
+    let ry = windows_covering(iy + p.pad_h, p.kh, p.stride_h, p.out_h);
+    let rx = windows_covering(ix + p.pad_w, p.kw, p.stride_w, p.out_w);
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
         for (var ox = rx.x; ox <= rx.y; ox++) {

@@ -86,7 +86,9 @@ impl Conv2dGeom {
     }
 }
 
-/// A 2-D pooling window without padding: x `[n, c, h, w]` → y `[n, c, out_h, out_w]`.
+/// A 2-D pooling window: x `[n, c, h, w]` → y `[n, c, out_h, out_w]`. Padding (at most half the
+/// window, as PyTorch requires) adds cells that never win a max and count as zeros in an average
+/// (PyTorch's `count_include_pad=True`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dGeom {
     pub n: usize,
@@ -97,12 +99,19 @@ pub struct Pool2dGeom {
     pub kw: usize,
     pub stride_h: usize,
     pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
 }
 
 impl Pool2dGeom {
-    /// Square window `k` with stride `stride`.
+    /// Square window `k` with stride `stride`, no padding.
     pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize) -> Self {
-        Pool2dGeom { n, c, h, w, kh: k, kw: k, stride_h: stride, stride_w: stride }
+        Pool2dGeom { n, c, h, w, kh: k, kw: k, stride_h: stride, stride_w: stride, pad_h: 0, pad_w: 0 }
+    }
+
+    /// The same window with `pad` cells of padding on every side.
+    pub fn padded(self, pad: usize) -> Self {
+        Pool2dGeom { pad_h: pad, pad_w: pad, ..self }
     }
 
     pub fn validate(&self, op: &str) -> Result<()> {
@@ -110,22 +119,33 @@ impl Pool2dGeom {
         if dims.contains(&0) {
             return Err(shape_err(op, format!("zero-sized dimension, stride or window in {self:?}")));
         }
-        if self.kh > self.h || self.kw > self.w {
+        if 2 * self.pad_h > self.kh || 2 * self.pad_w > self.kw {
             return Err(shape_err(
                 op,
-                format!("window {}x{} is larger than the input {}x{}", self.kh, self.kw, self.h, self.w),
+                format!("padding {}x{} is more than half the window {}x{}", self.pad_h, self.pad_w, self.kh, self.kw),
             ));
+        }
+        let (ph, pw) = (self.h + 2 * self.pad_h, self.w + 2 * self.pad_w);
+        if self.kh > ph || self.kw > pw {
+            return Err(shape_err(op, format!("window {}x{} is larger than the input {ph}x{pw}", self.kh, self.kw)));
         }
         Ok(())
     }
 
     /// Output height; 0 for an invalid geometry (see [`Pool2dGeom::validate`]).
     pub fn out_h(&self) -> usize {
-        out_size(self.h, self.kh, self.stride_h)
+        out_size(self.h + 2 * self.pad_h, self.kh, self.stride_h)
     }
     /// Output width; 0 for an invalid geometry.
     pub fn out_w(&self) -> usize {
-        out_size(self.w, self.kw, self.stride_w)
+        out_size(self.w + 2 * self.pad_w, self.kw, self.stride_w)
+    }
+
+    /// The input cell under window element (ky, kx) of output (oy, ox), or None in the padding.
+    pub fn cell(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let (py, px) = (oy * self.stride_h + ky, ox * self.stride_w + kx);
+        let (y, x) = (py.checked_sub(self.pad_h)?, px.checked_sub(self.pad_w)?);
+        (y < self.h && x < self.w).then_some((y, x))
     }
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.h * self.w

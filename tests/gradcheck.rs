@@ -116,9 +116,17 @@ fn pooling_backward() {
     let table = [
         ("2x2s2", Pool2dGeom::square(2, 2, 6, 6, 2, 2)),
         ("3x3s2_overlap_ragged", Pool2dGeom::square(1, 2, 7, 8, 3, 2)),
-        ("rect_3x2_s1x2", Pool2dGeom { n: 1, c: 1, h: 5, w: 6, kh: 3, kw: 2, stride_h: 1, stride_w: 2 }),
+        (
+            "rect_3x2_s1x2",
+            Pool2dGeom { n: 1, c: 1, h: 5, w: 6, kh: 3, kw: 2, stride_h: 1, stride_w: 2, pad_h: 0, pad_w: 0 },
+        ),
+        ("pad1_3x3s2", Pool2dGeom::square(1, 2, 7, 6, 3, 2).padded(1)),
+        ("pad1_2x2s2", Pool2dGeom::square(2, 1, 5, 5, 2, 2).padded(1)),
         // global_avgpool: one window over each whole plane.
-        ("global_5x7", Pool2dGeom { n: 2, c: 3, h: 5, w: 7, kh: 5, kw: 7, stride_h: 5, stride_w: 7 }),
+        (
+            "global_5x7",
+            Pool2dGeom { n: 2, c: 3, h: 5, w: 7, kh: 5, kw: 7, stride_h: 5, stride_w: 7, pad_h: 0, pad_w: 0 },
+        ),
     ];
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = Rng::new(30 + seed as u64);

@@ -74,14 +74,26 @@ fn pooling_matches_reference() {
         ("lenet_pool2_batch4", Pool2dGeom::square(4, 16, 10, 10, 2, 2)),
         ("ragged_odd_input", Pool2dGeom::square(2, 3, 7, 9, 2, 2)),
         ("overlapping_3s2", Pool2dGeom::square(2, 2, 11, 10, 3, 2)),
-        ("rect_window", Pool2dGeom { n: 1, c: 3, h: 9, w: 8, kh: 3, kw: 2, stride_h: 1, stride_w: 2 }),
+        (
+            "rect_window",
+            Pool2dGeom { n: 1, c: 3, h: 9, w: 8, kh: 3, kw: 2, stride_h: 1, stride_w: 2, pad_h: 0, pad_w: 0 },
+        ),
         ("window_eq_input", Pool2dGeom::square(3, 2, 5, 5, 5, 1)),
+        // Padding (PyTorch's: padded cells never win a max, count as zeros in an average).
+        ("pad1_3s2_ragged", Pool2dGeom::square(2, 3, 7, 8, 3, 2).padded(1)),
+        ("pad1_2s2", Pool2dGeom::square(2, 3, 6, 6, 2, 2).padded(1)),
+        ("pad1_3s1_batch1", Pool2dGeom::square(1, 2, 5, 5, 3, 1).padded(1)),
         // global_avgpool's geometry: one window over each whole (here non-square) plane.
-        ("global_plane_7x9", Pool2dGeom { n: 2, c: 3, h: 7, w: 9, kh: 7, kw: 9, stride_h: 7, stride_w: 9 }),
+        (
+            "global_plane_7x9",
+            Pool2dGeom { n: 2, c: 3, h: 7, w: 9, kh: 7, kw: 9, stride_h: 7, stride_w: 9, pad_h: 0, pad_w: 0 },
+        ),
         // 4.4M input elements (backward) and 1.1M outputs.
         ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 2, 2)),
         // 4.4M windows: the tiled kernels (one invocation per window) fold their grid too.
         ("tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4200, 4200, 2, 2)),
+        // Padded windows over 4.4M input elements: the backward's grid folds.
+        ("pad1_grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 2).padded(1)),
     ];
     let c = ctx();
     for (seed, (name, g)) in table.iter().enumerate() {
@@ -104,7 +116,7 @@ fn pooling_matches_reference() {
         check(&format!("maxpool2d_backward/{name}"), &got, &cpu::maxpool2d_backward(g, &dy64, &want_arg), F32_TOL);
 
         // The tiled kernels (MaxPool2dTilesForward/Backward) where the windows tile the input.
-        let tiled = g.kh == g.stride_h && g.kw == g.stride_w && g.h % g.kh == 0 && g.w % g.kw == 0;
+        let tiled = g.kh == g.stride_h && g.kw == g.stride_w && g.h % g.kh == 0 && g.w % g.kw == 0 && g.pad_h == 0;
         let fwd = maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap();
         assert_eq!(fwd.is_some(), tiled, "{name}");
         if let Some(l) = fwd {
@@ -148,8 +160,10 @@ fn pooling_matches_reference() {
         let got = run_f32(avgpool2d_backward(c, name, g, &dyt, &dxt), &dxt);
         check(&format!("avgpool2d_backward/{name}"), &got, &cpu::avgpool2d_backward(g, &dy64), F32_TOL);
     }
-    assert!(groups(table[table.len() - 2].1.x_len()) > 65_535);
-    assert!(groups(table.last().unwrap().1.y_len()) > 65_535);
+    let row = |name: &str| table.iter().find(|r| r.0 == name).unwrap().1;
+    assert!(groups(row("grid_past_65535").x_len()) > 65_535);
+    assert!(groups(row("tiles_grid_past_65535").y_len()) > 65_535);
+    assert!(groups(row("pad1_grid_past_65535").x_len()) > 65_535);
 }
 
 #[test]

@@ -111,7 +111,10 @@ fn every_mistake_in_a_model_file_names_the_layer_and_the_field() {
         (with(&GOOD.replace("name = \"fc\"", "name = \"input\"")), &["cannot be named \"input\""]),
         (HEAD.replace("classes = 3", "classes = 3\nloss = \"hinge\"") + GOOD, &["[model]", "loss", "hinge"]),
         (HEAD.replace("[1, 8, 8]", "[1, 8]") + GOOD, &["[model]", "input", "three positive integers"]),
-        (with(&GOOD.replace("op = \"flatten\"", "op = \"maxpool2d\"\nkernel_size = 2\npadding = 1")), &["padding"]),
+        (
+            with(&GOOD.replace("op = \"flatten\"", "op = \"maxpool2d\"\nkernel_size = 2\npadding = 2")),
+            &["layer flat", "padding 2x2 is more than half the window 2x2"],
+        ),
     ];
     for (text, needles) in cases {
         let e = err(text);

@@ -127,8 +127,8 @@ fn lenet5_through_the_ir_trains_bit_identically_to_the_previous_release() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Three branches (1x1, 3x3, 5x5 convs) of one pooled value, joined by concat, then a global average
-/// pool: the pooled value's gradient is a sum of three.
+/// Four branches (1x1, 3x3, 5x5 convs and a padded 3x3 max-pool) of one pooled value, joined by concat,
+/// then a global average pool: the pooled value's gradient is a sum of four.
 fn inception_like() -> ModelSpec {
     use wgcnn::kernels::activation::Activation::Relu;
     use wgcnn::model::{Conv2d, LayerOp, Linear, ModelBuilder, Pool2d};
@@ -139,9 +139,10 @@ fn inception_like() -> ModelSpec {
         .layer_from("b1", Conv2d::new(4, 1), &["pool"])
         .layer_from("b3", Conv2d::new(4, 3).padding(1), &["pool"])
         .layer_from("b5", Conv2d::new(2, 5).padding(2), &["pool"])
-        .layer_from("cat", LayerOp::Concat, &["b1", "b3", "b5"]) // [n, 10, 14, 14]
+        .layer_from("bp", Pool2d::max(3).stride(1).padding(1), &["pool"]) // a padded pool branch
+        .layer_from("cat", LayerOp::Concat, &["b1", "b3", "b5", "bp"]) // [n, 14, 14, 14]
         .layer("cat.relu", Relu)
-        .layer("gap", LayerOp::GlobalAvgPool) // [n, 10, 1, 1]
+        .layer("gap", LayerOp::GlobalAvgPool) // [n, 14, 1, 1]
         .layer("flatten", LayerOp::Flatten)
         .layer("fc", Linear::new(10))
         .build()

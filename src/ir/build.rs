@@ -92,12 +92,12 @@ pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
                 (Op::Linear(LinearOp::Forward), b.weights(&l.name, f.out_features, &[xs[1]], f.bias))
             }
             LayerOp::Act(a) => (Op::Act(ActOp::Forward(a)), vec![]),
-            LayerOp::Pool(p) if p.padding != 0 => {
-                return Err(in_node(&l.name, shape_err(l.op.name(), "padded pooling is not supported yet")))
-            }
             LayerOp::Pool(p) => {
-                let (k, stride) = (p.kernel_size, p.stride);
-                let op = if p.kind == PoolKind::Max { PoolOp::Max { k, stride } } else { PoolOp::Avg { k, stride } };
+                let (k, stride, pad) = (p.kernel_size, p.stride, p.padding);
+                let op = match p.kind {
+                    PoolKind::Max => PoolOp::Max { k, stride, pad },
+                    PoolKind::Avg => PoolOp::Avg { k, stride, pad },
+                };
                 (Op::Pool(op), vec![])
             }
             LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),

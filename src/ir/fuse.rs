@@ -145,7 +145,7 @@ mod tests {
         if tap {
             r = ir.push("t", Op::Add(crate::ops::AddOp), &[r, c]).unwrap()[0];
         }
-        let p = ir.push("p", Op::Pool(PoolOp::Max { k: 2, stride: 2 }), &[r]).unwrap()[0];
+        let p = ir.push("p", Op::Pool(PoolOp::Max { k: 2, stride: 2, pad: 0 }), &[r]).unwrap()[0];
         let f = ir.push("f", Op::View(ViewOp::Flatten), &[p]).unwrap()[0];
         ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
         autodiff(&mut ir).unwrap();

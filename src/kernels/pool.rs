@@ -23,7 +23,11 @@ pub struct PoolParams {
     pub out_h: u32,
     pub out_w: u32,
     pub total: u32,
+    pub pad_h: u32,
+    pub pad_w: u32,
     pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 impl PoolParams {
@@ -43,7 +47,11 @@ impl PoolParams {
             out_h: u(g.out_h()),
             out_w: u(g.out_w()),
             total: u(total),
+            pad_h: u(g.pad_h),
+            pad_w: u(g.pad_w),
             _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         })
     }
 }
@@ -138,7 +146,12 @@ pub struct TileParams {
 
 /// Whether the shape-specialised max-pool kernels apply: windows that tile the input exactly.
 pub fn tiles(g: &Pool2dGeom) -> bool {
-    g.stride_h == g.kh && g.stride_w == g.kw && g.h.is_multiple_of(g.kh) && g.w.is_multiple_of(g.kw)
+    g.stride_h == g.kh
+        && g.stride_w == g.kw
+        && g.h.is_multiple_of(g.kh)
+        && g.w.is_multiple_of(g.kw)
+        && g.pad_h == 0
+        && g.pad_w == 0
 }
 
 fn tile_launch(

@@ -108,11 +108,7 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "maxpool2d" | "avgpool2d" => {
             let k = f.positive("kernel_size")?;
             let p = if op_name == "maxpool2d" { Pool2d::max(k) } else { Pool2d::avg(k) };
-            let padding = f.count_or("padding", 0)?;
-            if padding != 0 {
-                return Err(f.bad("padding", "padded pooling is not supported yet (padding must be 0)"));
-            }
-            LayerOp::Pool(p.stride(f.positive_or("stride", k)?))
+            LayerOp::Pool(p.stride(f.positive_or("stride", k)?).padding(f.count_or("padding", 0)?))
         }
         "relu" => LayerOp::Act(Activation::Relu),
         "tanh" => LayerOp::Act(Activation::Tanh),

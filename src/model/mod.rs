@@ -76,6 +76,11 @@ impl Pool2d {
     pub fn stride(self, stride: usize) -> Pool2d {
         Pool2d { stride, ..self }
     }
+    /// Padding (at most half the window): padded cells never win a max and count as zeros in an
+    /// average (PyTorch's `count_include_pad=True`).
+    pub fn padding(self, padding: usize) -> Pool2d {
+        Pool2d { padding, ..self }
+    }
 }
 
 /// What a layer computes.

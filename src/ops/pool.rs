@@ -16,12 +16,12 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Debug, PartialEq)]
 pub enum PoolOp {
     /// `[x]` → `[y, argmax]`.
-    Max { k: usize, stride: usize },
+    Max { k: usize, stride: usize, pad: usize },
     /// `[dy, argmax]` → `[dx]`; with `relu_mask`, `[dy, argmax, y]` → `[dx]` where the gradient passes
     /// only through windows whose maximum y is positive (the backward of a ReLU before the pool).
     MaxBackward { g: Pool2dGeom, relu_mask: bool },
     /// `[x]` → `[y]`.
-    Avg { k: usize, stride: usize },
+    Avg { k: usize, stride: usize, pad: usize },
     /// `[dy]` → `[dx]`.
     AvgBackward(Pool2dGeom),
     /// `[x]` → `[y]`: the mean of each whole `[h, w]` plane, `[n, c, 1, 1]` (PyTorch's
@@ -29,13 +29,13 @@ pub enum PoolOp {
     GlobalAvg,
 }
 
-fn geom(x: &[usize], k: usize, stride: usize) -> Pool2dGeom {
-    Pool2dGeom::square(x[0], x[1], x[2], x[3], k, stride)
+fn geom(x: &[usize], k: usize, stride: usize, pad: usize) -> Pool2dGeom {
+    Pool2dGeom::square(x[0], x[1], x[2], x[3], k, stride).padded(pad)
 }
 
 /// A window over the whole `[h, w]` plane.
 fn global(x: &[usize]) -> Pool2dGeom {
-    Pool2dGeom { kh: x[2], kw: x[3], stride_h: x[2], stride_w: x[3], ..geom(x, 1, 1) }
+    Pool2dGeom { kh: x[2], kw: x[3], stride_h: x[2], stride_w: x[3], ..geom(x, 1, 1, 0) }
 }
 
 impl Rules for PoolOp {
@@ -52,15 +52,15 @@ impl Rules for PoolOp {
 
     fn infer(&self, ins: &[Meta<'_>]) -> Result<Vec<OutMeta>> {
         let op = self.name();
-        let (k, stride, g) = match self {
-            PoolOp::Max { k, stride } | PoolOp::Avg { k, stride } => (*k, *stride, None),
-            PoolOp::GlobalAvg => (0, 0, None),
-            PoolOp::MaxBackward { g, .. } | PoolOp::AvgBackward(g) => (g.kh, g.stride_h, Some(*g)),
+        let (k, stride, pad, g) = match self {
+            PoolOp::Max { k, stride, pad } | PoolOp::Avg { k, stride, pad } => (*k, *stride, *pad, None),
+            PoolOp::GlobalAvg => (0, 0, 0, None),
+            PoolOp::MaxBackward { g, .. } | PoolOp::AvgBackward(g) => (g.kh, g.stride_h, g.pad_h, Some(*g)),
         };
         let Some(g) = g else {
             arity(op, ins.len(), &[1])?;
             rank(op, "an input", ins[0].0, 4, "[n, c, h, w]")?;
-            let g = if *self == PoolOp::GlobalAvg { global(ins[0].0) } else { geom(ins[0].0, k, stride) };
+            let g = if *self == PoolOp::GlobalAvg { global(ins[0].0) } else { geom(ins[0].0, k, stride, pad) };
             g.validate(op)?;
             let y = vec![g.n, g.c, g.out_h(), g.out_w()];
             return Ok(match self {
@@ -91,11 +91,13 @@ impl Rules for PoolOp {
         };
         let x = gr.ir.value(gr.input(0)).shape.clone();
         let dx = match self {
-            PoolOp::Max { k, stride } => {
-                let op = PoolOp::MaxBackward { g: geom(&x, *k, *stride), relu_mask: false };
+            PoolOp::Max { k, stride, pad } => {
+                let op = PoolOp::MaxBackward { g: geom(&x, *k, *stride, *pad), relu_mask: false };
                 gr.emit("dx", Op::Pool(op), &[dy, gr.output(1)])?
             }
-            PoolOp::Avg { k, stride } => gr.emit("dx", Op::Pool(PoolOp::AvgBackward(geom(&x, *k, *stride))), &[dy])?,
+            PoolOp::Avg { k, stride, pad } => {
+                gr.emit("dx", Op::Pool(PoolOp::AvgBackward(geom(&x, *k, *stride, *pad))), &[dy])?
+            }
             PoolOp::GlobalAvg => gr.emit("dx", Op::Pool(PoolOp::AvgBackward(global(&x))), &[dy])?,
             _ => return Ok(()),
         };
@@ -105,16 +107,17 @@ impl Rules for PoolOp {
 
     fn lower(&self, ctx: &Context, label: &str, ins: &[&Tensor], outs: &[&Tensor]) -> Result<Vec<Launch>> {
         Ok(vec![match self {
-            PoolOp::Max { k, stride } => {
-                maxpool2d_forward_auto(ctx, label, &geom(&ins[0].shape, *k, *stride), ins[0], outs[0], outs[1])?
+            PoolOp::Max { k, stride, pad } => {
+                let g = geom(&ins[0].shape, *k, *stride, *pad);
+                maxpool2d_forward_auto(ctx, label, &g, ins[0], outs[0], outs[1])?
             }
             PoolOp::MaxBackward { g, relu_mask: true } => {
                 maxpool2d_backward_fused(ctx, label, g, ins[0], ins[1], ins[2], outs[0], true)?
                     .ok_or_else(|| shape_err(label, "the ReLU mask needs windows that tile the input"))?
             }
             PoolOp::MaxBackward { g, .. } => maxpool2d_backward_auto(ctx, label, g, ins[0], ins[1], outs[0])?,
-            PoolOp::Avg { k, stride } => {
-                avgpool2d_forward(ctx, label, &geom(&ins[0].shape, *k, *stride), ins[0], outs[0])?
+            PoolOp::Avg { k, stride, pad } => {
+                avgpool2d_forward(ctx, label, &geom(&ins[0].shape, *k, *stride, *pad), ins[0], outs[0])?
             }
             PoolOp::AvgBackward(g) => avgpool2d_backward(ctx, label, g, ins[0], outs[0])?,
             PoolOp::GlobalAvg => avgpool2d_forward(ctx, label, &global(&ins[0].shape), ins[0], outs[0])?,
@@ -124,8 +127,8 @@ impl Rules for PoolOp {
     fn eval(&self, ins: &[&[f64]], shapes: &[&[usize]]) -> Result<Vec<Vec<f64>>> {
         let index = |v: &[f64]| v.iter().map(|&a| a as u32).collect::<Vec<u32>>();
         Ok(match self {
-            PoolOp::Max { k, stride } => {
-                let (y, arg) = cpu::maxpool2d_forward(&geom(shapes[0], *k, *stride), ins[0]);
+            PoolOp::Max { k, stride, pad } => {
+                let (y, arg) = cpu::maxpool2d_forward(&geom(shapes[0], *k, *stride, *pad), ins[0]);
                 vec![y, arg.into_iter().map(f64::from).collect()]
             }
             PoolOp::MaxBackward { g, relu_mask } => {
@@ -135,7 +138,7 @@ impl Rules for PoolOp {
                 };
                 vec![cpu::maxpool2d_backward(g, &dy, &index(ins[1]))]
             }
-            PoolOp::Avg { k, stride } => vec![cpu::avgpool2d_forward(&geom(shapes[0], *k, *stride), ins[0])],
+            PoolOp::Avg { k, stride, pad } => vec![cpu::avgpool2d_forward(&geom(shapes[0], *k, *stride, *pad), ins[0])],
             PoolOp::AvgBackward(g) => vec![cpu::avgpool2d_backward(g, ins[0])],
             PoolOp::GlobalAvg => vec![cpu::avgpool2d_forward(&global(shapes[0]), ins[0])],
         })

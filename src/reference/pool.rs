@@ -1,7 +1,7 @@
 use super::Real;
 use crate::shape::Pool2dGeom;
 
-/// y = window max, argmax = position in the `[h, w]` plane (the first maximum wins).
+/// y = window max, argmax = position in the `[h, w]` plane (the first maximum wins; padding never does).
 pub fn maxpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> (Vec<T>, Vec<u32>) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = Vec::with_capacity(g.y_len());
@@ -10,20 +10,20 @@ pub fn maxpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> (Vec<T>, Vec<u32>)
         let base = plane * g.h * g.w;
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut best_at = oy * g.stride_h * g.w + ox * g.stride_w;
-                let mut best = x[base + best_at];
+                let mut best: Option<(T, usize)> = None;
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
-                        let at = (oy * g.stride_h + ky) * g.w + ox * g.stride_w + kx;
+                        let Some((iy, ix)) = g.cell(oy, ox, ky, kx) else { continue };
+                        let at = iy * g.w + ix;
                         let v = x[base + at];
-                        if v > best {
-                            best = v;
-                            best_at = at;
+                        if best.is_none_or(|(b, _)| v > b) {
+                            best = Some((v, at));
                         }
                     }
                 }
-                y.push(best);
-                arg.push(best_at as u32);
+                let (v, at) = best.unwrap_or((T::zero(), 0)); // a valid geometry has a cell in every window
+                y.push(v);
+                arg.push(at as u32);
             }
         }
     }
@@ -49,7 +49,9 @@ fn for_each_window_element(g: &Pool2dGeom, mut f: impl FnMut(usize, usize)) {
                 let o = (plane * oh + oy) * ow + ox;
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
-                        f((plane * g.h + oy * g.stride_h + ky) * g.w + ox * g.stride_w + kx, o);
+                        if let Some((iy, ix)) = g.cell(oy, ox, ky, kx) {
+                            f((plane * g.h + iy) * g.w + ix, o);
+                        }
                     }
                 }
             }
@@ -57,7 +59,7 @@ fn for_each_window_element(g: &Pool2dGeom, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// y = window mean.
+/// y = window mean over kh·kw cells, padding counted as zeros (`count_include_pad=True`).
 pub fn avgpool2d_forward<T: Real>(g: &Pool2dGeom, x: &[T]) -> Vec<T> {
     let area = T::from_f64((g.kh * g.kw) as f64);
     let mut y = vec![T::zero(); g.y_len()];
