@@ -160,6 +160,9 @@ pub struct Graph {
     pub probs: Tensor,
     /// `[batch]` per-sample losses.
     pub loss: Tensor,
+    /// The u32 `[seed, step]` pair dropout draws its masks from, when a training graph has dropout: the
+    /// trainer writes it before each step.
+    pub step: Option<Tensor>,
     /// Each layer's name and output, in layer order (views such as flatten left out). With fused
     /// kernels a conv and the ReLU after it share one output (post-ReLU); build on a context with
     /// [`crate::KernelSet::Plain`] to see each layer's own output. A training graph reuses the buffers
@@ -187,7 +190,7 @@ impl Graph {
         batch: usize,
         train: bool,
     ) -> Result<Graph> {
-        let f = build::forward(spec, batch)?;
+        let f = build::forward(spec, batch, train)?;
         if f.params != params.specs {
             return Err(shape_err("graph", "the parameters were made for another model"));
         }
@@ -198,9 +201,9 @@ impl Graph {
         let rewrites = fuse(&mut ir, &Kernels(ctx));
         log::debug!("{} at batch {batch} ({}):\n{}", spec.name, if train { "training" } else { "forward" }, ir.dump());
         let plan = memory::plan(&ir, &[f.logits, f.loss, f.probs], !train);
-        let memory = Memory::new(ctx, &ir, &plan, params, f.input)?;
+        let memory = Memory::new(ctx, &ir, &plan, params, f.input, f.step)?;
         let (forward, backward) = lower(ctx, &ir, &memory)?;
-        let (x, labels) = (memory.x.clone(), memory.labels.clone());
+        let (x, labels, step) = (memory.x.clone(), memory.labels.clone(), memory.step.clone());
         let get = |v: ValueId| memory.tensor(&ir, v);
         let (logits, loss, probs) = (get(f.logits)?, get(f.loss)?, get(f.probs)?);
         let lg = LossGeom { n: batch, classes: spec.classes };
@@ -223,6 +226,7 @@ impl Graph {
             logits,
             probs,
             loss,
+            step,
             outputs,
             ir,
             rewrites,
@@ -263,6 +267,7 @@ impl Graph {
 struct Memory<'a> {
     x: Tensor,
     labels: Tensor,
+    step: Option<Tensor>,
     params: &'a Params,
     buffers: Vec<Tensor>,
     slot: Vec<Option<usize>>,
@@ -270,8 +275,16 @@ struct Memory<'a> {
 
 impl<'a> Memory<'a> {
     /// Allocate the input, the labels and every planned buffer (all at build time).
-    fn new(ctx: &Context, ir: &Ir, plan: &memory::Plan, params: &'a Params, input: ValueId) -> Result<Memory<'a>> {
+    fn new(
+        ctx: &Context,
+        ir: &Ir,
+        plan: &memory::Plan,
+        params: &'a Params,
+        input: ValueId,
+        step: Option<ValueId>,
+    ) -> Result<Memory<'a>> {
         let x = Tensor::zeros(ctx, "input", &ir.value(input).shape, DType::F32)?;
+        let step = step.map(|_| Tensor::zeros(ctx, "step", &[2], DType::U32)).transpose()?;
         let labels = Tensor::zeros(ctx, "labels", &[ir.value(input).shape[0]], DType::U32)?;
         // Each buffer is named after the largest value it holds, so a limit error names a layer.
         let buffers = plan
@@ -280,7 +293,7 @@ impl<'a> Memory<'a> {
             .zip(&plan.owners)
             .map(|(&b, &v)| Tensor::zeros(ctx, &ir.value(v).name, &[(b / 4) as usize], DType::F32))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Memory { x, labels, params, buffers, slot: plan.slot.clone() })
+        Ok(Memory { x, labels, step, params, buffers, slot: plan.slot.clone() })
     }
 
     /// The tensor of value `v`: a view of its memory with its shape, dtype and name.
@@ -289,6 +302,7 @@ impl<'a> Memory<'a> {
         let base = match ir.value(root).role {
             Role::Input => Some(&self.x),
             Role::Labels => Some(&self.labels),
+            Role::Step => self.step.as_ref(),
             Role::Param(i) => self.params.values.views.get(i),
             Role::ParamGrad(i) => self.params.grads.views.get(i),
             Role::Temp => self.slot[root.0 as usize].and_then(|s| self.buffers.get(s)),

@@ -255,3 +255,14 @@ fn concat_backward_is_the_slice_of_the_gradient() {
         assert_grad(&format!("concat_backward/part{k}"), &analytic, &num);
     }
 }
+
+#[test]
+fn dropout_backward_applies_the_forward_mask() {
+    let params = wgcnn::kernels::dropout::DropoutParams::new("dropout", 0.4, 2, 50).unwrap();
+    let mut r = Rng::new(41);
+    let (x, up) = (rand(&mut r, 50), rand(&mut r, 50));
+    let analytic = cpu::dropout_backward(&params, 5, 9, &up);
+    let num = numeric(|x| dot(&up, &cpu::dropout_forward(&params, 5, 9, x)), &x);
+    assert_grad("dropout_backward", &analytic, &num);
+    assert!(analytic.iter().any(|&v| v == 0.0) && analytic.iter().any(|&v| v != 0.0), "some dropped, some kept");
+}

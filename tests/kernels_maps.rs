@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
 use wgcnn::kernels::concat::{concat_backward, concat_forward};
+use wgcnn::kernels::dropout::{dropout_backward, dropout_forward, DropoutParams};
 use wgcnn::kernels::elementwise::add_forward;
 use wgcnn::kernels::pool::*;
 use wgcnn::reference as cpu;
@@ -223,4 +224,41 @@ fn concat_matches_reference() {
     // A slice past the whole's channels is a typed error.
     let g = ConcatGeom { n: 1, c_part: 2, c_whole: 3, offset: 2, hw: 4 };
     assert!(concat_forward(c, "bad", &g, &zeros("p", &[1, 2, 2, 2]), &zeros("w", &[1, 3, 2, 2])).is_err());
+}
+
+#[test]
+fn dropout_matches_reference_and_draws_fresh_masks_each_step() {
+    // The mask must match the reference hash exactly; kept values are x·scale in f32 (one rounding:
+    // 6e-8 relative). 4,200,000 elements: 65,625 workgroups, past 65,535.
+    let c = ctx();
+    let tol = Tol { atol: 0.0, rtol: 6e-8 };
+    for (seed, len) in [1usize, 7, 65, 1000, 4_200_000].into_iter().enumerate() {
+        let mut r = rng(500 + seed as u64);
+        let x = r.vec_f32(len, 0.5, 1.5); // never 0: a zero output means dropped
+        let (xt, yt, dxt) = (upload("x", &[len], &x), zeros("y", &[len]), zeros("dx", &[len]));
+        for (p, salt, pair) in [(0.0f32, 3u32, [9u32, 1u32]), (0.3, 3, [9, 1]), (0.3, 3, [9, 2]), (0.75, 4, [1, 7])] {
+            let st = wgcnn::Tensor::from_u32(c, "step", &[2], &pair).unwrap();
+            let case = format!("p{p}/salt{salt}/step{pair:?}/len{len}");
+            let params = DropoutParams::new("dropout", p, salt, len).unwrap();
+            let got = run_f32(dropout_forward(c, "dropout", p, salt, &xt, &st, &yt), &yt);
+            let want = cpu::dropout_forward(&params, pair[0], pair[1], &to_f64(&x));
+            check(&format!("dropout_forward/{case}"), &got, &want, tol);
+            let got_dx = run_f32(dropout_backward(c, "dropout", p, salt, &xt, &st, &dxt), &dxt);
+            assert_eq!(got, got_dx, "{case}: the backward draws the forward's mask");
+            if len == 4_200_000 {
+                // The keep rate is 1 - p within 5 standard deviations.
+                let kept = got.iter().filter(|&&v| v != 0.0).count() as f64 / len as f64;
+                let sd = (f64::from(p) * (1.0 - f64::from(p)) / len as f64).sqrt();
+                assert!((kept - (1.0 - f64::from(p))).abs() <= 5.0 * sd + 1e-12, "{case}: kept {kept}");
+            }
+        }
+    }
+    // Another step draws another mask; bad probabilities are typed errors.
+    let f = |step| cpu::dropout_factors(&DropoutParams::new("d", 0.5, 0, 1000).unwrap(), 1, step);
+    assert_ne!(f(1), f(2));
+    let t = zeros("t", &[4]);
+    let st = wgcnn::Tensor::from_u32(c, "step", &[2], &[0, 0]).unwrap();
+    for p in [1.0f32, -0.1, f32::NAN] {
+        assert!(dropout_forward(c, "dropout", p, 0, &t, &st, &t).is_err(), "p = {p}");
+    }
 }

@@ -31,10 +31,12 @@ impl RefTrainer {
     /// The update uses `use_grads` when given (the GPU's own gradients), else the reference ones.
     fn step(&mut self, x: &[f64], labels: &[u32], use_grads: Option<&[Vec<f32>]>) -> (f64, Vec<Vec<f64>>) {
         let n = labels.len();
-        let f = build::forward(&self.spec, n).unwrap();
+        let f = build::forward(&self.spec, n, true).unwrap();
         let mut ir = f.ir;
         autodiff(&mut ir).unwrap();
         let mut feeds = vec![(f.input, x.to_vec()), (f.labels, labels.iter().map(|&l| f64::from(l)).collect())];
+        // Dropout's [seed, step] pair, as the GPU trainer writes it (seed 0 unless set; steps from 1).
+        feeds.extend(f.step.map(|s| (s, vec![0.0, (self.step + 1) as f64])));
         feeds.extend(ir.params().into_iter().zip(&self.params).map(|(v, p)| (v, to_f64(p))));
         let values = interp::run(&ir, &feeds).unwrap();
         let mut grads: Vec<Vec<f64>> = vec![Vec::new(); self.params.len()];
@@ -149,6 +151,17 @@ fn inception_like() -> ModelSpec {
         .unwrap()
 }
 
+/// LeNet-5 with dropout (p = 0.5) after each hidden fully connected layer, as AlexNet does.
+fn lenet_dropout() -> ModelSpec {
+    let mut text = std::fs::read_to_string("models/lenet5.toml").unwrap();
+    for relu in ["relu3", "relu4"] {
+        let at = text.find(&format!("name = \"{relu}\"\nop = \"relu\"\n")).unwrap();
+        let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e);
+        text.insert_str(end, &format!("\n\n[[layer]]\nname = \"drop.{relu}\"\nop = \"dropout\"\np = 0.5"));
+    }
+    wgcnn::model::file::parse(&text).unwrap()
+}
+
 #[test]
 fn first_steps_match_the_cpu_reference_trainer() {
     // 20 images in batches of 8: steps of 8, 8 and the partial 4 exercise both built graphs. LeNet-5 in
@@ -180,7 +193,11 @@ fn first_steps_match_the_cpu_reference_trainer() {
     let cases: Vec<(&str, ModelSpec, Optimizer)> = cases
         .into_iter()
         .map(|(name, cfg, opt)| (name, lenet5(cfg), opt))
-        .chain([("residual_mini_dag_sgd", residual, sgd()), ("inception_like_concat_gap_sgd", inception_like(), sgd())])
+        .chain([
+            ("residual_mini_dag_sgd", residual, sgd()),
+            ("inception_like_concat_gap_sgd", inception_like(), sgd()),
+            ("lenet_dropout_sgd", lenet_dropout(), sgd()),
+        ])
         .collect();
     let c = ctx();
     for (name, spec, opt) in cases {
@@ -413,4 +430,23 @@ fn lowering_a_tiny_dag_prepares_one_launch_per_computing_node_in_order() {
     let skip = &g.outputs.iter().find(|o| o.0 == "skip").unwrap().1;
     assert_eq!(skip.shape, [2, 2, 6, 6]);
     assert!(g.outputs.iter().all(|o| o.0 != "flatten"), "a view is not a layer output of its own");
+}
+
+#[test]
+fn dropout_draws_masks_in_training_and_is_the_identity_in_evaluation() {
+    let c = ctx();
+    let (spec, plain) = (lenet_dropout(), lenet5(LeNetConfig::default()));
+    let params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    params.values.write(c, &init_params(&spec.params(), 2)).unwrap();
+    let metrics = wgcnn::graph::Metrics::new(c, "m").unwrap();
+    let count = |g: &wgcnn::graph::Graph| g.launches().filter(|l| l.label.starts_with("drop.")).count();
+    let train = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 4, true).unwrap();
+    assert_eq!((count(&train), train.step.is_some()), (4, true), "two dropout layers, forward and backward");
+    let eval = wgcnn::graph::Graph::build(c, &spec, &params, &metrics, 4, false).unwrap();
+    assert_eq!((count(&eval), eval.step.is_none()), (0, true), "evaluation draws no mask");
+    // Without masks the model computes what LeNet-5 computes with the same weights.
+    let inputs: Vec<Vec<f32>> = (0..3).map(|i| rng(60 + i).vec_f32(784, 0.0, 1.0)).collect();
+    let with = wgcnn::train::predict(c, &spec, &params, &inputs).unwrap();
+    let without = wgcnn::train::predict(c, &plain, &params, &inputs).unwrap();
+    assert_eq!(with, without);
 }

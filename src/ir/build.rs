@@ -7,7 +7,7 @@ use crate::error::{shape_err, Result};
 use crate::ir::{in_node, Ir, Role, ValueId};
 use crate::kernels::pool::PoolKind;
 use crate::model::{LayerOp, ModelSpec, ParamSpec, INPUT};
-use crate::ops::{ActOp, AddOp, ConcatOp, ConvOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
+use crate::ops::{ActOp, AddOp, ConcatOp, ConvOp, DropoutOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
 use crate::tensor::DType;
 
 /// A model's forward graph and the values the executor binds or reads.
@@ -24,6 +24,8 @@ pub struct Forward {
     pub loss: ValueId,
     /// `[batch, classes]` softmax of the logits.
     pub probs: ValueId,
+    /// The `[seed, step]` pair, when a training graph has dropout.
+    pub step: Option<ValueId>,
     /// Each layer's name and output, in layer order.
     pub layers: Vec<(String, ValueId)>,
     /// The parameters, in `state_dict()` order (their values have [`Role::Param`] with these indices).
@@ -55,8 +57,9 @@ impl Builder {
     }
 }
 
-/// The forward graph of `spec` for `batch` images; the first error names the layer.
-pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
+/// The forward graph of `spec` for `batch` images, in its training form (`train`: dropout draws masks)
+/// or its evaluation form (dropout is the identity); the first error names the layer.
+pub fn forward(spec: &ModelSpec, batch: usize, train: bool) -> Result<Forward> {
     if batch == 0 {
         return Err(shape_err("graph", "batch size 0"));
     }
@@ -64,9 +67,11 @@ pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
     let [c, h, w] = spec.input;
     let input = b.ir.add_value(INPUT, &[batch, c, h, w], DType::F32, Role::Input);
     let labels = b.ir.add_value("labels", &[batch], DType::U32, Role::Labels);
+    let dropout = train && spec.layers.iter().any(|l| matches!(l.op, LayerOp::Dropout(_)));
+    let step = dropout.then(|| b.ir.add_value("step", &[2], DType::U32, Role::Step));
     let mut by_name: HashMap<&str, ValueId> = HashMap::from([(INPUT, input)]);
     let mut layers = Vec::new();
-    for l in &spec.layers {
+    for (index, l) in spec.layers.iter().enumerate() {
         let ins: Vec<ValueId> = l
             .inputs
             .iter()
@@ -104,6 +109,10 @@ pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
             LayerOp::Add => (Op::Add(AddOp), vec![]),
             LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
             LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
+            LayerOp::Dropout(p) => match step {
+                Some(s) => (Op::Dropout(DropoutOp::Forward { p, salt: index as u32 }), vec![s]),
+                None => (Op::View(ViewOp::Reshape(xs.clone())), vec![]),
+            },
         };
         inputs.splice(0..0, ins);
         let outs = b.ir.push(&l.name, op, &inputs)?;
@@ -120,5 +129,5 @@ pub fn forward(spec: &ModelSpec, batch: usize) -> Result<Forward> {
         ));
     }
     let outs = b.ir.push("loss", Op::Loss(LossOp::Forward(spec.loss)), &[logits, labels])?;
-    Ok(Forward { ir: b.ir, input, labels, logits, loss: outs[0], probs: outs[1], layers, params: b.params })
+    Ok(Forward { ir: b.ir, input, labels, logits, loss: outs[0], probs: outs[1], step, layers, params: b.params })
 }

@@ -38,6 +38,8 @@ pub enum Role {
     Input,
     /// The class labels (u32).
     Labels,
+    /// The `[seed, step]` pair (u32) the trainer writes before each step (dropout's masks).
+    Step,
     /// Parameter `i` of the model (a view of the parameter arena).
     Param(usize),
     /// The gradient of parameter `i` (a view of the gradient arena).

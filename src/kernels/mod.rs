@@ -11,6 +11,7 @@ pub mod activation;
 pub mod concat;
 pub mod conv;
 pub mod conv_fast;
+pub mod dropout;
 pub mod elementwise;
 pub mod gather;
 mod launch;
@@ -37,6 +38,7 @@ pub enum ShaderFile {
     Activation,
     Elementwise,
     Concat,
+    Dropout,
     Pool,
     PoolFast,
     Linear,
@@ -48,12 +50,13 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 13] = [
+    pub const ALL: [ShaderFile; 14] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::Activation,
         ShaderFile::Elementwise,
         ShaderFile::Concat,
+        ShaderFile::Dropout,
         ShaderFile::Pool,
         ShaderFile::PoolFast,
         ShaderFile::Linear,
@@ -72,6 +75,7 @@ impl ShaderFile {
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::Elementwise => "elementwise.wgsl",
             ShaderFile::Concat => "concat.wgsl",
+            ShaderFile::Dropout => "dropout.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::PoolFast => "pool_fast.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -90,6 +94,7 @@ impl ShaderFile {
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             ShaderFile::Concat => include_str!("../../shaders/concat.wgsl"),
+            ShaderFile::Dropout => include_str!("../../shaders/dropout.wgsl"),
             ShaderFile::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderFile::PoolFast => include_str!("../../shaders/pool_fast.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -160,6 +165,8 @@ kernels! {
     AddForward => "add_forward", Elementwise, [R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];
     ConcatBackward => "concat_backward", Concat, [R, W];
+    DropoutForward => "dropout_forward", Dropout, [R, R, W];
+    DropoutBackward => "dropout_backward", Dropout, [R, R, W];
     MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];
     MaxPool2dBackward => "maxpool2d_backward", Pool, [R, R, W];
     AvgPool2dForward => "avgpool2d_forward", Pool, [R, W];

@@ -81,12 +81,13 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "linear" => &["out_features", "bias"],
         "maxpool2d" | "avgpool2d" => &["kernel_size", "stride", "padding"],
         "relu" | "tanh" | "sigmoid" | "flatten" | "add" | "concat" | "global_avgpool" => &[],
+        "dropout" => &["p"],
         other => {
             return Err(model_err(
                 &name,
                 format!(
                     "unknown op {other:?} (known: conv2d, linear, relu, tanh, sigmoid, maxpool2d, avgpool2d, \
-                     global_avgpool, flatten, add, concat)"
+                     global_avgpool, flatten, add, concat, dropout)"
                 ),
             ))
         }
@@ -116,6 +117,7 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "flatten" => LayerOp::Flatten,
         "concat" => LayerOp::Concat,
         "global_avgpool" => LayerOp::GlobalAvgPool,
+        "dropout" => LayerOp::Dropout(f.probability("p", 0.5)?),
         _ => LayerOp::Add,
     };
     let inputs = match t.get("inputs") {
@@ -189,6 +191,20 @@ impl<'a> Fields<'a> {
         self.positive_or(k, 0)
     }
 
+    /// A probability in [0, 1) (an integer 0 is accepted too).
+    fn probability(&self, k: &str, default: f32) -> Result<f32> {
+        let v = match self.t.get(k) {
+            None => return Ok(default),
+            Some(Value::Float(f)) => *f,
+            Some(Value::Integer(i)) => *i as f64,
+            Some(v) => return Err(self.bad(k, format!("must be a number, got {}", v.type_str()))),
+        };
+        if !(0.0..1.0).contains(&v) {
+            return Err(self.bad(k, format!("{v} is not a probability in [0, 1)")));
+        }
+        Ok(v as f32)
+    }
+
     fn bool_or(&self, k: &str, default: bool) -> Result<bool> {
         match self.t.get(k) {
             None => Ok(default),
@@ -255,6 +271,7 @@ pub fn to_toml(spec: &ModelSpec) -> String {
             LayerOp::Pool(p) => {
                 format!("kernel_size = {}\nstride = {}\npadding = {}\n", p.kernel_size, p.stride, p.padding)
             }
+            LayerOp::Dropout(p) => format!("p = {p}\n"),
             LayerOp::Act(_) | LayerOp::Flatten | LayerOp::Add | LayerOp::Concat | LayerOp::GlobalAvgPool => {
                 String::new()
             }

@@ -84,7 +84,7 @@ impl Pool2d {
 }
 
 /// What a layer computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerOp {
     Conv2d(Conv2d),
     Linear(Linear),
@@ -98,6 +98,9 @@ pub enum LayerOp {
     Concat,
     /// `[n, c, h, w]` → `[n, c, 1, 1]`, the mean of each plane (`AdaptiveAvgPool2d(1)`).
     GlobalAvgPool,
+    /// `nn.Dropout(p)`: in training, each element zeroed with probability `p` and the rest scaled by
+    /// 1 / (1 − p); the identity in evaluation.
+    Dropout(f32),
 }
 
 impl LayerOp {
@@ -115,6 +118,7 @@ impl LayerOp {
             LayerOp::Add => "add",
             LayerOp::Concat => "concat",
             LayerOp::GlobalAvgPool => "global_avgpool",
+            LayerOp::Dropout(_) => "dropout",
         }
     }
 
@@ -138,7 +142,7 @@ impl LayerOp {
 }
 
 /// One named layer and the layers (or `"input"`) it reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
     /// Unique; the PyTorch prefix of its tensors (`conv1` → `conv1.weight`). May contain dots.
     pub name: String,
@@ -213,7 +217,7 @@ impl ModelSpec {
             seen.push(&l.name);
         }
         let mut spec = ModelSpec { name: name.to_string(), input, classes, loss, layers, params: Vec::new() };
-        spec.params = crate::ir::build::forward(&spec, 1)
+        spec.params = crate::ir::build::forward(&spec, 1, true)
             .map_err(|e| match e {
                 Error::Shape { op, detail } => Error::Model { at: format!("layer {op}"), detail },
                 e => e,

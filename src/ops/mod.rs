@@ -6,6 +6,7 @@ pub mod activation;
 pub mod add;
 pub mod concat;
 pub mod conv;
+pub mod dropout;
 pub mod linear;
 pub mod loss;
 pub mod pool;
@@ -21,6 +22,7 @@ pub use activation::ActOp;
 pub use add::AddOp;
 pub use concat::ConcatOp;
 pub use conv::ConvOp;
+pub use dropout::DropoutOp;
 pub use linear::LinearOp;
 pub use loss::LossOp;
 pub use pool::PoolOp;
@@ -63,6 +65,7 @@ pub enum Op {
     View(ViewOp),
     Add(AddOp),
     Concat(ConcatOp),
+    Dropout(DropoutOp),
     Loss(LossOp),
 }
 
@@ -76,6 +79,7 @@ impl Op {
             Op::View(o) => o,
             Op::Add(o) => o,
             Op::Concat(o) => o,
+            Op::Dropout(o) => o,
             Op::Loss(o) => o,
         }
     }

@@ -5,6 +5,7 @@
 mod activation;
 mod concat;
 mod conv;
+mod dropout;
 mod elementwise;
 mod gather;
 mod linear;
@@ -16,6 +17,7 @@ mod reduce;
 pub use activation::*;
 pub use concat::*;
 pub use conv::*;
+pub use dropout::*;
 pub use elementwise::*;
 pub use gather::*;
 pub use linear::*;

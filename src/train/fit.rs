@@ -160,6 +160,7 @@ pub fn fit(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
     let mut rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E90C);
+    trainer.set_seed(cfg.seed);
     let all = cfg.epochs * trainer.steps_per_epoch();
     let mut run = RunState {
         steps: 0,

@@ -36,6 +36,8 @@ pub struct Trainer {
     /// The final partial batch of an epoch, when the set size is not a multiple of the batch size.
     tail: Option<Feeder>,
     pub metrics: Metrics,
+    /// The seed dropout's masks are drawn from, with the step count (see [`Trainer::set_seed`]).
+    seed: u32,
 }
 
 /// Pixel scale: inputs are x / 255.
@@ -75,7 +77,12 @@ impl Trainer {
         let full = feeder(batch)?;
         let rest = data.len() % batch;
         let tail = if rest > 0 { Some(feeder(rest)?) } else { None };
-        Ok(Trainer { spec, params, optim, batch_size: batch, train, perm, full, tail, metrics })
+        Ok(Trainer { spec, params, optim, batch_size: batch, train, perm, full, tail, metrics, seed: 0 })
+    }
+
+    /// Seed the masks of the model's dropout layers (with the step count; see `shaders/dropout.wgsl`).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = (seed ^ (seed >> 32)) as u32;
     }
 
     /// Steps in one epoch (the last one may be a partial batch).
@@ -128,6 +135,10 @@ impl Trainer {
             &gather_params(DIVISOR, &self.train.images, &self.train.labels, &self.perm, first, &g.x, &g.labels)?,
         );
         self.optim.advance(ctx, self.params.values.whole.len())?;
+        if let Some(s) = &g.step {
+            // Dropout's masks: a hash of this pair (the step count wraps past 2^32 steps).
+            s.write_u32(ctx, &[self.seed, self.optim.step as u32])?;
+        }
         let optimizer = &self.optim.launch;
         ctx.submit_pass("train.step", |pass| {
             f.gather.record(pass);

@@ -1,0 +1,29 @@
+use super::Real;
+use crate::kernels::dropout::DropoutParams;
+
+/// `mix32` of `shaders/dropout.wgsl`.
+fn mix32(v: u32) -> u32 {
+    let mut x = v;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
+/// The factor of each element: 0 (dropped) or 1 / (1 − p), as the kernels draw it.
+pub fn dropout_factors(p: &DropoutParams, seed: u32, step: u32) -> Vec<f32> {
+    let prefix = mix32(step ^ mix32(seed ^ mix32(p.salt)));
+    (0..p.len).map(|i| if mix32(i ^ prefix) >= p.threshold { p.scale } else { 0.0 }).collect()
+}
+
+/// y = x · factor.
+pub fn dropout_forward<T: Real>(p: &DropoutParams, seed: u32, step: u32, x: &[T]) -> Vec<T> {
+    x.iter().zip(dropout_factors(p, seed, step)).map(|(&v, f)| v * T::from_f64(f64::from(f))).collect()
+}
+
+/// dx = dy · factor (the same mask).
+pub fn dropout_backward<T: Real>(p: &DropoutParams, seed: u32, step: u32, dy: &[T]) -> Vec<T> {
+    dropout_forward(p, seed, step, dy)
+}
