@@ -138,7 +138,7 @@ fn inception_like() -> ModelSpec {
         .layer("stem", Conv2d::new(4, 3).padding(1))
         .layer("stem.relu", Relu)
         .layer("pool", Pool2d::max(2)) // [n, 4, 14, 14]
-        .layer_from("b1", Conv2d::new(4, 1), &["pool"])
+        .layer_from("b1", Conv2d::new(4, 1).bias(false), &["pool"]) // no bias, as before a batch-norm
         .layer_from("b3", Conv2d::new(4, 3).padding(1), &["pool"])
         .layer_from("b5", Conv2d::new(2, 5).padding(2), &["pool"])
         .layer_from("bp", Pool2d::max(3).stride(1).padding(1), &["pool"]) // a padded pool branch
