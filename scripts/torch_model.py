@@ -70,6 +70,10 @@ class ModelFileNet(nn.Module):
             if part not in parent._modules:
                 parent.add_module(part, nn.Module())
             parent = parent._modules[part]
+        old = parent._modules.get(last)
+        if old is not None:  # a container made for a longer name ("a.b3.reduce" before "a.b3"): keep its children
+            for child_name, child in old.named_children():
+                module.add_module(child_name, child)
         parent.add_module(last, module)
 
     def _get(self, dotted):
