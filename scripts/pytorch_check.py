@@ -116,6 +116,7 @@ def main():
     state = load_file(model_path)
     x = torch.from_numpy(read_idx(find(data_dir, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(read_idx(find(data_dir, "t10k-labels-idx1-ubyte")).astype(np.int64))
+    net.eval()  # dropout off, as `wgcnn eval`
     with torch.no_grad():
         logits = net(x)
     acc = (logits.argmax(1) == y).float().mean().item()
