@@ -110,6 +110,16 @@ fn every_mistake_in_a_model_file_names_the_layer_and_the_field() {
         (with(&GOOD.replace("kernel_size = 3", "kernel_size = 9")), &["layer conv1", "larger than the padded input"]),
         (with(&GOOD.replace("name = \"fc\"", "name = \"input\"")), &["cannot be named \"input\""]),
         (HEAD.replace("classes = 3", "classes = 3\nloss = \"hinge\"") + GOOD, &["[model]", "loss", "hinge"]),
+        // A concat of maps of different sizes, and a dropout probability out of range.
+        (
+            with(&GOOD.replace(
+                "op = \"flatten\"",
+                "op = \"maxpool2d\"\nkernel_size = 2\n[[layer]]\nname = \"cat\"\nop = \"concat\"\ninputs = [\"conv1\", \"flat\"]",
+            )),
+            &["layer cat (concat)", "[1, 2, 6, 6]", "[1, 2, 3, 3]"],
+        ),
+        (with(&GOOD.replace("op = \"flatten\"", "op = \"dropout\"\np = 1.0")), &["layer flat", "not a probability"]),
+        (with(&GOOD.replace("op = \"flatten\"", "op = \"dropout\"\np = \"0.5\"")), &["field p", "number"]),
         (HEAD.replace("[1, 8, 8]", "[1, 8]") + GOOD, &["[model]", "input", "three positive integers"]),
         (
             with(&GOOD.replace("op = \"flatten\"", "op = \"maxpool2d\"\nkernel_size = 2\npadding = 2")),
