@@ -4,31 +4,13 @@ mod common;
 
 use common::*;
 use wgcnn::checkpoint;
-use wgcnn::data::{self, Dataset, Split};
+use wgcnn::data::{self, Split};
 use wgcnn::kernels::activation::Activation;
 use wgcnn::kernels::optim::Adam;
 use wgcnn::kernels::pool::PoolKind;
-use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
+use wgcnn::model::{init_params, lenet5, LeNetConfig};
 use wgcnn::train::{Optimizer, Trainer};
 use wgcnn::Error;
-
-/// Run `steps` GPU steps from `init` in file order.
-fn gpu_steps(
-    spec: &ModelSpec,
-    data: &Dataset,
-    batch: usize,
-    opt: Optimizer,
-    init: &[Vec<f32>],
-    steps: usize,
-) -> Trainer {
-    let c = ctx();
-    let mut t = Trainer::new(c, spec.clone(), data, batch, opt, init).unwrap();
-    t.start_epoch(c, None).unwrap();
-    for i in 0..steps {
-        t.step(c, i % t.steps_per_epoch()).unwrap();
-    }
-    t
-}
 
 #[test]
 fn checkpoints_round_trip_bit_exactly_and_resume() {
@@ -42,7 +24,7 @@ fn checkpoints_round_trip_bit_exactly_and_resume() {
     let init = init_params(&spec.params(), 5);
     let opt = Optimizer::Adam(Adam::default());
     // 3 steps, save, 3 more steps  ==  load, 3 steps.
-    let mut t = gpu_steps(&spec, &data, 16, opt, &init, 3);
+    let (_, mut t) = gpu_steps(&spec, &data, 16, opt, &init, 3);
     checkpoint::save_trainer(c, &path, &t).unwrap();
     let saved = t.params.values.read(c).unwrap();
     let (cspec, values) = checkpoint::load_model(&path).unwrap();

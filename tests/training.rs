@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use wgcnn::data::{self, Dataset, Split};
+use wgcnn::data::{self, Split};
 use wgcnn::ir::{autodiff::autodiff, build, interp, Role};
 use wgcnn::kernels::activation::Activation;
 use wgcnn::kernels::loss::LossKind;
@@ -65,26 +65,6 @@ impl RefTrainer {
         }
         (loss, grads)
     }
-}
-
-/// Run `steps` GPU steps from `init` in file order; return the per-step mean losses and the parameters.
-fn gpu_steps(
-    spec: &ModelSpec,
-    data: &Dataset,
-    batch: usize,
-    opt: Optimizer,
-    init: &[Vec<f32>],
-    steps: usize,
-) -> (Vec<f64>, Vec<Vec<f32>>) {
-    let c = ctx();
-    let mut t = Trainer::new(c, spec.clone(), data, batch, opt, init).unwrap();
-    t.start_epoch(c, None).unwrap();
-    let mut losses = Vec::new();
-    for i in 0..steps {
-        let b = t.step(c, i % t.steps_per_epoch()).unwrap();
-        losses.push(t.metrics.take(c).unwrap().0 / b as f64);
-    }
-    (losses, t.params.values.read(c).unwrap())
 }
 
 /// FNV-1a over a checkpoint's tensors in name order (each name's bytes, then its f32 little-endian).
@@ -241,8 +221,10 @@ fn same_seed_gives_identical_losses_and_weights() {
     let data = sample(64);
     let spec = lenet5(LeNetConfig::default());
     let init = init_params(&spec.params(), 3);
-    let (l1, p1) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
-    let (l2, p2) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
+    let read = |t: Trainer| t.params.values.read(ctx()).unwrap();
+    let (l1, t1) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
+    let (l2, t2) = gpu_steps(&spec, &data, 16, sgd(), &init, 6);
+    let (p1, p2) = (read(t1), read(t2));
     assert_eq!(l1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), l2.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     for (a, b) in p1.iter().zip(&p2) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "weights differ between identical runs");

@@ -38,6 +38,27 @@ pub fn sgd() -> wgcnn::train::Optimizer {
     wgcnn::train::Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false })
 }
 
+/// Run `steps` GPU training steps from `init` in file order; return the per-step mean losses and the
+/// trainer.
+pub fn gpu_steps(
+    spec: &wgcnn::model::ModelSpec,
+    data: &wgcnn::data::Dataset,
+    batch: usize,
+    opt: wgcnn::train::Optimizer,
+    init: &[Vec<f32>],
+    steps: usize,
+) -> (Vec<f64>, wgcnn::train::Trainer) {
+    let c = ctx();
+    let mut t = wgcnn::train::Trainer::new(c, spec.clone(), data, batch, opt, init).unwrap();
+    t.start_epoch(c, None).unwrap();
+    let mut losses = Vec::new();
+    for i in 0..steps {
+        let b = t.step(c, i % t.steps_per_epoch()).unwrap();
+        losses.push(t.metrics.take(c).unwrap().0 / b as f64);
+    }
+    (losses, t)
+}
+
 pub fn rng(seed: u64) -> Rng {
     Rng::new(seed)
 }
