@@ -126,8 +126,14 @@ impl Ir {
             self.value_mut(id).alias = view.filter(|_| i == 0).map(|k| self.root(inputs[k]));
             outputs.push(id);
         }
-        self.nodes.push(Node { name: name.to_string(), op, inputs: inputs.to_vec(), outputs, backward: false });
-        Ok(self.nodes.last().map(|n| n.outputs.clone()).unwrap_or_default())
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+            outputs: outputs.clone(),
+            backward: false,
+        });
+        Ok(outputs)
     }
 
     /// The value whose memory `v` uses (following aliases).
@@ -147,11 +153,6 @@ impl Ir {
     pub fn readers(&self, v: ValueId) -> Vec<usize> {
         let root = self.root(v);
         (0..self.nodes.len()).filter(|&i| self.nodes[i].inputs.iter().any(|&x| self.root(x) == root)).collect()
-    }
-
-    /// Nodes reading exactly `v` (not through aliases), in order.
-    pub fn consumers(&self, v: ValueId) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].inputs.contains(&v)).collect()
     }
 
     /// The ids of the parameter values, by parameter index.

@@ -230,11 +230,6 @@ impl ModelSpec {
     pub fn params(&self) -> Vec<ParamSpec> {
         self.params.clone()
     }
-
-    /// Index of layer `name`.
-    pub fn layer(&self, name: &str) -> Option<usize> {
-        self.layers.iter().position(|l| l.name == name)
-    }
 }
 
 /// The choices `wgcnn train` exposes for the built-in LeNet-5.
