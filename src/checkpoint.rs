@@ -52,14 +52,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Serialize named f32 tensors with string metadata.
-pub fn to_bytes(tensors: &[(String, Vec<usize>, &[f32])], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| bytemuck::cast_slice(v).to_vec()).collect();
+/// A tensor's values: f32 (parameters, buffers, optimizer state) or int64 (`num_batches_tracked`).
+#[derive(Clone, Copy, Debug)]
+pub enum Data<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+}
+
+/// Serialize named tensors with string metadata.
+pub fn to_bytes(tensors: &[(String, Vec<usize>, Data<'_>)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<(safetensors::Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(_, _, v)| match v {
+            Data::F32(v) => (safetensors::Dtype::F32, bytemuck::cast_slice(v).to_vec()),
+            Data::I64(v) => (safetensors::Dtype::I64, bytemuck::cast_slice(v).to_vec()),
+        })
+        .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
-        .map(|((name, shape, _), b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).map(|v| (name.clone(), v))
+        .map(|((name, shape, _), (dtype, b))| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Checkpoint { path: String::new(), detail: e.to_string() })?;
@@ -67,13 +80,14 @@ pub fn to_bytes(tensors: &[(String, Vec<usize>, &[f32])], metadata: &BTreeMap<St
     safetensors::serialize(views, meta).map_err(|e| Error::Checkpoint { path: String::new(), detail: e.to_string() })
 }
 
-/// A checkpoint read back: tensors by name and metadata.
+/// A checkpoint read back: f32 tensors, int64 tensors and metadata.
 pub struct Loaded {
     pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub ints: BTreeMap<String, (Vec<usize>, Vec<i64>)>,
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Read a safetensors file of f32 tensors.
+/// Read a safetensors file of f32 (and int64) tensors.
 pub fn read(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -81,22 +95,28 @@ pub fn read(path: &Path) -> Result<Loaded> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, e.to_string()))?;
     let metadata =
         meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let mut tensors = BTreeMap::new();
+    let (mut tensors, mut ints) = (BTreeMap::new(), BTreeMap::new());
     for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(ckpt_err(path, format!("{name} is {:?}, wgcnn stores and reads F32", view.dtype())));
+        let shape = view.shape().to_vec();
+        match view.dtype() {
+            safetensors::Dtype::F32 => {
+                tensors.insert(name, (shape, bytemuck::pod_collect_to_vec(view.data())));
+            }
+            safetensors::Dtype::I64 => {
+                ints.insert(name, (shape, bytemuck::pod_collect_to_vec(view.data())));
+            }
+            other => return Err(ckpt_err(path, format!("{name} is {other:?}, wgcnn reads F32 (and I64 counters)"))),
         }
-        let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
-        tensors.insert(name, (view.shape().to_vec(), values));
     }
-    Ok(Loaded { tensors, metadata })
+    Ok(Loaded { tensors, ints, metadata })
 }
 
-/// Check a loaded checkpoint against `specs` (same names, shapes) and return the values in spec order.
-pub fn match_params(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &str) -> Result<Vec<Vec<f32>>> {
-    let want: Vec<String> = specs.iter().map(|p| format!("{prefix}{}", p.name)).collect();
-    let missing: Vec<&String> = want.iter().filter(|n| !loaded.tensors.contains_key(*n)).collect();
-    let unexpected: Vec<&String> = loaded.tensors.keys().filter(|n| !want.contains(n)).collect();
+/// Check that a loaded checkpoint holds exactly the f32 tensors `floats` and the int64 ones `ints`.
+fn same_names(path: &Path, loaded: &Loaded, floats: &[String], ints: &[String]) -> Result<()> {
+    let mut missing: Vec<&String> = floats.iter().filter(|n| !loaded.tensors.contains_key(*n)).collect();
+    missing.extend(ints.iter().filter(|n| !loaded.ints.contains_key(*n)));
+    let mut unexpected: Vec<&String> = loaded.tensors.keys().filter(|n| !floats.contains(n)).collect();
+    unexpected.extend(loaded.ints.keys().filter(|n| !ints.contains(n)));
     if !missing.is_empty() || !unexpected.is_empty() {
         return Err(ckpt_err(
             path,
@@ -105,9 +125,41 @@ pub fn match_params(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &
             ),
         ));
     }
+    Ok(())
+}
+
+/// Check a loaded checkpoint against `specs` (same names, shapes) and return the values in spec order.
+pub fn match_params(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &str) -> Result<Vec<Vec<f32>>> {
+    let want: Vec<String> = specs.iter().map(|p| format!("{prefix}{}", p.name)).collect();
+    same_names(path, loaded, &want, &[])?;
+    values_of(path, loaded, specs, &want)
+}
+
+/// A whole model's state from a loaded checkpoint: parameters, buffers and counters, every name and
+/// shape checked (as PyTorch's `load_state_dict(strict=True)`).
+pub fn match_state(path: &Path, loaded: &Loaded, spec: &ModelSpec) -> Result<ModelState> {
+    let (params, buffers, tracked) = (spec.params(), spec.buffers(), spec.tracked());
+    let floats: Vec<String> = params.iter().chain(&buffers).map(|p| p.name.clone()).collect();
+    same_names(path, loaded, &floats, &tracked)?;
+    let counters = tracked
+        .iter()
+        .map(|n| match &loaded.ints[n] {
+            (s, v) if v.len() == 1 && s.len() <= 1 && v[0] >= 0 => Ok(v[0]),
+            (s, v) => Err(ckpt_err(path, format!("{n} must be one count >= 0, got shape {s:?} values {v:?}"))),
+        })
+        .collect::<Result<_>>()?;
+    Ok(ModelState {
+        params: values_of(path, loaded, &params, &floats[..params.len()])?,
+        buffers: values_of(path, loaded, &buffers, &floats[params.len()..])?,
+        tracked: counters,
+    })
+}
+
+/// The values of `specs`, stored under `names`, with their shapes checked and every value finite.
+fn values_of(path: &Path, loaded: &Loaded, specs: &[ParamSpec], names: &[String]) -> Result<Vec<Vec<f32>>> {
     specs
         .iter()
-        .zip(&want)
+        .zip(names)
         .map(|(p, name)| {
             let (shape, values) = &loaded.tensors[name];
             if *shape != p.shape {
@@ -121,16 +173,39 @@ pub fn match_params(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix: &
         .collect()
 }
 
-/// Save parameters (in spec order) to `path`, atomically.
+/// Save f32 tensors (in spec order) with `metadata` to `path`, atomically.
 pub fn save_params(
     path: &Path,
     specs: &[ParamSpec],
     values: &[Vec<f32>],
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let tensors: Vec<(String, Vec<usize>, &[f32])> =
-        specs.iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v.as_slice())).collect();
+    let tensors: Vec<(String, Vec<usize>, Data<'_>)> =
+        specs.iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), Data::F32(v))).collect();
     let bytes = to_bytes(&tensors, metadata).map_err(|e| relabel(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Save a model's state (parameters, buffers, counters; spec order) to `path` with the model's
+/// description in the metadata, atomically.
+pub fn save_model(path: &Path, spec: &ModelSpec, state: &ModelState) -> Result<()> {
+    let (params, buffers, tracked) = (spec.params(), spec.buffers(), spec.tracked());
+    if state.params.len() != params.len()
+        || state.buffers.len() != buffers.len()
+        || state.tracked.len() != tracked.len()
+    {
+        return Err(ckpt_err(path, format!("the state does not fit model {:?}", spec.name)));
+    }
+    let mut tensors: Vec<(String, Vec<usize>, Data<'_>)> = params
+        .iter()
+        .zip(&state.params)
+        .chain(buffers.iter().zip(&state.buffers))
+        .map(|(p, v)| (p.name.clone(), p.shape.clone(), Data::F32(v)))
+        .collect();
+    for (name, v) in tracked.iter().zip(&state.tracked) {
+        tensors.push((name.clone(), Vec::new(), Data::I64(std::slice::from_ref(v))));
+    }
+    let bytes = to_bytes(&tensors, &model_metadata(spec)).map_err(|e| relabel(path, e))?;
     write_atomic(path, &bytes)
 }
 
@@ -145,7 +220,7 @@ use crate::context::Context;
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::LossKind;
 use crate::kernels::pool::PoolKind;
-use crate::model::{file, lenet5, LeNetConfig, ModelSpec};
+use crate::model::{file, lenet5, LeNetConfig, ModelSpec, ModelState};
 use crate::train::Trainer;
 
 /// Metadata key holding the model description (the canonical model file, see [`file::to_toml`]).
@@ -204,30 +279,29 @@ pub fn spec_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Resul
     }
 }
 
-/// Load a model checkpoint: the model it describes and its parameter values (checked).
-pub fn load_model(path: &Path) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
+/// Load a model checkpoint: the model it describes and its state (checked).
+pub fn load_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
     let loaded = read(path)?;
     let spec = spec_from_metadata(path, &loaded.metadata)?;
-    let values = match_params(path, &loaded, &spec.params(), "")?;
-    Ok((spec, values))
+    let state = match_state(path, &loaded, &spec)?;
+    Ok((spec, state))
 }
 
 /// Save a trainer's parameters to `path` and its optimizer state (with the step count) beside it.
 pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer) -> Result<()> {
     let specs = &trainer.params.specs;
-    let values = trainer.params.values.read(ctx)?;
+    save_model(path, &trainer.spec, &trainer.params.read_state(ctx)?)?;
     let state = trainer.optim.state.read(ctx)?;
     let mut meta = model_metadata(&trainer.spec);
-    save_params(path, specs, &values, &meta)?;
     meta.insert("wgcnn.optimizer".into(), trainer.optim.opt.name().into());
     meta.insert("wgcnn.step".into(), trainer.optim.step.to_string());
     let names = trainer.optim.opt.state_names();
-    let tensors: Vec<(String, Vec<usize>, &[f32])> = state
+    let tensors: Vec<(String, Vec<usize>, Data<'_>)> = state
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let p = &specs[i % specs.len()];
-            (format!("{}.{}", names[i / specs.len()], p.name), p.shape.clone(), v.as_slice())
+            (format!("{}.{}", names[i / specs.len()], p.name), p.shape.clone(), Data::F32(v))
         })
         .collect();
     let opath = optim_path(path);
@@ -275,6 +349,7 @@ fn match_params_subset(path: &Path, loaded: &Loaded, specs: &[ParamSpec], prefix
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        ints: BTreeMap::new(),
         metadata: BTreeMap::new(),
     };
     match_params(path, &subset, specs, prefix)

@@ -11,7 +11,7 @@ use crate::ir::fuse::{fuse, KernelOracle, Rewrites};
 use crate::ir::{autodiff::autodiff, build, in_node, memory, Ir, Role, ValueId};
 use crate::kernels::reduce::{correct_accumulate, sum_accumulate};
 use crate::kernels::Launch;
-use crate::model::{ModelSpec, ParamSpec};
+use crate::model::{ModelSpec, ModelState, ParamSpec};
 use crate::ops::{Op, ViewOp};
 use crate::shape::{Conv2dGeom, LossGeom, Pool2dGeom};
 use crate::tensor::{DType, Tensor};
@@ -84,18 +84,25 @@ impl Arena {
     }
 }
 
-/// The parameters of a model and their gradients, each in one arena.
+/// The parameters of a model and their gradients, each in one arena, and the model's buffers (batch-norm
+/// running statistics, at their defaults until written) in a third that the optimizer does not touch.
 pub struct Params {
     pub specs: Vec<ParamSpec>,
     pub values: Arena,
     pub grads: Arena,
+    pub buffer_specs: Vec<ParamSpec>,
+    pub buffers: Arena,
+    /// Each batch-norm layer's `num_batches_tracked` (name, count): training steps that updated its
+    /// running statistics, kept on the host (int64 in checkpoints, as PyTorch writes it).
+    pub tracked: Vec<(String, i64)>,
 }
 
 impl Params {
     pub fn new(ctx: &Context, spec: &ModelSpec) -> Result<Params> {
         let specs = spec.params();
+        let buffer_specs = spec.buffers();
         let limit = ctx.limits.max_storage_buffer_binding_size;
-        if let Some(p) = specs.iter().find(|p| DType::F32.bytes(p.len()) > limit) {
+        if let Some(p) = specs.iter().chain(&buffer_specs).find(|p| DType::F32.bytes(p.len()) > limit) {
             return Err(Error::Limit {
                 op: p.name.clone(),
                 what: format!("its size in bytes ({:?} f32)", p.shape),
@@ -103,7 +110,42 @@ impl Params {
                 limit,
             });
         }
-        Ok(Params { values: Arena::new(ctx, "param", &specs, 1)?, grads: Arena::new(ctx, "grad", &specs, 1)?, specs })
+        let buffers = Arena::new(ctx, "buffer", &buffer_specs, 1)?;
+        buffers.write(ctx, &crate::model::init_params(&buffer_specs, 0))?;
+        Ok(Params {
+            values: Arena::new(ctx, "param", &specs, 1)?,
+            grads: Arena::new(ctx, "grad", &specs, 1)?,
+            specs,
+            buffer_specs,
+            buffers,
+            tracked: spec.tracked().into_iter().map(|n| (n, 0)).collect(),
+        })
+    }
+
+    /// Upload a model's state: parameters, buffers and counters (as [`crate::checkpoint::load_model`]
+    /// returns them).
+    pub fn write_state(&mut self, ctx: &Context, state: &ModelState) -> Result<()> {
+        self.values.write(ctx, &state.params)?;
+        self.buffers.write(ctx, &state.buffers)?;
+        if state.tracked.len() != self.tracked.len() {
+            return Err(shape_err(
+                "num_batches_tracked",
+                format!("{} counters for {}", state.tracked.len(), self.tracked.len()),
+            ));
+        }
+        for (t, &v) in self.tracked.iter_mut().zip(&state.tracked) {
+            t.1 = v;
+        }
+        Ok(())
+    }
+
+    /// Read the whole state back.
+    pub fn read_state(&self, ctx: &Context) -> Result<ModelState> {
+        Ok(ModelState {
+            params: self.values.read(ctx)?,
+            buffers: self.buffers.read(ctx)?,
+            tracked: self.tracked.iter().map(|t| t.1).collect(),
+        })
     }
 
     /// Total learnable values.
@@ -305,6 +347,7 @@ impl<'a> Memory<'a> {
             Role::Step => self.step.as_ref(),
             Role::Param(i) => self.params.values.views.get(i),
             Role::ParamGrad(i) => self.params.grads.views.get(i),
+            Role::Buffer(i) => self.params.buffers.views.get(i),
             Role::Temp => self.slot[root.0 as usize].and_then(|s| self.buffers.get(s)),
         };
         let base = base.ok_or_else(|| shape_err("graph", format!("{} has no buffer", val.name)))?;

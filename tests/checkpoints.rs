@@ -27,7 +27,8 @@ fn checkpoints_round_trip_bit_exactly_and_resume() {
     let (_, mut t) = gpu_steps(&spec, &data, 16, opt, &init, 3);
     checkpoint::save_trainer(c, &path, &t).unwrap();
     let saved = t.params.values.read(c).unwrap();
-    let (cspec, values) = checkpoint::load_model(&path).unwrap();
+    let (cspec, state) = checkpoint::load_model(&path).unwrap();
+    let values = state.params;
     assert_eq!(cspec, spec, "the checkpoint names its model");
     for (a, b) in saved.iter().zip(&values) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "checkpoint values differ");

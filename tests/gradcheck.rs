@@ -266,3 +266,28 @@ fn dropout_backward_applies_the_forward_mask() {
     assert_grad("dropout_backward", &analytic, &num);
     assert!(analytic.contains(&0.0) && analytic.iter().any(|&v| v != 0.0), "some dropped, some kept");
 }
+
+#[test]
+fn batchnorm_backward_through_the_batch_statistics() {
+    // Training form: y = (x − mean(x)) / √(var(x) + eps) · w + b with batch statistics, so dx carries
+    // the statistics' dependence on x. Shapes: batch 1, ragged planes, 1x1 planes (m = batch).
+    use wgcnn::kernels::batchnorm::BnGeom;
+    for (seed, (n, c, hw)) in [(1, 3, 10), (3, 2, 7), (5, 4, 1)].into_iter().enumerate() {
+        let g = BnGeom { n, c, hw };
+        let eps = 1e-5;
+        let mut r = Rng::new(60 + seed as u64);
+        let (x, w, b, up) = (rand(&mut r, g.len()), rand(&mut r, c), rand(&mut r, c), rand(&mut r, g.len()));
+        let forward = |x: &[f64], w: &[f64], b: &[f64]| {
+            let stats = cpu::batchnorm_stats(&g, x);
+            let (mean, invstd) = cpu::batchnorm_moments(&g, &stats, eps);
+            cpu::batchnorm_normalize(&g, x, w, b, &mean, &invstd)
+        };
+        let stats = cpu::batchnorm_stats(&g, &x);
+        let (dw, db) = cpu::batchnorm_param_grads(&g, &up, &x, &stats, eps);
+        let dx = cpu::batchnorm_backward_input(&g, &up, &x, &stats, &w, &dw, &db, eps);
+        let case = format!("batchnorm/{n}x{c}x{hw}");
+        assert_grad(&format!("{case}/dx"), &dx, &numeric(|v| dot(&up, &forward(v, &w, &b)), &x));
+        assert_grad(&format!("{case}/dweight"), &dw, &numeric(|v| dot(&up, &forward(&x, v, &b)), &w));
+        assert_grad(&format!("{case}/dbias"), &db, &numeric(|v| dot(&up, &forward(&x, &w, v)), &b));
+    }
+}

@@ -2,7 +2,7 @@
 //! that are not multiples of any tile, stride 2, padding 0/1/2, and grids past 65,535 workgroups. This
 //! file: conv and linear (plain and fast), the adapter's loop cap, and the coverage ledger of all three
 //! kernel test files (kernels_maps.rs: activations, add, pooling; kernels_step.rs: loss, optimizers,
-//! gather, reductions).
+//! gather, reductions; kernels_norm.rs: batch-norm).
 
 mod common;
 
@@ -231,7 +231,13 @@ fn runs_on_the_adapter_the_environment_asks_for() {
 #[test]
 fn every_kernel_is_covered_by_this_file() {
     // A new Kernel variant must get a test row here: this list is the coverage ledger.
-    let src = [include_str!("kernels.rs"), include_str!("kernels_maps.rs"), include_str!("kernels_step.rs")].concat();
+    let src = [
+        include_str!("kernels.rs"),
+        include_str!("kernels_maps.rs"),
+        include_str!("kernels_step.rs"),
+        include_str!("kernels_norm.rs"),
+    ]
+    .concat();
     for k in Kernel::ALL {
         assert!(src.contains(k.entry_point()) || src.contains(&format!("{k:?}")), "{:?} has no test", k);
     }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use crate::error::{shape_err, Result};
 use crate::ir::{in_node, Ir, Role, ValueId};
 use crate::kernels::pool::PoolKind;
-use crate::model::{LayerOp, ModelSpec, ParamSpec, INPUT};
-use crate::ops::{ActOp, AddOp, ConcatOp, ConvOp, DropoutOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
+use crate::model::{Init, LayerOp, ModelSpec, ParamSpec, INPUT};
+use crate::ops::{ActOp, AddOp, BatchNormOp, ConcatOp, ConvOp, DropoutOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
 use crate::tensor::DType;
 
 /// A model's forward graph and the values the executor binds or reads.
@@ -30,18 +30,41 @@ pub struct Forward {
     pub layers: Vec<(String, ValueId)>,
     /// The parameters, in `state_dict()` order (their values have [`Role::Param`] with these indices).
     pub params: Vec<ParamSpec>,
+    /// The f32 buffers (running statistics), in `state_dict()` order ([`Role::Buffer`]).
+    pub buffers: Vec<ParamSpec>,
 }
 
 struct Builder {
     ir: Ir,
     params: Vec<ParamSpec>,
+    buffers: Vec<ParamSpec>,
 }
 
 impl Builder {
     fn param(&mut self, name: String, shape: Vec<usize>, fan_in: usize) -> ValueId {
+        self.param_init(name, shape, fan_in, Init::Uniform)
+    }
+
+    fn param_init(&mut self, name: String, shape: Vec<usize>, fan_in: usize, init: Init) -> ValueId {
         let v = self.ir.add_value(&name, &shape, DType::F32, Role::Param(self.params.len()));
-        self.params.push(ParamSpec { name, shape, fan_in });
+        self.params.push(ParamSpec { name, shape, fan_in, init });
         v
+    }
+
+    fn buffer(&mut self, name: String, shape: Vec<usize>, init: Init) -> ValueId {
+        let v = self.ir.add_value(&name, &shape, DType::F32, Role::Buffer(self.buffers.len()));
+        self.buffers.push(ParamSpec { name, shape, fan_in: 0, init });
+        v
+    }
+
+    /// A batch-norm layer's weight, bias, running mean and running variance (`[c]` each).
+    fn batchnorm(&mut self, layer: &str, c: usize) -> Vec<ValueId> {
+        vec![
+            self.param_init(format!("{layer}.weight"), vec![c], 0, Init::Ones),
+            self.param_init(format!("{layer}.bias"), vec![c], 0, Init::Zeros),
+            self.buffer(format!("{layer}.running_mean"), vec![c], Init::Zeros),
+            self.buffer(format!("{layer}.running_var"), vec![c], Init::Ones),
+        ]
     }
 
     /// Weight (and bias) of a conv or linear layer, `[out, in, k, k]` or `[out, in]`.
@@ -63,7 +86,7 @@ pub fn forward(spec: &ModelSpec, batch: usize, train: bool) -> Result<Forward> {
     if batch == 0 {
         return Err(shape_err("graph", "batch size 0"));
     }
-    let mut b = Builder { ir: Ir::default(), params: Vec::new() };
+    let mut b = Builder { ir: Ir::default(), params: Vec::new(), buffers: Vec::new() };
     let [c, h, w] = spec.input;
     let input = b.ir.add_value(INPUT, &[batch, c, h, w], DType::F32, Role::Input);
     let labels = b.ir.add_value("labels", &[batch], DType::U32, Role::Labels);
@@ -109,6 +132,17 @@ pub fn forward(spec: &ModelSpec, batch: usize, train: bool) -> Result<Forward> {
             LayerOp::Add => (Op::Add(AddOp), vec![]),
             LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
             LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
+            LayerOp::BatchNorm2d(bn) => {
+                if xs.len() != 4 {
+                    let msg = format!("batchnorm2d expects an input of shape [n, c, h, w], got {xs:?}");
+                    return Err(in_node(&l.name, shape_err("batchnorm2d", msg)));
+                }
+                let op = match train {
+                    true => BatchNormOp::Train { eps: bn.eps, momentum: bn.momentum },
+                    false => BatchNormOp::Eval { eps: bn.eps },
+                };
+                (Op::BatchNorm(op), b.batchnorm(&l.name, xs[1]))
+            }
             LayerOp::Dropout(p) => match step {
                 Some(s) => (Op::Dropout(DropoutOp::Forward { p, salt: index as u32 }), vec![s]),
                 None => (Op::View(ViewOp::Reshape(xs.clone())), vec![]),
@@ -129,5 +163,6 @@ pub fn forward(spec: &ModelSpec, batch: usize, train: bool) -> Result<Forward> {
         ));
     }
     let outs = b.ir.push("loss", Op::Loss(LossOp::Forward(spec.loss)), &[logits, labels])?;
-    Ok(Forward { ir: b.ir, input, labels, logits, loss: outs[0], probs: outs[1], step, layers, params: b.params })
+    let (params, buffers) = (b.params, b.buffers);
+    Ok(Forward { ir: b.ir, input, labels, logits, loss: outs[0], probs: outs[1], step, layers, params, buffers })
 }

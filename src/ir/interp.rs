@@ -18,7 +18,8 @@ impl Values {
     }
 }
 
-/// Run every node of `ir` on the CPU from `feeds` (input, labels as f64 integers, parameters).
+/// Run every node of `ir` on the CPU from `feeds` (input, labels as f64 integers, parameters, buffers).
+/// Buffers a node updates in place (batch-norm's running statistics) hold their new values after.
 pub fn run(ir: &Ir, feeds: &[(ValueId, Vec<f64>)]) -> Result<Values> {
     let roots: Vec<ValueId> = (0..ir.values.len()).map(|i| ir.root(ValueId(i as u32))).collect();
     let mut data: Vec<Option<Vec<f64>>> = vec![None; ir.values.len()];
@@ -35,7 +36,12 @@ pub fn run(ir: &Ir, feeds: &[(ValueId, Vec<f64>)]) -> Result<Values> {
             ins.push(d.ok_or_else(|| shape_err(&node.name, format!("input {} has no value", ir.value(x).name)))?);
         }
         let shapes: Vec<&[usize]> = node.inputs.iter().map(|&x| ir.value(x).shape.as_slice()).collect();
-        let outs = node.op.eval(&ins, &shapes).map_err(|e| in_node(&node.name, e))?;
+        let mut outs = node.op.eval(&ins, &shapes).map_err(|e| in_node(&node.name, e))?;
+        // Inputs the op updates in place (their new values follow the outputs).
+        let updated = outs.split_off(node.outputs.len().min(outs.len()));
+        for (&i, d) in node.op.updates().iter().zip(updated) {
+            data[roots[node.inputs[i].0 as usize].0 as usize] = Some(d);
+        }
         for (&o, d) in node.outputs.iter().zip(outs) {
             if ir.value(o).alias.is_none() {
                 data[o.0 as usize] = Some(d);

@@ -44,6 +44,9 @@ pub enum Role {
     Param(usize),
     /// The gradient of parameter `i` (a view of the gradient arena).
     ParamGrad(usize),
+    /// Buffer `i` of the model (batch-norm's running statistics; a view of the buffer arena, which
+    /// the optimizer does not touch).
+    Buffer(usize),
     /// Computed by a node; its buffer is planned ([`memory::plan`]).
     Temp,
 }

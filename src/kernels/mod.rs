@@ -8,6 +8,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub mod activation;
+pub mod batchnorm;
 pub mod concat;
 pub mod conv;
 pub mod conv_fast;
@@ -36,6 +37,7 @@ pub enum ShaderFile {
     Conv,
     ConvFast,
     Activation,
+    BatchNorm,
     Elementwise,
     Concat,
     Dropout,
@@ -50,10 +52,11 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 14] = [
+    pub const ALL: [ShaderFile; 15] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::Activation,
+        ShaderFile::BatchNorm,
         ShaderFile::Elementwise,
         ShaderFile::Concat,
         ShaderFile::Dropout,
@@ -73,6 +76,7 @@ impl ShaderFile {
             ShaderFile::Conv => "conv.wgsl",
             ShaderFile::ConvFast => "conv_fast.wgsl",
             ShaderFile::Activation => "activation.wgsl",
+            ShaderFile::BatchNorm => "batchnorm.wgsl",
             ShaderFile::Elementwise => "elementwise.wgsl",
             ShaderFile::Concat => "concat.wgsl",
             ShaderFile::Dropout => "dropout.wgsl",
@@ -92,6 +96,7 @@ impl ShaderFile {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
             ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
+            ShaderFile::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
             ShaderFile::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             ShaderFile::Concat => include_str!("../../shaders/concat.wgsl"),
             ShaderFile::Dropout => include_str!("../../shaders/dropout.wgsl"),
@@ -162,6 +167,11 @@ kernels! {
     TanhBackward => "tanh_backward", Activation, [R, R, W];
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
     SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
+    BatchnormPartial => "batchnorm_partial", BatchNorm, [R, R, R, W];
+    BatchnormCombine => "batchnorm_combine", BatchNorm, [R, W];
+    BatchnormNormalize => "batchnorm_normalize", BatchNorm, [R, R, R, R, R, W];
+    BatchnormRunning => "batchnorm_running", BatchNorm, [R, W, W];
+    BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W];
     AddForward => "add_forward", Elementwise, [R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];
     ConcatBackward => "concat_backward", Concat, [R, W];

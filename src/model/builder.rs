@@ -19,7 +19,7 @@
 use crate::error::Result;
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::LossKind;
-use crate::model::{Conv2d, Layer, LayerOp, Linear, ModelSpec, Pool2d, INPUT};
+use crate::model::{BatchNorm2d, Conv2d, Layer, LayerOp, Linear, ModelSpec, Pool2d, INPUT};
 
 /// Collects layers; [`ModelBuilder::build`] checks them all (see [`ModelSpec::new`]).
 #[derive(Clone, Debug)]
@@ -61,6 +61,12 @@ impl ModelBuilder {
     /// Check every layer and infer every shape.
     pub fn build(self) -> Result<ModelSpec> {
         ModelSpec::new(&self.name, self.input, self.classes, self.loss, self.layers)
+    }
+}
+
+impl From<BatchNorm2d> for LayerOp {
+    fn from(b: BatchNorm2d) -> LayerOp {
+        LayerOp::BatchNorm2d(b)
     }
 }
 

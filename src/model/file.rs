@@ -9,7 +9,7 @@ use toml::{Table, Value};
 use crate::error::{io_err, Error, Result};
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::LossKind;
-use crate::model::{model_err, Conv2d, Layer, LayerOp, Linear, ModelSpec, Pool2d, INPUT};
+use crate::model::{model_err, BatchNorm2d, Conv2d, Layer, LayerOp, Linear, ModelSpec, Pool2d, INPUT};
 
 /// Model files larger than this are refused before parsing (a model file is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -82,12 +82,13 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "maxpool2d" | "avgpool2d" => &["kernel_size", "stride", "padding"],
         "relu" | "tanh" | "sigmoid" | "flatten" | "add" | "concat" | "global_avgpool" => &[],
         "dropout" => &["p"],
+        "batchnorm2d" => &["eps", "momentum"],
         other => {
             return Err(model_err(
                 &name,
                 format!(
                     "unknown op {other:?} (known: conv2d, linear, relu, tanh, sigmoid, maxpool2d, avgpool2d, \
-                     global_avgpool, flatten, add, concat, dropout)"
+                     global_avgpool, flatten, add, concat, dropout, batchnorm2d)"
                 ),
             ))
         }
@@ -118,6 +119,10 @@ fn layer(index: usize, t: &Table, prev: String) -> Result<Layer> {
         "concat" => LayerOp::Concat,
         "global_avgpool" => LayerOp::GlobalAvgPool,
         "dropout" => LayerOp::Dropout(f.probability("p", 0.5)?),
+        "batchnorm2d" => LayerOp::BatchNorm2d(BatchNorm2d {
+            eps: f.number("eps", 1e-5, |v| v > 0.0 && (v as f32).is_finite() && v as f32 > 0.0, "a positive number")?,
+            momentum: f.number("momentum", 0.1, |v| (0.0..=1.0).contains(&v), "a momentum in [0, 1]")?,
+        }),
         _ => LayerOp::Add,
     };
     let inputs = match t.get("inputs") {
@@ -191,18 +196,23 @@ impl<'a> Fields<'a> {
         self.positive_or(k, 0)
     }
 
-    /// A probability in [0, 1) (an integer 0 is accepted too).
-    fn probability(&self, k: &str, default: f32) -> Result<f32> {
+    /// A number (an integer is accepted too) for which `ok` holds (`what` says which numbers do).
+    fn number(&self, k: &str, default: f32, ok: impl Fn(f64) -> bool, what: &str) -> Result<f32> {
         let v = match self.t.get(k) {
             None => return Ok(default),
             Some(Value::Float(f)) => *f,
             Some(Value::Integer(i)) => *i as f64,
             Some(v) => return Err(self.bad(k, format!("must be a number, got {}", v.type_str()))),
         };
-        if !(0.0..1.0).contains(&v) {
-            return Err(self.bad(k, format!("{v} is not a probability in [0, 1)")));
+        if !ok(v) {
+            return Err(self.bad(k, format!("{v} is not {what}")));
         }
         Ok(v as f32)
+    }
+
+    /// A probability in [0, 1).
+    fn probability(&self, k: &str, default: f32) -> Result<f32> {
+        self.number(k, default, |v| (0.0..1.0).contains(&v), "a probability in [0, 1)")
     }
 
     fn bool_or(&self, k: &str, default: bool) -> Result<bool> {
@@ -272,6 +282,7 @@ pub fn to_toml(spec: &ModelSpec) -> String {
                 format!("kernel_size = {}\nstride = {}\npadding = {}\n", p.kernel_size, p.stride, p.padding)
             }
             LayerOp::Dropout(p) => format!("p = {p}\n"),
+            LayerOp::BatchNorm2d(b) => format!("eps = {:?}\nmomentum = {:?}\n", b.eps, b.momentum),
             LayerOp::Act(_) | LayerOp::Flatten | LayerOp::Add | LayerOp::Concat | LayerOp::GlobalAvgPool => {
                 String::new()
             }

@@ -83,6 +83,20 @@ impl Pool2d {
     }
 }
 
+/// `nn.BatchNorm2d(num_features, eps = 1e-5, momentum = 0.1)` (affine, tracking running statistics);
+/// num_features is inferred.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm2d {
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl Default for BatchNorm2d {
+    fn default() -> Self {
+        BatchNorm2d { eps: 1e-5, momentum: 0.1 }
+    }
+}
+
 /// What a layer computes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerOp {
@@ -98,6 +112,9 @@ pub enum LayerOp {
     Concat,
     /// `[n, c, h, w]` → `[n, c, 1, 1]`, the mean of each plane (`AdaptiveAvgPool2d(1)`).
     GlobalAvgPool,
+    /// Batch normalisation: batch statistics in training (the running ones updated), the running
+    /// statistics in evaluation.
+    BatchNorm2d(BatchNorm2d),
     /// `nn.Dropout(p)`: in training, each element zeroed with probability `p` and the rest scaled by
     /// 1 / (1 − p); the identity in evaluation.
     Dropout(f32),
@@ -119,6 +136,7 @@ impl LayerOp {
             LayerOp::Concat => "concat",
             LayerOp::GlobalAvgPool => "global_avgpool",
             LayerOp::Dropout(_) => "dropout",
+            LayerOp::BatchNorm2d(_) => "batchnorm2d",
         }
     }
 
@@ -153,12 +171,25 @@ pub struct Layer {
 /// The name a layer uses for the model's input.
 pub const INPUT: &str = "input";
 
-/// A learnable tensor: its PyTorch name, shape and fan-in (for the default initialisation).
+/// How a tensor starts (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// U(−1/√fan_in, 1/√fan_in): conv and linear weights and biases.
+    Uniform,
+    /// Zeros: batch-norm's bias and running mean.
+    Zeros,
+    /// Ones: batch-norm's weight and running variance.
+    Ones,
+}
+
+/// A learnable tensor (or a buffer: see [`ModelSpec::buffers`]): its PyTorch name, shape, fan-in and
+/// default initialisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
     pub fan_in: usize,
+    pub init: Init,
 }
 
 impl ParamSpec {
@@ -180,6 +211,7 @@ pub struct ModelSpec {
     pub loss: LossKind,
     pub layers: Vec<Layer>,
     params: Vec<ParamSpec>,
+    buffers: Vec<ParamSpec>,
 }
 
 /// An [`Error::Model`] about layer `layer`.
@@ -216,19 +248,52 @@ impl ModelSpec {
             }
             seen.push(&l.name);
         }
-        let mut spec = ModelSpec { name: name.to_string(), input, classes, loss, layers, params: Vec::new() };
-        spec.params = crate::ir::build::forward(&spec, 1, true)
-            .map_err(|e| match e {
-                Error::Shape { op, detail } => Error::Model { at: format!("layer {op}"), detail },
-                e => e,
-            })?
-            .params;
+        let mut spec =
+            ModelSpec { name: name.to_string(), input, classes, loss, layers, params: Vec::new(), buffers: Vec::new() };
+        let f = crate::ir::build::forward(&spec, 1, true).map_err(|e| match e {
+            Error::Shape { op, detail } => Error::Model { at: format!("layer {op}"), detail },
+            e => e,
+        })?;
+        (spec.params, spec.buffers) = (f.params, f.buffers);
         Ok(spec)
     }
 
     /// Parameters in `state_dict()` order.
     pub fn params(&self) -> Vec<ParamSpec> {
         self.params.clone()
+    }
+
+    /// The f32 buffers of the model's `state_dict()` (each batch-norm's `running_mean` and
+    /// `running_var`), in order: state the optimizer does not touch.
+    pub fn buffers(&self) -> Vec<ParamSpec> {
+        self.buffers.clone()
+    }
+
+    /// The names of the int64 `num_batches_tracked` counters, one per batch-norm layer.
+    pub fn tracked(&self) -> Vec<String> {
+        let bn = self.layers.iter().filter(|l| matches!(l.op, LayerOp::BatchNorm2d(_)));
+        bn.map(|l| format!("{}.num_batches_tracked", l.name)).collect()
+    }
+}
+
+/// Everything a model's `state_dict()` holds, in spec order: parameters, f32 buffers (running
+/// statistics) and the int64 `num_batches_tracked` counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelState {
+    pub params: Vec<Vec<f32>>,
+    pub buffers: Vec<Vec<f32>>,
+    pub tracked: Vec<i64>,
+}
+
+impl ModelState {
+    /// PyTorch's default initialisation of `spec` from `seed` (see [`init_params`]), buffers at their
+    /// defaults, counters at 0.
+    pub fn init(spec: &ModelSpec, seed: u64) -> ModelState {
+        ModelState {
+            params: init_params(&spec.params(), seed),
+            buffers: init_params(&spec.buffers(), 0),
+            tracked: vec![0; spec.tracked().len()],
+        }
     }
 }
 
@@ -268,16 +333,21 @@ pub fn lenet5(cfg: LeNetConfig) -> ModelSpec {
         .expect("LeNet-5's shapes chain")
 }
 
-/// PyTorch's default initialisation of `nn.Conv2d` / `nn.Linear`, from `seed`: weights
-/// Kaiming-uniform with a = √5, i.e. U(−1/√fan_in, 1/√fan_in), and biases U(−1/√fan_in, 1/√fan_in).
+/// PyTorch's default initialisation, from `seed`: `nn.Conv2d` / `nn.Linear` weights Kaiming-uniform
+/// with a = √5, i.e. U(−1/√fan_in, 1/√fan_in), and biases U(−1/√fan_in, 1/√fan_in); batch-norm's
+/// weight 1 and bias 0 (which draw nothing from the stream). Also gives buffers their defaults.
 /// (The distribution is PyTorch's; the random stream is wgcnn's own.)
 pub fn init_params(params: &[ParamSpec], seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
     params
         .iter()
-        .map(|p| {
-            let bound = 1.0 / (p.fan_in as f64).sqrt();
-            rng.vec_f32(p.len(), -bound, bound)
+        .map(|p| match p.init {
+            Init::Uniform => {
+                let bound = 1.0 / (p.fan_in as f64).sqrt();
+                rng.vec_f32(p.len(), -bound, bound)
+            }
+            Init::Zeros => vec![0.0; p.len()],
+            Init::Ones => vec![1.0; p.len()],
         })
         .collect()
 }

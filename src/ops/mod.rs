@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod add;
+pub mod batchnorm;
 pub mod concat;
 pub mod conv;
 pub mod dropout;
@@ -20,6 +21,7 @@ use crate::tensor::{DType, Tensor};
 
 pub use activation::ActOp;
 pub use add::AddOp;
+pub use batchnorm::BatchNormOp;
 pub use concat::ConcatOp;
 pub use conv::ConvOp;
 pub use dropout::DropoutOp;
@@ -53,6 +55,11 @@ pub trait Rules {
     fn output_name(&self, i: usize) -> String {
         format!("out{i}")
     }
+    /// Inputs the op overwrites in place (batch-norm's running statistics): [`Rules::eval`] returns
+    /// their new values after the outputs.
+    fn updates(&self) -> &'static [usize] {
+        &[]
+    }
 }
 
 /// Every op, by family.
@@ -65,6 +72,7 @@ pub enum Op {
     View(ViewOp),
     Add(AddOp),
     Concat(ConcatOp),
+    BatchNorm(BatchNormOp),
     Dropout(DropoutOp),
     Loss(LossOp),
 }
@@ -79,6 +87,7 @@ impl Op {
             Op::View(o) => o,
             Op::Add(o) => o,
             Op::Concat(o) => o,
+            Op::BatchNorm(o) => o,
             Op::Dropout(o) => o,
             Op::Loss(o) => o,
         }
@@ -103,6 +112,9 @@ impl Op {
     }
     pub fn output_name(&self, i: usize) -> String {
         self.rules().output_name(i)
+    }
+    pub fn updates(&self) -> &'static [usize] {
+        self.rules().updates()
     }
 }
 

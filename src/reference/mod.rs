@@ -3,6 +3,7 @@
 //! same code.
 
 mod activation;
+mod batchnorm;
 mod concat;
 mod conv;
 mod dropout;
@@ -15,6 +16,7 @@ mod pool;
 mod reduce;
 
 pub use activation::*;
+pub use batchnorm::*;
 pub use concat::*;
 pub use conv::*;
 pub use dropout::*;

@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::data::{self, Split};
 use crate::error::Result;
 use crate::graph::Params;
-use crate::model::ModelSpec;
+use crate::model::{ModelSpec, ModelState};
 use crate::session::trained_model;
 use crate::train::{Evaluator, DIVISOR};
 
@@ -28,18 +28,18 @@ pub struct EvalReport {
 }
 
 /// A model's parameters uploaded to a new context.
-fn upload(spec: &ModelSpec, values: &[Vec<f32>], ctx: &Context) -> Result<Params> {
-    let params = Params::new(ctx, spec)?;
-    params.values.write(ctx, values)?;
+fn upload(spec: &ModelSpec, state: &ModelState, ctx: &Context) -> Result<Params> {
+    let mut params = Params::new(ctx, spec)?;
+    params.write_state(ctx, state)?;
     Ok(params)
 }
 
 /// Accuracy and loss of the checkpoint `model` on the t10k-* files of `data`.
 pub fn eval(model: &Path, data: &Path, batch_size: usize) -> Result<EvalReport> {
-    let (spec, values) = trained_model(model)?;
+    let (spec, state) = trained_model(model)?;
     let test = data::load(data, Split::Test)?;
     let ctx = Context::new()?;
-    let params = upload(&spec, &values, &ctx)?;
+    let params = upload(&spec, &state, &ctx)?;
     let e = Evaluator::new(&ctx, &spec, &params, &test, batch_size)?.run(&ctx)?;
     Ok(EvalReport {
         model: model.display().to_string(),
@@ -63,10 +63,10 @@ pub struct Prediction {
 
 /// Classify pictures of digits (prepared as MNIST was; see [`crate::digits::load_digit`]).
 pub fn predict(model: &Path, images: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let (spec, values) = trained_model(model)?;
+    let (spec, state) = trained_model(model)?;
     let inputs = images.iter().map(|p| crate::digits::load_digit(p)).collect::<Result<Vec<_>>>()?;
     let ctx = Context::new()?;
-    let params = upload(&spec, &values, &ctx)?;
+    let params = upload(&spec, &state, &ctx)?;
     let probs = crate::train::predict(&ctx, &spec, &params, &inputs)?;
     Ok(images
         .iter()
@@ -82,7 +82,7 @@ pub fn predict(model: &Path, images: &[PathBuf]) -> Result<Vec<Prediction>> {
 /// Pictures of what the model sees for one input (a picture, or the first test image of `data`):
 /// its conv filters, every layer's maps (each branch of a DAG), the vectors and the probabilities.
 pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) -> Result<Vec<PathBuf>> {
-    let (spec, values) = trained_model(model)?;
+    let (spec, state) = trained_model(model)?;
     let input = match image {
         Some(p) => crate::digits::load_digit(p)?,
         None => {
@@ -94,9 +94,9 @@ pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) ->
     // Plain kernels: each conv's own output, before its ReLU.
     let mut ctx = Context::new()?;
     ctx.kernels = crate::KernelSet::Plain;
-    let params = upload(&spec, &values, &ctx)?;
+    let params = upload(&spec, &state, &ctx)?;
     let acts = crate::viz::run_layers(&ctx, &spec, &params, &input)?;
     let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
-        spec.params().iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
+        spec.params().iter().zip(state.params).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
     crate::viz::write_visualize(&weights, &acts, out)
 }

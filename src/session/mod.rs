@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::model::{file, ModelSpec};
+use crate::model::{file, ModelSpec, ModelState};
 
 /// A model named on the command line: a model file (`.toml`: the architecture) or a checkpoint
 /// (`.safetensors`: the architecture from its metadata, and the weights).
 pub enum ModelSource {
     File(ModelSpec),
-    Checkpoint(ModelSpec, Vec<Vec<f32>>),
+    Checkpoint(ModelSpec, ModelState),
 }
 
 impl ModelSource {
@@ -39,7 +39,7 @@ impl ModelSource {
 
 /// A trained model for `eval`, `predict` and `visualize`: a checkpoint; a model file is refused with
 /// what to do instead.
-pub fn trained_model(path: &Path) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
+pub fn trained_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
     match ModelSource::load(path)? {
         ModelSource::Checkpoint(spec, values) => Ok((spec, values)),
         ModelSource::File(_) => Err(Error::Model {

@@ -8,7 +8,7 @@ use crate::checkpoint;
 use crate::context::Context;
 use crate::data::{self, Split};
 use crate::error::{Error, Result};
-use crate::model::{init_params, ModelSpec};
+use crate::model::{ModelSpec, ModelState};
 use crate::session::ModelSource;
 use crate::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
 use crate::viz::StepPoint;
@@ -87,7 +87,7 @@ pub struct TrainReport {
 
 /// The model and first weights: the `init` checkpoint's (its architecture wins), or `opts.model`
 /// initialised from the seed.
-fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
+fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState)> {
     match &opts.init {
         Some(p) => match ModelSource::load(p)? {
             ModelSource::Checkpoint(spec, values) => Ok((spec, values)),
@@ -95,7 +95,7 @@ fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, Vec<Vec<f32>>)> {
                 Err(Error::Train(format!("--init {} is a model file, not a checkpoint", p.display())))
             }
         },
-        None => Ok((opts.model.clone(), init_params(&opts.model.params(), opts.seed))),
+        None => Ok((opts.model.clone(), ModelState::init(&opts.model, opts.seed))),
     }
 }
 
@@ -111,7 +111,8 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let test_set = data::load(&opts.data, Split::Test)?;
     let (spec, init) = starting_point(opts)?;
     let ctx = Context::new()?;
-    let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init)?;
+    let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
+    trainer.params.write_state(&ctx, &init)?;
     if let Some(p) = &opts.init {
         if checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
             progress(Progress::Resumed(trainer.optim.step));

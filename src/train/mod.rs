@@ -139,6 +139,9 @@ impl Trainer {
             // Dropout's masks: a hash of this pair (the step count wraps past 2^32 steps).
             s.write_u32(ctx, &[self.seed, self.optim.step as u32])?;
         }
+        for t in &mut self.params.tracked {
+            t.1 += 1; // this step's forward updates every batch-norm's running statistics
+        }
         let optimizer = &self.optim.launch;
         ctx.submit_pass("train.step", |pass| {
             f.gather.record(pass);

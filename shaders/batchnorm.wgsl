@@ -1,0 +1,126 @@
+// Batch normalisation over [n, c, hw] (PyTorch's BatchNorm2d). Every per-channel sum is a deterministic
+// split reduction without atomics: batchnorm_partial sums a fixed run of `chunk` elements of one
+// channel in order (thread k * c + ch writes partial[k, ch]), batchnorm_combine adds the chunks' sums in
+// order of k. The statistics tensor holds raw sums, [Σ x, Σ (x − mean)²] per channel ([2, c]);
+// consumers scale them by 1 / m (m = n · hw), as the CPU reference does.
+
+struct BnParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    chunk: u32,      // elements of one channel per partial sum
+    chunks: u32,     // partial sums per channel
+    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 Σ dy, 3 Σ dy · x̂
+    eps: f32,
+    momentum: f32,
+    inv_m: f32,      // 1 / (n · hw)
+    unbias: f32,     // m / (m − 1): the running variance is the unbiased one
+    mean_scale: f32, // batchnorm_normalize: 1 / m for batch sums, 1 for running statistics
+    offset: u32,     // batchnorm_combine: where in `out` the sums go; batchnorm_normalize: the variance's
+}
+
+@group(0) @binding(0) var<uniform> p: BnParams;
+
+fn mean_of(s: f32) -> f32 { return s * p.inv_m; }
+fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
+
+// batchnorm_partial: a (x or dy), b (x for mode 3), stats -> partial [chunks, c]
+@group(0) @binding(1) var<storage, read> bp_a: array<f32>;
+@group(0) @binding(2) var<storage, read> bp_b: array<f32>;
+@group(0) @binding(3) var<storage, read> bp_stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bp_partial: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= p.chunks * p.c) { return; }
+    let k = t / p.c;
+    let ch = t % p.c;
+    let m = p.n * p.hw;
+    let first = k * p.chunk;
+    let last = min(first + p.chunk, m);
+    var mean = 0.0;
+    var invstd = 1.0;
+    if (p.mode == 1u || p.mode == 3u) { mean = mean_of(bp_stats[ch]); }
+    if (p.mode == 3u) { invstd = invstd_of(bp_stats[p.c + ch]); }
+    var acc = 0.0;
+    for (var j = first; j < last; j++) {
+        let i = ((j / p.hw) * p.c + ch) * p.hw + j % p.hw;
+        let a = bp_a[i];
+        switch p.mode {
+            case 0u, 2u: { acc += a; }
+            case 1u: { let d = a - mean; acc += d * d; }
+            default: { acc += a * ((bp_b[i] - mean) * invstd); }
+        }
+    }
+    bp_partial[t] = acc;
+}
+
+// batchnorm_combine: partial [chunks, c] -> out[offset + ch] = Σ_k partial[k, ch] in order of k
+@group(0) @binding(1) var<storage, read> bc_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bc_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = flat_index(gid, nwg);
+    if (ch >= p.c) { return; }
+    var acc = 0.0;
+    for (var k = 0u; k < p.chunks; k++) { acc += bc_partial[k * p.c + ch]; }
+    bc_out[p.offset + ch] = acc;
+}
+
+// batchnorm_normalize: x, weight, bias, mean source, variance source -> y
+//   y = (x − mean) / sqrt(var + eps) · weight + bias, mean = mean_src[ch] · mean_scale and
+//   var = var_src[offset + ch] · mean_scale (batch sums in training, running statistics in evaluation)
+@group(0) @binding(1) var<storage, read> bn_x: array<f32>;
+@group(0) @binding(2) var<storage, read> bn_w: array<f32>;
+@group(0) @binding(3) var<storage, read> bn_b: array<f32>;
+@group(0) @binding(4) var<storage, read> bn_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> bn_var: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bn_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n * p.c * p.hw) { return; }
+    let ch = (i / p.hw) % p.c;
+    let mean = bn_mean[ch] * p.mean_scale;
+    let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
+    bn_y[i] = (bn_x[i] - mean) * invstd * bn_w[ch] + bn_b[ch];
+}
+
+// batchnorm_running: stats -> running_mean, running_var updated in place (PyTorch's momentum rule)
+@group(0) @binding(1) var<storage, read> br_stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> br_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> br_var: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = flat_index(gid, nwg);
+    if (ch >= p.c) { return; }
+    let mean = mean_of(br_stats[ch]);
+    let var_unbiased = br_stats[p.c + ch] * p.inv_m * p.unbias;
+    br_mean[ch] = p.momentum * mean + (1.0 - p.momentum) * br_mean[ch];
+    br_var[ch] = p.momentum * var_unbiased + (1.0 - p.momentum) * br_var[ch];
+}
+
+// batchnorm_backward_input: dy, x, stats, weight, dweight (Σ dy · x̂), dbias (Σ dy) -> dx
+//   dx = weight · invstd · (dy − dbias / m − x̂ · dweight / m)
+@group(0) @binding(1) var<storage, read> bd_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bd_x: array<f32>;
+@group(0) @binding(3) var<storage, read> bd_stats: array<f32>;
+@group(0) @binding(4) var<storage, read> bd_w: array<f32>;
+@group(0) @binding(5) var<storage, read> bd_dw: array<f32>;
+@group(0) @binding(6) var<storage, read> bd_db: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bd_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n * p.c * p.hw) { return; }
+    let ch = (i / p.hw) % p.c;
+    let mean = mean_of(bd_stats[ch]);
+    let invstd = invstd_of(bd_stats[p.c + ch]);
+    let xhat = (bd_x[i] - mean) * invstd;
+    bd_dx[i] = bd_w[ch] * invstd * (bd_dy[i] - bd_db[ch] * p.inv_m - xhat * (bd_dw[ch] * p.inv_m));
+}

@@ -1,0 +1,277 @@
+//! Batch normalisation (`shaders/batchnorm.wgsl`), PyTorch's `BatchNorm2d`: batch statistics as
+//! deterministic split reductions (a fixed run of elements per partial sum, the partial sums added in
+//! order; no atomics), normalisation, the running-statistics update, and the backward (the parameter
+//! gradients are the same split reductions of `dy` and `dy · x̂`).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Context;
+use crate::error::{shape_err, to_u32, Result};
+use crate::kernels::{Kernel, Launch};
+use crate::tensor::{DType, Tensor};
+
+/// `[n, c, hw]`: batch, channels, pixels per plane. Statistics are per channel over `m = n · hw` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnGeom {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl BnGeom {
+    /// From a `[n, c, h, w]` (or `[n, c]`) shape.
+    pub fn of(shape: &[usize]) -> BnGeom {
+        BnGeom { n: shape[0], c: shape.get(1).copied().unwrap_or(1), hw: shape.iter().skip(2).product() }
+    }
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values per channel.
+    pub fn m(&self) -> usize {
+        self.n * self.hw
+    }
+    /// (elements per partial sum, partial sums per channel): runs of at least 512 and at most 4,096
+    /// partial sums, so both loops stay bounded.
+    pub fn chunks(&self) -> (usize, usize) {
+        let chunk = self.m().div_ceil(4096).max(512);
+        (chunk, self.m().div_ceil(chunk).max(1))
+    }
+}
+
+/// What `batchnorm_partial` sums (its `mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BnSum {
+    /// Σ x.
+    X = 0,
+    /// Σ (x − mean)², the mean from the statistics' first half.
+    Centered = 1,
+    /// Σ dy (the bias gradient).
+    Dy = 2,
+    /// Σ dy · x̂ (the weight gradient).
+    DyXhat = 3,
+}
+
+/// Mirrors `struct BnParams` in `shaders/batchnorm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BnParams {
+    pub n: u32,
+    pub c: u32,
+    pub hw: u32,
+    pub chunk: u32,
+    pub chunks: u32,
+    pub mode: u32,
+    pub eps: f32,
+    pub momentum: f32,
+    pub inv_m: f32,
+    pub unbias: f32,
+    pub mean_scale: f32,
+    pub offset: u32,
+}
+
+impl BnParams {
+    /// Checked parameters for `g` (every count fits in u32, nothing empty, eps positive).
+    pub fn new(op: &str, g: &BnGeom, eps: f32) -> Result<BnParams> {
+        if g.is_empty() {
+            return Err(shape_err(op, format!("empty input {g:?}")));
+        }
+        if !(eps > 0.0 && eps.is_finite()) {
+            return Err(shape_err(op, format!("eps {eps} must be a positive number")));
+        }
+        to_u32(op, "input length", g.len())?;
+        let (chunk, chunks) = g.chunks();
+        let m = g.m() as f64;
+        Ok(BnParams {
+            n: g.n as u32,
+            c: g.c as u32,
+            hw: g.hw as u32,
+            chunk: chunk as u32,
+            chunks: chunks as u32,
+            mode: 0,
+            eps,
+            momentum: 0.0,
+            inv_m: (1.0 / m) as f32,
+            unbias: if g.m() > 1 { (m / (m - 1.0)) as f32 } else { f32::INFINITY },
+            mean_scale: 1.0,
+            offset: 0,
+        })
+    }
+}
+
+/// Training needs more than one value per channel (PyTorch refuses it too: the variance is undefined).
+pub fn check_training(op: &str, g: &BnGeom) -> Result<()> {
+    if g.m() < 2 {
+        return Err(shape_err(
+            op,
+            format!("batch statistics need more than one value per channel in training, got {g:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A split reduction per channel: `batchnorm_partial` in `mode` into a scratch buffer, then
+/// `batchnorm_combine` into `out[offset..offset + c]`.
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    ctx: &Context,
+    label: &str,
+    p: BnParams,
+    mode: BnSum,
+    a: &Tensor,
+    b: &Tensor,
+    stats: &Tensor,
+    scratch: &Tensor,
+    out: &Tensor,
+    offset: usize,
+) -> Result<Launch> {
+    let p = BnParams { mode: mode as u32, offset: offset as u32, ..p };
+    let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
+    let (c, len) = (p.c as u64, a.len() as u64);
+    let partial = ctx.launch(Kernel::BatchnormPartial, label, &p, &[a, b, stats, scratch], chunks * c, chunk)?;
+    let combine = ctx.launch(Kernel::BatchnormCombine, label, &p, &[scratch, out], c, chunks)?;
+    let flops = if mode == BnSum::X || mode == BnSum::Dy { len } else { 3 * len };
+    Ok(partial.then(combine).with_work(flops, 4 * len * if mode == BnSum::DyXhat { 2 } else { 1 }))
+}
+
+fn scratch(ctx: &Context, label: &str, g: &BnGeom) -> Result<Tensor> {
+    Tensor::zeros(ctx, &format!("{label}.partial"), &[g.chunks().1, g.c], DType::F32)
+}
+
+/// Batch statistics of `x`: `stats = [Σ x, Σ (x − mean)²]` per channel (`[2, c]`), two passes so the
+/// variance does not cancel.
+pub fn batchnorm_stats(ctx: &Context, label: &str, g: &BnGeom, x: &Tensor, stats: &Tensor) -> Result<Launch> {
+    let op = "batchnorm_stats";
+    let p = BnParams::new(op, g, 1.0)?;
+    check_training(op, g)?;
+    x.expect(op, "x", DType::F32, g.len())?;
+    stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    let s = scratch(ctx, label, g)?;
+    let first = reduce(ctx, label, p, BnSum::X, x, x, stats, &s, stats, 0)?;
+    Ok(first.then(reduce(ctx, label, p, BnSum::Centered, x, x, stats, &s, stats, g.c)?))
+}
+
+/// Where `batchnorm_normalize` takes the mean and variance from.
+pub enum BnStats<'a> {
+    /// The batch sums of [`batchnorm_stats`] (training).
+    Batch(&'a Tensor),
+    /// `running_mean`, `running_var` (evaluation).
+    Running(&'a Tensor, &'a Tensor),
+}
+
+/// y = (x − mean) / √(var + eps) · weight + bias, per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_normalize(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    eps: f32,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stats: BnStats<'_>,
+    y: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::BatchnormNormalize.entry_point();
+    let p = BnParams::new(op, g, eps)?;
+    x.expect(op, "x", DType::F32, g.len())?;
+    y.expect(op, "y", DType::F32, g.len())?;
+    weight.expect(op, "weight", DType::F32, g.c)?;
+    bias.expect(op, "bias", DType::F32, g.c)?;
+    let (mean, var, p) = match stats {
+        BnStats::Batch(s) => {
+            s.expect(op, "stats", DType::F32, 2 * g.c)?;
+            (s, s, BnParams { mean_scale: p.inv_m, offset: p.c, ..p })
+        }
+        BnStats::Running(m, v) => {
+            m.expect(op, "running_mean", DType::F32, g.c)?;
+            v.expect(op, "running_var", DType::F32, g.c)?;
+            (m, v, p)
+        }
+    };
+    let len = g.len() as u64;
+    Ok(ctx
+        .launch(Kernel::BatchnormNormalize, label, &p, &[x, weight, bias, mean, var, y], len, 0)?
+        .with_work(4 * len, 8 * len))
+}
+
+/// running_mean ← momentum · mean + (1 − momentum) · running_mean, and the same for running_var with
+/// the unbiased batch variance, in place.
+pub fn batchnorm_running(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    momentum: f32,
+    stats: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::BatchnormRunning.entry_point();
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(shape_err(op, format!("momentum {momentum} is not in [0, 1]")));
+    }
+    check_training(op, g)?;
+    let p = BnParams { momentum, ..BnParams::new(op, g, 1.0)? };
+    stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    running_mean.expect(op, "running_mean", DType::F32, g.c)?;
+    running_var.expect(op, "running_var", DType::F32, g.c)?;
+    let label = format!("{label}.running");
+    ctx.launch(Kernel::BatchnormRunning, &label, &p, &[stats, running_mean, running_var], g.c as u64, 0)
+}
+
+/// A parameter gradient: `out = Σ dy` ([`BnSum::Dy`], the bias) or `Σ dy · x̂` ([`BnSum::DyXhat`], the
+/// weight) per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_param_grad(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    eps: f32,
+    sum: BnSum,
+    dy: &Tensor,
+    x: &Tensor,
+    stats: &Tensor,
+    out: &Tensor,
+) -> Result<Launch> {
+    let op = "batchnorm_param_grad";
+    if !matches!(sum, BnSum::Dy | BnSum::DyXhat) {
+        return Err(shape_err(op, format!("{sum:?} is not a parameter gradient")));
+    }
+    let p = BnParams::new(op, g, eps)?;
+    dy.expect(op, "dy", DType::F32, g.len())?;
+    x.expect(op, "x", DType::F32, g.len())?;
+    stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    out.expect(op, "out", DType::F32, g.c)?;
+    reduce(ctx, label, p, sum, dy, x, stats, &scratch(ctx, label, g)?, out, 0)
+}
+
+/// dx = weight · invstd · (dy − Σdy / m − x̂ · Σ(dy · x̂) / m), from the parameter gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward_input(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    eps: f32,
+    dy: &Tensor,
+    x: &Tensor,
+    stats: &Tensor,
+    weight: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::BatchnormBackwardInput.entry_point();
+    let p = BnParams::new(op, g, eps)?;
+    for (t, name) in [(dy, "dy"), (x, "x"), (dx, "dx")] {
+        t.expect(op, name, DType::F32, g.len())?;
+    }
+    for (t, name) in [(weight, "weight"), (dweight, "dweight"), (dbias, "dbias")] {
+        t.expect(op, name, DType::F32, g.c)?;
+    }
+    stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    let len = g.len() as u64;
+    let ts = [dy, x, stats, weight, dweight, dbias, dx];
+    Ok(ctx.launch(Kernel::BatchnormBackwardInput, label, &p, &ts, len, 0)?.with_work(8 * len, 12 * len))
+}

@@ -1,0 +1,179 @@
+//! batchnorm2d (PyTorch's `BatchNorm2d`). Training: `[x, weight, bias, running_mean, running_var]` →
+//! `[y, stats]` with the batch statistics' sums saved for the backward, and the running statistics
+//! updated in place (the only op that writes an input: [`Rules::updates`]). Evaluation: the same inputs
+//! → `[y]` from the running statistics. The backward emits the weight and bias gradients (split
+//! reductions of dy · x̂ and dy) and the input gradient, which reads them.
+
+use crate::context::Context;
+use crate::error::{shape_err, Result};
+use crate::kernels::batchnorm::{
+    batchnorm_backward_input, batchnorm_normalize, batchnorm_param_grad, batchnorm_running, batchnorm_stats,
+    check_training, BnGeom, BnStats, BnSum,
+};
+use crate::kernels::Launch;
+use crate::ops::{arity, Grad, Meta, Op, OutMeta, Rules};
+use crate::reference as cpu;
+use crate::tensor::{DType, Tensor};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchNormOp {
+    /// `[x, weight, bias, running_mean, running_var]` → `[y, stats]`; updates the running statistics.
+    Train { eps: f32, momentum: f32 },
+    /// `[x, weight, bias, running_mean, running_var]` → `[y]`.
+    Eval { eps: f32 },
+    /// `[dy, x, stats]` → `[Σ dy · x̂]`, the weight's gradient.
+    WeightGrad { eps: f32 },
+    /// `[dy, x, stats]` → `[Σ dy]`, the bias's gradient.
+    BiasGrad,
+    /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]`.
+    InputGrad { eps: f32 },
+}
+
+impl BatchNormOp {
+    fn eps(&self) -> f32 {
+        match *self {
+            BatchNormOp::Train { eps, .. }
+            | BatchNormOp::Eval { eps }
+            | BatchNormOp::WeightGrad { eps }
+            | BatchNormOp::InputGrad { eps } => eps,
+            BatchNormOp::BiasGrad => 1.0,
+        }
+    }
+}
+
+/// Check `[n, c, h, w]` data and `[c]` per-channel inputs (`per_channel` of them from input `from`).
+fn check(op: &str, ins: &[Meta<'_>], per_channel: std::ops::Range<usize>) -> Result<BnGeom> {
+    let x = ins[0].0;
+    if x.len() != 4 || ins.iter().any(|m| m.1 != DType::F32) {
+        return Err(shape_err(op, format!("expects f32 data of shape [n, c, h, w], got {ins:?}")));
+    }
+    for i in per_channel {
+        if ins[i].0 != [x[1]] {
+            return Err(shape_err(op, format!("input {i} has shape {:?}, the data has {} channels", ins[i].0, x[1])));
+        }
+    }
+    Ok(BnGeom::of(x))
+}
+
+impl Rules for BatchNormOp {
+    fn name(&self) -> &'static str {
+        match self {
+            BatchNormOp::Train { .. } => "batchnorm2d",
+            BatchNormOp::Eval { .. } => "batchnorm2d_eval",
+            BatchNormOp::WeightGrad { .. } => "batchnorm2d_weight_grad",
+            BatchNormOp::BiasGrad => "batchnorm2d_bias_grad",
+            BatchNormOp::InputGrad { .. } => "batchnorm2d_input_grad",
+        }
+    }
+
+    fn infer(&self, ins: &[Meta<'_>]) -> Result<Vec<OutMeta>> {
+        let op = self.name();
+        let x = ins.first().map(|m| m.0.to_vec()).unwrap_or_default();
+        match self {
+            BatchNormOp::Train { .. } | BatchNormOp::Eval { .. } => {
+                arity(op, ins.len(), &[5])?;
+                let g = check(op, ins, 1..5)?;
+                let mut outs = vec![(x, DType::F32)];
+                if let BatchNormOp::Train { .. } = self {
+                    outs.push((vec![2, g.c], DType::F32));
+                }
+                Ok(outs)
+            }
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
+                arity(op, ins.len(), &[3])?;
+                let g = check(op, &ins[..2], 0..0)?;
+                if ins[1].0 != x || ins[2].0 != [2, g.c] {
+                    return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
+                }
+                Ok(vec![(vec![g.c], DType::F32)])
+            }
+            BatchNormOp::InputGrad { .. } => {
+                arity(op, ins.len(), &[6])?;
+                let g = check(op, &[ins[0], ins[3], ins[4], ins[5]], 1..4)?;
+                if ins[1].0 != x || ins[2].0 != [2, g.c] {
+                    return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
+                }
+                Ok(vec![(x, DType::F32)])
+            }
+        }
+    }
+
+    fn backward(&self, gr: &mut Grad<'_>) -> Result<()> {
+        let (BatchNormOp::Train { eps, .. }, Some(dy)) = (self, gr.dy()) else { return Ok(()) };
+        let eps = *eps;
+        let (x, w, stats) = (gr.input(0), gr.input(1), gr.output(1));
+        let dw = gr.emit("dw", Op::BatchNorm(BatchNormOp::WeightGrad { eps }), &[dy, x, stats])?;
+        let db = gr.emit("db", Op::BatchNorm(BatchNormOp::BiasGrad), &[dy, x, stats])?;
+        gr.set(1, dw);
+        gr.set(2, db);
+        if gr.needs(0) {
+            let dx = gr.emit("dx", Op::BatchNorm(BatchNormOp::InputGrad { eps }), &[dy, x, stats, w, dw, db])?;
+            gr.set(0, dx);
+        }
+        Ok(())
+    }
+
+    fn lower(&self, ctx: &Context, label: &str, ins: &[&Tensor], outs: &[&Tensor]) -> Result<Vec<Launch>> {
+        let g = BnGeom::of(&ins[0].shape);
+        let eps = self.eps();
+        Ok(match self {
+            BatchNormOp::Train { momentum, .. } => vec![
+                batchnorm_stats(ctx, label, &g, ins[0], outs[1])?,
+                batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], BnStats::Batch(outs[1]), outs[0])?,
+                batchnorm_running(ctx, label, &g, *momentum, outs[1], ins[3], ins[4])?,
+            ],
+            BatchNormOp::Eval { .. } => {
+                let running = BnStats::Running(ins[3], ins[4]);
+                vec![batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0])?]
+            }
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
+                let sum = if *self == BatchNormOp::BiasGrad { BnSum::Dy } else { BnSum::DyXhat };
+                vec![batchnorm_param_grad(ctx, label, &g, eps, sum, ins[0], ins[1], ins[2], outs[0])?]
+            }
+            BatchNormOp::InputGrad { .. } => vec![batchnorm_backward_input(
+                ctx, label, &g, eps, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], outs[0],
+            )?],
+        })
+    }
+
+    fn eval(&self, ins: &[&[f64]], shapes: &[&[usize]]) -> Result<Vec<Vec<f64>>> {
+        let g = BnGeom::of(shapes[0]);
+        let eps = f64::from(self.eps());
+        Ok(match self {
+            BatchNormOp::Train { momentum, .. } => {
+                check_training(self.name(), &g)?;
+                let stats = cpu::batchnorm_stats(&g, ins[0]);
+                let (mean, invstd) = cpu::batchnorm_moments(&g, &stats, eps);
+                let y = cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], &mean, &invstd);
+                let (rm, rv) = cpu::batchnorm_running(&g, &stats, f64::from(*momentum), ins[3], ins[4]);
+                vec![y, stats, rm, rv]
+            }
+            BatchNormOp::Eval { .. } => {
+                let invstd = cpu::batchnorm_invstd(ins[4], eps);
+                vec![cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], ins[3], &invstd)]
+            }
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
+                let (dw, db) = cpu::batchnorm_param_grads(&g, ins[0], ins[1], ins[2], eps);
+                vec![if *self == BatchNormOp::BiasGrad { db } else { dw }]
+            }
+            BatchNormOp::InputGrad { .. } => {
+                vec![cpu::batchnorm_backward_input(&g, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], eps)]
+            }
+        })
+    }
+
+    fn updates(&self) -> &'static [usize] {
+        match self {
+            BatchNormOp::Train { .. } => &[3, 4],
+            _ => &[],
+        }
+    }
+
+    fn output_name(&self, i: usize) -> String {
+        if i == 1 {
+            "stats".into()
+        } else {
+            format!("out{i}")
+        }
+    }
+}

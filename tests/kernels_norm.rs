@@ -1,0 +1,117 @@
+//! Batch-norm kernels against the CPU reference (`src/reference/batchnorm.rs`): statistics, training
+//! and evaluation normalisation, the running-statistics update, and the backward, over a table of
+//! shapes (batch 1, ragged planes, 1x1 planes, a channel with 2.2M values so the split reduction runs
+//! 4,090 chunks, and 4.2M channels so every kernel's grid passes 65,535 workgroups).
+
+mod common;
+
+use common::*;
+use wgcnn::kernels::batchnorm::*;
+use wgcnn::reference as cpu;
+
+/// Sums of m terms in f32, split in runs of ≤ 512 added in order: each partial rounds ~m·2⁻²⁴ of
+/// Σ|terms| at worst. Stated: |Δ| ≤ 1e-4 + 1e-6 · Σ|terms| of the channel (the largest over channels).
+fn sum_tol(terms_abs_max: f64) -> Tol {
+    Tol { atol: 1e-4 + 1e-6 * terms_abs_max, rtol: 0.0 }
+}
+
+/// Σ|terms| per channel, the largest.
+fn abs_sum(g: &BnGeom, v: &[f64]) -> f64 {
+    let mut per = vec![0.0f64; g.c];
+    for (i, x) in v.iter().enumerate() {
+        per[(i / g.hw) % g.c] += x.abs();
+    }
+    per.into_iter().fold(0.0, f64::max)
+}
+
+#[test]
+fn batchnorm_kernels_match_the_reference() {
+    let c = ctx();
+    let table = [
+        ("batch1", 1, 3, 5, 5),
+        ("ragged", 2, 4, 7, 9),
+        ("lenet", 64, 6, 28, 28),
+        ("planes1x1", 3, 5, 1, 1),
+        ("long_channel", 2, 2, 1100, 1000),
+        ("grid_past_65535", 1, 4_200_000, 1, 2),
+    ];
+    let (eps, momentum) = (1e-5f32, 0.1f32);
+    for (seed, (name, n, ch, h, w)) in table.into_iter().enumerate() {
+        let g = BnGeom { n, c: ch, hw: h * w };
+        let shape = [n, ch, h, w];
+        let mut r = rng(700 + seed as u64);
+        let x = r.vec_f32(g.len(), -1.0, 1.0);
+        let (wt, bs) = (r.vec_f32(ch, 0.5, 1.5), r.vec_f32(ch, -0.5, 0.5));
+        let (rm, rv) = (r.vec_f32(ch, -0.2, 0.2), r.vec_f32(ch, 0.5, 2.0));
+        let dy = r.vec_f32(g.len(), -1.0, 1.0);
+        let (x64, dy64, w64, b64) = (to_f64(&x), to_f64(&dy), to_f64(&wt), to_f64(&bs));
+        let xt = upload("x", &shape, &x);
+        let (wtt, bt) = (upload("weight", &[ch], &wt), upload("bias", &[ch], &bs));
+        let stats = zeros("stats", &[2, ch]);
+        // Statistics, compared as mean and biased variance (the sums over m, divided by m).
+        c.run(&[&batchnorm_stats(c, name, &g, &xt, &stats).unwrap()]).unwrap();
+        let got = stats.to_f32(c).unwrap();
+        let want = cpu::batchnorm_stats(&g, &x64);
+        let m = g.m() as f32;
+        let per_m = |v: &[f32]| v.iter().map(|s| s / m).collect::<Vec<f32>>();
+        let want_m: Vec<f64> = want.iter().map(|s| s / g.m() as f64).collect();
+        check(&format!("batchnorm_stats/{name}"), &per_m(&got), &want_m, F32_TOL);
+        // Training normalisation.
+        let yt = zeros("y", &shape);
+        let (mean, invstd) = cpu::batchnorm_moments(&g, &want, f64::from(eps));
+        let y = run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Batch(&stats), &yt), &yt);
+        let want_y = cpu::batchnorm_normalize(&g, &x64, &w64, &b64, &mean, &invstd);
+        check(&format!("batchnorm_normalize/train/{name}"), &y, &want_y, F32_TOL);
+        // The running statistics, updated in place.
+        let (rmt, rvt) = (upload("running_mean", &[ch], &rm), upload("running_var", &[ch], &rv));
+        c.run(&[&batchnorm_running(c, name, &g, momentum, &stats, &rmt, &rvt).unwrap()]).unwrap();
+        let (want_rm, want_rv) = cpu::batchnorm_running(&g, &want, 0.1, &to_f64(&rm), &to_f64(&rv));
+        check(&format!("batchnorm_running/mean/{name}"), &rmt.to_f32(c).unwrap(), &want_rm, F32_TOL);
+        check(&format!("batchnorm_running/var/{name}"), &rvt.to_f32(c).unwrap(), &want_rv, F32_TOL);
+        // Evaluation normalisation from the (updated) running statistics.
+        let (grm, grv) = (rmt.to_f32(c).unwrap(), rvt.to_f32(c).unwrap());
+        let ye = run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Running(&rmt, &rvt), &yt), &yt);
+        let inv = cpu::batchnorm_invstd(&to_f64(&grv), f64::from(eps));
+        let want_ye = cpu::batchnorm_normalize(&g, &x64, &w64, &b64, &to_f64(&grm), &inv);
+        check(&format!("batchnorm_normalize/eval/{name}"), &ye, &want_ye, F32_TOL);
+        // Backward: the parameter gradients (sums of m terms), then dx from the GPU's own sums.
+        let dyt = upload("dy", &shape, &dy);
+        let (dwt, dbt) = (zeros("dweight", &[ch]), zeros("dbias", &[ch]));
+        let stats64 = to_f64(&got);
+        let (want_dw, want_db) = cpu::batchnorm_param_grads(&g, &dy64, &x64, &stats64, f64::from(eps));
+        let dw = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::DyXhat, &dyt, &xt, &stats, &dwt), &dwt);
+        let db = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::Dy, &dyt, &xt, &stats, &dbt), &dbt);
+        check(&format!("batchnorm_param_grad/dweight/{name}"), &dw, &want_dw, sum_tol(abs_sum(&g, &dy64) * 2.0));
+        check(&format!("batchnorm_param_grad/dbias/{name}"), &db, &want_db, sum_tol(abs_sum(&g, &dy64)));
+        let dxt = zeros("dx", &shape);
+        let launch = batchnorm_backward_input(c, name, &g, eps, &dyt, &xt, &stats, &wtt, &dwt, &dbt, &dxt);
+        let dx = run_f32(launch, &dxt);
+        let want_dx =
+            cpu::batchnorm_backward_input(&g, &dy64, &x64, &stats64, &w64, &to_f64(&dw), &to_f64(&db), f64::from(eps));
+        check(&format!("batchnorm_backward_input/{name}"), &dx, &want_dx, F32_TOL);
+        if name == "grid_past_65535" {
+            assert!(groups(ch) > 65_535 && groups(g.len()) > 65_535);
+        }
+        if name == "long_channel" {
+            assert_eq!(g.chunks(), (538, 4090), "runs of 538 values, 4,090 partial sums per channel");
+        }
+    }
+}
+
+#[test]
+fn batchnorm_refuses_what_pytorch_refuses() {
+    let c = ctx();
+    // One value per channel in training: no variance.
+    let g = BnGeom { n: 1, c: 3, hw: 1 };
+    let (x, s) = (zeros("x", &[1, 3, 1, 1]), zeros("stats", &[2, 3]));
+    let e = batchnorm_stats(c, "bn", &g, &x, &s).err().unwrap().to_string();
+    assert!(e.contains("more than one value per channel"), "{e}");
+    // Bad eps and momentum, and a wrong-size operand, are typed errors.
+    let g = BnGeom { n: 2, c: 3, hw: 1 };
+    let (x, w, y) = (zeros("x", &[2, 3, 1, 1]), zeros("w", &[3]), zeros("y", &[2, 3, 1, 1]));
+    assert!(batchnorm_normalize(c, "bn", &g, 0.0, &x, &w, &w, BnStats::Batch(&s), &y).is_err());
+    assert!(batchnorm_running(c, "bn", &g, 1.5, &s, &w, &w).is_err());
+    let short = zeros("w", &[2]);
+    let e = batchnorm_normalize(c, "bn", &g, 1e-5, &x, &short, &w, BnStats::Batch(&s), &y).err().unwrap().to_string();
+    assert!(e.contains("weight"), "{e}");
+}
