@@ -51,6 +51,9 @@ class ModelFileNet(nn.Module):
                 out = (sum(shapes[i][0] for i in inputs),) + tuple(x[1:])
             elif op == "global_avgpool":
                 out = (x[0], 1, 1)
+            elif op == "batchnorm2d":
+                self._set(name, nn.BatchNorm2d(x[0], eps=t.get("eps", 1e-5), momentum=t.get("momentum", 0.1)))
+                out = x
             elif op == "dropout":
                 self._set(name, nn.Dropout(t.get("p", 0.5)))
                 out = x

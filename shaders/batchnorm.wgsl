@@ -43,15 +43,21 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     var invstd = 1.0;
     if (p.mode == 1u || p.mode == 3u) { mean = mean_of(bp_stats[ch]); }
     if (p.mode == 3u) { invstd = invstd_of(bp_stats[p.c + ch]); }
+    // Runs of 16 summed on their own, then added up: a rounding chain of ~16 + chunk/16 additions
+    // instead of chunk (3x closer to the exact sum on LeNet-sized channels).
     var acc = 0.0;
-    for (var j = first; j < last; j++) {
-        let i = ((j / p.hw) * p.c + ch) * p.hw + j % p.hw;
-        let a = bp_a[i];
-        switch p.mode {
-            case 0u, 2u: { acc += a; }
-            case 1u: { let d = a - mean; acc += d * d; }
-            default: { acc += a * ((bp_b[i] - mean) * invstd); }
+    for (var j0 = first; j0 < last; j0 += 16u) {
+        var run = 0.0;
+        for (var j = j0; j < min(j0 + 16u, last); j++) {
+            let i = ((j / p.hw) * p.c + ch) * p.hw + j % p.hw;
+            let a = bp_a[i];
+            switch p.mode {
+                case 0u, 2u: { run += a; }
+                case 1u: { let d = a - mean; run += d * d; }
+                default: { run += a * ((bp_b[i] - mean) * invstd); }
+            }
         }
+        acc += run;
     }
     bp_partial[t] = acc;
 }
