@@ -4,68 +4,16 @@
 
 mod common;
 
+use common::trainer::RefTrainer;
 use common::*;
 use wgcnn::data::{self, Split};
-use wgcnn::ir::{autodiff::autodiff, build, interp, Role};
 use wgcnn::kernels::activation::Activation;
 use wgcnn::kernels::loss::LossKind;
 use wgcnn::kernels::optim::{Adam, Sgd};
 use wgcnn::kernels::pool::PoolKind;
 use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
-use wgcnn::reference as cpu;
 use wgcnn::train::{fit, Evaluator, Optimizer, Schedule, TrainConfig, Trainer};
 use wgcnn::Error;
-
-/// The CPU reference trainer: the model's training graph (forward + autodiff, no fusion) interpreted
-/// in f64 with the reference kernels, then the f32 optimizer references. The spec of one GPU step.
-struct RefTrainer {
-    spec: ModelSpec,
-    params: Vec<Vec<f32>>,
-    state: Vec<Vec<f32>>,
-    opt: Optimizer,
-    step: u64,
-}
-
-impl RefTrainer {
-    /// One step on `x` (already /255) and `labels`: returns the mean loss and the reference gradients.
-    /// The update uses `use_grads` when given (the GPU's own gradients), else the reference ones.
-    fn step(&mut self, x: &[f64], labels: &[u32], use_grads: Option<&[Vec<f32>]>) -> (f64, Vec<Vec<f64>>) {
-        let n = labels.len();
-        let f = build::forward(&self.spec, n, true).unwrap();
-        let mut ir = f.ir;
-        autodiff(&mut ir).unwrap();
-        let mut feeds = vec![(f.input, x.to_vec()), (f.labels, labels.iter().map(|&l| f64::from(l)).collect())];
-        // Dropout's [seed, step] pair, as the GPU trainer writes it (seed 0 unless set; steps from 1).
-        feeds.extend(f.step.map(|s| (s, vec![0.0, (self.step + 1) as f64])));
-        feeds.extend(ir.params().into_iter().zip(&self.params).map(|(v, p)| (v, to_f64(p))));
-        let values = interp::run(&ir, &feeds).unwrap();
-        let mut grads: Vec<Vec<f64>> = vec![Vec::new(); self.params.len()];
-        for (i, v) in ir.values.iter().enumerate() {
-            if let Role::ParamGrad(k) = v.role {
-                grads[k] = values.get(wgcnn::ir::ValueId(i as u32)).unwrap().to_vec();
-            }
-        }
-        let loss = values.get(f.loss).unwrap().iter().sum::<f64>() / n as f64;
-        self.step += 1;
-        for (i, g) in grads.iter().enumerate() {
-            let g: Vec<f32> = match use_grads {
-                Some(gpu) => gpu[i].clone(),
-                None => g.iter().map(|&v| v as f32).collect(),
-            };
-            let len = g.len();
-            match self.opt {
-                Optimizer::Sgd(s) => {
-                    cpu::sgd_update(&s.params(len, self.step).unwrap(), &g, &mut self.params[i], &mut self.state[i])
-                }
-                Optimizer::Adam(a) => {
-                    let (m, v) = self.state.split_at_mut(self.params.len());
-                    cpu::adam_update(&a.params(len, self.step).unwrap(), &g, &mut self.params[i], &mut m[i], &mut v[i])
-                }
-            }
-        }
-        (loss, grads)
-    }
-}
 
 /// FNV-1a over a checkpoint's tensors in name order (each name's bytes, then its f32 little-endian).
 fn tensor_hash(path: &std::path::Path) -> u64 {
@@ -186,8 +134,7 @@ fn first_steps_match_the_cpu_reference_trainer() {
         let adam = matches!(opt, Optimizer::Adam(_));
         let mut t = Trainer::new(c, spec.clone(), &data, 8, opt, &init).unwrap();
         t.start_epoch(c, None).unwrap();
-        let state = (0..if adam { 2 } else { 1 }).flat_map(|_| init.iter().map(|p| vec![0.0f32; p.len()])).collect();
-        let mut r = RefTrainer { spec: spec.clone(), params: init.clone(), state, opt, step: 0 };
+        let mut r = RefTrainer::new(&spec, &init, opt);
         let item = spec.input.iter().product::<usize>();
         for (s, (first, b)) in [(0usize, 8usize), (8, 8), (16, 4), (0, 8)].into_iter().enumerate() {
             let got = t.step(c, s % 3).unwrap();

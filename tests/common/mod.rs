@@ -2,6 +2,8 @@
 //! that says where it failed.
 #![allow(dead_code)]
 
+pub mod trainer;
+
 use std::sync::OnceLock;
 
 use wgcnn::context::describe_adapter;
