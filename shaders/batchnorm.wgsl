@@ -19,6 +19,15 @@ struct BnParams {
     offset: u32,     // batchnorm_combine: where in `out` the sums go; batchnorm_normalize: the variance's
 }
 
+// The channel count and plane size, set per pipeline for the reductions (batchnorm_partial walks a
+// channel element by element: divisions by these become multiplications). The elementwise kernels
+// read them from p and divide once per run.
+override C: u32 = 1u;
+override HW: u32 = 1u;
+// Elements per invocation of the elementwise kernels (a run inside one plane, so the channel's
+// values load once per run).
+const RUN: u32 = 4u;
+
 @group(0) @binding(0) var<uniform> p: BnParams;
 
 fn mean_of(s: f32) -> f32 { return s * p.inv_m; }
@@ -33,23 +42,23 @@ fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 @compute @workgroup_size(WG)
 fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    if (t >= p.chunks * p.c) { return; }
-    let k = t / p.c;
-    let ch = t % p.c;
-    let m = p.n * p.hw;
+    if (t >= p.chunks * C) { return; }
+    let k = t / C;
+    let ch = t % C;
+    let m = p.n * HW;
     let first = k * p.chunk;
     let last = min(first + p.chunk, m);
     var mean = 0.0;
     var invstd = 1.0;
     if (p.mode == 1u || p.mode == 3u) { mean = mean_of(bp_stats[ch]); }
-    if (p.mode == 3u) { invstd = invstd_of(bp_stats[p.c + ch]); }
+    if (p.mode == 3u) { invstd = invstd_of(bp_stats[C + ch]); }
     // Runs of 16 summed on their own, then added up: a rounding chain of ~16 + chunk/16 additions
     // instead of chunk (3x closer to the exact sum on LeNet-sized channels).
     var acc = 0.0;
     for (var j0 = first; j0 < last; j0 += 16u) {
         var run = 0.0;
         for (var j = j0; j < min(j0 + 16u, last); j++) {
-            let i = ((j / p.hw) * p.c + ch) * p.hw + j % p.hw;
+            let i = ((j / HW) * C + ch) * HW + j % HW;
             let a = bp_a[i];
             switch p.mode {
                 case 0u, 2u: { run += a; }
@@ -69,9 +78,9 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @compute @workgroup_size(WG)
 fn batchnorm_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = flat_index(gid, nwg);
-    if (ch >= p.c) { return; }
+    if (ch >= C) { return; }
     var acc = 0.0;
-    for (var k = 0u; k < p.chunks; k++) { acc += bc_partial[k * p.c + ch]; }
+    for (var k = 0u; k < p.chunks; k++) { acc += bc_partial[k * C + ch]; }
     bc_out[p.offset + ch] = acc;
 }
 
@@ -87,12 +96,19 @@ fn batchnorm_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 @compute @workgroup_size(WG)
 fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let ch = (i / p.hw) % p.c;
+    let t = flat_index(gid, nwg);
+    let runs = (p.hw + RUN - 1u) / RUN;
+    if (t >= p.n * p.c * runs) { return; }
+    let plane = t / runs;
+    let ch = plane % p.c;
     let mean = bn_mean[ch] * p.mean_scale;
     let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
-    bn_y[i] = (bn_x[i] - mean) * invstd * bn_w[ch] + bn_b[ch];
+    let scale = invstd * bn_w[ch];
+    let shift = bn_b[ch];
+    let first = plane * p.hw + (t % runs) * RUN;
+    for (var i = first; i < min(first + RUN, (plane + 1u) * p.hw); i++) {
+        bn_y[i] = (bn_x[i] - mean) * scale + shift;
+    }
 }
 
 // batchnorm_running: stats -> running_mean, running_var updated in place (PyTorch's momentum rule)
@@ -103,9 +119,9 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 @compute @workgroup_size(WG)
 fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = flat_index(gid, nwg);
-    if (ch >= p.c) { return; }
+    if (ch >= C) { return; }
     let mean = mean_of(br_stats[ch]);
-    let var_unbiased = br_stats[p.c + ch] * p.inv_m * p.unbias;
+    let var_unbiased = br_stats[C + ch] * p.inv_m * p.unbias;
     br_mean[ch] = p.momentum * mean + (1.0 - p.momentum) * br_mean[ch];
     br_var[ch] = p.momentum * var_unbiased + (1.0 - p.momentum) * br_var[ch];
 }
@@ -122,11 +138,19 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let ch = (i / p.hw) % p.c;
+    let t = flat_index(gid, nwg);
+    let runs = (p.hw + RUN - 1u) / RUN;
+    if (t >= p.n * p.c * runs) { return; }
+    let plane = t / runs;
+    let ch = plane % p.c;
     let mean = mean_of(bd_stats[ch]);
     let invstd = invstd_of(bd_stats[p.c + ch]);
-    let xhat = (bd_x[i] - mean) * invstd;
-    bd_dx[i] = bd_w[ch] * invstd * (bd_dy[i] - bd_db[ch] * p.inv_m - xhat * (bd_dw[ch] * p.inv_m));
+    let scale = bd_w[ch] * invstd;
+    let db_m = bd_db[ch] * p.inv_m;
+    let dw_m = bd_dw[ch] * p.inv_m;
+    let first = plane * p.hw + (t % runs) * RUN;
+    for (var i = first; i < min(first + RUN, (plane + 1u) * p.hw); i++) {
+        let xhat = (bd_x[i] - mean) * invstd;
+        bd_dx[i] = scale * (bd_dy[i] - db_m - xhat * dw_m);
+    }
 }

@@ -10,6 +10,9 @@ use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::tensor::{DType, Tensor};
 
+/// Values per invocation of the elementwise kernels (`RUN` in `shaders/batchnorm.wgsl`).
+pub const RUN: usize = 4;
+
 /// `[n, c, hw]`: batch, channels, pixels per plane. Statistics are per channel over `m = n · hw` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BnGeom {
@@ -28,6 +31,14 @@ impl BnGeom {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Invocations of the elementwise kernels: runs of [`RUN`] values inside each plane.
+    pub fn runs(&self) -> usize {
+        self.n * self.c * self.hw.div_ceil(RUN)
+    }
+    /// The pipeline constants of `shaders/batchnorm.wgsl` (fit in u32: checked by [`BnParams::new`]).
+    fn consts(&self) -> [(&'static str, u32); 2] {
+        [("C", self.c as u32), ("HW", self.hw as u32)]
     }
     /// Values per channel.
     pub fn m(&self) -> usize {
@@ -130,8 +141,10 @@ fn reduce(
     let p = BnParams { mode: mode as u32, offset: offset as u32, ..p };
     let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
     let (c, len) = (p.c as u64, a.len() as u64);
-    let partial = ctx.launch(Kernel::BatchnormPartial, label, &p, &[a, b, stats, scratch], chunks * c, chunk)?;
-    let combine = ctx.launch(Kernel::BatchnormCombine, label, &p, &[scratch, out], c, chunks)?;
+    let consts = [("C", p.c), ("HW", p.hw)];
+    let ts = [a, b, stats, scratch];
+    let partial = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
+    let combine = ctx.launch_with(Kernel::BatchnormCombine, &consts, label, &p, &[scratch, out], c, chunks)?;
     let flops = if mode == BnSum::X || mode == BnSum::Dy { len } else { 3 * len };
     Ok(partial.then(combine).with_work(flops, 4 * len * if mode == BnSum::DyXhat { 2 } else { 1 }))
 }
@@ -218,7 +231,8 @@ pub fn batchnorm_running(
     running_mean.expect(op, "running_mean", DType::F32, g.c)?;
     running_var.expect(op, "running_var", DType::F32, g.c)?;
     let label = format!("{label}.running");
-    ctx.launch(Kernel::BatchnormRunning, &label, &p, &[stats, running_mean, running_var], g.c as u64, 0)
+    let ts = [stats, running_mean, running_var];
+    ctx.launch_with(Kernel::BatchnormRunning, &g.consts(), &label, &p, &ts, g.c as u64, 0)
 }
 
 /// A parameter gradient: `out = Σ dy` ([`BnSum::Dy`], the bias) or `Σ dy · x̂` ([`BnSum::DyXhat`], the
@@ -273,5 +287,6 @@ pub fn batchnorm_backward_input(
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
     let len = g.len() as u64;
     let ts = [dy, x, stats, weight, dweight, dbias, dx];
-    Ok(ctx.launch(Kernel::BatchnormBackwardInput, label, &p, &ts, len, 0)?.with_work(8 * len, 12 * len))
+    let l = ctx.launch(Kernel::BatchnormBackwardInput, label, &p, &ts, g.runs() as u64, RUN as u64)?;
+    Ok(l.with_work(8 * len, 12 * len))
 }

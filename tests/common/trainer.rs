@@ -1,7 +1,9 @@
 //! The CPU reference trainer: a model's training graph interpreted on the CPU.
 
 use wgcnn::ir::{autodiff::autodiff, build, interp, Role, ValueId};
+use wgcnn::kernels::activation::Activation;
 use wgcnn::model::{init_params, ModelSpec};
+use wgcnn::ops::{ActOp, Op};
 use wgcnn::reference as cpu;
 use wgcnn::train::Optimizer;
 
@@ -17,6 +19,9 @@ pub struct RefTrainer {
     pub state: Vec<Vec<f32>>,
     pub opt: Optimizer,
     pub step: u64,
+    /// The smallest |input| of any ReLU in the last step's forward: how far the step was from a kink,
+    /// where f32 rounding may pick the other side (and the gradients legitimately differ).
+    pub relu_margin: f64,
 }
 
 impl RefTrainer {
@@ -34,6 +39,13 @@ impl RefTrainer {
         let buffer = |k: usize| ValueId(ir.values.iter().position(|v| v.role == Role::Buffer(k)).unwrap() as u32);
         feeds.extend(self.buffers.iter().enumerate().map(|(k, b)| (buffer(k), b.clone())));
         let values = interp::run(&ir, &feeds).unwrap();
+        let relu = Op::Act(ActOp::Forward(Activation::Relu));
+        self.relu_margin = ir
+            .nodes
+            .iter()
+            .filter(|n| n.op == relu)
+            .flat_map(|n| values.get(n.inputs[0]).unwrap().iter().map(|v| v.abs()))
+            .fold(f64::INFINITY, f64::min);
         for k in 0..self.buffers.len() {
             self.buffers[k] = values.get(buffer(k)).unwrap().to_vec();
         }
@@ -65,13 +77,20 @@ impl RefTrainer {
     }
 }
 
-
 impl RefTrainer {
     /// A reference trainer starting from `init`, the model's buffers at their defaults.
     pub fn new(spec: &ModelSpec, init: &[Vec<f32>], opt: Optimizer) -> RefTrainer {
         let copies = if matches!(opt, Optimizer::Adam(_)) { 2 } else { 1 };
         let state = (0..copies).flat_map(|_| init.iter().map(|p| vec![0.0f32; p.len()])).collect();
         let buffers = init_params(&spec.buffers(), 0).iter().map(|b| to_f64(b)).collect();
-        RefTrainer { spec: spec.clone(), params: init.to_vec(), buffers, state, opt, step: 0 }
+        RefTrainer {
+            spec: spec.clone(),
+            params: init.to_vec(),
+            buffers,
+            state,
+            opt,
+            step: 0,
+            relu_margin: f64::INFINITY,
+        }
     }
 }
