@@ -57,6 +57,12 @@ fn conv2d_all_directions_match_reference() {
         ("fast_grid_past_65535", g(1, 1, 4_194_241, 8, 1, 3, 3, 1, 1)),
         // conv2d_direct's 8-column blocks with stride 2 (11 output columns: one full block, one partial).
         ("wide_stride2", g(2, 3, 23, 21, 5, 3, 3, 2, 1)),
+        // The stride-2 input gradient (conv2d_backward_input_s2): resnet-mini's downsampling conv, a 1x1
+        // projection with odd sizes and 5 input channels (a partial channel block), and 2050² blocks of
+        // 2x2 (4,202,500 invocations: 65,665 workgroups).
+        ("resnet_s2_3x3_pad1", g(2, 8, 28, 28, 16, 3, 3, 2, 1)),
+        ("s2_1x1_projection_odd", g(3, 5, 13, 15, 6, 1, 1, 2, 0)),
+        ("s2_grid_past_65535", g(1, 1, 4100, 4100, 1, 1, 1, 2, 0)),
     ];
     let c = ctx();
     for (seed, (name, geom)) in table.iter().enumerate() {
@@ -94,6 +100,8 @@ fn conv2d_all_directions_match_reference() {
     }
     let big = table.iter().find(|r| r.0 == "grid_past_65535").unwrap().1;
     assert!(groups(big.y_len()) > 65_535 && groups(big.x_len()) > 65_535, "this row must fold the grid");
+    let s2_big = table.iter().find(|r| r.0 == "s2_grid_past_65535").unwrap().1;
+    assert!(groups(s2_big.n * s2_big.h.div_ceil(2) * s2_big.w.div_ceil(2)) > 65_535);
     let fast_big = table.iter().find(|r| r.0 == "fast_grid_past_65535").unwrap().1;
     assert!(groups(fast_big.n * fast_big.out_h() * fast_big.out_w().div_ceil(8)) > 65_535);
 }
@@ -114,8 +122,9 @@ fn check_fast_conv(name: &str, geom: &Conv2dGeom, row: &ConvRow) {
     let fast_dx = conv2d_backward_input_fast(c, name, geom, dyt, wt, dxt).unwrap();
     let fast_dw = conv2d_backward_weight_fast(c, name, geom, dyt, xt, dwt).unwrap();
     let stride1 = geom.stride_h == 1 && geom.stride_w == 1;
+    let stride2 = geom.stride_h == 2 && geom.stride_w == 2;
     assert!(fast_fwd.is_some() && fast_dw.is_some(), "{name}: the fast kernels take every shape of this table");
-    assert_eq!(fast_dx.is_some(), stride1, "{name}: the fast input gradient takes exactly the stride-1 shapes");
+    assert_eq!(fast_dx.is_some(), stride1 || stride2, "{name}: the fast input gradient takes strides 1 and 2");
     if let Some(l) = fast_fwd {
         yt.write_f32(c, &vec![f32::NAN; geom.y_len()]).unwrap();
         let got = run_f32(Ok(l), yt);
@@ -131,7 +140,8 @@ fn check_fast_conv(name: &str, geom: &Conv2dGeom, row: &ConvRow) {
         dxt.write_f32(c, &vec![f32::NAN; geom.x_len()]).unwrap();
         let got = run_f32(Ok(l), dxt);
         let want = &row.want_dx;
-        check(&format!("conv2d_direct.flip/{name}"), &got, want, F32_TOL);
+        let kernel = if stride2 { "conv2d_backward_input_s2" } else { "conv2d_direct.flip" };
+        check(&format!("{kernel}/{name}"), &got, want, F32_TOL);
     }
     if let Some(l) = fast_dw {
         dwt.write_f32(c, &vec![f32::NAN; geom.w_len()]).unwrap();

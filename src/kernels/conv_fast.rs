@@ -165,8 +165,9 @@ pub fn conv2d_forward_fused(
     direct(ctx, label, g, io, (g.pad_h, g.pad_w), (false, relu), [x, w, b, y])
 }
 
-/// dx = conv_transpose(dy, w) for stride 1 (a convolution of dy, padded by k - 1 - pad, with the
-/// flipped kernel); `None` for other strides, padding of k or more, or shapes that do not fit.
+/// dx = conv_transpose(dy, w): for stride 1 a convolution of dy, padded by k - 1 - pad, with the
+/// flipped kernel; for stride 2 the phase-split kernel of `shaders/conv_strided.wgsl`; `None` for other
+/// strides, stride-1 padding of k or more, or shapes that do not fit.
 pub fn conv2d_backward_input_fast(
     ctx: &Context,
     label: &str,
@@ -180,6 +181,9 @@ pub fn conv2d_backward_input_fast(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     w.expect(op, "w", DType::F32, g.w_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
+    if g.stride_h == 2 && g.stride_w == 2 {
+        return backward_input_s2(ctx, label, g, dy, w, dx);
+    }
     if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.kh || g.pad_w >= g.kw {
         return Ok(None);
     }
@@ -187,6 +191,55 @@ pub fn conv2d_backward_input_fast(
     let pad = (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w);
     // b is not read (BIAS is off); w is bound in its place.
     direct(ctx, label, g, io, pad, (true, false), [dy, w, w, dx])
+}
+
+/// The stride-2 input gradient (`conv2d_backward_input_s2`): one invocation per 2x2 block of dx and
+/// block of 4 input channels; `None` when the loop is over budget.
+fn backward_input_s2(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dBackwardInputS2.entry_point();
+    let iters = g.c_out * g.kh * (g.kw + 1);
+    if iters > LOOP_BUDGET {
+        return Ok(None);
+    }
+    let blocks = g.n * g.h.div_ceil(2) * g.w.div_ceil(2);
+    let p = FastConvParams {
+        n: to_u32(op, "batch", g.n)?,
+        total: to_u32(op, "invocations", blocks)?,
+        rows_per_chunk: 0,
+        rows: 0,
+    };
+    let u = |v: usize| v as u32; // check_geom: every size fits in u32
+    let consts = [
+        ("CIN", u(g.c_in)),
+        ("H", u(g.h)),
+        ("W", u(g.w)),
+        ("COUT", u(g.c_out)),
+        ("KH", u(g.kh)),
+        ("KW", u(g.kw)),
+        ("PH", u(g.pad_h)),
+        ("PW", u(g.pad_w)),
+        ("OH", u(g.out_h())),
+        ("OW", u(g.out_w())),
+    ];
+    let layers = to_u32(op, "channel blocks", g.c_in.div_ceil(4))?;
+    let l = ctx.launch_layered(
+        Kernel::Conv2dBackwardInputS2,
+        &consts,
+        label,
+        &p,
+        &[dy, w, dx],
+        blocks as u64,
+        layers,
+        iters as u64,
+    )?;
+    Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }
 
 /// dw = correlation of x with dy summed over the batch, as a split reduction whose invocations

@@ -36,6 +36,7 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 pub enum ShaderFile {
     Conv,
     ConvFast,
+    ConvStrided,
     Activation,
     BatchNorm,
     Elementwise,
@@ -52,9 +53,10 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 15] = [
+    pub const ALL: [ShaderFile; 16] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
+        ShaderFile::ConvStrided,
         ShaderFile::Activation,
         ShaderFile::BatchNorm,
         ShaderFile::Elementwise,
@@ -75,6 +77,7 @@ impl ShaderFile {
         match self {
             ShaderFile::Conv => "conv.wgsl",
             ShaderFile::ConvFast => "conv_fast.wgsl",
+            ShaderFile::ConvStrided => "conv_strided.wgsl",
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::BatchNorm => "batchnorm.wgsl",
             ShaderFile::Elementwise => "elementwise.wgsl",
@@ -95,6 +98,7 @@ impl ShaderFile {
         match self {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
             ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
+            ShaderFile::ConvStrided => include_str!("../../shaders/conv_strided.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
             ShaderFile::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
@@ -161,6 +165,7 @@ kernels! {
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
     Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W];
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
+    Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W];
     ReluForward => "relu_forward", Activation, [R, W];
     ReluBackward => "relu_backward", Activation, [R, R, W];
     TanhForward => "tanh_forward", Activation, [R, W];

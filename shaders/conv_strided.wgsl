@@ -1,0 +1,96 @@
+// The input gradient of a stride-2 convolution, shape-specialised (sizes are `override` constants).
+// An output x[iy] of the layer receives kernel tap ky only when iy + PH - ky is even, so the 2x2 block
+// of input positions (2a + py, 2b + px) splits the taps by parity: tap (ky, kx) feeds exactly the
+// phase py = (ky + PH) % 2, px = (kx + PW) % 2, from dy at (a + (py + PH - ky) / 2, b + ...). One
+// invocation owns one 2x2 block for CB = 4 input channels (the channel block from the workgroup id,
+// so weight loads are uniform) and visits every tap once: no wasted multiply-adds, no divisions.
+// The plain conv2d_backward_input of conv.wgsl is its test reference.
+
+override CIN: u32 = 1u;
+override H: u32 = 28u;
+override W: u32 = 28u;
+override COUT: u32 = 6u;
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+override PH: u32 = 1u;
+override PW: u32 = 1u;
+override OH: u32 = 14u;
+override OW: u32 = 14u;
+
+const CB: u32 = 4u;
+
+struct StridedParams {
+    n: u32,
+    total: u32, // invocations per channel block: n · ceil(H / 2) · ceil(W / 2)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> q: StridedParams;
+@group(0) @binding(1) var<storage, read> s_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> s_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_dx: array<f32>;
+
+// w[co, ci0 + 0..4, ky, kx] (channels past CIN clamped; their results are not stored).
+fn w4(co: u32, ci0: u32, ky: u32, kx: u32) -> vec4<f32> {
+    let at = (ky * KW + kx);
+    let base = co * CIN;
+    return vec4<f32>(
+        s_w[(base + min(ci0, CIN - 1u)) * KH * KW + at],
+        s_w[(base + min(ci0 + 1u, CIN - 1u)) * KH * KW + at],
+        s_w[(base + min(ci0 + 2u, CIN - 1u)) * KH * KW + at],
+        s_w[(base + min(ci0 + 3u, CIN - 1u)) * KH * KW + at],
+    );
+}
+
+fn store(n: u32, ci0: u32, iy: u32, ix: u32, v: vec4<f32>) {
+    if (iy >= H || ix >= W) { return; }
+    for (var c = 0u; c < CB; c++) {
+        if (ci0 + c < CIN) { s_dx[((n * CIN + ci0 + c) * H + iy) * W + ix] = v[c]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_input_s2(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let bw = (W + 1u) / 2u;
+    let bh = (H + 1u) / 2u;
+    let b = i % bw;
+    let a = (i / bw) % bh;
+    let n = i / (bw * bh);
+    let ci0 = wid.z * CB;
+    // One accumulator per phase (py, px): a00, a01, a10, a11; each holds CB channels.
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    for (var co = 0u; co < COUT; co++) {
+        let plane = (n * COUT + co) * OH;
+        for (var ky = 0u; ky < KH; ky++) {
+            let py = (ky + PH) & 1u;
+            let oy = i32(a) + ((i32(py + PH) - i32(ky)) >> 1u);
+            if (oy < 0 || oy >= i32(OH)) { continue; }
+            let row = (plane + u32(oy)) * OW;
+            for (var kx = 0u; kx < KW; kx++) {
+                let px = (kx + PW) & 1u;
+                let ox = i32(b) + ((i32(px + PW) - i32(kx)) >> 1u);
+                if (ox < 0 || ox >= i32(OW)) { continue; }
+                let t = s_dy[row + u32(ox)] * w4(co, ci0, ky, kx);
+                if (py == 0u) {
+                    if (px == 0u) { a00 += t; } else { a01 += t; }
+                } else {
+                    if (px == 0u) { a10 += t; } else { a11 += t; }
+                }
+            }
+        }
+    }
+    store(n, ci0, 2u * a, 2u * b, a00);
+    store(n, ci0, 2u * a, 2u * b + 1u, a01);
+    store(n, ci0, 2u * a + 1u, 2u * b, a10);
+    store(n, ci0, 2u * a + 1u, 2u * b + 1u, a11);
+}
