@@ -154,3 +154,28 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         bd_dx[i] = scale * (bd_dy[i] - db_m - xhat * dw_m);
     }
 }
+
+// batchnorm_fold: conv weight, conv bias, weight, bias, running_mean, running_var -> w', b' (a conv
+// followed by an evaluation-form batch-norm becomes one conv): with s = weight / sqrt(var + eps),
+// w'[co, ..] = w[co, ..] · s[co] and b'[co] = (b[co] − mean[co]) · s[co] + bias[co]. Here C counts the
+// conv's output channels (p.c) and p.hw the weights of one output channel.
+@group(0) @binding(1) var<storage, read> bf_w: array<f32>;
+@group(0) @binding(2) var<storage, read> bf_b: array<f32>;
+@group(0) @binding(3) var<storage, read> bf_gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> bf_beta: array<f32>;
+@group(0) @binding(5) var<storage, read> bf_mean: array<f32>;
+@group(0) @binding(6) var<storage, read> bf_var: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bf_w2: array<f32>;
+@group(0) @binding(8) var<storage, read_write> bf_b2: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.c * p.hw) { return; }
+    let co = i / p.hw;
+    let s = bf_gamma[co] / sqrt(bf_var[co] + p.eps);
+    bf_w2[i] = bf_w[i] * s;
+    if (i % p.hw == 0u) {
+        bf_b2[co] = (bf_b[co] - bf_mean[co]) * s + bf_beta[co];
+    }
+}

@@ -188,6 +188,9 @@ impl KernelOracle for Kernels<'_> {
     fn pool_relu_mask(&self, g: &Pool2dGeom) -> bool {
         self.0.kernels == KernelSet::Fast && crate::kernels::pool::tiles(g)
     }
+    fn conv_bn_fold(&self) -> bool {
+        self.0.kernels == KernelSet::Fast
+    }
 }
 
 /// A model built for one batch size: input, activations, and the prepared forward, loss, metric and

@@ -17,8 +17,8 @@ use wgcnn::reference as cpu;
 use wgcnn::shape::{Conv2dGeom, LinearGeom};
 use wgcnn::Tensor;
 
-#[test]
-fn conv2d_all_directions_match_reference() {
+/// The conv shape table: rows added later go last, so older rows keep their seeds.
+fn conv_table() -> Vec<(&'static str, Conv2dGeom)> {
     let g = |n, c_in, h, w, c_out, kh, kw, s, p| Conv2dGeom {
         n,
         c_in,
@@ -32,7 +32,7 @@ fn conv2d_all_directions_match_reference() {
         pad_h: p,
         pad_w: p,
     };
-    let table = [
+    [
         ("lenet_conv1_batch1", g(1, 1, 28, 28, 6, 5, 5, 1, 2)),
         ("lenet_conv1_batch3", g(3, 1, 28, 28, 6, 5, 5, 1, 2)),
         // 64·28 rows of dy: the weight and bias gradients are split into 13 chunks plus sum_chunks.
@@ -63,7 +63,13 @@ fn conv2d_all_directions_match_reference() {
         ("resnet_s2_3x3_pad1", g(2, 8, 28, 28, 16, 3, 3, 2, 1)),
         ("s2_1x1_projection_odd", g(3, 5, 13, 15, 6, 1, 1, 2, 0)),
         ("s2_grid_past_65535", g(1, 1, 4100, 4100, 1, 1, 1, 2, 0)),
-    ];
+    ]
+    .to_vec()
+}
+
+#[test]
+fn conv2d_all_directions_match_reference() {
+    let table = conv_table();
     let c = ctx();
     for (seed, (name, geom)) in table.iter().enumerate() {
         let mut r = rng(100 + seed as u64);

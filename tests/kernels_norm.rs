@@ -116,3 +116,32 @@ fn batchnorm_refuses_what_pytorch_refuses() {
     let e = batchnorm_normalize(c, "bn", &g, 1e-5, &x, &short, &w, BnStats::Batch(&s), &y).err().unwrap().to_string();
     assert!(e.contains("weight"), "{e}");
 }
+
+#[test]
+fn batchnorm_fold_matches_the_reference() {
+    // w' = w · s and b' = (b − mean) · s + beta, s = gamma / √(var + eps): one rounding each (plus the
+    // square root), so 1e-6 relative. Rows: a 1x1 conv, resnet's 3x3, and 4.2M weights (65,625 groups).
+    let c = ctx();
+    let tol = Tol { atol: 1e-7, rtol: 1e-6 };
+    for (seed, (c_out, per)) in [(1usize, 1usize), (16, 72), (7, 25), (2, 2_100_000)].into_iter().enumerate() {
+        let mut r = rng(800 + seed as u64);
+        let (w, b) = (r.vec_f32(c_out * per, -1.0, 1.0), r.vec_f32(c_out, -1.0, 1.0));
+        let bn: Vec<Vec<f32>> = vec![
+            r.vec_f32(c_out, 0.5, 1.5),
+            r.vec_f32(c_out, -0.5, 0.5),
+            r.vec_f32(c_out, -0.2, 0.2),
+            r.vec_f32(c_out, 0.5, 2.0),
+        ];
+        let (wt, bt) = (upload("w", &[c_out, per], &w), upload("b", &[c_out], &b));
+        let bnt: Vec<_> = bn.iter().map(|v| upload("bn", &[c_out], v)).collect();
+        let (w2, b2) = (zeros("w2", &[c_out, per]), zeros("b2", &[c_out]));
+        let l = batchnorm_fold(c, "fold", 1e-5, &wt, &bt, [&bnt[0], &bnt[1], &bnt[2], &bnt[3]], &w2, &b2).unwrap();
+        c.run(&[&l]).unwrap();
+        let bn64: Vec<Vec<f64>> = bn.iter().map(|v| to_f64(v)).collect();
+        let (want_w, want_b) =
+            cpu::batchnorm_fold(&to_f64(&w), &to_f64(&b), [&bn64[0], &bn64[1], &bn64[2], &bn64[3]], 1e-5);
+        check(&format!("batchnorm_fold/w/{c_out}x{per}"), &w2.to_f32(c).unwrap(), &want_w, tol);
+        check(&format!("batchnorm_fold/b/{c_out}x{per}"), &b2.to_f32(c).unwrap(), &want_b, tol);
+    }
+    assert!(groups(2 * 2_100_000) > 65_535);
+}

@@ -76,8 +76,8 @@ fn resnet_and_inception_minis_match_the_cpu_reference_trainer() {
 #[test]
 fn evaluation_normalises_with_the_running_statistics() {
     // After a few training steps (so the running statistics are not their defaults), the GPU's forward
-    // graph in evaluation form against the same graph interpreted on the CPU with the GPU's parameters
-    // and buffers: probabilities to F32_TOL.
+    // graph in evaluation form (each batch-norm folded into its conv) against the unfused graph
+    // interpreted on the CPU with the GPU's parameters and buffers: probabilities to F32_TOL.
     let c = ctx();
     let data = sample(16);
     let spec = zoo("resnet-mini");
@@ -89,6 +89,11 @@ fn evaluation_normalises_with_the_running_statistics() {
     let inputs: Vec<Vec<f32>> =
         (0..n).map(|i| data.images[i * item..(i + 1) * item].iter().map(|&v| f32::from(v) / 255.0).collect()).collect();
     let got: Vec<f32> = wgcnn::train::predict(c, &spec, &t.params, &inputs).unwrap().concat();
+    // With the fast kernels every conv + batch-norm pair of resnet-mini is folded into one conv.
+    let metrics = wgcnn::graph::Metrics::new(c, "m").unwrap();
+    let g = wgcnn::graph::Graph::build(c, &spec, &t.params, &metrics, n, false).unwrap();
+    let folds = g.rewrites.iter().filter(|(rule, _)| *rule == "conv_bn_fold").count();
+    assert_eq!(folds, spec.tracked().len(), "{:?}", g.rewrites);
     let f = build::forward(&spec, n, false).unwrap();
     let mut feeds = vec![(f.input, to_f64(&inputs.concat())), (f.labels, vec![0.0; n])];
     feeds.extend(f.ir.params().into_iter().zip(&params).map(|(v, p)| (v, to_f64(p))));

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::error::{shape_err, Result};
 use crate::ir::{in_node, Ir, Role, ValueId};
 use crate::kernels::pool::PoolKind;
-use crate::model::{Init, LayerOp, ModelSpec, ParamSpec, INPUT};
+use crate::model::{Init, Layer, LayerOp, ModelSpec, ParamSpec, INPUT};
 use crate::ops::{ActOp, AddOp, BatchNormOp, ConcatOp, ConvOp, DropoutOp, LinearOp, LossOp, Op, PoolOp, ViewOp};
 use crate::tensor::DType;
 
@@ -57,6 +57,64 @@ impl Builder {
         v
     }
 
+    /// The op and extra inputs (parameters, buffers, the step pair) of layer `l` (number `index`) on an
+    /// input of shape `xs`, in its training or evaluation form.
+    fn layer_op(
+        &mut self,
+        l: &Layer,
+        index: usize,
+        xs: &[usize],
+        step: Option<ValueId>,
+        train: bool,
+    ) -> Result<(Op, Vec<ValueId>)> {
+        Ok(match l.op {
+            LayerOp::Conv2d(cv) => {
+                if xs.len() != 4 {
+                    let msg = format!("conv2d expects an input of shape [n, c, h, w], got {xs:?}");
+                    return Err(in_node(&l.name, shape_err("conv2d", msg)));
+                }
+                let k = cv.kernel_size;
+                let p = self.weights(&l.name, cv.out_channels, &[xs[1], k, k], cv.bias);
+                (Op::Conv(ConvOp::Forward { stride: cv.stride, pad: cv.padding, relu: false }), p)
+            }
+            LayerOp::Linear(f) => {
+                if xs.len() != 2 {
+                    let msg = format!("linear expects an input of shape [n, features], got {xs:?} (flatten it first)");
+                    return Err(in_node(&l.name, shape_err("linear", msg)));
+                }
+                (Op::Linear(LinearOp::Forward), self.weights(&l.name, f.out_features, &[xs[1]], f.bias))
+            }
+            LayerOp::Act(a) => (Op::Act(ActOp::Forward(a)), vec![]),
+            LayerOp::Pool(p) => {
+                let (k, stride, pad) = (p.kernel_size, p.stride, p.padding);
+                let op = match p.kind {
+                    PoolKind::Max => PoolOp::Max { k, stride, pad },
+                    PoolKind::Avg => PoolOp::Avg { k, stride, pad },
+                };
+                (Op::Pool(op), vec![])
+            }
+            LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),
+            LayerOp::Add => (Op::Add(AddOp), vec![]),
+            LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
+            LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
+            LayerOp::BatchNorm2d(bn) => {
+                if xs.len() != 4 {
+                    let msg = format!("batchnorm2d expects an input of shape [n, c, h, w], got {xs:?}");
+                    return Err(in_node(&l.name, shape_err("batchnorm2d", msg)));
+                }
+                let op = match train {
+                    true => BatchNormOp::Train { eps: bn.eps, momentum: bn.momentum },
+                    false => BatchNormOp::Eval { eps: bn.eps },
+                };
+                (Op::BatchNorm(op), self.batchnorm(&l.name, xs[1]))
+            }
+            LayerOp::Dropout(p) => match step {
+                Some(s) => (Op::Dropout(DropoutOp::Forward { p, salt: index as u32 }), vec![s]),
+                None => (Op::View(ViewOp::Reshape(xs.to_vec())), vec![]),
+            },
+        })
+    }
+
     /// A batch-norm layer's weight, bias, running mean and running variance (`[c]` each).
     fn batchnorm(&mut self, layer: &str, c: usize) -> Vec<ValueId> {
         vec![
@@ -102,52 +160,7 @@ pub fn forward(spec: &ModelSpec, batch: usize, train: bool) -> Result<Forward> {
             .collect::<Result<_>>()?;
         let x = ins[0];
         let xs = b.ir.value(x).shape.clone();
-        let (op, mut inputs) = match l.op {
-            LayerOp::Conv2d(cv) => {
-                if xs.len() != 4 {
-                    let msg = format!("conv2d expects an input of shape [n, c, h, w], got {xs:?}");
-                    return Err(in_node(&l.name, shape_err("conv2d", msg)));
-                }
-                let k = cv.kernel_size;
-                let p = b.weights(&l.name, cv.out_channels, &[xs[1], k, k], cv.bias);
-                (Op::Conv(ConvOp::Forward { stride: cv.stride, pad: cv.padding, relu: false }), p)
-            }
-            LayerOp::Linear(f) => {
-                if xs.len() != 2 {
-                    let msg = format!("linear expects an input of shape [n, features], got {xs:?} (flatten it first)");
-                    return Err(in_node(&l.name, shape_err("linear", msg)));
-                }
-                (Op::Linear(LinearOp::Forward), b.weights(&l.name, f.out_features, &[xs[1]], f.bias))
-            }
-            LayerOp::Act(a) => (Op::Act(ActOp::Forward(a)), vec![]),
-            LayerOp::Pool(p) => {
-                let (k, stride, pad) = (p.kernel_size, p.stride, p.padding);
-                let op = match p.kind {
-                    PoolKind::Max => PoolOp::Max { k, stride, pad },
-                    PoolKind::Avg => PoolOp::Avg { k, stride, pad },
-                };
-                (Op::Pool(op), vec![])
-            }
-            LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),
-            LayerOp::Add => (Op::Add(AddOp), vec![]),
-            LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
-            LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
-            LayerOp::BatchNorm2d(bn) => {
-                if xs.len() != 4 {
-                    let msg = format!("batchnorm2d expects an input of shape [n, c, h, w], got {xs:?}");
-                    return Err(in_node(&l.name, shape_err("batchnorm2d", msg)));
-                }
-                let op = match train {
-                    true => BatchNormOp::Train { eps: bn.eps, momentum: bn.momentum },
-                    false => BatchNormOp::Eval { eps: bn.eps },
-                };
-                (Op::BatchNorm(op), b.batchnorm(&l.name, xs[1]))
-            }
-            LayerOp::Dropout(p) => match step {
-                Some(s) => (Op::Dropout(DropoutOp::Forward { p, salt: index as u32 }), vec![s]),
-                None => (Op::View(ViewOp::Reshape(xs.clone())), vec![]),
-            },
-        };
+        let (op, mut inputs) = b.layer_op(l, index, &xs, step, train)?;
         inputs.splice(0..0, ins);
         let outs = b.ir.push(&l.name, op, &inputs)?;
         by_name.insert(&l.name, outs[0]);

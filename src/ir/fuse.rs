@@ -2,6 +2,10 @@
 //!
 //! - `conv_relu`: a conv whose output only a ReLU reads computes the ReLU itself (the conv then writes
 //!   the ReLU's output value; its own becomes a view of it).
+//! - `conv_bn_fold`: in an evaluation graph, a conv whose output only a batch-norm reads folds the
+//!   batch-norm into its weights: a `batchnorm_fold` node computes w' and b' from the conv's weights,
+//!   the batch-norm's parameters and running statistics on each run, and the conv (now with bias b')
+//!   writes the batch-norm's output value.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
 //!   output) is applied by the pool's backward, which then reads the pool's output.
 //!
@@ -10,7 +14,7 @@
 
 use crate::ir::{Ir, ValueId};
 use crate::kernels::activation::Activation;
-use crate::ops::{ActOp, ConvOp, Op, PoolOp};
+use crate::ops::{ActOp, BatchNormOp, ConvOp, Op, PoolOp};
 use crate::shape::{Conv2dGeom, Pool2dGeom};
 
 /// What the fusion rules ask the kernels.
@@ -19,6 +23,8 @@ pub trait KernelOracle {
     fn conv_relu(&self, g: &Conv2dGeom) -> bool;
     /// A max-pool backward applying the mask of the ReLU before the pool.
     fn pool_relu_mask(&self, g: &Pool2dGeom) -> bool;
+    /// Batch-norm folded into the conv before it (off where each layer's own output is wanted).
+    fn conv_bn_fold(&self) -> bool;
 }
 
 /// Which rules fired, in order: (rule, node name after the rewrite).
@@ -27,6 +33,7 @@ pub type Rewrites = Vec<(&'static str, String)>;
 /// Apply every rule wherever it fires.
 pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     let mut done = Vec::new();
+    conv_bn_fold(ir, oracle, &mut done);
     conv_relu(ir, oracle, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
     done
@@ -37,6 +44,45 @@ fn only_reader(ir: &Ir, v: ValueId) -> Option<usize> {
     match ir.readers(v)[..] {
         [r] => Some(r),
         _ => None,
+    }
+}
+
+fn conv_bn_fold(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
+    let mut i = 0;
+    while i < ir.nodes.len() {
+        let n = &ir.nodes[i];
+        let fire = match &n.op {
+            Op::Conv(ConvOp::Forward { relu: false, .. }) if oracle.conv_bn_fold() => only_reader(ir, n.outputs[0])
+                .filter(|&r| {
+                    matches!(ir.nodes[r].op, Op::BatchNorm(BatchNormOp::Eval { .. }))
+                        && ir.nodes[r].inputs[0] == n.outputs[0]
+                }),
+            _ => None,
+        };
+        if let Some(r) = fire {
+            let bn = ir.nodes.remove(r);
+            let Op::BatchNorm(BatchNormOp::Eval { eps }) = bn.op else { unreachable!("matched above") };
+            let mut inputs = ir.nodes[i].inputs[1..].to_vec(); // conv weight (and bias)
+            inputs.extend_from_slice(&bn.inputs[1..]); // weight, bias, running_mean, running_var
+            let name = format!("{}.fold", bn.name);
+            let Ok(folded) = ir.push(&name, Op::BatchNorm(BatchNormOp::FoldConv { eps }), &inputs) else {
+                ir.nodes.insert(r, bn); // (shapes were checked when the graph was built)
+                i += 1;
+                continue;
+            };
+            let fold = ir.nodes.pop().expect("the node just pushed");
+            ir.nodes.insert(i, fold);
+            i += 1;
+            let (old, new) = (ir.nodes[i].outputs[0], bn.outputs[0]);
+            ir.value_mut(old).alias = Some(new);
+            let conv = &mut ir.nodes[i];
+            conv.inputs.truncate(1);
+            conv.inputs.extend_from_slice(&folded);
+            conv.outputs[0] = new;
+            conv.name = format!("{}+{}", conv.name, bn.name);
+            done.push(("conv_bn_fold", conv.name.clone()));
+        }
+        i += 1;
     }
 }
 
@@ -130,6 +176,9 @@ mod tests {
         fn pool_relu_mask(&self, _: &Pool2dGeom) -> bool {
             self.1
         }
+        fn conv_bn_fold(&self) -> bool {
+            self.0
+        }
     }
 
     /// conv → relu → max-pool → flatten → loss, with gradients; `tap` adds a second reader of the
@@ -185,5 +234,39 @@ mod tests {
         let want = tapped.clone();
         assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
         assert_eq!(tapped, want);
+    }
+
+    #[test]
+    fn a_batch_norm_after_a_conv_folds_into_it_in_evaluation_and_computes_the_same() {
+        use crate::ir::{build, interp};
+        use crate::model::{BatchNorm2d, Conv2d, LayerOp, Linear, ModelBuilder};
+        let spec = ModelBuilder::new("fold", [1, 6, 6], 3)
+            .layer("conv", Conv2d::new(2, 3).bias(false))
+            .layer("bn", BatchNorm2d::default())
+            .layer("relu", Activation::Relu)
+            .layer("flatten", LayerOp::Flatten)
+            .layer("fc", Linear::new(3))
+            .build()
+            .unwrap();
+        let f = build::forward(&spec, 2, false).unwrap();
+        let mut ir = f.ir.clone();
+        let done = fuse(&mut ir, &Says(true, false));
+        assert_eq!(done, [("conv_bn_fold", "conv+bn".to_string()), ("conv_relu", "conv+bn+relu".to_string())]);
+        assert_eq!(names(&ir), ["bn.fold", "conv+bn+relu", "flatten", "fc", "loss"], "{}", ir.dump());
+        // The folded graph computes what the unfused one does (f64, so to rounding).
+        let mut r = crate::rng::Rng::new(3);
+        let mut feeds = vec![(f.input, (0..72).map(|_| r.uniform(-1.0, 1.0)).collect()), (f.labels, vec![0.0, 2.0])];
+        for v in (0..f.ir.values.len()).map(|i| ValueId(i as u32)) {
+            let val = f.ir.value(v);
+            if matches!(val.role, Role::Param(_) | Role::Buffer(_)) {
+                feeds.push((v, (0..val.len()).map(|_| r.uniform(0.2, 1.0)).collect()));
+            }
+        }
+        let (a, b) = (interp::run(&f.ir, &feeds).unwrap(), interp::run(&ir, &feeds).unwrap());
+        let (pa, pb) = (a.get(f.probs).unwrap(), b.get(f.probs).unwrap());
+        assert!(pa.iter().zip(pb).all(|(x, y)| (x - y).abs() < 1e-12), "{pa:?} vs {pb:?}");
+        // Training graphs keep the batch-norm (batch statistics cannot fold).
+        let mut train = build::forward(&spec, 2, true).unwrap().ir;
+        assert!(fuse(&mut train, &Says(true, false)).iter().all(|(rule, _)| *rule != "conv_bn_fold"));
     }
 }

@@ -290,3 +290,35 @@ pub fn batchnorm_backward_input(
     let l = ctx.launch(Kernel::BatchnormBackwardInput, label, &p, &ts, g.runs() as u64, RUN as u64)?;
     Ok(l.with_work(8 * len, 12 * len))
 }
+
+/// A conv followed by an evaluation-form batch-norm, folded: `w' = w · s`, `b' = (b − running_mean) · s +
+/// bias` per output channel, `s = weight / √(running_var + eps)`. `conv_w` is `[c_out, …]`; every other
+/// operand is `[c_out]`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_fold(
+    ctx: &Context,
+    label: &str,
+    eps: f32,
+    conv_w: &Tensor,
+    conv_b: &Tensor,
+    bn: [&Tensor; 4],
+    folded_w: &Tensor,
+    folded_b: &Tensor,
+) -> Result<Launch> {
+    let op = Kernel::BatchnormFold.entry_point();
+    let c_out = conv_w.shape.first().copied().unwrap_or(0);
+    let per = conv_w.len() / c_out.max(1);
+    let p = BnParams::new(op, &BnGeom { n: 1, c: c_out, hw: per }, eps)?;
+    conv_w.expect(op, "conv weight", DType::F32, c_out * per)?;
+    folded_w.expect(op, "folded weight", DType::F32, c_out * per)?;
+    for (t, name) in [(conv_b, "conv bias"), (folded_b, "folded bias")]
+        .into_iter()
+        .chain(bn.iter().map(|t| (*t, "batch-norm operand")))
+    {
+        t.expect(op, name, DType::F32, c_out)?;
+    }
+    let [gamma, beta, mean, var] = bn;
+    let ts = [conv_w, conv_b, gamma, beta, mean, var, folded_w, folded_b];
+    let len = conv_w.len() as u64;
+    Ok(ctx.launch(Kernel::BatchnormFold, &format!("{label}.fold"), &p, &ts, len, 0)?.with_work(len, 8 * len))
+}

@@ -177,6 +177,7 @@ kernels! {
     BatchnormNormalize => "batchnorm_normalize", BatchNorm, [R, R, R, R, R, W];
     BatchnormRunning => "batchnorm_running", BatchNorm, [R, W, W];
     BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W];
+    BatchnormFold => "batchnorm_fold", BatchNorm, [R, R, R, R, R, R, W, W];
     AddForward => "add_forward", Elementwise, [R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];
     ConcatBackward => "concat_backward", Concat, [R, W];

@@ -7,8 +7,8 @@
 use crate::context::Context;
 use crate::error::{shape_err, Result};
 use crate::kernels::batchnorm::{
-    batchnorm_backward_input, batchnorm_normalize, batchnorm_param_grad, batchnorm_running, batchnorm_stats,
-    check_training, BnGeom, BnStats, BnSum,
+    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grad, batchnorm_running,
+    batchnorm_stats, check_training, BnGeom, BnStats, BnSum,
 };
 use crate::kernels::Launch;
 use crate::ops::{arity, Grad, Meta, Op, OutMeta, Rules};
@@ -27,6 +27,9 @@ pub enum BatchNormOp {
     BiasGrad,
     /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]`.
     InputGrad { eps: f32 },
+    /// `[conv weight, (conv bias,) weight, bias, running_mean, running_var]` → `[w', b']`: the weights of
+    /// one conv computing conv + evaluation-form batch-norm (see [`crate::ir::fuse`]).
+    FoldConv { eps: f32 },
 }
 
 impl BatchNormOp {
@@ -35,7 +38,8 @@ impl BatchNormOp {
             BatchNormOp::Train { eps, .. }
             | BatchNormOp::Eval { eps }
             | BatchNormOp::WeightGrad { eps }
-            | BatchNormOp::InputGrad { eps } => eps,
+            | BatchNormOp::InputGrad { eps }
+            | BatchNormOp::FoldConv { eps } => eps,
             BatchNormOp::BiasGrad => 1.0,
         }
     }
@@ -63,6 +67,7 @@ impl Rules for BatchNormOp {
             BatchNormOp::WeightGrad { .. } => "batchnorm2d_weight_grad",
             BatchNormOp::BiasGrad => "batchnorm2d_bias_grad",
             BatchNormOp::InputGrad { .. } => "batchnorm2d_input_grad",
+            BatchNormOp::FoldConv { .. } => "batchnorm_fold",
         }
     }
 
@@ -86,6 +91,17 @@ impl Rules for BatchNormOp {
                     return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
                 }
                 Ok(vec![(vec![g.c], DType::F32)])
+            }
+            BatchNormOp::FoldConv { .. } => {
+                arity(op, ins.len(), &[5, 6])?;
+                let c = ins[0].0.first().copied().unwrap_or(0);
+                if ins.iter().any(|m| m.1 != DType::F32) || ins[1..].iter().any(|m| m.0 != [c]) {
+                    return Err(shape_err(
+                        op,
+                        format!("needs a [c_out, ...] weight and [c_out] operands, got {ins:?}"),
+                    ));
+                }
+                Ok(vec![(ins[0].0.to_vec(), DType::F32), (vec![c], DType::F32)])
             }
             BatchNormOp::InputGrad { .. } => {
                 arity(op, ins.len(), &[6])?;
@@ -114,7 +130,7 @@ impl Rules for BatchNormOp {
     }
 
     fn lower(&self, ctx: &Context, label: &str, ins: &[&Tensor], outs: &[&Tensor]) -> Result<Vec<Launch>> {
-        let g = BnGeom::of(&ins[0].shape);
+        let g = if ins[0].shape.len() >= 2 { BnGeom::of(&ins[0].shape) } else { BnGeom { n: 1, c: 1, hw: 1 } };
         let eps = self.eps();
         Ok(match self {
             BatchNormOp::Train { momentum, .. } => vec![
@@ -133,11 +149,24 @@ impl Rules for BatchNormOp {
             BatchNormOp::InputGrad { .. } => vec![batchnorm_backward_input(
                 ctx, label, &g, eps, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], outs[0],
             )?],
+            BatchNormOp::FoldConv { .. } => {
+                // A conv without bias folds with a zero bias (made now, at build time).
+                let (conv, bn) = ins.split_at(ins.len() - 4);
+                let zeros;
+                let b = match conv {
+                    [_, b] => *b,
+                    _ => {
+                        zeros = Tensor::zeros(ctx, &format!("{label}.no_bias"), &[ins[0].shape[0]], DType::F32)?;
+                        &zeros
+                    }
+                };
+                vec![batchnorm_fold(ctx, label, eps, ins[0], b, [bn[0], bn[1], bn[2], bn[3]], outs[0], outs[1])?]
+            }
         })
     }
 
     fn eval(&self, ins: &[&[f64]], shapes: &[&[usize]]) -> Result<Vec<Vec<f64>>> {
-        let g = BnGeom::of(shapes[0]);
+        let g = if shapes[0].len() >= 2 { BnGeom::of(shapes[0]) } else { BnGeom { n: 1, c: 1, hw: 1 } };
         let eps = f64::from(self.eps());
         Ok(match self {
             BatchNormOp::Train { momentum, .. } => {
@@ -158,6 +187,13 @@ impl Rules for BatchNormOp {
             }
             BatchNormOp::InputGrad { .. } => {
                 vec![cpu::batchnorm_backward_input(&g, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], eps)]
+            }
+            BatchNormOp::FoldConv { .. } => {
+                let (bias, bn) = ins.split_at(ins.len() - 4);
+                let zeros = vec![0.0; shapes[0][0]];
+                let b = if bias.len() == 2 { bias[1] } else { &zeros };
+                let (w2, b2) = cpu::batchnorm_fold(bias[0], b, [bn[0], bn[1], bn[2], bn[3]], eps);
+                vec![w2, b2]
             }
         })
     }

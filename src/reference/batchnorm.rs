@@ -97,3 +97,14 @@ pub fn batchnorm_backward_input<T: Real>(
         })
         .collect()
 }
+
+/// (w', b') of a conv (`w` is `[c_out, …]`, `b` its bias) folded with an evaluation-form batch-norm.
+pub fn batchnorm_fold<T: Real>(w: &[T], b: &[T], bn: [&[T]; 4], eps: f64) -> (Vec<T>, Vec<T>) {
+    let [gamma, beta, mean, var] = bn;
+    let c_out = b.len();
+    let per = w.len() / c_out.max(1);
+    let s: Vec<T> = (0..c_out).map(|c| gamma[c] / (var[c] + T::from_f64(eps)).sqrt()).collect();
+    let w2 = w.iter().enumerate().map(|(i, &v)| v * s[i / per]).collect();
+    let b2 = (0..c_out).map(|c| (b[c] - mean[c]) * s[c] + beta[c]).collect();
+    (w2, b2)
+}
