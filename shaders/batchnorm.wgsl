@@ -31,6 +31,15 @@ const RUN: u32 = 4u;
 @group(0) @binding(0) var<uniform> p: BnParams;
 
 fn mean_of(s: f32) -> f32 { return s * p.inv_m; }
+
+// Run t of the elementwise kernels: (channel, first element, end), or a channel of p.c past the end.
+fn run_of(t: u32) -> vec3<u32> {
+    let runs = (p.hw + RUN - 1u) / RUN;
+    if (t >= p.n * p.c * runs) { return vec3<u32>(p.c, 0u, 0u); }
+    let plane = t / runs;
+    let first = plane * p.hw + (t % runs) * RUN;
+    return vec3<u32>(plane % p.c, first, min(first + RUN, (plane + 1u) * p.hw));
+}
 fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 
 // batchnorm_partial: a (x or dy), b (x for mode 3), stats -> partial [chunks, c]
@@ -96,17 +105,14 @@ fn batchnorm_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 @compute @workgroup_size(WG)
 fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let runs = (p.hw + RUN - 1u) / RUN;
-    if (t >= p.n * p.c * runs) { return; }
-    let plane = t / runs;
-    let ch = plane % p.c;
+    let r = run_of(flat_index(gid, nwg));
+    if (r.x >= p.c) { return; }
+    let ch = r.x;
     let mean = bn_mean[ch] * p.mean_scale;
     let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
     let scale = invstd * bn_w[ch];
     let shift = bn_b[ch];
-    let first = plane * p.hw + (t % runs) * RUN;
-    for (var i = first; i < min(first + RUN, (plane + 1u) * p.hw); i++) {
+    for (var i = r.y; i < r.z; i++) {
         bn_y[i] = (bn_x[i] - mean) * scale + shift;
     }
 }
@@ -138,18 +144,15 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let runs = (p.hw + RUN - 1u) / RUN;
-    if (t >= p.n * p.c * runs) { return; }
-    let plane = t / runs;
-    let ch = plane % p.c;
+    let r = run_of(flat_index(gid, nwg));
+    if (r.x >= p.c) { return; }
+    let ch = r.x;
     let mean = mean_of(bd_stats[ch]);
     let invstd = invstd_of(bd_stats[p.c + ch]);
     let scale = bd_w[ch] * invstd;
     let db_m = bd_db[ch] * p.inv_m;
     let dw_m = bd_dw[ch] * p.inv_m;
-    let first = plane * p.hw + (t % runs) * RUN;
-    for (var i = first; i < min(first + RUN, (plane + 1u) * p.hw); i++) {
+    for (var i = r.y; i < r.z; i++) {
         let xhat = (bd_x[i] - mean) * invstd;
         bd_dx[i] = scale * (bd_dy[i] - db_m - xhat * dw_m);
     }
