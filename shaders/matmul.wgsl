@@ -21,8 +21,12 @@ struct MatmulParams {
     b_j: u32,
     c_m: u32,   // strides of c
     c_j: u32,
+    a_l: u32,   // batched products: where operand l of each starts (layer l = workgroup_id.z)
+    b_l: u32,
+    c_l: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -31,14 +35,14 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read> mm_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> mm_c: array<f32>;
 
-// Row r of the block, clamped to the last row (its result is not stored).
-fn a_row(m0: u32, r: u32) -> u32 {
-    return min(m0 + r, p.m - 1u) * p.a_m;
+// Row r of the block in product l, clamped to the last row (its result is not stored).
+fn a_row(l: u32, m0: u32, r: u32) -> u32 {
+    return l * p.a_l + min(m0 + r, p.m - 1u) * p.a_m;
 }
 
-fn store_row(m: u32, j0: u32, v: vec4<f32>) {
+fn store_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
     if (m >= p.m) { return; }
-    let base = m * p.c_m + j0 * p.c_j;
+    let base = l * p.c_l + m * p.c_m + j0 * p.c_j;
     mm_c[base] = v.x;
     if (j0 + 1u < p.n) { mm_c[base + p.c_j] = v.y; }
     if (j0 + 2u < p.n) { mm_c[base + 2u * p.c_j] = v.z; }
@@ -46,8 +50,13 @@ fn store_row(m: u32, j0: u32, v: vec4<f32>) {
 }
 
 @compute @workgroup_size(WG)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn matmul(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
     let i = flat_index(gid, nwg);
+    let l = wid.z;
     if (i >= p.total) { return; }
     let jb = (p.n + 3u) / 4u;
     let j0 = (i % jb) * 4u;
@@ -67,16 +76,16 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     var c5 = init;
     var c6 = init;
     var c7 = init;
-    let r0 = a_row(m0, 0u);
-    let r1 = a_row(m0, 1u);
-    let r2 = a_row(m0, 2u);
-    let r3 = a_row(m0, 3u);
-    let r4 = a_row(m0, 4u);
-    let r5 = a_row(m0, 5u);
-    let r6 = a_row(m0, 6u);
-    let r7 = a_row(m0, 7u);
+    let r0 = a_row(l, m0, 0u);
+    let r1 = a_row(l, m0, 1u);
+    let r2 = a_row(l, m0, 2u);
+    let r3 = a_row(l, m0, 3u);
+    let r4 = a_row(l, m0, 4u);
+    let r5 = a_row(l, m0, 5u);
+    let r6 = a_row(l, m0, 6u);
+    let r7 = a_row(l, m0, 7u);
     for (var k = 0u; k < p.k; k++) {
-        let bo = k * p.b_k;
+        let bo = l * p.b_l + k * p.b_k;
         let bv = vec4<f32>(mm_b[bo + cols.x], mm_b[bo + cols.y], mm_b[bo + cols.z], mm_b[bo + cols.w]);
         let ak = k * p.a_k;
         c0 += mm_a[r0 + ak] * bv;
@@ -90,14 +99,14 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             c7 += mm_a[r7 + ak] * bv;
         }
     }
-    store_row(m0, j0, c0);
-    store_row(m0 + 1u, j0, c1);
-    store_row(m0 + 2u, j0, c2);
-    store_row(m0 + 3u, j0, c3);
+    store_row(l, m0, j0, c0);
+    store_row(l, m0 + 1u, j0, c1);
+    store_row(l, m0 + 2u, j0, c2);
+    store_row(l, m0 + 3u, j0, c3);
     if (MR > 4u) {
-        store_row(m0 + 4u, j0, c4);
-        store_row(m0 + 5u, j0, c5);
-        store_row(m0 + 6u, j0, c6);
-        store_row(m0 + 7u, j0, c7);
+        store_row(l, m0 + 4u, j0, c4);
+        store_row(l, m0 + 5u, j0, c5);
+        store_row(l, m0 + 6u, j0, c6);
+        store_row(l, m0 + 7u, j0, c7);
     }
 }

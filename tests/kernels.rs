@@ -63,6 +63,10 @@ fn conv_table() -> Vec<(&'static str, Conv2dGeom)> {
         ("resnet_s2_3x3_pad1", g(2, 8, 28, 28, 16, 3, 3, 2, 1)),
         ("s2_1x1_projection_odd", g(3, 5, 13, 15, 6, 1, 1, 2, 0)),
         ("s2_grid_past_65535", g(1, 1, 4100, 4100, 1, 1, 1, 2, 0)),
+        // 1x1 convolutions run as batched matrix products (the image is the grid's layer): an inception
+        // branch, and batch 1 with ragged sizes (its weight gradient needs no sum over images).
+        ("1x1_inception_batch3", g(3, 16, 14, 14, 24, 1, 1, 1, 0)),
+        ("1x1_batch1_ragged", g(1, 5, 7, 9, 3, 1, 1, 1, 0)),
     ]
     .to_vec()
 }
@@ -133,8 +137,9 @@ fn check_fast_conv(name: &str, geom: &Conv2dGeom, row: &ConvRow) {
     assert_eq!(fast_dx.is_some(), stride1 || stride2, "{name}: the fast input gradient takes strides 1 and 2");
     if let Some(l) = fast_fwd {
         yt.write_f32(c, &vec![f32::NAN; geom.y_len()]).unwrap();
+        let kernel = l.kernel.entry_point();
         let got = run_f32(Ok(l), yt);
-        check(&format!("conv2d_direct/{name}"), &got, &row.want_y, F32_TOL);
+        check(&format!("{kernel}/{name}"), &got, &row.want_y, F32_TOL);
     }
     // With the ReLU folded in (RELU): relu(conv(x) + b).
     let fused = conv2d_forward_fused(c, name, geom, xt, wt, bt, yt, true).unwrap().unwrap();
@@ -147,12 +152,14 @@ fn check_fast_conv(name: &str, geom: &Conv2dGeom, row: &ConvRow) {
         let got = run_f32(Ok(l), dxt);
         let want = &row.want_dx;
         let kernel = if stride2 { "conv2d_backward_input_s2" } else { "conv2d_direct.flip" };
+        let kernel = if geom.kh == 1 && geom.kw == 1 && !stride2 { "matmul.conv1x1_dx" } else { kernel };
         check(&format!("{kernel}/{name}"), &got, want, F32_TOL);
     }
     if let Some(l) = fast_dw {
         dwt.write_f32(c, &vec![f32::NAN; geom.w_len()]).unwrap();
+        let kernel = l.kernel.entry_point();
         let got = run_f32(Ok(l), dwt);
-        check(&format!("conv2d_weight_grad/{name}"), &got, &row.want_dw, F32_TOL);
+        check(&format!("{kernel}/{name}"), &got, &row.want_dw, F32_TOL);
     }
 }
 

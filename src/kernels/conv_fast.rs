@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::context::Context;
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
@@ -161,6 +162,11 @@ pub fn conv2d_forward_fused(
     w.expect(op, "w", DType::F32, g.w_len())?;
     b.expect(op, "b", DType::F32, g.c_out)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
+    if pointwise(g) && !relu {
+        if let Some(l) = conv1x1_forward(ctx, label, g, x, w, b, y)? {
+            return Ok(Some(l));
+        }
+    }
     let io = (g.c_in, g.h, g.w, g.c_out, g.out_h(), g.out_w());
     direct(ctx, label, g, io, (g.pad_h, g.pad_w), (false, relu), [x, w, b, y])
 }
@@ -183,6 +189,11 @@ pub fn conv2d_backward_input_fast(
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     if g.stride_h == 2 && g.stride_w == 2 {
         return backward_input_s2(ctx, label, g, dy, w, dx);
+    }
+    if pointwise(g) {
+        if let Some(l) = conv1x1_backward_input(ctx, label, g, dy, w, dx)? {
+            return Ok(Some(l));
+        }
     }
     if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.kh || g.pad_w >= g.kw {
         return Ok(None);
@@ -257,6 +268,11 @@ pub fn conv2d_backward_weight_fast(
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     x.expect(op, "x", DType::F32, g.x_len())?;
     dw.expect(op, "dw", DType::F32, g.w_len())?;
+    if pointwise(g) {
+        if let Some(l) = conv1x1_backward_weight(ctx, label, g, dy, x, dw)? {
+            return Ok(Some(l));
+        }
+    }
     if g.kw > MAX_KW_GRAD {
         return Ok(None);
     }

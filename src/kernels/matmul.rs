@@ -26,8 +26,12 @@ pub struct MatmulParams {
     pub b_j: u32,
     pub c_m: u32,
     pub c_j: u32,
+    pub a_l: u32,
+    pub b_l: u32,
+    pub c_l: u32,
     pub _pad0: u32,
     pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// A matrix operand: a tensor and the strides of its two indices (`t[r, s] = t[r·rows + s·cols]`).
@@ -47,24 +51,50 @@ const MAX_K: usize = 60_000;
 pub fn matmul(
     ctx: &Context,
     label: &str,
+    dims: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    bias: Option<&Tensor>,
+    c: Operand,
+) -> Result<Option<Launch>> {
+    matmul_batched(ctx, label, dims, Batch { count: 1, a: 0, b: 0, c: 0 }, a, b, bias, c)
+}
+
+/// How many products a batched [`matmul`] runs, and where operand `l` of each starts (`a[l, m, k] =
+/// a[l·a + m·rows + k·cols]`; a stride of 0 shares the operand).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+/// [`matmul`] for `batch.count` products in one dispatch (the product index is the grid's layer).
+/// `None` also when the count is past the grid's layer limit.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_batched(
+    ctx: &Context,
+    label: &str,
     (m, n, k): (usize, usize, usize),
+    batch: Batch,
     a: Operand,
     b: Operand,
     bias: Option<&Tensor>,
     c: Operand,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Matmul.entry_point();
-    if m == 0 || n == 0 || k == 0 {
-        return Err(shape_err(op, format!("zero-sized product {m}x{n} over {k}")));
+    if m == 0 || n == 0 || k == 0 || batch.count == 0 {
+        return Err(shape_err(op, format!("zero-sized product {m}x{n} over {k}, {} of them", batch.count)));
     }
     // The largest element each operand is read or written at must lie inside it.
-    let reach = |o: &Operand, r: usize, s: usize| (r - 1) * o.rows + (s - 1) * o.cols;
-    for (what, o, r, s) in [("a", &a, m, k), ("b", &b, k, n), ("c", &c, m, n)] {
+    let reach = |o: &Operand, r: usize, s: usize, l: usize| (r - 1) * o.rows + (s - 1) * o.cols + (batch.count - 1) * l;
+    for (what, o, r, s, l) in [("a", &a, m, k, batch.a), ("b", &b, k, n, batch.b), ("c", &c, m, n, batch.c)] {
         o.t.expect(op, what, DType::F32, o.t.len())?;
-        if reach(o, r, s) >= o.t.len() {
+        if reach(o, r, s, l) >= o.t.len() {
             return Err(shape_err(
                 op,
-                format!("{what} has {} elements, the product reaches {}", o.t.len(), reach(o, r, s)),
+                format!("{what} has {} elements, the product reaches {}", o.t.len(), reach(o, r, s, l)),
             ));
         }
         to_u32(op, what, o.t.len())?;
@@ -72,7 +102,7 @@ pub fn matmul(
     if let Some(bias) = bias {
         bias.expect(op, "bias", DType::F32, n)?;
     }
-    if k > MAX_K {
+    if k > MAX_K || batch.count > ctx.limits.max_compute_workgroups_per_dimension as usize {
         return Ok(None);
     }
     let mr = if m >= 32 { 8 } else { 4 };
@@ -89,13 +119,18 @@ pub fn matmul(
         b_j: u(b.cols),
         c_m: u(c.rows),
         c_j: u(c.cols),
+        a_l: u(batch.a),
+        b_l: u(batch.b),
+        c_l: u(batch.c),
         _pad0: 0,
         _pad1: 0,
+        _pad2: 0,
     };
     let consts = [("MR", mr as u32), ("BIAS", u32::from(bias.is_some()))];
     let tensors = [a.t, b.t, bias.unwrap_or(a.t), c.t];
-    let l = ctx.launch_with(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, k as u64 + 1)?;
-    Ok(Some(l.with_work(2 * (m * n * k) as u64, 0)))
+    let layers = batch.count as u32; // checked against the grid's limit above
+    let l = ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, k as u64 + 1)?;
+    Ok(Some(l.with_work(2 * (batch.count * m * n * k) as u64, 0)))
 }
 
 /// y = x·Wᵀ + b through [`matmul`].

@@ -11,6 +11,7 @@ pub mod activation;
 pub mod batchnorm;
 pub mod concat;
 pub mod conv;
+pub mod conv_1x1;
 pub mod conv_fast;
 pub mod dropout;
 pub mod elementwise;
