@@ -297,3 +297,33 @@ fn the_three_commands_work_end_to_end() {
     assert!(!out.status.success() && err.contains("folder does not exist") && !err.contains("epoch 1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn visualize_draws_every_branch_of_inception_mini_with_its_batch_norms() {
+    // As `wgcnn visualize` does: plain kernels, so no conv + batch-norm fold hides a layer's own output.
+    let mut c = wgcnn::Context::new().unwrap();
+    c.kernels = wgcnn::KernelSet::Plain;
+    let spec = wgcnn::model::file::load(std::path::Path::new("models/inception-mini.toml")).unwrap();
+    let values = init_params(&spec.params(), 6);
+    let params = wgcnn::graph::Params::new(&c, &spec).unwrap();
+    params.values.write(&c, &values).unwrap();
+    let acts = run_layers(&c, &spec, &params, &rng(7).vec_f32(28 * 28, 0.0, 1.0)).unwrap();
+    let layer = |name: &str| acts.layers.iter().find(|(n, _, _)| n == name).map(|(_, _, v)| v.clone()).unwrap();
+    // A batch-norm's maps are its own (normalised) output, not its conv's.
+    assert_ne!(layer("inc1.b3"), layer("inc1.b3.bn"));
+    let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
+        spec.params().iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
+    let dir = temp_dir("inception");
+    let files = write_visualize(&weights, &acts, &dir).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for block in ["inc1", "inc2"] {
+        for branch in ["b1", "b3r", "b3", "b5r", "b5", "pool", "bp", "cat"] {
+            assert!(
+                names.iter().any(|n| n.ends_with(&format!("-{block}-{branch}.png"))),
+                "{block}.{branch}: {names:?}"
+            );
+        }
+    }
+    assert!(names.contains(&"filters-inc2-b5.png".to_string()) && names.contains(&"overview.png".to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
