@@ -120,6 +120,16 @@ fn every_mistake_in_a_model_file_names_the_layer_and_the_field() {
         ),
         (with(&GOOD.replace("op = \"flatten\"", "op = \"dropout\"\np = 1.0")), &["layer flat", "not a probability"]),
         (with(&GOOD.replace("op = \"flatten\"", "op = \"dropout\"\np = \"0.5\"")), &["field p", "number"]),
+        // Batch-norm: eps and momentum out of range, and on a flattened input.
+        (with(&GOOD.replace("op = \"flatten\"", "op = \"batchnorm2d\"\neps = 0")), &["layer flat", "eps", "positive"]),
+        (
+            with(&GOOD.replace("op = \"flatten\"", "op = \"batchnorm2d\"\nmomentum = 1.5")),
+            &["layer flat", "momentum", "[0, 1]"],
+        ),
+        (
+            with(&GOOD.replace("name = \"fc\"\nop = \"linear\"", "name = \"bn\"\nop = \"batchnorm2d\"\n[[layer]]\nname = \"fc\"\nop = \"linear\"")),
+            &["layer bn", "[n, c, h, w]", "[1, 72]"],
+        ),
         (HEAD.replace("[1, 8, 8]", "[1, 8]") + GOOD, &["[model]", "input", "three positive integers"]),
         (
             with(&GOOD.replace("op = \"flatten\"", "op = \"maxpool2d\"\nkernel_size = 2\npadding = 2")),
