@@ -126,6 +126,11 @@ impl Params {
     /// returns them).
     pub fn write_state(&mut self, ctx: &Context, state: &ModelState) -> Result<()> {
         self.values.write(ctx, &state.params)?;
+        self.write_buffers(ctx, state)
+    }
+
+    /// Upload a model state's buffers and counters only (the parameters are already written).
+    pub fn write_buffers(&mut self, ctx: &Context, state: &ModelState) -> Result<()> {
         self.buffers.write(ctx, &state.buffers)?;
         if state.tracked.len() != self.tracked.len() {
             return Err(shape_err(

@@ -36,10 +36,6 @@ impl BnGeom {
     pub fn runs(&self) -> usize {
         self.n * self.c * self.hw.div_ceil(RUN)
     }
-    /// The pipeline constants of `shaders/batchnorm.wgsl` (fit in u32: checked by [`BnParams::new`]).
-    fn consts(&self) -> [(&'static str, u32); 2] {
-        [("C", self.c as u32), ("HW", self.hw as u32)]
-    }
     /// Values per channel.
     pub fn m(&self) -> usize {
         self.n * self.hw
@@ -110,6 +106,11 @@ impl BnParams {
             offset: 0,
         })
     }
+
+    /// The pipeline constants of `shaders/batchnorm.wgsl`'s reductions and running update.
+    fn consts(&self) -> [(&'static str, u32); 2] {
+        [("C", self.c), ("HW", self.hw)]
+    }
 }
 
 /// Training needs more than one value per channel (PyTorch refuses it too: the variance is undefined).
@@ -141,7 +142,7 @@ fn reduce(
     let p = BnParams { mode: mode as u32, offset: offset as u32, ..p };
     let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
     let (c, len) = (p.c as u64, a.len() as u64);
-    let consts = [("C", p.c), ("HW", p.hw)];
+    let consts = p.consts();
     let ts = [a, b, stats, scratch];
     let partial = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
     let combine = ctx.launch_with(Kernel::BatchnormCombine, &consts, label, &p, &[scratch, out], c, chunks)?;
@@ -232,7 +233,7 @@ pub fn batchnorm_running(
     running_var.expect(op, "running_var", DType::F32, g.c)?;
     let label = format!("{label}.running");
     let ts = [stats, running_mean, running_var];
-    ctx.launch_with(Kernel::BatchnormRunning, &g.consts(), &label, &p, &ts, g.c as u64, 0)
+    ctx.launch_with(Kernel::BatchnormRunning, &p.consts(), &label, &p, &ts, g.c as u64, 0)
 }
 
 /// A parameter gradient: `out = Σ dy` ([`BnSum::Dy`], the bias) or `Σ dy · x̂` ([`BnSum::DyXhat`], the

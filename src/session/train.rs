@@ -112,7 +112,7 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let (spec, init) = starting_point(opts)?;
     let ctx = Context::new()?;
     let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
-    trainer.params.write_state(&ctx, &init)?;
+    trainer.params.write_buffers(&ctx, &init)?; // Trainer::new wrote the parameters
     if let Some(p) = &opts.init {
         if checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
             progress(Progress::Resumed(trainer.optim.step));
