@@ -207,7 +207,15 @@ impl Context {
         let adapters = instance.enumerate_adapters(backends).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let idx = select_adapter(&infos, choice).map_err(|e| match e {
-            Error::NoAdapter { .. } => Error::NoAdapter { backends: format!("{backends:?}") },
+            Error::NoAdapter { .. } => Error::NoAdapter {
+                backends: match std::env::var("WGPU_BACKEND") {
+                    Ok(v) if !v.trim().is_empty() => format!(
+                        "{backends:?}, restricted by WGPU_BACKEND={v:?}: this build has Vulkan (Linux, Windows), \
+                         Metal (macOS) and DX12 (Windows), each only on its platform; unset WGPU_BACKEND to try them all"
+                    ),
+                    _ => format!("{backends:?}"),
+                },
+            },
             e => e,
         })?;
         let adapter = &adapters[idx];

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::context::Context;
 use crate::error::{data_err, io_err, Result};
+use crate::kernels::gather::{gather_shard, gather_shard_params};
+use crate::kernels::Launch;
 use crate::tensor::Tensor;
+use crate::train::DIVISOR;
 
 /// Images and labels of one split, as bytes.
 #[derive(Clone, Debug)]
@@ -19,6 +22,8 @@ pub struct Dataset {
     pub labels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
+    /// The images file it came from (for errors).
+    pub source: PathBuf,
 }
 
 impl Dataset {
@@ -57,8 +62,9 @@ impl Split {
 /// Number of classes the labels may use (digits, Fashion-MNIST's ten garments).
 pub const CLASSES: usize = 10;
 
-/// The largest file wgcnn will decompress (a guard against corrupt or hostile gzip streams).
-const MAX_BYTES: u64 = 1 << 30;
+/// The largest data file wgcnn reads (pixels or labels after decompression): 4 GiB, what a `u32` byte
+/// offset addresses. Sizes are checked against the header's promise before the body is read.
+pub const MAX_BYTES: u64 = 4 << 30;
 
 fn find(dir: &Path, prefix: &str, kind: &str, idx: &str) -> Result<PathBuf> {
     let names = [
@@ -67,50 +73,127 @@ fn find(dir: &Path, prefix: &str, kind: &str, idx: &str) -> Result<PathBuf> {
         format!("{prefix}-{kind}.{idx}-ubyte.gz"),
         format!("{prefix}-{kind}.{idx}-ubyte"),
     ];
+    // The first name present in any form: a link, folder or FIFO there is reported as such when read.
     names
         .iter()
         .map(|n| dir.join(n))
-        .find(|p| p.is_file())
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
         .ok_or_else(|| data_err(dir, format!("no {prefix} {kind} file: expected one of {}", names.join(", "))))
 }
 
-/// Read a whole file, gunzipping it when it starts with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .take(MAX_BYTES)
-            .read_to_end(&mut out)
-            .map_err(|e| data_err(path, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
+/// A data file's byte stream: the file, or its gzip members decompressed one after another.
+fn open_stream(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
+    let (mut f, size) = crate::fsio::open_regular(path)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).map_err(|e| io_err(path, e))?;
+    use std::io::Seek;
+    f.rewind().map_err(|e| io_err(path, e))?;
+    let reader = std::io::BufReader::new(f);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok((Box::new(flate2::bufread::MultiGzDecoder::new(reader)), None))
     } else {
-        Ok(raw)
+        Ok((Box::new(reader), Some(size)))
     }
 }
 
-/// Parse an IDX file of unsigned bytes with `want_dims` dimensions; returns (dims, data).
-pub fn parse_idx(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    if bytes.len() < 4 {
-        return Err(data_err(path, format!("{} bytes: too short for an IDX header", bytes.len())));
+/// Read an IDX file of unsigned bytes with `want_dims` dimensions (raw or gzip): the header first,
+/// then exactly the bytes it promises (checked against the file's size, or the decompressed stream,
+/// before they are read), so a lying header costs no memory. Returns (dims, data).
+pub fn read_idx(path: &Path, want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (mut stream, raw_size) = open_stream(path)?;
+    let gz = |e: std::io::Error| {
+        if raw_size.is_none() {
+            data_err(path, format!("corrupt gzip stream: {e}"))
+        } else {
+            io_err(path, e)
+        }
+    };
+    let mut head = vec![0u8; 4];
+    let got = read_full(&mut stream, &mut head).map_err(gz)?;
+    check_magic(path, &head[..got], want_dims)?;
+    head.resize(4 + 4 * want_dims, 0);
+    if read_full(&mut stream, &mut head[4..]).map_err(gz)? < 4 * want_dims {
+        return Err(data_err(path, "truncated IDX header"));
     }
-    let (zero, dtype, ndims) = (u16::from_be_bytes([bytes[0], bytes[1]]), bytes[2], bytes[3] as usize);
-    if zero != 0 || dtype != 0x08 || ndims != want_dims {
+    let dims = header_dims(&head, want_dims);
+    let want = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).filter(|&w| w <= MAX_BYTES);
+    let Some(want) = want else {
+        return Err(data_err(
+            path,
+            format!("header {dims:?} promises more than the {MAX_BYTES}-byte cap on a data file"),
+        ));
+    };
+    if let Some(size) = raw_size {
+        let have = size - head.len() as u64;
+        if have < want {
+            return Err(data_err(
+                path,
+                format!("truncated: header {dims:?} needs {want} bytes of data, file has {have}"),
+            ));
+        }
+        if have > want {
+            return Err(data_err(path, format!("{} bytes of trailing data after {want} ({dims:?})", have - want)));
+        }
+    }
+    // Grows with what arrives (a truncated stream costs what it holds, not what it promised).
+    let mut body = Vec::with_capacity(want.min(64 << 20) as usize);
+    (&mut stream).take(want).read_to_end(&mut body).map_err(gz)?;
+    if (body.len() as u64) < want {
+        let have = body.len();
+        return Err(data_err(
+            path,
+            format!("truncated: header {dims:?} needs {want} bytes of data, the stream holds {have}"),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    if read_full(&mut stream, &mut extra).map_err(gz)? > 0 {
+        return Err(data_err(path, format!("trailing data after the {want} bytes of {dims:?}")));
+    }
+    Ok((dims, body))
+}
+
+/// Read until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
+}
+
+fn check_magic(path: &Path, b: &[u8], want_dims: usize) -> Result<()> {
+    if b.len() < 4 {
+        return Err(data_err(path, format!("{} bytes: too short for an IDX header", b.len())));
+    }
+    if b[0] != 0 || b[1] != 0 || b[2] != 0x08 || b[3] as usize != want_dims {
         return Err(data_err(
             path,
             format!(
                 "bad IDX magic {:02x}{:02x}{:02x}{:02x}: expected 000008{want_dims:02x} (unsigned bytes, {want_dims} dimensions)",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                b[0], b[1], b[2], b[3]
             ),
         ));
     }
-    let header = 4 + 4 * ndims;
+    Ok(())
+}
+
+fn header_dims(head: &[u8], ndims: usize) -> Vec<usize> {
+    (0..ndims).map(|i| u32::from_be_bytes(head[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect()
+}
+
+/// Parse an IDX file of unsigned bytes held in memory with `want_dims` dimensions; returns (dims, data).
+pub fn parse_idx(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    check_magic(path, bytes, want_dims)?;
+    let header = 4 + 4 * want_dims;
     if bytes.len() < header {
         return Err(data_err(path, "truncated IDX header"));
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
-        .collect();
+    let dims = header_dims(bytes, want_dims);
     let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let have = bytes.len() - header;
     match want {
@@ -126,13 +209,20 @@ pub fn parse_idx(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usi
 /// Load the `train-*` or `t10k-*` images and labels from `dir`.
 pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     if !dir.is_dir() {
+        if dir == bundled_dir() {
+            return Err(data_err(
+                dir,
+                "the bundled MNIST sample is not here (this path was compiled into the binary; it moves with \
+                 the source tree, not the binary): pass --data DIR, a folder holding train-* and t10k-* IDX files",
+            ));
+        }
         return Err(data_err(dir, "not a directory (expected a folder holding train-* and t10k-* IDX files)"));
     }
     let prefix = split.prefix();
     let ipath = find(dir, prefix, "images", "idx3")?;
     let lpath = find(dir, prefix, "labels", "idx1")?;
-    let (idims, images) = parse_idx(&ipath, &read_maybe_gz(&ipath)?, 3)?;
-    let (ldims, labels) = parse_idx(&lpath, &read_maybe_gz(&lpath)?, 1)?;
+    let (ldims, labels) = read_idx(&lpath, 1)?;
+    let (idims, images) = read_idx(&ipath, 3)?;
     if idims[0] != ldims[0] {
         return Err(data_err(&lpath, format!("{} labels for {} images in {}", ldims[0], idims[0], ipath.display())));
     }
@@ -142,7 +232,26 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
         return Err(data_err(&lpath, format!("label {l} at item {i} is not a class 0..{}", CLASSES - 1)));
     }
-    Ok(Dataset { images, labels, rows: idims[1], cols: idims[2] })
+    Ok(Dataset { images, labels, rows: idims[1], cols: idims[2], source: ipath })
+}
+
+/// Check the test images have the training images' size (the model sees one size).
+pub fn check_same_size(dir: &Path, train: &Dataset, test: &Dataset) -> Result<()> {
+    if (train.rows, train.cols) != (test.rows, test.cols) {
+        return Err(data_err(
+            &test.source,
+            format!(
+                "test images are {}x{}, the training images ({}) are {}x{}: one model reads one size (data folder {})",
+                test.rows,
+                test.cols,
+                train.source.display(),
+                train.rows,
+                train.cols,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The default data set: the real MNIST sample bundled with the crate (8,000 train, 2,000 test).
@@ -150,23 +259,72 @@ pub fn bundled_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist-sample")
 }
 
-/// A dataset resident on the GPU as bytes, ready for `gather_batch`.
+/// A dataset resident on the GPU as bytes, ready for `gather_batch`: one shard, or several when it is
+/// larger than one storage binding may be (a data set of any size that fits in memory trains).
 pub struct GpuDataset {
-    pub images: Tensor,
-    pub labels: Tensor,
+    /// (images, labels, first item) of each shard, in item order.
+    pub shards: Vec<(Tensor, Tensor, usize)>,
     pub len: usize,
     pub rows: usize,
     pub cols: usize,
 }
 
 impl GpuDataset {
+    /// Upload `d`, split into shards of at most one storage binding each.
     pub fn upload(ctx: &Context, name: &str, d: &Dataset) -> Result<GpuDataset> {
-        Ok(GpuDataset {
-            images: Tensor::from_u8(ctx, &format!("{name}.images"), &[d.len(), d.rows, d.cols], &d.images)?,
-            labels: Tensor::from_u8(ctx, &format!("{name}.labels"), &[d.len()], &d.labels)?,
-            len: d.len(),
-            rows: d.rows,
-            cols: d.cols,
-        })
+        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+        let per_shard = (limit / d.item_size().max(1) as u64).max(1) as usize;
+        GpuDataset::upload_sharded(ctx, name, d, per_shard)
+    }
+
+    /// Upload `d` in shards of at most `items_per_shard` items.
+    pub fn upload_sharded(ctx: &Context, name: &str, d: &Dataset, items_per_shard: usize) -> Result<GpuDataset> {
+        let (n, size) = (d.len(), d.item_size());
+        let mut shards = Vec::new();
+        for first in (0..n).step_by(items_per_shard.max(1)) {
+            let end = (first + items_per_shard).min(n);
+            let label = |what: &str| {
+                if first == 0 && end == n {
+                    format!("{name}.{what}")
+                } else {
+                    format!("{name}.{what}@{first}")
+                }
+            };
+            shards.push((
+                Tensor::from_u8(
+                    ctx,
+                    &label("images"),
+                    &[end - first, d.rows, d.cols],
+                    &d.images[first * size..end * size],
+                )?,
+                Tensor::from_u8(ctx, &label("labels"), &[end - first], &d.labels[first..end])?,
+                first,
+            ));
+        }
+        Ok(GpuDataset { shards, len: n, rows: d.rows, cols: d.cols })
+    }
+
+    /// The gather launches (one per shard) that fill `x`, `y` from `indices[first..]`.
+    pub fn gathers(&self, ctx: &Context, label: &str, indices: &Tensor, x: &Tensor, y: &Tensor) -> Result<Vec<Launch>> {
+        self.shards
+            .iter()
+            .map(|(im, lb, f)| gather_shard(ctx, label, DIVISOR, (im, lb, *f, self.len), indices, 0, x, y))
+            .collect()
+    }
+
+    /// Point `launches` (from [`GpuDataset::gathers`]) at the batch starting at `indices[first]`.
+    pub fn point(
+        &self,
+        ctx: &Context,
+        launches: &[Launch],
+        indices: &Tensor,
+        first: usize,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<()> {
+        for (l, (im, lb, f)) in launches.iter().zip(&self.shards) {
+            l.set_params(ctx, &gather_shard_params(DIVISOR, (im, lb, *f, self.len), indices, first, x, y)?);
+        }
+        Ok(())
     }
 }

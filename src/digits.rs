@@ -13,17 +13,65 @@ pub const SIDE: usize = 28;
 /// Side of the box the digit is scaled into (MNIST's 20×20 inside 28×28).
 const INNER: f32 = 20.0;
 
-/// Load an image file (PNG or JPEG) as a `[28·28]` input in [0, 1], white ink on black.
-pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| data_err(path, format!("not a readable PNG or JPEG image: {e}")))?;
-    let grey = img.to_luma8();
-    let (w, h) = (grey.width() as usize, grey.height() as usize);
+/// The most pixels a picture may have (40 megapixels, e.g. 8000×5000): larger ones are refused from
+/// their header, before decoding, so a small file cannot demand gigabytes.
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// Decode a PNG or JPEG picture, refusing one over [`MAX_PIXELS`] before decoding it.
+pub fn decode_picture(path: &Path) -> Result<image::DynamicImage> {
+    let open = || -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+        let (f, size) = crate::fsio::open_regular(path)?;
+        if size == 0 {
+            return Err(data_err(path, "the file is empty, not an image"));
+        }
+        image::ImageReader::new(std::io::BufReader::new(f)).with_guessed_format().map_err(|e| io_err(path, e))
+    };
+    let unreadable = |e: image::ImageError| data_err(path, format!("not a readable PNG or JPEG image: {e}"));
+    let (w, h) = open()?.into_dimensions().map_err(unreadable)?;
     if w == 0 || h == 0 {
         return Err(data_err(path, "the image has no pixels"));
     }
-    Ok(to_mnist(grey.as_raw(), w, h))
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(data_err(path, format!("{w}x{h} pixels: over the {MAX_PIXELS}-pixel cap on pictures")));
+    }
+    let mut reader = open()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(4 * MAX_PIXELS + (64 << 20));
+    reader.limits(limits);
+    reader.decode().map_err(unreadable)
+}
+
+/// Grey pixels of a picture, transparency composited over a background that contrasts with the ink
+/// (a dark digit on a transparent background reads as a dark digit on white paper, a light one as on
+/// black), so transparent PNGs are not read as blank.
+pub fn to_grey(img: &image::DynamicImage) -> image::GrayImage {
+    if !img.color().has_alpha() {
+        return img.to_luma8();
+    }
+    let la = img.to_luma_alpha8();
+    let (ink, weight) = la.pixels().fold((0.0f64, 0.0f64), |(s, w), p| {
+        let a = f64::from(p.0[1]);
+        (s + a * f64::from(p.0[0]), w + a)
+    });
+    let background: u32 = if weight > 0.0 && ink / weight < 127.5 { 255 } else { 0 };
+    image::GrayImage::from_fn(la.width(), la.height(), |x, y| {
+        let [l, a] = la.get_pixel(x, y).0;
+        let (l, a) = (u32::from(l), u32::from(a));
+        image::Luma([((l * a + background * (255 - a) + 127) / 255) as u8])
+    })
+}
+
+/// Load an image file (PNG or JPEG) as a `[28·28]` input in [0, 1], white ink on black.
+pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
+    let img = decode_picture(path)?;
+    // A digit needs no more than 1024 pixels a side; larger pictures are scaled down first.
+    let img = if img.width().max(img.height()) > 1024 {
+        img.resize(1024, 1024, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let grey = to_grey(&img);
+    Ok(to_mnist(grey.as_raw(), grey.width() as usize, grey.height() as usize))
 }
 
 /// Prepare `w × h` grey pixels (0 = black) as described in the module docs.
@@ -102,6 +150,25 @@ mod tests {
         // 20 rows tall after scaling 30 → 20.
         let rows = (0..28).filter(|y| d[y * 28 + 14] > 0.5).count();
         assert!((19..=21).contains(&rows), "{rows} rows");
+    }
+
+    #[test]
+    fn transparency_is_composited_against_the_ink() {
+        // A black stroke on a fully transparent (also black) background: the background becomes white.
+        let mut img = image::RgbaImage::new(28, 28);
+        for y in 4..24 {
+            img.put_pixel(14, y, image::Rgba([0, 0, 0, 255]));
+        }
+        let g = to_grey(&image::DynamicImage::ImageRgba8(img));
+        assert_eq!(g.get_pixel(0, 0).0[0], 255, "transparent background is paper white");
+        assert_eq!(g.get_pixel(14, 10).0[0], 0, "the ink stays black");
+        let d = to_mnist(g.as_raw(), 28, 28);
+        assert!(d[10 * 28 + 14] > 0.99 && d[0] == 0.0, "after inversion the digit is white on black");
+        // White ink on transparent: composited over black.
+        let mut img = image::RgbaImage::new(28, 28);
+        img.put_pixel(3, 3, image::Rgba([255, 255, 255, 255]));
+        let g = to_grey(&image::DynamicImage::ImageRgba8(img));
+        assert_eq!((g.get_pixel(0, 0).0[0], g.get_pixel(3, 3).0[0]), (0, 255));
     }
 
     #[test]

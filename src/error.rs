@@ -33,6 +33,8 @@ pub enum Error {
     Train(String),
     /// Drawing a picture failed.
     Render(String),
+    /// The run was stopped (SIGINT/SIGTERM) after a step; `detail` says what was saved where.
+    Interrupted(String),
 }
 
 impl fmt::Display for Error {
@@ -65,6 +67,7 @@ impl fmt::Display for Error {
             Error::Model { at, detail } => write!(f, "model {at}: {detail}"),
             Error::Train(e) => write!(f, "training: {e}"),
             Error::Render(e) => write!(f, "drawing a picture: {e}"),
+            Error::Interrupted(e) => write!(f, "interrupted: {e}"),
         }
     }
 }

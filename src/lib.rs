@@ -11,6 +11,8 @@ pub mod context;
 pub mod data;
 pub mod digits;
 pub mod error;
+pub mod fault;
+pub mod fsio;
 pub mod graph;
 pub mod ir;
 pub mod kernels;

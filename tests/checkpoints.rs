@@ -33,12 +33,29 @@ fn checkpoints_round_trip_bit_exactly_and_resume() {
     for (a, b) in saved.iter().zip(&values) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "checkpoint values differ");
     }
+    // wgcnn writes safetensors itself (deterministically): the reference reader agrees on every tensor.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.len(), spec.params().len());
+    for (p, v) in spec.params().iter().zip(&saved) {
+        let view = st.tensor(&p.name).unwrap();
+        assert_eq!((view.dtype(), view.shape()), (safetensors::Dtype::F32, &p.shape[..]), "{}", p.name);
+        assert_eq!(view.data(), bytemuck::cast_slice::<f32, u8>(v), "{}", p.name);
+    }
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap().get("format").map(String::as_str), Some("pt"));
+    // Saving the same state again gives the same bytes, model and optimizer file both.
+    let again = dir.join("again.safetensors");
+    checkpoint::save_trainer(c, &again, &t).unwrap();
+    assert!(std::fs::read(&again).unwrap() == bytes, "checkpoints of one state are byte-identical");
+    let optim = |p: &std::path::Path| std::fs::read(checkpoint::optim_path(p)).unwrap();
+    assert!(optim(&again) == optim(&path), "optimizer files of one state are byte-identical");
     for i in 0..3 {
         t.step(c, i).unwrap();
     }
     let continued = t.params.values.read(c).unwrap();
     let mut r = Trainer::new(c, spec.clone(), &data, 16, opt, &values).unwrap();
-    assert!(checkpoint::load_optimizer(c, &path, &mut r).unwrap());
+    assert!(checkpoint::load_optimizer(c, &path, &mut r).unwrap().is_some());
     assert_eq!(r.optim.step, 3);
     r.start_epoch(c, None).unwrap();
     for i in 0..3 {
@@ -158,12 +175,47 @@ fn bad_data_files_are_errors_naming_the_file() {
     std::fs::write(&img, idx(0x0803, &[2, 2, 2], &[7; 8])).unwrap();
     let d = data::load(&dir, Split::Test).unwrap();
     assert_eq!((d.len(), d.rows, d.cols, d.labels.clone()), (2, 2, 2, vec![1, 2]));
-    // Images of the wrong size for LeNet-5: a training error, not a panic.
+    // Images of the wrong size for LeNet-5: an error naming the file, not a panic.
     let spec = lenet5(LeNetConfig::default());
     match Trainer::new(ctx(), spec.clone(), &d, 2, sgd(), &init_params(&spec.params(), 1)) {
-        Err(Error::Train(m)) => assert!(m.contains("2x2"), "{m}"),
-        Err(e) => panic!("expected a training error, got {e}"),
+        Err(e @ Error::Data { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("1x2x2") && m.contains("t10k-images-idx3-ubyte") && m.contains("1x28x28"), "{m}")
+        }
+        Err(e) => panic!("expected a data error, got {e}"),
         Ok(_) => panic!("accepted 2x2 images"),
     }
+    // Concatenated gzip members (valid gzip, e.g. from `cat a.gz b.gz`) read as one stream.
+    let gz = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, b).unwrap();
+        e.finish().unwrap()
+    };
+    let whole = idx(0x0803, &[2, 2, 2], &[5; 8]);
+    std::fs::remove_file(&img).unwrap();
+    let gz_path = dir.join("t10k-images-idx3-ubyte.gz");
+    std::fs::write(&gz_path, [gz(&whole[..10]), gz(&whole[10..])].concat()).unwrap();
+    assert_eq!(data::load(&dir, Split::Test).unwrap().images, vec![5; 8]);
+    std::fs::remove_file(&gz_path).unwrap();
+    // Not a file where a data file should be: each named for what it is.
+    #[cfg(unix)]
+    not_files(&img, &expect);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(unix)]
+fn not_files(img: &std::path::Path, expect: &dyn Fn(&str)) {
+    let dir = img.parent().unwrap();
+    std::fs::create_dir(img).unwrap();
+    expect("is a directory");
+    std::fs::remove_dir(img).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere"), img).unwrap();
+    expect("dangling symbolic link");
+    std::fs::remove_file(img).unwrap();
+    std::os::unix::fs::symlink(img, img).unwrap();
+    expect("symbolic links");
+    std::fs::remove_file(img).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(img).status().unwrap().success());
+    expect("FIFO");
+    std::fs::remove_file(img).unwrap();
 }

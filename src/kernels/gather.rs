@@ -18,9 +18,11 @@ pub struct GatherParams {
     pub divisor: f32,
     /// Position in the index list of this batch's first index.
     pub first: u32,
+    /// The data set's item number of this shard's first item (0 when the set is one shard).
+    pub shard_first: u32,
+    /// Items in the whole data set (all shards).
+    pub total_items: u32,
     pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
 }
 
 /// Check the operands of a gather and build its params for the batch starting at `indices[first]`.
@@ -28,6 +30,23 @@ pub fn gather_params(
     divisor: f32,
     images: &Tensor,
     labels: &Tensor,
+    indices: &Tensor,
+    first: usize,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<GatherParams> {
+    gather_shard_params(divisor, (images, labels, 0, labels.len()), indices, first, x, y)
+}
+
+/// One shard of a data set split over several buffers: its images, its labels, the item number of its
+/// first item, and the items of the whole set.
+pub type Shard<'a> = (&'a Tensor, &'a Tensor, usize, usize);
+
+/// [`gather_params`] for one shard: the launch fills only the batch rows whose item lies in the shard
+/// (the last shard also the rows of items past the set's end).
+pub fn gather_shard_params(
+    divisor: f32,
+    (images, labels, shard_first, total_items): Shard<'_>,
     indices: &Tensor,
     first: usize,
     x: &Tensor,
@@ -62,9 +81,9 @@ pub fn gather_params(
         num_items: num_items as u32,
         divisor,
         first: to_u32(op, "first", first)?,
+        shard_first: to_u32(op, "shard's first item", shard_first)?,
+        total_items: to_u32(op, "items", total_items.max(shard_first + num_items))?,
         _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
     })
 }
 
@@ -81,7 +100,22 @@ pub fn gather_batch(
     x: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    let p = gather_params(divisor, images, labels, indices, first, x, y)?;
+    gather_shard(ctx, label, divisor, (images, labels, 0, labels.len()), indices, first, x, y)
+}
+
+/// [`gather_batch`] for one shard of a data set (see [`gather_shard_params`]).
+pub fn gather_shard(
+    ctx: &Context,
+    label: &str,
+    divisor: f32,
+    shard: Shard<'_>,
+    indices: &Tensor,
+    first: usize,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Launch> {
+    let p = gather_shard_params(divisor, shard, indices, first, x, y)?;
+    let (images, labels) = (shard.0, shard.1);
     Ok(ctx
         .launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)?
         .with_work(0, 5 * x.len() as u64 + 9 * y.len() as u64))

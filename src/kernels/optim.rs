@@ -10,7 +10,7 @@ use crate::tensor::{DType, Tensor};
 /// Hyper-parameters of `torch.optim.SGD`, held in f64 like PyTorch's Python floats: the scalars the
 /// kernel receives are rounded to f32 from the same f64 expressions PyTorch evaluates (e.g.
 /// `1 - dampening`), so the updates match PyTorch's CPU kernels operation for operation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     pub lr: f64,
     pub momentum: f64,
@@ -20,7 +20,7 @@ pub struct Sgd {
 }
 
 /// Hyper-parameters of `torch.optim.Adam` (no amsgrad), in f64 like [`Sgd`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     pub lr: f64,
     pub beta1: f64,
@@ -64,13 +64,32 @@ pub struct AdamParams {
     pub bias_correction2_sqrt: f32,
 }
 
+/// Check settings are finite, >= 0, and finite in f32, the precision the update kernels use (1e39
+/// is a finite f64 but infinite as f32).
 fn check_finite(op: &str, values: &[(&str, f64)]) -> Result<()> {
     for (name, v) in values {
         if !v.is_finite() || *v < 0.0 {
             return Err(shape_err(op, format!("{name} = {v} must be a finite number >= 0")));
         }
+        if !(*v as f32).is_finite() {
+            return Err(shape_err(
+                op,
+                format!("{name} = {v:e} overflows f32 (at most {:e}), the precision the update uses", f32::MAX),
+            ));
+        }
     }
     Ok(())
+}
+
+/// A scalar derived from the settings, rounded to f32, or an error when it overflows there.
+fn derived_f32(op: &str, name: &str, v: f64) -> Result<f32> {
+    match v as f32 {
+        x if x.is_finite() => Ok(x),
+        _ => Err(shape_err(
+            op,
+            format!("{name} = {v} overflows f32, the precision the update uses: lower the learning rate"),
+        )),
+    }
 }
 
 impl Sgd {
@@ -120,7 +139,7 @@ impl Adam {
             one_minus_beta2: (1.0 - self.beta2) as f32,
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
-            step_size: (self.lr / bc1) as f32,
+            step_size: derived_f32(op, "lr / (1 - beta1^step)", self.lr / bc1)?,
             bias_correction2_sqrt: bc2.sqrt() as f32,
         })
     }

@@ -16,14 +16,16 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Read and check a model file.
 pub fn load(path: &Path) -> Result<ModelSpec> {
-    let len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
+    let (file, len) = crate::fsio::open_regular(path)?;
     if len > MAX_FILE_BYTES {
         return Err(Error::Model {
             at: path.display().to_string(),
             detail: format!("{len} bytes, over the {MAX_FILE_BYTES}-byte cap for a model file"),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_BYTES + 1), &mut text)
+        .map_err(|e| io_err(path, e))?;
     parse(&text).map_err(|e| match e {
         Error::Model { at, detail } if at.is_empty() => Error::Model { at: path.display().to_string(), detail },
         Error::Model { at, detail } => Error::Model { at: format!("{}: {at}", path.display()), detail },

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod infer;
+pub mod resume;
 pub mod train;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! `wgcnn train`: load the data and the model, train, save the model, draw the curves, report.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -8,9 +9,11 @@ use crate::checkpoint;
 use crate::context::Context;
 use crate::data::{self, Split};
 use crate::error::{Error, Result};
+use crate::fsio::check_output;
 use crate::model::{ModelSpec, ModelState};
+use crate::session::resume::{self, RunData, RunRecord};
 use crate::session::ModelSource;
-use crate::train::{fit, Evaluator, Event, Optimizer, Summary, TrainConfig, Trainer};
+use crate::train::{fit_from, Evaluator, Event, Optimizer, Position, Summary, TrainConfig, Trainer};
 use crate::viz::StepPoint;
 
 /// Everything a training run needs.
@@ -29,6 +32,12 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
     pub save: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    /// Continue the run recorded in `init` exactly: its settings, data order and position.
+    pub resume: bool,
+    /// With `resume`: `config.epochs` was given and replaces the recorded number.
+    pub epochs_given: bool,
+    /// Save the checkpoint pair to `save` after every epoch (the last good one survives a later crash).
+    pub save_every_epoch: bool,
 }
 
 /// Messages of a run, in order.
@@ -42,9 +51,14 @@ pub enum Progress<'a> {
         test: usize,
         steps_per_epoch: usize,
         adapter: &'a str,
+        /// The run's epochs, batch size and optimizer (a resumed run's come from its checkpoint).
+        epochs: usize,
+        batch: usize,
+        optimizer: &'static str,
     },
-    /// Optimizer state was restored from the `init` checkpoint at this step.
-    Resumed(u64),
+    /// Optimizer state was restored from the `init` checkpoint at this step; with `--resume`, the run
+    /// continues at this position.
+    Resumed(u64, Option<&'a Position>),
     Event(&'a Event),
     /// A file was written.
     Wrote(&'a std::path::Path),
@@ -99,23 +113,72 @@ fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState)> {
     }
 }
 
+/// Check every output before long work: a real test write of about the size each file will have.
+fn check_outputs(opts: &TrainOptions, spec: &ModelSpec) -> Result<()> {
+    if let Some(p) = &opts.save {
+        let (model, optim) = resume::checkpoint_bytes(spec, &opts.optimizer);
+        check_output(p, model)?;
+        check_output(&checkpoint::optim_path(p), optim)?;
+    }
+    if let Some(p) = &opts.plot {
+        check_output(p, 1 << 20)?;
+    }
+    if opts.save.is_some() && opts.save == opts.plot {
+        return Err(Error::Train("--save and --plot name the same file".into()));
+    }
+    Ok(())
+}
+
+/// The message of a run that diverged: which checkpoint, if any, holds the last good weights.
+fn diverged(e: Error, opts: &TrainOptions, saved_epoch: Option<usize>) -> Error {
+    let kept = match (&opts.save, saved_epoch) {
+        (Some(p), Some(n)) => format!("{} holds the last good checkpoint (end of epoch {n})", p.display()),
+        (Some(p), None) => format!("nothing was saved: {} is as it was before the run", p.display()),
+        (None, _) => "nothing was saved".into(),
+    };
+    Error::Train(format!("{}; {kept}", e.to_string().trim_start_matches("training: ")))
+}
+
 /// Train as `opts` says, telling `progress` as it goes.
 pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Result<TrainReport> {
     let t_start = std::time::Instant::now();
-    // Where results go must exist before the run, not only when it ends.
-    for p in opts.save.iter().chain(&opts.plot) {
-        checkpoint::output_dir(p)?;
-    }
+    let record = match (&opts.init, opts.resume) {
+        (Some(p), true) => Some(resume::read_record(p)?),
+        (None, true) => return Err(Error::Train("--resume needs --init CHECKPOINT".into())),
+        _ => None,
+    };
+    let resumed;
+    let opts = match &record {
+        Some(r) => {
+            resumed = resume::apply(opts, r)?;
+            &resumed
+        }
+        None => opts,
+    };
     opts.optimizer.check()?;
+    let (spec, init) = starting_point(opts)?;
+    check_outputs(opts, &spec)?;
     let train_set = data::load(&opts.data, Split::Train)?;
     let test_set = data::load(&opts.data, Split::Test)?;
-    let (spec, init) = starting_point(opts)?;
+    data::check_same_size(&opts.data, &train_set, &test_set)?;
+    let run_data = RunData::of(&train_set);
+    if let Some(r) = &record {
+        resume::check_data(r, &run_data, &opts.data)?;
+    }
     let ctx = Context::new()?;
     let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
     trainer.params.write_buffers(&ctx, &init)?; // Trainer::new wrote the parameters
+    let position = match &record {
+        Some(r) => r.position.clone(),
+        None => Position::start(opts.config.seed),
+    };
     if let Some(p) = &opts.init {
-        if checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
-            progress(Progress::Resumed(trainer.optim.step));
+        match checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
+            Some(r) => progress(Progress::Resumed(r.step, record.as_ref().map(|_| &position))),
+            None if record.is_some() => {
+                return Err(Error::Train(format!("--resume: no optimizer state beside {} to continue", p.display())))
+            }
+            None => {}
         }
     }
     let test = Evaluator::new(&ctx, &spec, &trainer.params, &test_set, 1000)?;
@@ -126,31 +189,94 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
         test: test_set.len(),
         steps_per_epoch: trainer.steps_per_epoch(),
         adapter: &ctx.info.name,
+        epochs: opts.config.epochs,
+        batch: trainer.batch_size,
+        optimizer: opts.optimizer.name(),
     });
     // Both sets now live on the GPU; the host copies go (peak memory on full data sets).
     drop(train_set);
     drop(test_set);
-    let mut points = Vec::new();
-    let summary = fit(&ctx, &mut trainer, &test, &opts.config, &mut |e| {
-        if let Event::Step { epoch, step, steps_per_epoch, loss, accuracy, .. } = e {
-            let at = (*epoch - 1) as f64 + *step as f64 / (*steps_per_epoch).max(1) as f64;
-            points.push(StepPoint { at, loss: *loss, accuracy: *accuracy });
-        }
-        progress(Progress::Event(e));
-    })?;
-    if let Some(p) = &opts.save {
-        checkpoint::save_trainer(&ctx, p, &trainer)?;
-        progress(Progress::Wrote(p));
-        progress(Progress::Wrote(&checkpoint::optim_path(p)));
-    }
-    if let Some(p) = &opts.plot {
-        crate::viz::plot_training(p, &points, &summary.epochs)?;
-        progress(Progress::Wrote(p));
-    }
+    let summary = train_and_save(&ctx, &mut trainer, &test, opts, &run_data, position, progress)?;
     Ok(report(&summary, &spec, opts, &ctx, t_start.elapsed().as_secs_f64()))
 }
 
+/// Fit from `position`, saving after every epoch when asked, and at the end (model first, then the
+/// plot) or when interrupted.
+fn train_and_save(
+    ctx: &Context,
+    trainer: &mut Trainer,
+    test: &Evaluator,
+    opts: &TrainOptions,
+    data: &RunData,
+    position: Position,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Summary> {
+    let progress = RefCell::new(progress);
+    let mut points = Vec::new();
+    let mut saved_epoch = None;
+    let fitted = fit_from(
+        ctx,
+        trainer,
+        test,
+        &opts.config,
+        position,
+        &mut |e| {
+            if let Event::Step { epoch, step, steps_per_epoch, loss, accuracy, .. } = e {
+                let at = (*epoch - 1) as f64 + *step as f64 / (*steps_per_epoch).max(1) as f64;
+                points.push(StepPoint { at, loss: *loss, accuracy: *accuracy });
+            }
+            (progress.borrow_mut())(Progress::Event(e));
+        },
+        &mut |t, pos| {
+            if let (Some(p), true) = (&opts.save, opts.save_every_epoch) {
+                resume::save(ctx, p, t, &RunRecord::new(opts, data, pos.clone()))?;
+                saved_epoch = Some(pos.epoch - 1);
+                (progress.borrow_mut())(Progress::Wrote(p));
+            }
+            Ok(())
+        },
+    );
+    let summary = match fitted {
+        Ok(s) => s,
+        Err(e @ Error::Train(_)) => return Err(diverged(e, opts, saved_epoch)),
+        Err(e) => return Err(e),
+    };
+    let record = RunRecord::new(opts, data, summary.position.clone());
+    if summary.interrupted {
+        let p = resume::interrupted_path(opts);
+        return Err(match resume::save(ctx, &p, trainer, &record) {
+            Ok(()) => Error::Interrupted(format!(
+                "stopped after step {} (epoch {}); saved {} and its optimizer state: continue with \
+                 `wgcnn train --init {} --resume`",
+                summary.position.steps,
+                summary.position.epoch,
+                p.display(),
+                p.display()
+            )),
+            Err(e) => {
+                Error::Interrupted(format!("stopped after step {}, but saving failed: {e}", summary.position.steps))
+            }
+        });
+    }
+    let state = trainer.params.read_state(ctx)?;
+    if let Some(at) = checkpoint::first_non_finite(&trainer.spec, &state) {
+        let e = Error::Train(format!("the trained weights hold a non-finite value ({at}): training diverged"));
+        return Err(diverged(e, opts, saved_epoch));
+    }
+    if let Some(p) = &opts.save {
+        resume::save(ctx, p, trainer, &record)?;
+        (progress.borrow_mut())(Progress::Wrote(p));
+        (progress.borrow_mut())(Progress::Wrote(&checkpoint::optim_path(p)));
+    }
+    if let Some(p) = &opts.plot {
+        crate::viz::plot_training(p, &points, &summary.epochs)?;
+        (progress.borrow_mut())(Progress::Wrote(p));
+    }
+    Ok(summary)
+}
+
 fn report(s: &Summary, spec: &ModelSpec, opts: &TrainOptions, ctx: &Context, total: f64) -> TrainReport {
+    let test = &s.test;
     let epochs = s
         .epochs
         .iter()
@@ -178,10 +304,10 @@ fn report(s: &Summary, spec: &ModelSpec, opts: &TrainOptions, ctx: &Context, tot
         dispatches_per_step: s.dispatches_per_step,
         submits_per_step: 1,
         peak_rss_bytes: crate::bench::peak_rss_bytes(),
-        test_loss: s.test.loss,
-        test_accuracy: s.test.accuracy,
-        test_correct: s.test.correct,
-        test_count: s.test.count,
+        test_loss: test.loss,
+        test_accuracy: test.accuracy,
+        test_correct: test.correct,
+        test_count: test.count,
         epochs,
     }
 }

@@ -11,16 +11,15 @@ use crate::context::Context;
 use crate::data::{Dataset, GpuDataset};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Metrics, Params};
-use crate::kernels::gather::{gather_batch, gather_params};
 use crate::kernels::Launch;
 use crate::model::ModelSpec;
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
-/// A graph with the gather launch that feeds it.
+/// A graph with the gather launches (one per data shard) that feed it.
 struct Feeder {
     graph: Graph,
-    gather: Launch,
+    gather: Vec<Launch>,
 }
 
 /// Everything a training run keeps on the GPU.
@@ -55,12 +54,7 @@ impl Trainer {
         if batch_size == 0 {
             return Err(Error::Train("batch size must be at least 1".into()));
         }
-        if [1, data.rows, data.cols] != spec.input {
-            return Err(Error::Train(format!(
-                "the data's images are {}x{}, {} expects {:?}",
-                data.rows, data.cols, spec.name, spec.input
-            )));
-        }
+        check_input(spec.input, &spec.name, data)?;
         let params = Params::new(ctx, &spec)?;
         params.values.write(ctx, init)?;
         let optim = OptimizerState::new(ctx, opt, &params)?;
@@ -70,8 +64,7 @@ impl Trainer {
         let batch = batch_size.min(data.len());
         let feeder = |b: usize| -> Result<Feeder> {
             let graph = Graph::build(ctx, &spec, &params, &metrics, b, true)?;
-            let gather =
-                gather_batch(ctx, "gather", DIVISOR, &train.images, &train.labels, &perm, 0, &graph.x, &graph.labels)?;
+            let gather = train.gathers(ctx, "gather", &perm, &graph.x, &graph.labels)?;
             Ok(Feeder { graph, gather })
         };
         let full = feeder(batch)?;
@@ -106,13 +99,13 @@ impl Trainer {
 
     /// Dispatches per full step (gather + forward + metrics + backward + optimizer) and submits (1).
     pub fn dispatches_per_step(&self) -> usize {
-        self.full.gather.dispatches() + self.full.graph.dispatches() + 1
+        self.full.gather.iter().map(Launch::dispatches).sum::<usize>() + self.full.graph.dispatches() + 1
     }
 
     /// The launches of a full step in recording order (gather, forward, metrics, backward, optimizer),
     /// e.g. to time each one.
     pub fn step_launches(&self) -> Vec<&Launch> {
-        let mut v = vec![&self.full.gather];
+        let mut v: Vec<&Launch> = self.full.gather.iter().collect();
         v.extend(self.full.graph.launches());
         v.push(&self.optim.launch);
         v
@@ -130,10 +123,7 @@ impl Trainer {
             self.tail.as_ref().expect("a partial last batch has its graph")
         };
         let g = &f.graph;
-        f.gather.set_params(
-            ctx,
-            &gather_params(DIVISOR, &self.train.images, &self.train.labels, &self.perm, first, &g.x, &g.labels)?,
-        );
+        self.train.point(ctx, &f.gather, &self.perm, first, &g.x, &g.labels)?;
         self.optim.advance(ctx, self.params.values.whole.len())?;
         if let Some(s) = &g.step {
             // Dropout's masks: a hash of this pair (the step count wraps past 2^32 steps).
@@ -144,7 +134,7 @@ impl Trainer {
         }
         let optimizer = &self.optim.launch;
         ctx.submit_pass("train.step", |pass| {
-            f.gather.record(pass);
+            f.gather.iter().for_each(|l| l.record(pass));
             g.record_forward(pass);
             g.record_backward(pass);
             optimizer.record(pass);
@@ -172,31 +162,58 @@ pub struct Evaluation {
     pub count: usize,
 }
 
+/// Check a data set's images have the size a model reads.
+fn check_input(input: [usize; 3], model: &str, data: &Dataset) -> Result<()> {
+    if [1, data.rows, data.cols] != input {
+        let [c, h, w] = input;
+        return Err(crate::error::data_err(
+            &data.source,
+            format!(
+                "its images are 1x{}x{} (channels x height x width), model {model} reads {c}x{h}x{w}",
+                data.rows, data.cols
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A forward graph at `batch` images, or at the largest batch (halving) whose tensors fit the
+/// device's storage-binding limit: evaluation and prediction of any size then run in chunks.
+fn fitting_graph(ctx: &Context, spec: &ModelSpec, params: &Params, metrics: &Metrics, batch: usize) -> Result<Graph> {
+    let mut b = batch.max(1);
+    loop {
+        match Graph::build(ctx, spec, params, metrics, b, false) {
+            Err(Error::Limit { op, what, value, limit }) if b > 1 => {
+                log::info!("batch {b} does not fit ({op}: {what} {value} > {limit}); trying {}", b / 2);
+                b /= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Evaluator {
+    /// Evaluation of `spec` on `data` in batches of `batch` images (fewer when a batch that large does
+    /// not fit the device; see [`Evaluator::batch`]).
     pub fn new(ctx: &Context, spec: &ModelSpec, params: &Params, data: &Dataset, batch: usize) -> Result<Evaluator> {
+        check_input(spec.input, &spec.name, data)?;
         let gpu = GpuDataset::upload(ctx, "eval", data)?;
         let order: Vec<u32> = (0..data.len() as u32).collect();
         let order = Tensor::from_u32(ctx, "eval.order", &[data.len()], &order)?;
         let metrics = Metrics::new(ctx, "eval")?;
-        let batch = batch.clamp(1, data.len().max(1));
-        let mut feeders = Vec::new();
-        for (first, b) in [(0, batch), (data.len() - data.len() % batch, data.len() % batch)] {
-            if b == 0 {
-                continue;
-            }
-            let graph = Graph::build(ctx, spec, params, &metrics, b, false)?;
-            let gather = gather_batch(
-                ctx,
-                "eval.gather",
-                DIVISOR,
-                &gpu.images,
-                &gpu.labels,
-                &order,
-                first,
-                &graph.x,
-                &graph.labels,
-            )?;
-            feeders.push((b, Feeder { graph, gather }));
+        let full = fitting_graph(ctx, spec, params, &metrics, batch.clamp(1, data.len().max(1)))?;
+        let batch = full.batch;
+        let mut feeders = vec![(
+            batch,
+            Feeder { gather: gpu.gathers(ctx, "eval.gather", &order, &full.x, &full.labels)?, graph: full },
+        )];
+        let rest = data.len() % batch;
+        if rest > 0 {
+            let graph = Graph::build(ctx, spec, params, &metrics, rest, false)?;
+            feeders.push((
+                rest,
+                Feeder { gather: gpu.gathers(ctx, "eval.gather", &order, &graph.x, &graph.labels)?, graph },
+            ));
         }
         Ok(Evaluator { batch, data: gpu, order, feeders, metrics })
     }
@@ -208,20 +225,9 @@ impl Evaluator {
         let mut first = 0;
         while first < n {
             let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            f.gather.set_params(
-                ctx,
-                &gather_params(
-                    DIVISOR,
-                    &self.data.images,
-                    &self.data.labels,
-                    &self.order,
-                    first,
-                    &f.graph.x,
-                    &f.graph.labels,
-                )?,
-            );
+            self.data.point(ctx, &f.gather, &self.order, first, &f.graph.x, &f.graph.labels)?;
             ctx.submit_pass("eval", |pass| {
-                f.gather.record(pass);
+                f.gather.iter().for_each(|l| l.record(pass));
                 f.graph.record_forward(pass);
             })?;
             first += b;
@@ -231,7 +237,8 @@ impl Evaluator {
     }
 }
 
-/// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only.
+/// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only, in batches of
+/// at most 1,000 inputs (fewer when that does not fit the device).
 pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
     let [c, h, w] = spec.input;
     if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != c * h * w) {
@@ -241,11 +248,21 @@ pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f
         return Ok(Vec::new());
     }
     let metrics = Metrics::new(ctx, "predict")?;
-    let graph = Graph::build(ctx, spec, params, &metrics, inputs.len(), false)?;
-    graph.x.write_f32(ctx, &inputs.concat())?;
-    ctx.submit_pass("predict", |pass| {
-        graph.record_forward(pass);
-    })?;
-    let probs = graph.probs.to_f32(ctx)?;
-    Ok(probs.chunks(spec.classes).map(<[f32]>::to_vec).collect())
+    let full = fitting_graph(ctx, spec, params, &metrics, inputs.len().min(1000))?;
+    let mut out = Vec::with_capacity(inputs.len());
+    let mut tail = None;
+    for chunk in inputs.chunks(full.batch) {
+        let graph = if chunk.len() == full.batch {
+            &full
+        } else {
+            tail.insert(Graph::build(ctx, spec, params, &metrics, chunk.len(), false)?)
+        };
+        graph.x.write_f32(ctx, &chunk.concat())?;
+        ctx.submit_pass("predict", |pass| {
+            graph.record_forward(pass);
+        })?;
+        let probs = graph.probs.to_f32(ctx)?;
+        out.extend(probs.chunks(spec.classes).map(<[f32]>::to_vec));
+    }
+    Ok(out)
 }

@@ -9,7 +9,8 @@ use crate::kernels::Launch;
 use crate::tensor::Tensor;
 
 /// Which optimizer, with `torch.optim` semantics.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Optimizer {
     Sgd(Sgd),
     Adam(Adam),
@@ -31,10 +32,14 @@ impl Optimizer {
     }
     /// Check every setting in the precision the update kernel uses, before any GPU work.
     pub fn check(&self) -> Result<()> {
-        match self {
+        let checked = match self {
             Optimizer::Sgd(s) => s.params(1, 1).map(|_| ()),
             Optimizer::Adam(a) => a.params(1, 1).map(|_| ()),
-        }
+        };
+        checked.map_err(|e| match e {
+            crate::Error::Shape { detail, .. } => crate::Error::Train(format!("{}: {detail}", self.name())),
+            e => e,
+        })
     }
     /// Names of the state tensors per parameter, as PyTorch's optimizer `state` calls them.
     pub fn state_names(&self) -> &'static [&'static str] {

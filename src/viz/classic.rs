@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::context::Context;
-use crate::error::{data_err, io_err, Result};
+use crate::error::{io_err, Result};
 use crate::kernels::activation::{activation_forward, Activation};
 use crate::kernels::conv_fast::conv2d_forward_auto;
 use crate::kernels::pool::{avgpool2d_forward, maxpool2d_forward};
@@ -58,21 +58,13 @@ pub struct Grey {
 /// Load a PNG or JPEG as grey in [0, 1], scaled down (aspect kept) when its longer side is past
 /// [`MAX_SIDE`]. Missing, unreadable or zero-sized pictures are errors naming the file.
 pub fn load_grey(path: &Path) -> Result<Grey> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    if bytes.is_empty() {
-        return Err(data_err(path, "the file is empty, not an image"));
-    }
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| data_err(path, format!("not a readable PNG or JPEG image: {e}")))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(data_err(path, "the image has no pixels"));
-    }
+    let img = crate::digits::decode_picture(path)?;
     let img = if img.width().max(img.height()) > MAX_SIDE {
         img.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle)
     } else {
         img
     };
-    let g = img.to_luma8();
+    let g = crate::digits::to_grey(&img);
     Ok(Grey {
         w: g.width() as usize,
         h: g.height() as usize,

@@ -4,6 +4,33 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// A whole number >= 1 (0 steps, epochs or images is refused rather than silently bent).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("{e} (a whole number >= 1, at most {})", usize::MAX)),
+    }
+}
+
+/// A finite number > 0.
+pub fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("{v} must be a finite number > 0")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number >= 0.
+pub fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("{v} must be a finite number >= 0")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "wgcnn", version, about = "A CNN engine whose every computation runs in WGSL compute shaders")]
 pub struct Cli {
@@ -80,19 +107,19 @@ pub struct BenchArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Training batch sizes to time, comma-separated
-    #[arg(long, value_delimiter = ',', default_values_t = [64, 256])]
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256], value_parser = positive)]
     pub batch_sizes: Vec<usize>,
     /// Untimed steps before the windows (pipelines compiled, caches warm)
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
     /// Timed windows per batch size (the median is reported)
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = positive)]
     pub windows: usize,
     /// Training steps per window
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     pub steps: usize,
     /// Inference batch size (forward passes over the test files)
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
     pub infer_batch: usize,
     /// Recordings of one step for the per-kernel table (median per kernel); 0 skips the table
     #[arg(long, default_value_t = 5)]
@@ -163,27 +190,28 @@ pub struct TrainArgs {
     /// Folder with train-* and t10k-* IDX files (.gz or raw) [default: the bundled MNIST sample]
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Epochs to train [default: 10; with --resume, the saved run's]
+    #[arg(long, value_parser = positive)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub batch_size: usize,
     /// Learning rate [default: 0.05 for sgd, 0.001 for adam]
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
     /// Learning-rate schedule over the run
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     pub schedule: ScheduleArg,
     /// With --schedule step: multiply the learning rate by this after every epoch (PyTorch's StepLR)
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = positive_f64)]
     pub lr_decay: f64,
     /// SGD momentum
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = non_negative_f64)]
     pub momentum: f64,
     /// Nesterov momentum (SGD)
     #[arg(long)]
     pub nesterov: bool,
     /// L2 penalty added to the gradient, as torch.optim's weight_decay
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = non_negative_f64)]
     pub weight_decay: f64,
     #[arg(long, value_enum, default_value_t = OptArg::Sgd)]
     pub optimizer: OptArg,
@@ -199,20 +227,29 @@ pub struct TrainArgs {
     /// Seed of the initialisation and the shuffling
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Save the model here (safetensors; optimizer state goes to NAME.optim.safetensors)
+    /// Save the model here (safetensors; optimizer state and the run's position go to
+    /// NAME.optim.safetensors). The path is test-written before training starts
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Also save to --save after every epoch, so a crash or divergence keeps the last good epoch
+    #[arg(long, requires = "save")]
+    pub save_every_epoch: bool,
     /// Start from this checkpoint (its model, weights, and optimizer state when saved beside it)
     #[arg(long, conflicts_with = "model")]
     pub init: Option<PathBuf>,
+    /// Continue the run saved in --init exactly where it stopped (Ctrl-C, --save-every-epoch, --steps):
+    /// its settings, data order, learning-rate schedule and position come from the checkpoint
+    #[arg(long, requires = "init", conflicts_with_all = ["lr", "schedule", "lr_decay", "momentum", "nesterov",
+        "weight_decay", "optimizer", "seed", "batch_size", "steps", "no_shuffle"])]
+    pub resume: bool,
     /// Stop after this many steps in total
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub steps: Option<usize>,
     /// Keep the files' order instead of shuffling every epoch
     #[arg(long)]
     pub no_shuffle: bool,
     /// Read loss and accuracy back every this many steps
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = positive)]
     pub log_every: usize,
     /// Draw loss and accuracy per logged step and per epoch into this PNG when training ends
     #[arg(long)]
@@ -230,9 +267,22 @@ pub struct EvalArgs {
     /// Folder with t10k-* IDX files [default: the bundled MNIST sample]
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
     pub batch_size: usize,
     /// Print one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+impl Command {
+    /// Whether the command prints JSON (its errors then go to stdout as a JSON object too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Train(a) => a.json,
+            Command::Eval(a) => a.json,
+            Command::Predict(a) => a.json,
+            Command::Bench(a) => a.json,
+            _ => false,
+        }
+    }
 }

@@ -6,6 +6,8 @@ mod args;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use args::*;
 use clap::Parser;
@@ -22,6 +24,7 @@ use wgcnn::Context;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let json_errors = cli.command.json();
     let result = match cli.command {
         Command::Info => info(),
         Command::Train(a) => train(a),
@@ -35,9 +38,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            if json_errors {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            }
+            match e {
+                // As a shell reports a process stopped by SIGINT.
+                wgcnn::Error::Interrupted(_) => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// SIGINT/SIGTERM (Ctrl-C) during training: the first finishes the current step, saves a checkpoint
+/// and exits with 130; a second exits at once (files being written stay whole: writes are atomic).
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step, then saving (interrupt again to quit at once)");
+    });
+    if let Err(e) = installed {
+        log::warn!("cannot catch Ctrl-C ({e}): an interrupted run will not be saved");
+    }
+    stop
 }
 
 fn info() -> wgcnn::Result<()> {
@@ -101,9 +129,6 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
             Optimizer::Adam(Adam { lr: a.lr.unwrap_or(1e-3), weight_decay: a.weight_decay, ..Adam::default() })
         }
     };
-    if !(a.lr_decay > 0.0 && a.lr_decay.is_finite()) {
-        return Err(wgcnn::Error::Train(format!("--lr-decay {} must be a positive number", a.lr_decay)));
-    }
     let schedule = match a.schedule {
         ScheduleArg::Cosine => Schedule::Cosine,
         ScheduleArg::Step => Schedule::Step { gamma: a.lr_decay },
@@ -115,41 +140,46 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
         batch_size: a.batch_size,
         optimizer,
         config: TrainConfig {
-            epochs: a.epochs,
+            epochs: a.epochs.unwrap_or(10),
             seed: a.seed,
             shuffle: !a.no_shuffle,
             max_steps: a.steps,
             log_every: a.log_every,
             schedule,
+            stop: None,
         },
         seed: a.seed,
         init: a.init.clone(),
         save: a.save.clone(),
         plot: a.plot.clone(),
+        resume: a.resume,
+        epochs_given: a.epochs.is_some(),
+        save_every_epoch: a.save_every_epoch,
     })
 }
 
 /// Print a run's progress on stderr: a bar redrawn in place on a terminal, every tenth log line else.
 fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: bool) {
     match p {
-        Progress::Start { model, parameters, train, test, steps_per_epoch, adapter } => {
+        Progress::Start { model, parameters, train, test, steps_per_epoch, adapter, epochs, batch, optimizer } => {
             eprintln!(
                 "training {} ({parameters} parameters) on {} ({train} train / {test} test images) on {adapter}",
                 model.name,
                 opts.data.display()
             );
-            let last = match train % opts.batch_size.min(train).max(1) {
-                0 => opts.batch_size.min(train),
+            let last = match train % batch.max(1) {
+                0 => batch,
                 r => r,
             };
             eprintln!(
-                "{} epochs of {steps_per_epoch} steps, batch {} (the last batch of an epoch holds {last} images), {}",
-                opts.config.epochs,
-                opts.batch_size.min(train),
-                opts.optimizer.name()
+                "{epochs} epochs of {steps_per_epoch} steps, batch {batch} (the last batch of an epoch holds {last} images), {optimizer}"
             );
         }
-        Progress::Resumed(step) => eprintln!("resumed optimizer state at step {step}"),
+        Progress::Resumed(step, None) => eprintln!("resumed optimizer state at step {step}"),
+        Progress::Resumed(step, Some(p)) => eprintln!(
+            "resuming the saved run at epoch {}, step {} of the epoch ({step} updates done)",
+            p.epoch, p.step_in_epoch
+        ),
         Progress::Wrote(path) => eprintln!("wrote {}", path.display()),
         Progress::Event(Event::Step { epoch, step, steps_per_epoch, loss, accuracy, images_per_sec }) => {
             let (step, of) = (*step, *steps_per_epoch);
@@ -162,7 +192,7 @@ fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: b
             );
             if tty {
                 eprint!("\r{line}\x1b[K");
-            } else if step == of || step % (10 * log_every.max(1)) == 0 {
+            } else if step == of || step % log_every.saturating_mul(10) == 0 {
                 eprintln!("{line}");
             }
         }
@@ -185,7 +215,8 @@ fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: b
 }
 
 fn train(a: TrainArgs) -> wgcnn::Result<()> {
-    let opts = train_options(&a)?;
+    let mut opts = train_options(&a)?;
+    opts.config.stop = Some(stop_on_signal());
     let tty = std::io::stderr().is_terminal();
     let r = session::train::run(&opts, &mut |p| {
         if !a.json {

@@ -1,0 +1,263 @@
+//! Checkpoints in safetensors, named and laid out as PyTorch's `state_dict()` (`conv1.weight` as
+//! `[out, in, kh, kw]`, `fc1.weight` as `[out, in]`), so `safetensors.torch.load_file` feeds
+//! `load_state_dict` directly. The training state (optimizer state, the run's position) goes to a
+//! second file beside it (`NAME.optim.safetensors`, see [`training`]) so the model file holds exactly
+//! the module's state. Files are written atomically ([`crate::fsio`]) and byte-identically for
+//! identical runs ([`format`]); reading checks the header before any data.
+
+pub mod format;
+pub mod training;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use crate::fsio::{output_dir, write_atomic};
+pub use format::{digest, to_bytes, Data, Reader};
+pub use training::{load_optimizer, optim_path, save_trainer, save_training, Restored};
+
+use crate::error::{Error, Result};
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::LossKind;
+use crate::kernels::pool::PoolKind;
+use crate::model::{file, lenet5, LeNetConfig, ModelSpec, ModelState, ParamSpec};
+use format::ckpt_err;
+
+/// A checkpoint read back whole: f32 tensors, int64 tensors and metadata.
+pub struct Loaded {
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub ints: BTreeMap<String, (Vec<usize>, Vec<i64>)>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Read every tensor of a safetensors file of f32 (and int64) tensors.
+pub fn read(path: &Path) -> Result<Loaded> {
+    let mut r = Reader::open(path)?;
+    let (mut tensors, mut ints) = (BTreeMap::new(), BTreeMap::new());
+    let entries: Vec<(String, format::Entry)> = r.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (name, e) in entries {
+        if e.dtype == "I64" {
+            ints.insert(name.clone(), (e.shape, r.i64(&name)?));
+        } else {
+            tensors.insert(name.clone(), (e.shape, r.f32(&name)?));
+        }
+    }
+    Ok(Loaded { tensors, ints, metadata: r.metadata })
+}
+
+/// Check that a checkpoint's header holds exactly the f32 tensors `floats` and the int64 ones `ints`.
+fn same_names(r: &Reader, floats: &[String], ints: &[String]) -> Result<()> {
+    let is = |n: &String, dtype: &str| r.tensors.get(n).is_some_and(|e| e.dtype == dtype);
+    let mut missing: Vec<&String> = floats.iter().filter(|n| !is(n, "F32")).collect();
+    missing.extend(ints.iter().filter(|n| !is(n, "I64")));
+    let unexpected: Vec<&String> = r.tensors.keys().filter(|n| !floats.contains(n) && !ints.contains(n)).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(ckpt_err(
+            &r.path,
+            format!(
+                "does not fit this model: missing {missing:?}, unexpected {unexpected:?} (is it from another model?)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Check a checkpoint against `specs` (same names with `prefix`, shapes) and return the values in spec
+/// order. Names and shapes are checked from the header before any data is read.
+pub fn match_params(r: &mut Reader, specs: &[ParamSpec], prefix: &str) -> Result<Vec<Vec<f32>>> {
+    let want: Vec<String> = specs.iter().map(|p| format!("{prefix}{}", p.name)).collect();
+    same_names(r, &want, &[])?;
+    values_of(r, specs, &want)
+}
+
+/// A whole model's state from a checkpoint: parameters, buffers and counters, every name and shape
+/// checked (as PyTorch's `load_state_dict(strict=True)`) before any data is read.
+pub fn match_state(r: &mut Reader, spec: &ModelSpec) -> Result<ModelState> {
+    let (params, buffers, tracked) = (spec.params(), spec.buffers(), spec.tracked());
+    let floats: Vec<String> = params.iter().chain(&buffers).map(|p| p.name.clone()).collect();
+    same_names(r, &floats, &tracked)?;
+    let all: Vec<ParamSpec> = params.iter().chain(&buffers).cloned().collect();
+    check_shapes(r, &all, &floats)?;
+    let mut counters = Vec::with_capacity(tracked.len());
+    for n in &tracked {
+        let shape = r.tensors[n].shape.clone();
+        match r.i64(n)?.as_slice() {
+            [v] if shape.len() <= 1 && *v >= 0 => counters.push(*v),
+            v => {
+                return Err(ckpt_err(&r.path, format!("{n} must be one count >= 0, got shape {shape:?} values {v:?}")))
+            }
+        }
+    }
+    let mut values = values_of(r, &all, &floats)?;
+    let buffers = values.split_off(params.len());
+    Ok(ModelState { params: values, buffers, tracked: counters })
+}
+
+fn check_shapes(r: &Reader, specs: &[ParamSpec], names: &[String]) -> Result<()> {
+    for (p, name) in specs.iter().zip(names) {
+        let shape = &r.tensors[name].shape;
+        if *shape != p.shape {
+            return Err(ckpt_err(&r.path, format!("{name} has shape {shape:?}, this model needs {:?}", p.shape)));
+        }
+    }
+    Ok(())
+}
+
+/// The values of `specs`, stored under `names`, with their shapes checked and every value finite.
+fn values_of(r: &mut Reader, specs: &[ParamSpec], names: &[String]) -> Result<Vec<Vec<f32>>> {
+    check_shapes(r, specs, names)?;
+    names
+        .iter()
+        .map(|name| {
+            let values = r.f32(name)?;
+            match values.iter().position(|v| !v.is_finite()) {
+                Some(i) => Err(ckpt_err(&r.path, format!("{name} holds a non-finite value at element {i}"))),
+                None => Ok(values),
+            }
+        })
+        .collect()
+}
+
+/// The first non-finite value of a model state, as "NAME element I", if any.
+pub fn first_non_finite(spec: &ModelSpec, state: &ModelState) -> Option<String> {
+    let specs = spec.params().into_iter().chain(spec.buffers());
+    specs
+        .zip(state.params.iter().chain(&state.buffers))
+        .find_map(|(p, v)| v.iter().position(|x| !x.is_finite()).map(|i| format!("{} element {i}", p.name)))
+}
+
+/// Save f32 tensors (in spec order) with `metadata` to `path`, atomically.
+pub fn save_params(
+    path: &Path,
+    specs: &[ParamSpec],
+    values: &[Vec<f32>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Data<'_>)> =
+        specs.iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), Data::F32(v))).collect();
+    let bytes = to_bytes(&tensors, metadata).map_err(|e| relabel(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// A model state as named tensors in spec order (parameters, buffers, counters), checked against the
+/// model and for non-finite values.
+fn state_tensors<'a>(
+    path: &Path,
+    spec: &ModelSpec,
+    state: &'a ModelState,
+) -> Result<Vec<(String, Vec<usize>, Data<'a>)>> {
+    let (params, buffers, tracked) = (spec.params(), spec.buffers(), spec.tracked());
+    if state.params.len() != params.len()
+        || state.buffers.len() != buffers.len()
+        || state.tracked.len() != tracked.len()
+    {
+        return Err(ckpt_err(path, format!("the state does not fit model {:?}", spec.name)));
+    }
+    if let Some(at) = first_non_finite(spec, state) {
+        return Err(ckpt_err(path, format!("not written: the weights hold a non-finite value ({at})")));
+    }
+    let mut tensors: Vec<(String, Vec<usize>, Data<'a>)> = params
+        .iter()
+        .zip(&state.params)
+        .chain(buffers.iter().zip(&state.buffers))
+        .map(|(p, v)| (p.name.clone(), p.shape.clone(), Data::F32(v)))
+        .collect();
+    for (name, v) in tracked.iter().zip(&state.tracked) {
+        tensors.push((name.clone(), Vec::new(), Data::I64(std::slice::from_ref(v))));
+    }
+    Ok(tensors)
+}
+
+/// The digest of a model state (its tensors' bytes in spec order), recorded in the optimizer file to
+/// tie the pair together.
+pub fn state_digest(spec: &ModelSpec, state: &ModelState) -> String {
+    let names = spec.params().into_iter().chain(spec.buffers()).map(|p| p.name);
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let owned: Vec<String> = names.collect();
+    for (n, v) in owned.iter().zip(state.params.iter().chain(&state.buffers)) {
+        parts.push(n.as_bytes());
+        parts.push(bytemuck::cast_slice(v));
+    }
+    parts.push(bytemuck::cast_slice(&state.tracked));
+    digest(&parts)
+}
+
+/// The bytes of a model checkpoint: its state with the model's description in the metadata.
+pub fn model_bytes(path: &Path, spec: &ModelSpec, state: &ModelState) -> Result<Vec<u8>> {
+    let tensors = state_tensors(path, spec, state)?;
+    to_bytes(&tensors, &model_metadata(spec)).map_err(|e| relabel(path, e))
+}
+
+/// Save a model's state (parameters, buffers, counters) to `path` with the model's description in the
+/// metadata, atomically. Non-finite weights are refused: nothing is written.
+pub fn save_model(path: &Path, spec: &ModelSpec, state: &ModelState) -> Result<()> {
+    write_atomic(path, &model_bytes(path, spec, state)?)
+}
+
+pub(crate) fn relabel(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Checkpoint { detail, .. } => ckpt_err(path, detail),
+        e => e,
+    }
+}
+
+/// Metadata key holding the model description (the canonical model file, see [`file::to_toml`]).
+pub const MODEL_KEY: &str = "wgcnn.model_toml";
+
+/// Metadata describing the architecture, so `eval`, `predict`, `visualize` and `--init` rebuild the
+/// same model from the checkpoint alone.
+pub fn model_metadata(spec: &ModelSpec) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("format".into(), "pt".into());
+    m.insert("wgcnn.model".into(), spec.name.clone());
+    m.insert(MODEL_KEY.into(), file::to_toml(spec));
+    m
+}
+
+/// The LeNet configuration recorded by checkpoints of releases before model files (defaults for keys
+/// it lacks, e.g. a file written by PyTorch).
+fn legacy_lenet(path: &Path, meta: &BTreeMap<String, String>) -> Result<LeNetConfig> {
+    if let Some(m) = meta.get("wgcnn.model") {
+        if m != "lenet5" {
+            return Err(ckpt_err(path, format!("holds a {m:?} model without its description ({MODEL_KEY})")));
+        }
+    }
+    let mut cfg = LeNetConfig::default();
+    let pick = |key: &str, what: &str, options: &[&str]| -> Result<Option<usize>> {
+        match meta.get(key) {
+            None => Ok(None),
+            Some(v) => options
+                .iter()
+                .position(|o| o == v)
+                .map(Some)
+                .ok_or_else(|| ckpt_err(path, format!("unknown {what} {v:?}"))),
+        }
+    };
+    if let Some(i) = pick("wgcnn.activation", "activation", &["relu", "tanh", "sigmoid"])? {
+        cfg.activation = [Activation::Relu, Activation::Tanh, Activation::Sigmoid][i];
+    }
+    if let Some(i) = pick("wgcnn.pool", "pooling", &["max", "avg"])? {
+        cfg.pool = [PoolKind::Max, PoolKind::Avg][i];
+    }
+    if let Some(i) = pick("wgcnn.loss", "loss", &["xent", "mse"])? {
+        cfg.loss = [LossKind::CrossEntropy, LossKind::SquaredError][i];
+    }
+    Ok(cfg)
+}
+
+/// The model a checkpoint's metadata describes: its model file, or (older checkpoints, or files
+/// written by PyTorch without metadata) LeNet-5 with the recorded activation, pooling and loss.
+pub fn spec_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
+    match meta.get(MODEL_KEY) {
+        Some(text) => file::parse(text).map_err(|e| ckpt_err(path, format!("its model description is wrong: {e}"))),
+        None => Ok(lenet5(legacy_lenet(path, meta)?)),
+    }
+}
+
+/// Load a model checkpoint: the model it describes and its state (checked; names and shapes before
+/// any tensor data is read).
+pub fn load_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
+    let mut r = Reader::open(path)?;
+    let spec = spec_from_metadata(path, &r.metadata)?;
+    let state = match_state(&mut r, &spec)?;
+    Ok((spec, state))
+}

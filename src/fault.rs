@@ -1,0 +1,34 @@
+//! Fault injection for the crash tests (`tests/faults.rs`): `WGCNN_FAULT=NAME` makes the process kill
+//! itself with SIGKILL when it reaches the point `NAME` (e.g. between the two files of a save), and
+//! `WGCNN_FAULT=sigint@STEP` sends it SIGINT after training step `STEP`, as a user's Ctrl-C would.
+//! Unset (the normal case) every point is one cached environment lookup.
+
+use std::sync::OnceLock;
+
+fn wanted() -> Option<&'static str> {
+    static FAULT: OnceLock<Option<String>> = OnceLock::new();
+    FAULT.get_or_init(|| std::env::var("WGCNN_FAULT").ok().filter(|v| !v.is_empty())).as_deref()
+}
+
+fn signal_self(signal: &str) {
+    // `kill` rather than a libc call: the library forbids unsafe code.
+    let _ = std::process::Command::new("kill").args([signal, &std::process::id().to_string()]).status();
+}
+
+/// Die here, as `kill -9` would, when `WGCNN_FAULT` names this point.
+pub fn point(name: &str) {
+    if !name.is_empty() && wanted() == Some(name) {
+        log::warn!("WGCNN_FAULT={name}: killing this process");
+        signal_self("-KILL");
+        std::thread::sleep(std::time::Duration::from_secs(60)); // the signal arrives meanwhile
+    }
+}
+
+/// Interrupt the run (SIGINT) after global training step `step` when `WGCNN_FAULT=sigint@STEP`.
+pub fn after_step(step: usize) {
+    if let Some(at) = wanted().and_then(|w| w.strip_prefix("sigint@")) {
+        if at.parse() == Ok(step) {
+            signal_self("-INT");
+        }
+    }
+}
