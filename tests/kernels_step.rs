@@ -231,3 +231,63 @@ fn gather_batch_reads_from_an_offset_in_the_index_list() {
     }
     assert!(wgcnn::kernels::gather::gather_params(255.0, &it, &lt, &pt, 15, &xt, &yt).is_err(), "past the end");
 }
+
+#[test]
+fn gather_over_shards_matches_reference() {
+    // A data set split over several buffers (as one past the storage-binding limit is): one launch per
+    // shard fills the rows of its items, the last also the rows past the end; together they equal the
+    // one-buffer gather bit for bit.
+    let c = ctx();
+    let mut r = rng(720);
+    for (name, items, item, batch, shard) in [
+        ("three_shards", 101usize, 784usize, 64usize, 40usize),
+        ("shard_of_one", 7, 9, 12, 1),
+        ("odd_bytes", 13, 7, 5, 6),
+    ] {
+        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        indices[batch / 2] = items as u32 + 3;
+        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
+        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
+        let mut launches = Vec::new();
+        for first in (0..items).step_by(shard) {
+            let end = (first + shard).min(items);
+            let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
+            let lt = Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap();
+            let shard = (&it, &lt, first, items);
+            launches.push(wgcnn::kernels::gather::gather_shard(c, name, 255.0, shard, &idt, 0, &xt, &yt).unwrap());
+        }
+        c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
+        check(
+            &format!("gather_shard.x/{name}"),
+            &xt.to_f32(c).unwrap(),
+            &to_f64(&want_x),
+            Tol { atol: 0.0, rtol: 0.0 },
+        );
+        check_u32(&format!("gather_shard.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+    }
+}
+
+#[test]
+fn a_sharded_gpu_dataset_feeds_the_same_batches() {
+    let c = ctx();
+    let data = sample(1000);
+    let whole = wgcnn::data::GpuDataset::upload(c, "whole", &data).unwrap();
+    let split = wgcnn::data::GpuDataset::upload_sharded(c, "split", &data, 300).unwrap();
+    assert_eq!((whole.shards.len(), split.shards.len()), (1, 4));
+    let mut perm: Vec<u32> = (0..1000).collect();
+    rng(730).shuffle(&mut perm);
+    let pt = Tensor::from_u32(c, "perm", &[1000], &perm).unwrap();
+    let feed = |d: &wgcnn::data::GpuDataset, first: usize| {
+        let (x, y) = (zeros("x", &[50, 784]), zeros_u32("y", &[50]));
+        let l = d.gathers(c, "g", &pt, &x, &y).unwrap();
+        d.point(c, &l, &pt, first, &x, &y).unwrap();
+        c.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        (x.to_f32(c).unwrap(), y.to_u32(c).unwrap())
+    };
+    for first in [0, 350, 950] {
+        assert!(feed(&whole, first) == feed(&split, first), "batch at {first} differs across shards");
+    }
+}
