@@ -93,6 +93,11 @@ fn impossible_numbers_are_refused_before_any_work() {
         let r = wgcnn(&dir, args, &[]);
         r.fails(2, &[needle]);
     }
+    // With --json, a bad argument is a JSON error on stdout as well.
+    let r = wgcnn(&dir, &["train", "--steps", "0", "--json"], &[]);
+    r.fails(2, &["--steps"]);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("valid JSON");
+    assert!(v["error"].as_str().unwrap().contains("--steps"), "{v}");
     // A huge --log-every is a number like any other (it used to overflow a multiplication).
     let data = data_dir(&dir, 32, 16);
     wgcnn(&dir, &["train", "--data", &s(&data), "--steps", "1", "--log-every", "9223372036854775808"], &[]).ok();

@@ -52,7 +52,8 @@ pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer) -> Result<()>
 pub fn save_training(ctx: &Context, path: &Path, trainer: &Trainer, run: Option<&str>) -> Result<()> {
     let state = trainer.params.read_state(ctx)?;
     let model = model_bytes(path, &trainer.spec, &state)?;
-    let opath = optim_path(path);
+    // The file the optimizer state replaces (a link's target); a device file or folder is refused.
+    let opath = crate::fsio::output_target(&optim_path(path))?;
     let values = trainer.optim.state.read(ctx)?;
     if let Some((i, _)) = values.iter().enumerate().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
         return Err(ckpt_err(&opath, format!("not written: optimizer state tensor {i} holds a non-finite value")));

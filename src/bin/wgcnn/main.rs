@@ -23,7 +23,19 @@ use wgcnn::Context;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // With --json, a bad argument is reported as JSON on stdout too (and as usual on stderr).
+            let wants_json = std::env::args().skip(1).any(|a| a == "--json");
+            if wants_json && e.use_stderr() {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
+                println!("{}", serde_json::json!({ "error": first }));
+            }
+            e.exit()
+        }
+    };
     let json_errors = cli.command.json();
     let result = match cli.command {
         Command::Info => info(),
