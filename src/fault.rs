@@ -1,6 +1,7 @@
 //! Fault injection for the crash tests (`tests/faults.rs`): `WGCNN_FAULT=NAME` makes the process kill
 //! itself with SIGKILL when it reaches the point `NAME` (e.g. between the two files of a save), and
-//! `WGCNN_FAULT=sigint@STEP` sends it SIGINT after training step `STEP`, as a user's Ctrl-C would.
+//! `WGCNN_FAULT=sigint@STEP` (or `sigterm@STEP`) sends it SIGINT (SIGTERM) after training step `STEP`,
+//! as a user's Ctrl-C (or a job scheduler) would.
 //! Unset (the normal case) every point is one cached environment lookup.
 
 use std::sync::OnceLock;
@@ -24,11 +25,15 @@ pub fn point(name: &str) {
     }
 }
 
-/// Interrupt the run (SIGINT) after global training step `step` when `WGCNN_FAULT=sigint@STEP`.
+/// Interrupt the run after global training step `step` when `WGCNN_FAULT=sigint@STEP` or
+/// `sigterm@STEP`.
 pub fn after_step(step: usize) {
-    if let Some(at) = wanted().and_then(|w| w.strip_prefix("sigint@")) {
-        if at.parse() == Ok(step) {
-            signal_self("-INT");
+    let Some((signal, at)) = wanted().and_then(|w| w.split_once('@')) else { return };
+    if at.parse() == Ok(step) {
+        match signal {
+            "sigint" => signal_self("-INT"),
+            "sigterm" => signal_self("-TERM"),
+            _ => {}
         }
     }
 }

@@ -82,6 +82,12 @@ fn sigint_mid_epoch_saves_a_checkpoint_that_resumes_bit_identically() {
     r.ok();
     assert!(r.stderr.contains("resuming the saved run at epoch 1"), "{}", r.stderr);
     assert!(pair(&dir, "cut") == pair(&dir, "whole"), "resumed == uninterrupted, byte for byte");
+    // SIGTERM (a job scheduler's stop) is handled as SIGINT: saved, exit 130, resumable.
+    let r = wgcnn(&dir, &[&run[..], &["--save", "term.safetensors"]].concat(), &[("WGCNN_FAULT", "sigterm@9")]);
+    r.fails(130, &["interrupted", "term.safetensors"]);
+    wgcnn(&dir, &["train", "--init", "term.safetensors", "--resume", "--data", &d, "--save", "term.safetensors"], &[])
+        .ok();
+    assert!(pair(&dir, "term") == pair(&dir, "whole"), "resumed after SIGTERM == uninterrupted");
     // Resuming a finished run says so.
     wgcnn(&dir, &["train", "--init", "whole.safetensors", "--resume", "--data", &d], &[]).fails(1, &["complete"]);
     // Resuming on other data is refused.
