@@ -34,15 +34,7 @@ fn main() -> wgcnn::Result<()> {
     let init = init_params(&model.params(), 1);
     let mut trainer = Trainer::new(&ctx, model.clone(), &train, 64, opt, &init)?;
     let eval = Evaluator::new(&ctx, &model, &trainer.params, &test, 1000)?;
-    let cfg = TrainConfig {
-        epochs: 1,
-        seed: 1,
-        shuffle: true,
-        max_steps: None,
-        log_every: 25,
-        schedule: Schedule::Cosine,
-        stop: None,
-    };
+    let cfg = TrainConfig { log_every: 25, schedule: Schedule::Cosine, ..TrainConfig::default() };
     let summary = fit(&ctx, &mut trainer, &eval, &cfg, &mut |_| {})?;
     println!(
         "{}: {} parameters, {} steps, test accuracy {:.2}%, loss {:.4}",

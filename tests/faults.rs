@@ -35,11 +35,7 @@ fn kill_9_during_a_save_leaves_a_consistent_pair() {
         }
         // The next save leaves no temporary or pending file behind.
         wgcnn(&dir, &["train", "--init", &c, "--data", &d, "--steps", "1", "--save", &c], &[]).ok();
-        let stray: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('.') && n.contains(point))
-            .collect();
+        let stray = hidden_files(&dir, point);
         assert!(stray.is_empty(), "{point}: left behind {stray:?}");
     }
     std::fs::remove_dir_all(&dir).ok();

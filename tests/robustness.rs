@@ -38,7 +38,7 @@ fn outputs_are_never_device_files_fifos_or_folders_and_are_checked_before_traini
     // The same path for both outputs is refused, and --json errors are JSON on stdout.
     let r = wgcnn(&dir, &["train", "--data", &d, "--save", "a.st", "--plot", "a.st", "--json"], &[]);
     r.fails(1, &["name the same file"]);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("--json errors are JSON");
+    let v = r.json();
     assert!(v["error"].as_str().unwrap().contains("same file"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -64,13 +64,13 @@ fn unusable_settings_and_divergence_end_non_zero_and_keep_what_was_saved() {
         &[],
     );
     r.fails(1, &["diverged", "is as it was before the run"]);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("valid JSON");
+    let v = r.json();
     assert!(v["error"].is_string());
     assert!(std::fs::read(&ck).unwrap() == before, "the checkpoint was not replaced");
     // Successful --json output is JSON too.
     let r = wgcnn(&dir, &["train", "--data", &d, "--steps", "1", "--json"], &[]);
     r.ok();
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("valid JSON");
+    let v = r.json();
     assert_eq!(v["steps"], 1);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -96,7 +96,7 @@ fn impossible_numbers_are_refused_before_any_work() {
     // With --json, a bad argument is a JSON error on stdout as well.
     let r = wgcnn(&dir, &["train", "--steps", "0", "--json"], &[]);
     r.fails(2, &["--steps"]);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("valid JSON");
+    let v = r.json();
     assert!(v["error"].as_str().unwrap().contains("--steps"), "{v}");
     // A huge --log-every is a number like any other (it used to overflow a multiplication).
     let data = data_dir(&dir, 32, 16);
@@ -200,8 +200,7 @@ fn work_too_big_for_one_binding_is_split() {
     let eval = |b: &str| {
         let r =
             wgcnn(&dir, &["eval", "--model", "m.safetensors", "--data", &s(&data), "--batch-size", b, "--json"], &[]);
-        r.ok();
-        serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap()
+        r.ok().json()
     };
     let (big, small) = (eval("10000"), eval("1000"));
     assert_eq!((big["correct"].clone(), big["count"].clone()), (small["correct"].clone(), serde_json::json!(10_000)));
@@ -229,8 +228,7 @@ fn work_too_big_for_one_binding_is_split() {
             .concat(),
             &[],
         );
-        r.ok();
-        serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap()
+        r.ok().json()
     };
     let all = predict(&pics);
     assert_eq!(all.as_array().unwrap().len(), 1100);
@@ -243,8 +241,7 @@ fn work_too_big_for_one_binding_is_split() {
     // 172,000 training images (135 MB, over lavapipe's 128 MiB binding): the set is split over buffers.
     let big = data_dir(&dir.join("big"), 172_000, 32);
     let r = wgcnn(&dir, &["train", "--data", &s(&big), "--steps", "2", "--json"], &[]);
-    r.ok();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap()["steps"], 2);
+    assert_eq!(r.ok().json()["steps"], 2);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -261,11 +258,7 @@ fn identical_runs_write_identical_files_and_stale_temporaries_go() {
         assert!(std::fs::read(dir.join(x)).unwrap() == std::fs::read(dir.join(y)).unwrap(), "{x} != {y}");
     }
     assert!(!stale.exists(), "a dead process's temporary file is removed");
-    let left: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let left = hidden_files(&dir, "");
     assert!(left.is_empty(), "no temporary files are left: {left:?}");
     std::fs::remove_dir_all(&dir).ok();
 }

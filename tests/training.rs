@@ -216,15 +216,7 @@ fn one_epoch_on_the_bundled_sample_learns_to_read_digits() {
     let mut t = Trainer::new(c, spec.clone(), &train, 64, opt, &init_params(&spec.params(), 1)).unwrap();
     let e = Evaluator::new(c, &spec, &t.params, &test, 1000).unwrap();
     let before = e.run(c).unwrap();
-    let cfg = TrainConfig {
-        epochs: 1,
-        seed: 1,
-        shuffle: true,
-        max_steps: None,
-        log_every: 25,
-        schedule: Schedule::Constant,
-        stop: None,
-    };
+    let cfg = TrainConfig { log_every: 25, schedule: Schedule::Constant, ..TrainConfig::default() };
     let s = fit(c, &mut t, &e, &cfg, &mut |_| {}).unwrap();
     eprintln!(
         "one epoch: test accuracy {:.4} (before {:.4}), loss {:.4}",

@@ -34,6 +34,20 @@ impl Run {
         assert_eq!(self.code, Some(0), "expected success: {self:#?}");
         self
     }
+
+    /// Its stdout as JSON (`--json`), which must parse.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Hidden files (temporaries, pending files) in `dir` whose names contain `part`.
+pub fn hidden_files(dir: &Path, part: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.contains(part))
+        .collect()
 }
 
 /// Run `wgcnn ARGS` in `dir` with extra environment `env`; the software adapter is used as in CI.
