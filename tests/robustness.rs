@@ -185,6 +185,10 @@ fn clear_errors_for_mismatched_data_and_backends() {
     std::fs::write(odd.join("t10k-images-idx3-ubyte"), idx(0x0803, &[32, 32, 32], &[0; 32 * 32 * 32])).unwrap();
     wgcnn(&dir, &["train", "--data", &s(&odd), "--steps", "1"], &[])
         .fails(1, &["t10k-images-idx3-ubyte", "32x32", "28x28"]);
+    // A FIFO where a data file should be is named, not read (reading it would block forever).
+    std::fs::remove_file(odd.join("t10k-images-idx3-ubyte")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(odd.join("t10k-images-idx3-ubyte")).status().unwrap().success());
+    wgcnn(&dir, &["train", "--data", &s(&odd), "--steps", "1"], &[]).fails(1, &["t10k-images-idx3-ubyte", "FIFO"]);
     // A backend this platform does not have: the message names the filter.
     wgcnn(&dir, &["info"], &[("WGPU_BACKEND", "metal"), ("WGCNN_ADAPTER", "")]).fails(1, &["WGPU_BACKEND", "unset"]);
     std::fs::remove_dir_all(&dir).ok();
