@@ -186,26 +186,6 @@ fn header_dims(head: &[u8], ndims: usize) -> Vec<usize> {
     (0..ndims).map(|i| u32::from_be_bytes(head[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect()
 }
 
-/// Parse an IDX file of unsigned bytes held in memory with `want_dims` dimensions; returns (dims, data).
-pub fn parse_idx(path: &Path, bytes: &[u8], want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    check_magic(path, bytes, want_dims)?;
-    let header = 4 + 4 * want_dims;
-    if bytes.len() < header {
-        return Err(data_err(path, "truncated IDX header"));
-    }
-    let dims = header_dims(bytes, want_dims);
-    let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let have = bytes.len() - header;
-    match want {
-        Some(w) if w == have => Ok((dims, bytes[header..].to_vec())),
-        Some(w) if w > have => {
-            Err(data_err(path, format!("truncated: header {dims:?} needs {w} bytes of data, file has {have}")))
-        }
-        Some(w) => Err(data_err(path, format!("{} bytes of trailing data after {w} ({dims:?})", have - w))),
-        None => Err(data_err(path, format!("impossible dimensions {dims:?}"))),
-    }
-}
-
 /// Load the `train-*` or `t10k-*` images and labels from `dir`.
 pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     if !dir.is_dir() {
