@@ -92,6 +92,15 @@ impl Launch {
 }
 
 impl Context {
+    /// Every pipeline this context has built: kernel and `override` constants (for the portability
+    /// tests, which translate exactly these to Metal, HLSL, SPIR-V and GLSL).
+    pub fn pipeline_specs(&self) -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
+        let cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = cache.keys().cloned().collect();
+        v.sort_by_key(|(k, c)| (k.entry_point(), c.clone()));
+        v
+    }
+
     /// The cached pipeline of `kernel`, built on first use.
     pub fn pipeline(&self, kernel: Kernel) -> Arc<Pipeline> {
         self.pipeline_with(kernel, &[])

@@ -1,0 +1,182 @@
+//! Every shader as the graphs actually specialise it translates to every backend wgcnn targets: the
+//! pipelines (kernel + `override` constants) that LeNet-5 and every model of `models/` build — training
+//! and evaluation graphs, full and partial batches, fast and plain kernel sets, SGD and Adam — are
+//! collected from the context's pipeline cache (not listed by hand), the overrides are applied with naga,
+//! and each is written as SPIR-V, MSL 2.0 and 2.4 (Metal), HLSL SM 5.1 and 6.0 (DX12) and GLSL ES 3.10
+//! (OpenGL). The SPIR-V is then checked by `spirv-val` and the GLSL by `glslangValidator` (apt:
+//! spirv-tools, glslang-tools; `.ci/run` installs them, and in CI a missing validator is a failure).
+//! A shader that would not compile for Metal or DX12 fails here, on a machine that has neither.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use naga::back::{glsl, hlsl, msl, spv};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::ShaderStage;
+use wgcnn::kernels::Kernel;
+use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
+use wgcnn::train::{Evaluator, Optimizer, Trainer};
+use wgcnn::{Context, KernelSet};
+
+type Spec = (Kernel, Vec<(&'static str, u32)>);
+
+/// LeNet-5 and every model file of `models/`.
+fn models() -> Vec<ModelSpec> {
+    let mut v = vec![lenet5(LeNetConfig::default())];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    v.extend(
+        files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .map(|p| wgcnn::model::file::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))),
+    );
+    v
+}
+
+/// The pipelines the models' graphs build, plus every kernel whose overrides all have defaults.
+fn collect() -> Vec<Spec> {
+    let data = sample(40); // batch 32: a full batch and a partial one of 8
+    let adam = Optimizer::Adam(wgcnn::kernels::optim::Adam::default());
+    let mut specs = Vec::new();
+    for set in [KernelSet::Fast, KernelSet::Plain] {
+        let mut c = Context::new().expect("an adapter");
+        c.kernels = set;
+        for (i, spec) in models().into_iter().enumerate() {
+            let opt = if i == 0 { adam } else { sgd() };
+            let t = Trainer::new(&c, spec.clone(), &data, 32, opt, &init_params(&spec.params(), 1))
+                .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+            Evaluator::new(&c, &spec, &t.params, &data, 1000).unwrap();
+        }
+        if set == KernelSet::Fast {
+            wgcnn::viz::run_filters(&c, &wgcnn::viz::Grey { w: 40, h: 30, data: vec![0.5; 1200] }).unwrap();
+        }
+        specs.extend(c.pipeline_specs());
+    }
+    for &k in Kernel::ALL {
+        let m = parse(k);
+        if m.overrides.iter().all(|(_, o)| o.init.is_some()) {
+            specs.push((k, Vec::new()));
+        }
+    }
+    specs.sort_by_key(|(k, c)| (k.entry_point(), c.clone()));
+    specs.dedup();
+    specs
+}
+
+fn parse(k: Kernel) -> naga::Module {
+    naga::front::wgsl::parse_str(&k.file().source()).unwrap_or_else(|e| panic!("{}: {e}", k.file().file_name()))
+}
+
+/// One pipeline's translations: SPIR-V words and GLSL text (for the external validators).
+struct Translated {
+    spv: Vec<u32>,
+    glsl: String,
+}
+
+fn translate(k: Kernel, consts: &[(&'static str, u32)]) -> Result<Translated, String> {
+    let module = parse(k);
+    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        .validate(&module)
+        .map_err(|e| format!("validate: {e}"))?;
+    let mut pc = naga::back::PipelineConstants::default();
+    for (n, v) in consts {
+        pc.insert((*n).to_string(), f64::from(*v));
+    }
+    let ep = k.entry_point().to_string();
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, Some((ShaderStage::Compute, &ep)), &pc)
+            .map_err(|e| format!("overrides: {e}"))?;
+    let spv_pipe = spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: ep.clone() };
+    let spv = spv::write_vec(&module, &info, &spv::Options::default(), Some(&spv_pipe))
+        .map_err(|e| format!("SPIR-V: {e}"))?;
+    for lang_version in [(2, 0), (2, 4)] {
+        let opts = msl::Options { lang_version, ..Default::default() };
+        let pipe = msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, ep.clone())), ..Default::default() };
+        msl::write_string(&module, &info, &opts, &pipe).map_err(|e| format!("MSL {lang_version:?}: {e}"))?;
+    }
+    for shader_model in [hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0] {
+        let opts = hlsl::Options { shader_model, ..Default::default() };
+        let pipe = hlsl::PipelineOptions { entry_point: Some((ShaderStage::Compute, ep.clone())) };
+        let mut out = String::new();
+        hlsl::Writer::new(&mut out, &opts, &pipe)
+            .write(&module, &info, None)
+            .map_err(|e| format!("HLSL {shader_model:?}: {e}"))?;
+    }
+    let mut glsl = String::new();
+    let pipe = glsl::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: ep, multiview: None };
+    let opts = glsl::Options::default(); // GLSL ES 3.10, what wgpu's GL backend asks for compute
+    glsl::Writer::new(&mut glsl, &module, &info, &opts, &pipe, Default::default())
+        .and_then(|mut w| w.write())
+        .map_err(|e| format!("GLSL ES 3.10: {e}"))?;
+    Ok(Translated { spv, glsl })
+}
+
+/// Run an external validator on `file`; `None` when the tool is not installed.
+fn validate_with(tool: &str, args: &[&str], file: &Path) -> Option<Result<(), String>> {
+    let out = Command::new(tool).args(args).arg(file).output().ok()?;
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    })
+}
+
+#[test]
+fn every_specialised_shader_translates_to_metal_dx12_vulkan_and_gl() {
+    let specs = collect();
+    let dir = std::env::temp_dir().join(format!("wgcnn-portability-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut failures, mut checked) = (Vec::new(), [0usize; 2]);
+    let mut missing = Vec::new();
+    for (i, (k, consts)) in specs.iter().enumerate() {
+        let name = format!("{}{consts:?}", k.entry_point());
+        let t = match translate(*k, consts) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let spv_file = dir.join(format!("{i}.spv"));
+        std::fs::write(&spv_file, bytemuck::cast_slice::<u32, u8>(&t.spv)).unwrap();
+        let glsl_file = dir.join(format!("{i}.comp"));
+        std::fs::write(&glsl_file, &t.glsl).unwrap();
+        for (j, (tool, args, file)) in
+            [("spirv-val", &["--target-env", "vulkan1.1"][..], &spv_file), ("glslangValidator", &[][..], &glsl_file)]
+                .into_iter()
+                .enumerate()
+        {
+            match validate_with(tool, args, file) {
+                Some(Ok(())) => checked[j] += 1,
+                Some(Err(e)) => failures.push(format!("{name}: {tool}: {e}")),
+                None if !missing.contains(&tool) => missing.push(tool),
+                None => {}
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!(
+        "PORTABILITY {} pipelines ({} kernels) x SPIR-V, MSL 2.0/2.4, HLSL 5.1/6.0, GLSL ES 3.10; spirv-val passed {}, glslangValidator passed {}; missing tools {missing:?}",
+        specs.len(),
+        {
+            let mut ks: Vec<&str> = specs.iter().map(|(k, _)| k.entry_point()).collect();
+            ks.dedup();
+            ks.len()
+        },
+        checked[0],
+        checked[1]
+    );
+    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), specs.len(), failures.join("\n"));
+    assert!(specs.len() > Kernel::ALL.len(), "the graphs' specialisations were collected ({})", specs.len());
+    let uncovered: Vec<&str> =
+        Kernel::ALL.iter().filter(|k| !specs.iter().any(|(s, _)| s == *k)).map(|k| k.entry_point()).collect();
+    assert!(uncovered.is_empty(), "kernels no graph specialises and without defaults: {uncovered:?}");
+    if std::env::var_os("CI").is_some() {
+        assert!(missing.is_empty(), "in CI the validators must be installed (.ci/run): missing {missing:?}");
+    }
+}
