@@ -112,13 +112,13 @@ pub fn check_output(path: &Path, bytes: u64) -> Result<()> {
     })
 }
 
-/// Remove temporary files that earlier processes left beside `target` when they were killed.
+/// Remove temporary and probe files that earlier processes left beside `target` when they were killed.
 fn clean_stale(dir: &Path, target: &Path) {
-    let prefix = format!(".{}.tmp-", file_name(target));
+    let prefixes = [format!(".{}.tmp-", file_name(target)), format!(".{}.probe-", file_name(target))];
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(&prefix) else { continue };
+        let Some(pid) = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str())) else { continue };
         if !process_alive(pid) {
             let _ = fs::remove_file(e.path());
         }

@@ -255,13 +255,15 @@ fn identical_runs_write_identical_files_and_stale_temporaries_go() {
     let data = data_dir(&dir, 64, 32);
     let stale = dir.join(".a.safetensors.tmp-999999999");
     std::fs::write(&stale, b"left by a killed process").unwrap();
+    let probe = dir.join(".a.safetensors.probe-999999999");
+    std::fs::write(&probe, b"a test write cut short").unwrap();
     for name in ["a.safetensors", "b.safetensors"] {
         wgcnn(&dir, &["train", "--data", &s(&data), "--steps", "3", "--save", name], &[]).ok();
     }
     for (x, y) in [("a.safetensors", "b.safetensors"), ("a.optim.safetensors", "b.optim.safetensors")] {
         assert!(std::fs::read(dir.join(x)).unwrap() == std::fs::read(dir.join(y)).unwrap(), "{x} != {y}");
     }
-    assert!(!stale.exists(), "a dead process's temporary file is removed");
+    assert!(!stale.exists() && !probe.exists(), "a dead process's temporary and probe files are removed");
     let left = hidden_files(&dir, "");
     assert!(left.is_empty(), "no temporary files are left: {left:?}");
     std::fs::remove_dir_all(&dir).ok();
