@@ -91,6 +91,17 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// Among adapters of one type, which backend first: on Windows DX12 (the platform's own API, where the
+/// same GPU is usually also listed through Vulkan), elsewhere Vulkan or Metal; GL last.
+pub fn backend_rank(b: wgpu::Backend, windows: bool) -> u8 {
+    match b {
+        wgpu::Backend::Dx12 if windows => 0,
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal => 1,
+        wgpu::Backend::Dx12 => 2,
+        _ => 3,
+    }
+}
+
 /// Pick an adapter among `infos` for `choice`; returns its index. Pure, so it is tested without a GPU.
 pub fn select_adapter(infos: &[wgpu::AdapterInfo], choice: &AdapterChoice) -> Result<usize> {
     let ok = |i: &wgpu::AdapterInfo| match choice {
@@ -103,7 +114,7 @@ pub fn select_adapter(infos: &[wgpu::AdapterInfo], choice: &AdapterChoice) -> Re
         .iter()
         .enumerate()
         .filter(|(_, i)| ok(i))
-        .min_by_key(|(idx, i)| (rank(i.device_type), *idx))
+        .min_by_key(|(idx, i)| (rank(i.device_type), backend_rank(i.backend, cfg!(windows)), *idx))
         .map(|(idx, _)| idx);
     match (best, choice) {
         (Some(i), _) => Ok(i),
@@ -203,6 +214,8 @@ impl Context {
         let kernels = KernelSet::from_env()?;
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = backends;
+        // Backend settings from the environment, e.g. WGPU_DX12_COMPILER=dxc for the DXC compiler.
+        desc.backend_options = wgpu::BackendOptions::from_env_or_default();
         let instance = wgpu::Instance::new(desc);
         let adapters = instance.enumerate_adapters(backends).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();

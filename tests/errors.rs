@@ -72,6 +72,25 @@ fn adapter_selection_prefers_hardware_and_honours_the_choice() {
 }
 
 #[test]
+fn one_gpu_listed_through_two_backends_is_taken_through_the_platforms_own() {
+    use wgcnn::context::backend_rank;
+    let on = |name: &str, b: Backend, t: DeviceType| AdapterInfo { name: name.into(), ..AdapterInfo::new(t, b) };
+    let both = [
+        on("RTX 4090", Backend::Vulkan, DeviceType::DiscreteGpu),
+        on("RTX 4090", Backend::Dx12, DeviceType::DiscreteGpu),
+    ];
+    let want = if cfg!(windows) { 1 } else { 0 };
+    assert_eq!(select_adapter(&both, &AdapterChoice::Auto).unwrap(), want);
+    assert!(backend_rank(Backend::Dx12, true) < backend_rank(Backend::Vulkan, true), "Windows: DX12 first");
+    assert!(backend_rank(Backend::Vulkan, false) < backend_rank(Backend::Dx12, false), "elsewhere: Vulkan first");
+    assert!(backend_rank(Backend::Metal, false) < backend_rank(Backend::Gl, false), "GL last");
+    // The device type still comes first: a discrete GPU through Vulkan beats an integrated one through DX12.
+    let mixed =
+        [on("iGPU", Backend::Dx12, DeviceType::IntegratedGpu), on("dGPU", Backend::Vulkan, DeviceType::DiscreteGpu)];
+    assert_eq!(select_adapter(&mixed, &AdapterChoice::Auto).unwrap(), 1);
+}
+
+#[test]
 fn environment_values_are_parsed_or_rejected() {
     assert_eq!(AdapterChoice::parse("Software").unwrap(), AdapterChoice::Software);
     assert_eq!(AdapterChoice::parse(" hardware ").unwrap(), AdapterChoice::Hardware);
