@@ -45,7 +45,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
 }
 
 /// Check that a checkpoint's header holds exactly the f32 tensors `floats` and the int64 ones `ints`.
-fn same_names(r: &Reader, floats: &[String], ints: &[String]) -> Result<()> {
+pub(crate) fn same_names(r: &Reader, floats: &[String], ints: &[String]) -> Result<()> {
     let is = |n: &String, dtype: &str| r.tensors.get(n).is_some_and(|e| e.dtype == dtype);
     let mut missing: Vec<&String> = floats.iter().filter(|n| !is(n, "F32")).collect();
     missing.extend(ints.iter().filter(|n| !is(n, "I64")));
@@ -103,7 +103,7 @@ fn check_shapes(r: &Reader, specs: &[ParamSpec], names: &[String]) -> Result<()>
 }
 
 /// The values of `specs`, stored under `names`, with their shapes checked and every value finite.
-fn values_of(r: &mut Reader, specs: &[ParamSpec], names: &[String]) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn values_of(r: &mut Reader, specs: &[ParamSpec], names: &[String]) -> Result<Vec<Vec<f32>>> {
     check_shapes(r, specs, names)?;
     names
         .iter()

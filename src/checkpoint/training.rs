@@ -14,14 +14,14 @@
 //! between 2 and 3 leaves the new model, whose digest the pending file carries: loading finishes the
 //! save by renaming it (roll forward).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::format::{ckpt_err, Data, Reader};
-use super::{match_params, model_bytes, model_metadata, relabel, state_digest, to_bytes};
+use super::{model_bytes, model_metadata, relabel, same_names, state_digest, to_bytes, values_of};
 use crate::context::Context;
 use crate::error::{io_err, Result};
 use crate::fsio::{sync_dir, write_atomic_then};
+use crate::model::ParamSpec;
 use crate::train::Trainer;
 
 /// Metadata key of the model state's digest in the optimizer file.
@@ -153,25 +153,13 @@ pub fn load_optimizer(ctx: &Context, path: &Path, trainer: &mut Trainer) -> Resu
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ckpt_err(&opath, "no wgcnn.step in the metadata"))?;
     let run = r.metadata.get(RUN_KEY).cloned();
-    let mut values = Vec::new();
+    // Every state tensor of every parameter, in the arena's order (state name, then parameter).
+    let specs = &trainer.params.specs;
     let names = trainer.optim.opt.state_names();
-    let want_names: Vec<String> =
-        names.iter().flat_map(|n| trainer.params.specs.iter().map(move |p| format!("{n}.{}", p.name))).collect();
-    if let Some(extra) = r.tensors.keys().find(|k| !want_names.contains(k)) {
-        return Err(ckpt_err(&opath, format!("unexpected tensor {extra} (is it from another model?)")));
-    }
-    for name in names {
-        let only: BTreeMap<String, super::format::Entry> = r
-            .tensors
-            .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{name}.")))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let all = std::mem::replace(&mut r.tensors, only);
-        let part = match_params(&mut r, &trainer.params.specs, &format!("{name}."));
-        r.tensors = all;
-        values.extend(part?);
-    }
+    let want: Vec<String> = names.iter().flat_map(|n| specs.iter().map(move |p| format!("{n}.{}", p.name))).collect();
+    let all_specs: Vec<ParamSpec> = names.iter().flat_map(|_| specs.iter().cloned()).collect();
+    same_names(&r, &want, &[])?;
+    let values = values_of(&mut r, &all_specs, &want)?;
     trainer.optim.state.write(ctx, &values)?;
     trainer.optim.step = step;
     Ok(Some(Restored { step, run, completed_save }))
