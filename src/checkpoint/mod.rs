@@ -13,7 +13,7 @@ use std::path::Path;
 
 pub use crate::fsio::{output_dir, write_atomic};
 pub use format::{digest, to_bytes, Data, Reader};
-pub use training::{load_optimizer, optim_path, save_trainer, save_training, Restored};
+pub use training::{load_optimizer, optim_path, save_pair, save_trainer, save_training, Restored};
 
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;

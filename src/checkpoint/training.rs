@@ -21,7 +21,7 @@ use super::{model_bytes, model_metadata, relabel, same_names, state_digest, to_b
 use crate::context::Context;
 use crate::error::{io_err, Result};
 use crate::fsio::{sync_dir, write_atomic_then};
-use crate::model::ParamSpec;
+use crate::model::{ModelState, ParamSpec};
 use crate::train::Trainer;
 
 /// Metadata key of the model state's digest in the optimizer file.
@@ -50,8 +50,12 @@ pub fn save_trainer(ctx: &Context, path: &Path, trainer: &Trainer) -> Result<()>
 /// (the run's settings and position, JSON) in the optimizer file's metadata when given. Non-finite
 /// weights or optimizer state are refused before anything is written.
 pub fn save_training(ctx: &Context, path: &Path, trainer: &Trainer, run: Option<&str>) -> Result<()> {
-    let state = trainer.params.read_state(ctx)?;
-    let model = model_bytes(path, &trainer.spec, &state)?;
+    save_pair(ctx, path, trainer, &trainer.params.read_state(ctx)?, run)
+}
+
+/// [`save_training`] with the model state already read back from the trainer (`state`).
+pub fn save_pair(ctx: &Context, path: &Path, trainer: &Trainer, state: &ModelState, run: Option<&str>) -> Result<()> {
+    let model = model_bytes(path, &trainer.spec, state)?;
     // The file the optimizer state replaces (a link's target); a device file or folder is refused.
     let opath = crate::fsio::output_target(&optim_path(path))?;
     let values = trainer.optim.state.read(ctx)?;
@@ -61,7 +65,7 @@ pub fn save_training(ctx: &Context, path: &Path, trainer: &Trainer, run: Option<
     let mut meta = model_metadata(&trainer.spec);
     meta.insert("wgcnn.optimizer".into(), trainer.optim.opt.name().into());
     meta.insert("wgcnn.step".into(), trainer.optim.step.to_string());
-    meta.insert(DIGEST_KEY.into(), state_digest(&trainer.spec, &state));
+    meta.insert(DIGEST_KEY.into(), state_digest(&trainer.spec, state));
     if let Some(r) = run {
         meta.insert(RUN_KEY.into(), r.to_string());
     }

@@ -15,6 +15,7 @@ use crate::checkpoint::{self, format::Reader, training::RUN_KEY};
 use crate::context::Context;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::model::ModelState;
 use crate::session::train::TrainOptions;
 use crate::train::{Optimizer, Position, Schedule, Trainer};
 
@@ -132,9 +133,10 @@ pub fn check_data(r: &RunRecord, data: &RunData, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Save the trainer with its run record to `path` (and the optimizer file beside it).
-pub fn save(ctx: &Context, path: &Path, trainer: &Trainer, record: &RunRecord) -> Result<()> {
-    checkpoint::save_training(ctx, path, trainer, Some(&record.to_json()))
+/// Save the trainer (whose model state is `state`) with its run record to `path` (and the optimizer
+/// file beside it).
+pub fn save(ctx: &Context, path: &Path, trainer: &Trainer, state: &ModelState, record: &RunRecord) -> Result<()> {
+    checkpoint::save_pair(ctx, path, trainer, state, Some(&record.to_json()))
 }
 
 /// Bytes a checkpoint pair of `trainer`'s model takes, about (for the test write before training).

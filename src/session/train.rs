@@ -130,13 +130,13 @@ fn check_outputs(opts: &TrainOptions, spec: &ModelSpec) -> Result<()> {
 }
 
 /// The message of a run that diverged: which checkpoint, if any, holds the last good weights.
-fn diverged(e: Error, opts: &TrainOptions, saved_epoch: Option<usize>) -> Error {
+fn diverged(what: &str, opts: &TrainOptions, saved_epoch: Option<usize>) -> Error {
     let kept = match (&opts.save, saved_epoch) {
         (Some(p), Some(n)) => format!("{} holds the last good checkpoint (end of epoch {n})", p.display()),
         (Some(p), None) => format!("nothing was saved: {} is as it was before the run", p.display()),
         (None, _) => "nothing was saved".into(),
     };
-    Error::Train(format!("{}; {kept}", e.to_string().trim_start_matches("training: ")))
+    Error::Train(format!("{what}; {kept}"))
 }
 
 /// Train as `opts` says, telling `progress` as it goes.
@@ -229,7 +229,7 @@ fn train_and_save(
         },
         &mut |t, pos| {
             if let (Some(p), true) = (&opts.save, opts.save_every_epoch) {
-                resume::save(ctx, p, t, &RunRecord::new(opts, data, pos.clone()))?;
+                resume::save(ctx, p, t, &t.params.read_state(ctx)?, &RunRecord::new(opts, data, pos.clone()))?;
                 saved_epoch = Some(pos.epoch - 1);
                 (progress.borrow_mut())(Progress::Wrote(p));
             }
@@ -238,13 +238,14 @@ fn train_and_save(
     );
     let summary = match fitted {
         Ok(s) => s,
-        Err(e @ Error::Train(_)) => return Err(diverged(e, opts, saved_epoch)),
+        Err(Error::Train(what)) => return Err(diverged(&what, opts, saved_epoch)),
         Err(e) => return Err(e),
     };
     let record = RunRecord::new(opts, data, summary.position.clone());
     if summary.interrupted {
         let p = resume::interrupted_path(opts);
-        return Err(match resume::save(ctx, &p, trainer, &record) {
+        let saved = trainer.params.read_state(ctx).and_then(|state| resume::save(ctx, &p, trainer, &state, &record));
+        return Err(match saved {
             Ok(()) => Error::Interrupted(format!(
                 "stopped after step {} (epoch {}); saved {} and its optimizer state: continue with \
                  `wgcnn train --init {} --resume`",
@@ -258,13 +259,14 @@ fn train_and_save(
             }
         });
     }
+    // One readback serves the check and the save.
     let state = trainer.params.read_state(ctx)?;
     if let Some(at) = checkpoint::first_non_finite(&trainer.spec, &state) {
-        let e = Error::Train(format!("the trained weights hold a non-finite value ({at}): training diverged"));
-        return Err(diverged(e, opts, saved_epoch));
+        let what = format!("the trained weights hold a non-finite value ({at}): training diverged");
+        return Err(diverged(&what, opts, saved_epoch));
     }
     if let Some(p) = &opts.save {
-        resume::save(ctx, p, trainer, &record)?;
+        resume::save(ctx, p, trainer, &state, &record)?;
         (progress.borrow_mut())(Progress::Wrote(p));
         (progress.borrow_mut())(Progress::Wrote(&checkpoint::optim_path(p)));
     }
