@@ -12,7 +12,6 @@ use crate::error::{data_err, io_err, Result};
 use crate::kernels::gather::{gather_shard, gather_shard_params};
 use crate::kernels::Launch;
 use crate::tensor::Tensor;
-use crate::train::DIVISOR;
 
 /// Images and labels of one split, as bytes.
 #[derive(Clone, Debug)]
@@ -58,6 +57,9 @@ impl Split {
         }
     }
 }
+
+/// Pixel scale: inputs are x / 255 (the GPU data set's gathers apply it).
+pub const DIVISOR: f32 = 255.0;
 
 /// Number of classes the labels may use (digits, Fashion-MNIST's ten garments).
 pub const CLASSES: usize = 10;

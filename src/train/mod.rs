@@ -39,8 +39,7 @@ pub struct Trainer {
     seed: u32,
 }
 
-/// Pixel scale: inputs are x / 255.
-pub const DIVISOR: f32 = 255.0;
+pub use crate::data::DIVISOR;
 
 impl Trainer {
     pub fn new(
