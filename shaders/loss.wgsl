@@ -2,7 +2,9 @@
 //   softmax_xent: loss[n] = logsumexp(z[n]) - z[n, label[n]]
 //   softmax_mse:  loss[n] = 1/2 Σ_k (onehot(label[n])_k - softmax(z[n])_k)^2   (the article's squared error)
 // Forward also writes the probabilities, which backward reads. Backward scales by `scale`
-// (1/n for PyTorch's mean reduction). A label >= classes gives a NaN loss, never an out-of-bounds read.
+// (1/n for PyTorch's mean reduction). A label >= classes gives a NaN loss, never an out-of-bounds read:
+// the quiet NaN 0x7fc00bad stored as a bit pattern, not computed (a runtime 0/0 is not a NaN under
+// Metal's fast math), so the host can tell a bad label from an overflow in the per-sample losses.
 
 struct LossParams {
     n: u32,
@@ -35,9 +37,11 @@ fn softmax_row(n: u32) -> f32 {
     return m + log(s);
 }
 
-fn nan() -> f32 {
-    let zero = f32(p._pad0 & 0u); // a runtime zero, so the division is not folded at compile time
-    return zero / zero;
+const BAD_LABEL_BITS: u32 = 0x7fc00badu;
+
+fn bad_label_loss() -> f32 {
+    // `_pad0 & 0` keeps the bitcast a runtime value: WGSL rejects a NaN constant expression.
+    return bitcast<f32>(BAD_LABEL_BITS | (p._pad0 & 0u));
 }
 
 @compute @workgroup_size(WG)
@@ -46,7 +50,7 @@ fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     if (n >= p.n) { return; }
     let lse = softmax_row(n);
     let label = fwd_label[n];
-    if (label >= p.classes) { fwd_loss[n] = nan(); return; }
+    if (label >= p.classes) { fwd_loss[n] = bad_label_loss(); return; }
     fwd_loss[n] = lse - fwd_z[n * p.classes + label];
 }
 
@@ -66,7 +70,7 @@ fn softmax_mse_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     if (n >= p.n) { return; }
     _ = softmax_row(n);
     let label = fwd_label[n];
-    if (label >= p.classes) { fwd_loss[n] = nan(); return; }
+    if (label >= p.classes) { fwd_loss[n] = bad_label_loss(); return; }
     let row = n * p.classes;
     var acc = 0.0;
     for (var k = 0u; k < p.classes; k++) {

@@ -14,6 +14,40 @@ use crate::kernels::{Kernel, Pipeline, ShaderFile};
 /// llvmpipe's per-invocation loop cap (`LP_MAX_TGSI_LOOP_ITERATIONS`).
 pub const LLVMPIPE_MAX_LOOP_ITERATIONS: u64 = 65_535;
 
+/// Whether an adapter is llvmpipe (lavapipe through Vulkan, or Mesa's GL driver), whose invocations
+/// stop after [`LLVMPIPE_MAX_LOOP_ITERATIONS`] loop iterations.
+pub fn is_llvmpipe(info: &wgpu::AdapterInfo) -> bool {
+    info.driver.contains("llvmpipe") || info.name.contains("llvmpipe")
+}
+
+/// How much work the kernels plan for one invocation and for one split reduction on an adapter: the
+/// register-blocked kernels and the split reductions ask this, not fixed numbers, so a real GPU gets
+/// the fast path and enough parallelism for any shape while lavapipe keeps the plans tuned for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// The most loop iterations a kernel plans for one invocation: 60,000 on llvmpipe (a margin below
+    /// its 65,535 cap), elsewhere the shaders' u32 loop counters.
+    pub loop_iters: usize,
+    /// Invocations a split reduction (the conv weight gradient) aims for before it splits rows
+    /// further: 4,096 fills lavapipe's SIMD lanes on every CPU thread; a discrete GPU has tens of
+    /// thousands of lanes (an H200: 132 SMs × 2,048 resident threads), an integrated one fewer.
+    pub threads: usize,
+}
+
+impl Budget {
+    /// The budget for an adapter, from its driver (llvmpipe's loop cap) and device type. Pure, so the
+    /// choices on hardware are tested with mocked adapters.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Budget {
+        let loop_iters = if is_llvmpipe(info) { 60_000 } else { u32::MAX as usize };
+        let threads = match info.device_type {
+            wgpu::DeviceType::Cpu => 4096,
+            wgpu::DeviceType::DiscreteGpu => 1 << 18,
+            wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 1 << 16,
+        };
+        Budget { loop_iters, threads }
+    }
+}
+
 /// What the user asked for through `WGCNN_ADAPTER`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdapterChoice {
@@ -191,6 +225,7 @@ pub struct Context {
     adapter_features: wgpu::Features,
     /// Fast or plain kernels in graphs built on this context (`WGCNN_KERNELS`).
     pub kernels: KernelSet,
+    budget: Budget,
     pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     device_error: Arc<Mutex<Option<String>>>,
@@ -255,6 +290,7 @@ impl Context {
             }
         }));
         log::info!("adapter: {}", describe_adapter(&info));
+        let budget = Budget::for_adapter(&info);
         Ok(Context {
             device,
             queue,
@@ -263,6 +299,7 @@ impl Context {
             features: required_features,
             adapter_features,
             kernels,
+            budget,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             device_error,
@@ -302,11 +339,24 @@ impl Context {
     /// ones in 64 threads returned 131,070), so launchers check their work against this and split
     /// long reductions. Other adapters have no such cap.
     pub fn max_loop_iterations(&self) -> u64 {
-        if self.info.driver.contains("llvmpipe") || self.info.name.contains("llvmpipe") {
+        if is_llvmpipe(&self.info) {
             LLVMPIPE_MAX_LOOP_ITERATIONS
         } else {
             u64::MAX
         }
+    }
+
+    /// The work the kernels plan per invocation and per split reduction on this adapter
+    /// ([`Budget::for_adapter`] unless replaced by [`Context::with_budget`]).
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// This context with another kernel budget, e.g. to run a discrete GPU's plans on lavapipe in
+    /// tests. A plan whose loops pass [`Context::max_loop_iterations`] still fails at launch.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Features the adapter offers (not all are requested).

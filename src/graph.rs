@@ -188,7 +188,7 @@ struct Kernels<'a>(&'a Context);
 
 impl KernelOracle for Kernels<'_> {
     fn conv_relu(&self, g: &Conv2dGeom) -> bool {
-        self.0.kernels == KernelSet::Fast && crate::kernels::conv_fast::conv2d_forward_fast_takes(g)
+        self.0.kernels == KernelSet::Fast && crate::kernels::conv_fast::conv2d_forward_fast_takes(g, &self.0.budget())
     }
     fn pool_relu_mask(&self, g: &Pool2dGeom) -> bool {
         self.0.kernels == KernelSet::Fast && crate::kernels::pool::tiles(g)

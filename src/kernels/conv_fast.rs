@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Budget, Context};
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
@@ -26,13 +26,6 @@ pub struct FastConvParams {
 
 /// Kernel columns `conv2d_weight_grad` keeps in registers (two vec4 per channel).
 const MAX_KW_GRAD: usize = 8;
-
-/// Invocations the weight gradient aims for before splitting rows further (enough to fill a GPU's
-/// cores or lavapipe's SIMD lanes on every CPU thread).
-const WEIGHT_GRAD_THREADS: usize = 4096;
-
-/// The most loop iterations one invocation may run, with a margin below llvmpipe's cap.
-const LOOP_BUDGET: usize = 60_000;
 
 /// Channel block: `c` channels split into equal blocks of at most `max`.
 fn channel_block(c: usize, max: usize) -> usize {
@@ -80,10 +73,65 @@ fn direct_iters(c_in: usize, g: &Conv2dGeom) -> usize {
     c_in * g.kh * (g.kw + 1) + 1
 }
 
-/// Whether the register-blocked forward kernel takes `g` (and so can apply a ReLU in the same pass):
-/// what the graph's conv+ReLU fusion rule asks before it rewrites.
-pub fn conv2d_forward_fast_takes(g: &Conv2dGeom) -> bool {
-    direct_iters(g.c_in, g) <= LOOP_BUDGET
+/// Whether the register-blocked forward kernel takes `g` under `budget` (and so can apply a ReLU in
+/// the same pass): what the graph's conv+ReLU fusion rule asks before it rewrites.
+pub fn conv2d_forward_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
+    direct_iters(g.c_in, g) <= budget.loop_iters
+}
+
+/// Loop iterations of one stride-2 input-gradient invocation.
+fn s2_iters(g: &Conv2dGeom) -> usize {
+    g.c_out * g.kh * (g.kw + 1)
+}
+
+/// Whether the register-blocked input gradient takes `g` under `budget` (stride 1 with padding below
+/// the kernel, or stride 2).
+pub fn conv2d_backward_input_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
+    if g.stride_h == 2 && g.stride_w == 2 {
+        s2_iters(g) <= budget.loop_iters
+    } else {
+        g.stride_h == 1
+            && g.stride_w == 1
+            && g.pad_h < g.kh
+            && g.pad_w < g.kw
+            && direct_iters(g.c_out, g) <= budget.loop_iters
+    }
+}
+
+/// How the register-blocked weight gradient splits its sum over the batch's output rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightGradSplit {
+    /// Output channels per invocation, and the grid layers of such blocks.
+    pub cob: usize,
+    pub layers: usize,
+    /// Output rows (over batch × height) each invocation sums, and the chunks of them.
+    pub rows_per_chunk: usize,
+    pub chunks: usize,
+    /// Loop iterations of one invocation.
+    pub iters: usize,
+}
+
+/// The weight gradient's split under `budget`: enough chunks for `budget.threads` invocations, each
+/// within `budget.loop_iters`. `None` when even one row is over the budget or the kernel is wider than
+/// its registers.
+pub fn conv2d_weight_grad_split(g: &Conv2dGeom, budget: &Budget) -> Option<WeightGradSplit> {
+    if g.kw > MAX_KW_GRAD {
+        return None;
+    }
+    let cob = channel_block(g.c_out, if g.kw <= 5 { 8 } else { 4 });
+    let layers = g.c_out.div_ceil(cob);
+    let items = layers * g.c_in * g.kh;
+    let rows = g.n * g.out_h();
+    let per_row = 1 + g.out_w();
+    let fixed = cob * (g.kw + 1) + 1;
+    if per_row + fixed > budget.loop_iters {
+        return None;
+    }
+    let max_rows = (budget.loop_iters - fixed) / per_row;
+    let wanted_chunks = budget.threads.div_ceil(items).clamp(1, rows.max(1));
+    let rows_per_chunk = rows.div_ceil(wanted_chunks).clamp(1, max_rows.max(1));
+    let chunks = rows.div_ceil(rows_per_chunk);
+    Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters: rows_per_chunk * per_row + fixed })
 }
 
 /// One `conv2d_direct` dispatch: a stride-`sw` convolution of `x` [n, c_in, h, w] into `y`.
@@ -107,7 +155,7 @@ fn direct(
     let layers = c_out.div_ceil(cob);
     let blocks = g.n * oh * ow.div_ceil(oxb);
     let iters = direct_iters(c_in, g);
-    if iters > LOOP_BUDGET {
+    if iters > ctx.budget().loop_iters {
         return Ok(None);
     }
     let p = FastConvParams {
@@ -215,8 +263,8 @@ fn backward_input_s2(
     dx: &Tensor,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dBackwardInputS2.entry_point();
-    let iters = g.c_out * g.kh * (g.kw + 1);
-    if iters > LOOP_BUDGET {
+    let iters = s2_iters(g);
+    if iters > ctx.budget().loop_iters {
         return Ok(None);
     }
     let blocks = g.n * g.h.div_ceil(2) * g.w.div_ceil(2);
@@ -273,22 +321,12 @@ pub fn conv2d_backward_weight_fast(
             return Ok(Some(l));
         }
     }
-    if g.kw > MAX_KW_GRAD {
+    let Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters }) =
+        conv2d_weight_grad_split(g, &ctx.budget())
+    else {
         return Ok(None);
-    }
-    let cob = channel_block(g.c_out, if g.kw <= 5 { 8 } else { 4 });
-    let layers = g.c_out.div_ceil(cob);
-    let items = layers * g.c_in * g.kh;
+    };
     let rows = g.n * g.out_h();
-    let per_row = 1 + g.out_w();
-    let fixed = cob * (g.kw + 1) + 1;
-    if per_row + fixed > LOOP_BUDGET {
-        return Ok(None);
-    }
-    let max_rows = (LOOP_BUDGET - fixed) / per_row;
-    let wanted_chunks = WEIGHT_GRAD_THREADS.div_ceil(items).clamp(1, rows);
-    let rows_per_chunk = rows.div_ceil(wanted_chunks).clamp(1, max_rows);
-    let chunks = rows.div_ceil(rows_per_chunk);
     let total = chunks * g.c_in * g.kh; // per grid layer
     let p = FastConvParams {
         n: to_u32(op, "batch", g.n)?,
@@ -296,7 +334,6 @@ pub fn conv2d_backward_weight_fast(
         rows_per_chunk: rows_per_chunk as u32,
         rows: to_u32(op, "rows", rows)?,
     };
-    let iters = rows_per_chunk * per_row + fixed;
     let consts =
         constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, (false, false, false));
     let out = if chunks == 1 {

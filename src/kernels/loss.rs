@@ -27,6 +27,10 @@ impl LossParams {
     }
 }
 
+/// The bits of the per-sample loss the forward kernels store for a label that is not a class: a quiet
+/// NaN written as a pattern (`BAD_LABEL_BITS` in `shaders/loss.wgsl`), never the result of arithmetic.
+pub const BAD_LABEL_LOSS_BITS: u32 = 0x7fc0_0bad;
+
 /// The losses wgcnn offers; both apply softmax to the logits first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LossKind {

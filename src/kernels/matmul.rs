@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Budget, Context};
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::linear::{linear_backward_input, linear_backward_weight, linear_forward};
 use crate::kernels::{fast_or, Kernel, Launch};
@@ -42,8 +42,12 @@ pub struct Operand<'a> {
     pub cols: usize,
 }
 
-/// The longest reduction one invocation runs (a loop of `k` iterations; llvmpipe's cap is 65,535).
-const MAX_K: usize = 60_000;
+/// Whether one dispatch of the register-blocked product takes a reduction over `k` for `count`
+/// products: each invocation loops `k` times, so `k` must be within the adapter's loop budget, and
+/// the products are the grid's layers.
+pub fn matmul_takes(k: usize, count: usize, budget: &Budget, limits: &wgpu::Limits) -> bool {
+    k <= budget.loop_iters && count <= limits.max_compute_workgroups_per_dimension as usize
+}
 
 /// `c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j])` for an `m`×`n` result over `k`. `None` when `k` is past
 /// what one invocation may loop over (use a split reduction instead).
@@ -102,7 +106,7 @@ pub fn matmul_batched(
     if let Some(bias) = bias {
         bias.expect(op, "bias", DType::F32, n)?;
     }
-    if k > MAX_K || batch.count > ctx.limits.max_compute_workgroups_per_dimension as usize {
+    if !matmul_takes(k, batch.count, &ctx.budget(), &ctx.limits) {
         return Ok(None);
     }
     let mr = if m >= 32 { 8 } else { 4 };
