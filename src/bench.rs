@@ -117,6 +117,7 @@ pub fn profile_launches(
     let mut samples = vec![Vec::with_capacity(repeats); n];
     let source = if timestamps {
         let count = 2 * n as u32;
+        let _serial = ctx.serial();
         let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("wgcnn.profile"),
             ty: wgpu::QueryType::Timestamp,

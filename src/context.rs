@@ -2,7 +2,8 @@
 //!
 //! Selection order (see [`AdapterChoice`]): discrete GPU, integrated GPU, virtual GPU, then the software
 //! adapter (lavapipe on Linux, WARP on Windows). `WGCNN_ADAPTER=software|hardware|<name substring>`
-//! overrides it and `WGPU_BACKEND=vulkan,metal,dx12` restricts the backends; a value that is not
+//! overrides it and `WGPU_BACKEND=vulkan,metal,dx12,gl` restricts the backends (GL is otherwise tried only when no other
+//! backend has a fitting adapter); a value that is not
 //! understood is an [`Error::BadEnv`], never a panic.
 
 use std::collections::HashMap;
@@ -87,7 +88,7 @@ impl AdapterChoice {
     }
 }
 
-/// Parse a `WGPU_BACKEND` list (`vulkan,metal,dx12`); unknown names are an error.
+/// Parse a `WGPU_BACKEND` list (`vulkan,metal,dx12,gl`); unknown names are an error.
 pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
     let mut backends = wgpu::Backends::empty();
     for name in value.split(',').map(|s| s.trim().to_ascii_lowercase()) {
@@ -95,11 +96,12 @@ pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
             "vulkan" | "vk" => wgpu::Backends::VULKAN,
             "metal" | "mtl" => wgpu::Backends::METAL,
             "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
             _ => {
                 return Err(Error::BadEnv {
                     var: "WGPU_BACKEND",
                     value: value.to_string(),
-                    expected: "a comma-separated list of vulkan, metal, dx12".into(),
+                    expected: "a comma-separated list of vulkan, metal, dx12, gl".into(),
                 })
             }
         };
@@ -107,11 +109,36 @@ pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
     Ok(backends)
 }
 
-fn backends_from_env() -> Result<wgpu::Backends> {
+/// The backends tried first when `WGPU_BACKEND` is unset; GL only when none of them has an adapter
+/// (so a machine with only OpenGL works, and others never initialise EGL).
+const PRIMARY_BACKENDS: wgpu::Backends =
+    wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);
+
+/// `WGPU_BACKEND` when set: the only backends to try.
+fn backends_from_env() -> Result<Option<wgpu::Backends>> {
     match std::env::var("WGPU_BACKEND") {
-        Ok(v) => parse_backends(&v),
-        Err(_) => Ok(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12),
+        Ok(v) => parse_backends(&v).map(Some),
+        Err(_) => Ok(None),
     }
+}
+
+async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    // Backend settings from the environment, e.g. WGPU_DX12_COMPILER=dxc for the DXC compiler.
+    desc.backend_options = wgpu::BackendOptions::from_env_or_default();
+    wgpu::Instance::new(desc).enumerate_adapters(backends).await
+}
+
+/// The adapters `choice` may pick from: those of `WGPU_BACKEND`'s backends, else the primary ones,
+/// with GL's added when none of those fits the choice.
+async fn candidates(choice: &AdapterChoice, env: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let mut adapters = enumerate(env.unwrap_or(PRIMARY_BACKENDS)).await;
+    let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
+    if env.is_none() && select_adapter(&infos, choice).is_err() {
+        adapters.extend(enumerate(wgpu::Backends::GL).await);
+    }
+    adapters
 }
 
 /// Preference rank of a device type: lower is better.
@@ -212,6 +239,46 @@ impl KernelSet {
     }
 }
 
+/// The lock [`Context::serial`] hands out: reentrant, so a guarded function may call another.
+pub(crate) type SerialLock = Arc<parking_lot::ReentrantMutex<()>>;
+
+/// A GPU object whose drop happens under the context's serial lock (see [`Context::serial`]): on GL,
+/// releasing a buffer takes wgpu's context lock, which panics when another thread holds it for more
+/// than 6 s.
+pub struct Guarded<T> {
+    value: Option<T>,
+    lock: Option<SerialLock>,
+}
+
+impl<T> Guarded<T> {
+    pub(crate) fn new(ctx: &Context, value: T) -> Self {
+        Guarded { value: Some(value), lock: ctx.serial.clone() }
+    }
+}
+
+impl<T> std::ops::Deref for Guarded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.value {
+            Some(v) => v,
+            None => unreachable!("the value is taken only by drop"),
+        }
+    }
+}
+
+impl<T> Drop for Guarded<T> {
+    fn drop(&mut self) {
+        let _guard = self.lock.as_ref().map(|l| l.lock());
+        drop(self.value.take());
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Guarded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
 /// A kernel and its `override` constants.
 pub(crate) type PipelineKey = (Kernel, Vec<(&'static str, u32)>);
 
@@ -226,6 +293,8 @@ pub struct Context {
     /// Fast or plain kernels in graphs built on this context (`WGCNN_KERNELS`).
     pub kernels: KernelSet,
     budget: Budget,
+    /// On GL, the lock every GPU call of wgcnn takes (see [`Context::serial`]); none elsewhere.
+    serial: Option<SerialLock>,
     pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     device_error: Arc<Mutex<Option<String>>>,
@@ -245,23 +314,20 @@ impl Context {
     }
 
     async fn create(choice: &AdapterChoice) -> Result<Self> {
-        let backends = backends_from_env()?;
+        let env = backends_from_env()?;
         let kernels = KernelSet::from_env()?;
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        // Backend settings from the environment, e.g. WGPU_DX12_COMPILER=dxc for the DXC compiler.
-        desc.backend_options = wgpu::BackendOptions::from_env_or_default();
-        let instance = wgpu::Instance::new(desc);
-        let adapters = instance.enumerate_adapters(backends).await;
+        let adapters = candidates(choice, env).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let idx = select_adapter(&infos, choice).map_err(|e| match e {
             Error::NoAdapter { .. } => Error::NoAdapter {
                 backends: match std::env::var("WGPU_BACKEND") {
                     Ok(v) if !v.trim().is_empty() => format!(
-                        "{backends:?}, restricted by WGPU_BACKEND={v:?}: this build has Vulkan (Linux, Windows), \
-                         Metal (macOS) and DX12 (Windows), each only on its platform; unset WGPU_BACKEND to try them all"
+                        "{:?}, restricted by WGPU_BACKEND={v:?}: this build has Vulkan (Linux, Windows), \
+                         Metal (macOS), DX12 (Windows) and GL (EGL on Linux, WGL on Windows), each only on its \
+                         platform; unset WGPU_BACKEND to try them all",
+                        env.unwrap_or(PRIMARY_BACKENDS)
                     ),
-                    _ => format!("{backends:?}"),
+                    _ => format!("{:?}", PRIMARY_BACKENDS | wgpu::Backends::GL),
                 },
             },
             e => e,
@@ -291,6 +357,7 @@ impl Context {
         }));
         log::info!("adapter: {}", describe_adapter(&info));
         let budget = Budget::for_adapter(&info);
+        let serial = (info.backend == wgpu::Backend::Gl).then(|| Arc::new(parking_lot::ReentrantMutex::new(())));
         Ok(Context {
             device,
             queue,
@@ -300,6 +367,7 @@ impl Context {
             adapter_features,
             kernels,
             budget,
+            serial,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             device_error,
@@ -346,6 +414,16 @@ impl Context {
         }
     }
 
+    /// Serialise GPU work on GL: wgpu's GL backend shares one context behind a lock, and a thread that
+    /// waits more than 6 s for it panics ("Could not lock adapter context"), which a long submit of one
+    /// thread causes in another that only wants to create or release a buffer. wgcnn's own GPU calls
+    /// (buffer creation, writes, pipelines, submits, waits, readback, and the release of buffers and
+    /// launches) hold this reentrant lock instead, which waits without a deadline. `None` on the other
+    /// backends, whose queues are safe to share between threads.
+    pub(crate) fn serial(&self) -> Option<parking_lot::ReentrantMutexGuard<'_, ()>> {
+        self.serial.as_deref().map(|l| l.lock())
+    }
+
     /// The work the kernels plan per invocation and per split reduction on this adapter
     /// ([`Budget::for_adapter`] unless replaced by [`Context::with_budget`]).
     pub fn budget(&self) -> Budget {
@@ -375,6 +453,7 @@ impl Context {
 
     /// Block until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
+        let _serial = self.serial();
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(e.to_string()))?;
         self.check_device_error()
     }
@@ -384,6 +463,7 @@ impl Context {
         if size == 0 {
             return Ok(Vec::new());
         }
+        let _serial = self.serial();
         self.count_created(1);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgcnn.readback"),

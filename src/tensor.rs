@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::context::Context;
+use crate::context::{Context, Guarded};
 use crate::error::{shape_err, Error, Result};
 
 /// Element type of a tensor.
@@ -36,7 +36,7 @@ pub fn padded_bytes(bytes: u64) -> u64 {
 /// A shaped view of a GPU storage buffer.
 #[derive(Clone, Debug)]
 pub struct Tensor {
-    pub buffer: Arc<wgpu::Buffer>,
+    pub buffer: Arc<Guarded<wgpu::Buffer>>,
     /// Byte offset of the view inside `buffer`.
     pub offset: u64,
     pub shape: Vec<usize>,
@@ -73,6 +73,7 @@ impl Tensor {
                 limit,
             });
         }
+        let _serial = ctx.serial();
         ctx.count_created(1);
         ctx.count_bytes(size);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -81,7 +82,13 @@ impl Tensor {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype, label: label.into() })
+        Ok(Tensor {
+            buffer: Arc::new(Guarded::new(ctx, buffer)),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+            label: label.into(),
+        })
     }
 
     /// Upload `f32` data.
@@ -124,6 +131,7 @@ impl Tensor {
                 format!("upload of {len} elements into a tensor of shape {:?}", self.shape),
             ));
         }
+        let _serial = ctx.serial();
         if bytes.len().is_multiple_of(4) {
             ctx.queue.write_buffer(&self.buffer, self.offset, bytes);
         } else {

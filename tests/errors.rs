@@ -98,7 +98,9 @@ fn environment_values_are_parsed_or_rejected() {
     assert_eq!(AdapterChoice::parse("H200").unwrap(), AdapterChoice::Name("H200".into()));
     assert_eq!(parse_backends("vulkan").unwrap(), wgcnn::wgpu::Backends::VULKAN);
     assert_eq!(parse_backends("VK, metal").unwrap(), wgcnn::wgpu::Backends::VULKAN | wgcnn::wgpu::Backends::METAL);
-    for bad in ["opengl", "vulkan,foo", ""] {
+    assert_eq!(parse_backends("gl").unwrap(), wgcnn::wgpu::Backends::GL);
+    assert_eq!(parse_backends("Vulkan,GLES").unwrap(), wgcnn::wgpu::Backends::VULKAN | wgcnn::wgpu::Backends::GL);
+    for bad in ["webgl", "vulkan,foo", ""] {
         match parse_backends(bad) {
             Err(e @ Error::BadEnv { var: "WGPU_BACKEND", .. }) => assert!(e.to_string().contains("vulkan"), "{e}"),
             other => panic!("{bad:?}: expected BadEnv, got {other:?}"),

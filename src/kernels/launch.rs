@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::context::Context;
+use crate::context::{Context, Guarded};
 use crate::error::{Error, Result};
 use crate::kernels::{dispatch_grid, Access, Kernel, WORKGROUP_SIZE};
 use crate::tensor::Tensor;
@@ -26,7 +26,7 @@ struct Dispatch {
 pub struct Launch {
     pub kernel: Kernel,
     pub label: String,
-    steps: Vec<Dispatch>,
+    steps: Vec<Guarded<Dispatch>>,
     /// Useful floating-point operations per recording (a multiply-add counts 2), for reports.
     pub flops: u64,
     /// Bytes the launch must read and write at least once per recording, for reports.
@@ -86,6 +86,7 @@ impl Launch {
     /// bias correction).
     pub fn set_params<P: bytemuck::Pod>(&self, ctx: &Context, params: &P) {
         if let Some(d) = self.steps.first() {
+            let _serial = ctx.serial();
             ctx.queue.write_buffer(&d.params, 0, bytemuck::bytes_of(params));
         }
     }
@@ -111,6 +112,8 @@ impl Context {
     /// multiplications), built on first use.
     pub fn pipeline_with(&self, kernel: Kernel, consts: &[(&'static str, u32)]) -> Arc<Pipeline> {
         let key = (kernel, consts.to_vec());
+        // The serial lock first, then the caches: the order every path takes them in.
+        let _serial = self.serial();
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&key) {
             return Arc::clone(p);
@@ -269,6 +272,7 @@ impl Context {
         }
         let mut grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
         grid[2] = layers;
+        let _serial = self.serial();
         let pipeline = self.pipeline_with(kernel, consts);
         let bytes = bytemuck::bytes_of(params);
         self.count_created(2); // params buffer, bind group
@@ -289,7 +293,7 @@ impl Context {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let steps = vec![Dispatch { pipeline, bind_group, params: params_buf, grid }];
+        let steps = vec![Guarded::new(self, Dispatch { pipeline, bind_group, params: params_buf, grid })];
         Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0 })
     }
 
@@ -304,6 +308,7 @@ impl Context {
 
     /// Record whatever `record` puts into one compute pass of one encoder, and submit it once.
     pub fn submit_pass(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
+        let _serial = self.serial();
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         {
             let mut pass =

@@ -105,6 +105,7 @@ pub fn run_filters(ctx: &Context, img: &Grey) -> Result<FilterResults> {
     let pg = Pool2dGeom::square(1, 1, h, w, 2, 2);
     let (ph, pw) = if h >= 2 && w >= 2 { (pg.out_h(), pg.out_w()) } else { (0, 0) };
     // The edge map is a copy of one output channel (a buffer-to-buffer copy, no CPU round trip).
+    let _serial = ctx.serial();
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("filters") });
     {
         let mut pass =

@@ -43,7 +43,8 @@ pub enum Command {
     /// Print the selected GPU adapter, the limits that matter and the optional features.
     ///
     /// Select another adapter with WGCNN_ADAPTER=software|hardware|<name substring> and restrict
-    /// backends with WGPU_BACKEND=vulkan,metal,dx12.
+    /// backends with WGPU_BACKEND=vulkan,metal,dx12,gl (GL is otherwise tried only when no other
+    /// backend has an adapter).
     Info,
     /// Train a model (default: LeNet-5, models/lenet5.toml) on MNIST-format data (default: the bundled
     /// 10,000-digit MNIST sample).

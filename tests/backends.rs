@@ -1,0 +1,104 @@
+//! The GL backend next to Vulkan: the same training on both, and one context shared by threads.
+//!
+//! One context shared by threads while one of them runs a long submit. On wgpu's GL backend the
+//! context sits behind a lock whose waiters panic after 6 s ("Could not lock adapter context"), so a
+//! submit of more than 6 s used to kill any thread that only wanted to create, fill, run or release a
+//! buffer meanwhile; wgcnn now serialises its GPU calls there (`Context::serial`). On the other backends
+//! the same test checks that sharing a context between threads gives correct results.
+
+#[cfg(unix)]
+mod cli;
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use wgcnn::kernels::activation::{activation_forward, Activation};
+use wgcnn::kernels::conv::conv2d_forward;
+use wgcnn::reference as cpu;
+use wgcnn::shape::Conv2dGeom;
+
+/// How long the long submit lasts: past wgpu's 6 s GL lock timeout.
+const LONG: Duration = Duration::from_secs(8);
+
+#[test]
+fn a_long_submit_does_not_starve_the_other_threads() {
+    let c = ctx();
+    // The plain conv kernel (one output per invocation): slow enough to calibrate a long submit.
+    let g = Conv2dGeom::square(8, 16, 28, 28, 32, 5, 1, 2);
+    let mut r = rng(5);
+    let (x, w, b) = (r.vec_f32(g.x_len(), -1.0, 1.0), r.vec_f32(g.w_len(), -1.0, 1.0), r.vec_f32(g.c_out, -1.0, 1.0));
+    let (xt, wt, bt) = (upload("x", &[g.x_len()], &x), upload("w", &[g.w_len()], &w), upload("b", &[g.c_out], &b));
+    let yt = zeros("y", &[g.y_len()]);
+    let conv = conv2d_forward(c, "long", &g, &xt, &wt, &bt, &yt).unwrap();
+    let t = Instant::now();
+    c.run(&[&conv]).unwrap();
+    c.wait().unwrap();
+    let once = t.elapsed().max(Duration::from_millis(1));
+    let repeats = (LONG.as_secs_f64() / once.as_secs_f64()).ceil().clamp(1.0, 100_000.0) as usize;
+    let want = cpu::conv2d_forward(&g, &to_f64(&x), &to_f64(&w), &to_f64(&b));
+
+    let done = AtomicBool::new(false);
+    let (long_took, others) = std::thread::scope(|s| {
+        let long = s.spawn(|| {
+            let t = Instant::now();
+            c.run(&vec![&conv; repeats]).unwrap();
+            c.wait().unwrap();
+            let took = t.elapsed();
+            done.store(true, Ordering::SeqCst);
+            took
+        });
+        let workers: Vec<_> = (0..3u64)
+            .map(|i| {
+                let done = &done;
+                s.spawn(move || {
+                    let mut rounds = 0;
+                    let mut r = rng(50 + i);
+                    // At least one round each, started while the long submit is (most likely) running.
+                    while rounds == 0 || !done.load(Ordering::SeqCst) {
+                        let v = r.vec_f32(1000, -1.0, 1.0);
+                        let (vt, out) = (upload("v", &[1000], &v), zeros("relu", &[1000]));
+                        let l = activation_forward(c, "relu", Activation::Relu, &vt, &out).unwrap();
+                        let got = run_f32(Ok(l), &out);
+                        check(&format!("relu/thread{i}"), &got, &cpu::relu_forward(&to_f64(&v)), F32_TOL);
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        (long.join().unwrap(), workers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<usize>>())
+    });
+    eprintln!("long submit: {repeats} x {once:?} = {long_took:?}; rounds of the other threads: {others:?}");
+    check("conv2d_forward/long", &yt.to_f32(c).unwrap(), &want, F32_TOL);
+    assert!(others.iter().all(|&n| n >= 1));
+}
+
+/// `wgcnn train` through llvmpipe's OpenGL gives the loss and accuracy it gives through lavapipe's
+/// Vulkan: the same WGSL, translated to GLSL instead of SPIR-V. Linux only, where wgpu reaches GL
+/// through EGL (`.ci/run` installs Mesa's EGL and GL drivers).
+#[cfg(target_os = "linux")]
+#[test]
+fn gl_trains_to_the_same_loss_as_vulkan() {
+    let dir = cli::scratch("backends");
+    let data = cli::data_dir(&dir, 1024, 256);
+    let run = |backend: &str| {
+        let args = ["train", "--data", &cli::s(&data), "--epochs", "2", "--batch-size", "32", "--json"];
+        let r = cli::wgcnn(&dir, &args, &[("WGPU_BACKEND", backend), ("WGCNN_ADAPTER", "software")]);
+        r.ok();
+        let j = r.json();
+        assert!(j["adapter"].as_str().unwrap().contains("llvmpipe"), "{backend}: {j}");
+        let e = &j["epochs"][1];
+        [e["train_loss"].as_f64().unwrap(), j["test_loss"].as_f64().unwrap(), j["test_accuracy"].as_f64().unwrap()]
+    };
+    let (vk, gl) = (run("vulkan"), run("gl"));
+    eprintln!("second epoch's [train loss, test loss, test accuracy]: vulkan {vk:?}, gl {gl:?}");
+    // 64 steps of the default SGD move the test loss well below ln 10 = 2.3026 (measured: 2.19).
+    assert!(gl[1] < 2.25 && gl[2] > 0.2, "64 steps on GL should learn: {gl:?}");
+    // Two shader compilers (SPIR-V and GLSL into the same LLVM) may round differently: 1e-4 relative.
+    for (a, b) in vk.iter().zip(&gl) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "vulkan {vk:?} vs gl {gl:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
