@@ -1,12 +1,14 @@
-// Reductions for metrics, deterministic: one workgroup, each thread sums a fixed strided subset in
-// order, then a fixed tree in workgroup memory. Results are ADDED to an accumulator so loss and
-// correct-count can be summed on the GPU over many steps and read back rarely.
+// Reductions for metrics, deterministic: each workgroup takes a fixed span of the elements (rows),
+// each thread sums a fixed strided subset of it in order, then a fixed tree in workgroup memory. With
+// one workgroup the result is ADDED to an accumulator, so loss and correct-count can be summed on the
+// GPU over many steps and read back rarely; with several (`store` = 1) workgroup g STORES its sum at
+// acc[g], and a second, one-workgroup pass (sum_accumulate, count_accumulate) adds those in order.
 
 struct ReduceParams {
-    n: u32,    // elements (sum_accumulate, sum_chunks: per chunk) or rows (correct_accumulate, argmax_rows)
-    cols: u32, // row length (correct_accumulate, argmax_rows) or number of chunks (sum_chunks)
-    _pad0: u32,
-    _pad1: u32,
+    n: u32,     // elements (sum_accumulate, count_accumulate, sum_chunks: per chunk) or rows
+    cols: u32,  // row length (correct_accumulate, argmax_rows) or number of chunks (sum_chunks)
+    span: u32,  // elements (rows) per workgroup of sum_accumulate and correct_accumulate
+    store: u32, // 1: workgroup g stores its sum at acc[g]; 0: acc[0] += the sum
 }
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
@@ -19,16 +21,37 @@ var<workgroup> partial_u: array<u32, WG>;
 @group(0) @binding(2) var<storage, read_write> sum_acc: array<f32>;
 
 @compute @workgroup_size(WG)
-fn sum_accumulate(@builtin(local_invocation_index) t: u32) {
+fn sum_accumulate(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let first = wg.x * p.span;
+    let end = min(first + p.span, p.n);
     var s = 0.0;
-    for (var i = t; i < p.n; i += WG) { s += sum_x[i]; }
+    for (var i = first + t; i < end; i += WG) { s += sum_x[i]; }
     partial_f[t] = s;
     workgroupBarrier();
     for (var half = WG / 2u; half > 0u; half /= 2u) {
         if (t < half) { partial_f[t] += partial_f[t + half]; }
         workgroupBarrier();
     }
-    if (t == 0u) { sum_acc[0] += partial_f[0]; }
+    if (t == 0u) {
+        if (p.store == 1u) { sum_acc[wg.x] = partial_f[0]; } else { sum_acc[0] += partial_f[0]; }
+    }
+}
+
+// count_accumulate: counts [n] -> acc[0] += Σ counts (the second pass of a split correct_accumulate)
+@group(0) @binding(1) var<storage, read> cnt_x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cnt_acc: array<u32>;
+
+@compute @workgroup_size(WG)
+fn count_accumulate(@builtin(local_invocation_index) t: u32) {
+    var c = 0u;
+    for (var i = t; i < p.n; i += WG) { c += cnt_x[i]; }
+    partial_u[t] = c;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (t < half) { partial_u[t] += partial_u[t + half]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { cnt_acc[0] += partial_u[0]; }
 }
 
 // Index of the first maximum of row n of a [rows, classes] array.
@@ -50,9 +73,11 @@ fn row_argmax_of(n: u32) -> u32 {
 @group(0) @binding(3) var<storage, read_write> cc_acc: array<u32>;
 
 @compute @workgroup_size(WG)
-fn correct_accumulate(@builtin(local_invocation_index) t: u32) {
+fn correct_accumulate(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let first = wg.x * p.span;
+    let end = min(first + p.span, p.n);
     var c = 0u;
-    for (var n = t; n < p.n; n += WG) {
+    for (var n = first + t; n < end; n += WG) {
         if (row_argmax_of(n) == cc_label[n]) { c += 1u; }
     }
     partial_u[t] = c;
@@ -61,7 +86,9 @@ fn correct_accumulate(@builtin(local_invocation_index) t: u32) {
         if (t < half) { partial_u[t] += partial_u[t + half]; }
         workgroupBarrier();
     }
-    if (t == 0u) { cc_acc[0] += partial_u[0]; }
+    if (t == 0u) {
+        if (p.store == 1u) { cc_acc[wg.x] = partial_u[0]; } else { cc_acc[0] += partial_u[0]; }
+    }
 }
 
 @group(0) @binding(2) var<storage, read_write> am_out: array<u32>;

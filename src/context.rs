@@ -33,6 +33,10 @@ pub struct Budget {
     /// further: 4,096 fills lavapipe's SIMD lanes on every CPU thread; a discrete GPU has tens of
     /// thousands of lanes (an H200: 132 SMs × 2,048 resident threads), an integrated one fewer.
     pub threads: usize,
+    /// Elements one workgroup of a metric reduction (`sum_accumulate`, `correct_accumulate`) takes
+    /// before the reduction spreads over more workgroups: 262,144 on a CPU adapter (one workgroup for
+    /// any batch's metrics, as lavapipe runs workgroups on its few threads), 4,096 on a GPU.
+    pub reduce_span: usize,
 }
 
 impl Budget {
@@ -45,7 +49,8 @@ impl Budget {
             wgpu::DeviceType::DiscreteGpu => 1 << 18,
             wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 1 << 16,
         };
-        Budget { loop_iters, threads }
+        let reduce_span = if info.device_type == wgpu::DeviceType::Cpu { 64 * 4096 } else { 64 * 64 };
+        Budget { loop_iters, threads, reduce_span }
     }
 }
 

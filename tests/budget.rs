@@ -9,8 +9,9 @@ use common::*;
 use wgcnn::context::Budget;
 use wgcnn::kernels::conv_fast::*;
 use wgcnn::kernels::matmul::matmul_takes;
+use wgcnn::kernels::reduce::{correct_accumulate, sum_accumulate};
 use wgcnn::reference as cpu;
-use wgcnn::shape::Conv2dGeom;
+use wgcnn::shape::{Conv2dGeom, LossGeom};
 use wgcnn::wgpu::{AdapterInfo, Backend, DeviceType};
 use wgcnn::{Context, DType, Tensor};
 
@@ -34,7 +35,8 @@ fn hardware_adapters_take_the_fast_kernels_past_60000_loop_iterations() {
         "Intel open-source Mesa driver",
         DeviceType::IntegratedGpu,
     ));
-    assert_eq!(soft, Budget { loop_iters: 60_000, threads: 4096 });
+    assert_eq!(soft, Budget { loop_iters: 60_000, threads: 4096, reduce_span: 262_144 });
+    assert_eq!(hard.reduce_span, 4096, "a GPU spreads metric sums over workgroups of 4,096 elements");
     assert!(hard.loop_iters >= u32::MAX as usize && igpu.loop_iters == hard.loop_iters);
     assert!(hard.threads > igpu.threads && igpu.threads > soft.threads);
 
@@ -86,7 +88,7 @@ fn a_discrete_gpus_weight_gradient_split_matches_the_reference_on_this_adapter()
     // The H200's parallelism with this adapter's loop budget: one output row per invocation, 20x the
     // chunks of lavapipe's plan, summed by the second pass in order.
     let own = ctx().budget();
-    let budget = Budget { loop_iters: own.loop_iters, threads: h200().threads };
+    let budget = Budget { loop_iters: own.loop_iters, ..h200() };
     let c = Context::new().unwrap().with_budget(budget);
     let g = Conv2dGeom::square(64, 6, 14, 14, 16, 5, 1, 0);
     let split = conv2d_weight_grad_split(&g, &budget).unwrap();
@@ -101,4 +103,29 @@ fn a_discrete_gpus_weight_gradient_split_matches_the_reference_on_this_adapter()
     c.run(&[&l]).unwrap();
     let want = cpu::conv2d_backward_weight(&g, &to_f64(&dy), &to_f64(&x));
     check("conv2d_weight_grad/h200_split", &dwt.to_f32(&c).unwrap(), &want, F32_TOL);
+}
+
+#[test]
+fn a_gpus_metric_reductions_spread_over_workgroups_and_match_the_reference_here() {
+    // A batch of 10,000 rows of 10 logits: one workgroup on lavapipe; on a GPU's budget 27 workgroups
+    // (4,096 / 11 = 372 rows each) for the correct-count and 25 for the loss sum, then the totals.
+    let own = ctx().budget();
+    let c = Context::new().unwrap().with_budget(Budget { loop_iters: own.loop_iters, ..h200() });
+    let g = LossGeom { n: 10_000, classes: 10 };
+    let mut r = rng(9);
+    let z = r.vec_f32(g.len(), -1.0, 1.0);
+    let labels: Vec<u32> = (0..g.n).map(|_| r.below(10) as u32).collect();
+    let zt = Tensor::from_f32(&c, "z", &[g.n, g.classes], &z).unwrap();
+    let lt = Tensor::from_u32(&c, "labels", &[g.n], &labels).unwrap();
+    let acc = Tensor::from_f32(&c, "acc", &[1], &[0.25]).unwrap();
+    let cacc = Tensor::from_u32(&c, "correct", &[1], &[1]).unwrap();
+    let sum = sum_accumulate(&c, "loss", &zt, &acc).unwrap();
+    let cor = correct_accumulate(&c, "correct", &g, &zt, &lt, &cacc).unwrap();
+    assert_eq!((sum.dispatches(), cor.dispatches()), (2, 2));
+    assert_eq!((sum.grids()[0][0], cor.grids()[0][0]), (25, 27), "workgroups of the first passes");
+    c.run(&[&sum, &cor]).unwrap();
+    let z64 = to_f64(&z);
+    check("sum_accumulate/h200_span", &acc.to_f32(&c).unwrap(), &[cpu::sum_accumulate(0.25, &z64)], F32_TOL);
+    let want = cpu::correct_accumulate(1, &g, &z64, &labels);
+    check_u32("correct_accumulate/h200_span", &cacc.to_u32(&c).unwrap(), &[want]);
 }

@@ -222,23 +222,29 @@ fn linear_all_directions_match_reference() {
 fn loop_cap_of_the_adapter_is_a_typed_error_not_a_wrong_answer() {
     // llvmpipe silently ends each invocation's loops after 65,535 iterations; a launch that would
     // need more must be refused up front. Elsewhere there is no cap and the same launch runs.
+    // argmax_rows loops over a row: 70,000 classes is one invocation of 70,000 iterations.
     let c = ctx();
-    let n = 64 * 70_000;
-    let xt = zeros("x", &[n]);
-    let acc = zeros("acc", &[1]);
-    let r = sum_accumulate(c, "too_long", &xt, &acc);
+    let g = wgcnn::shape::LossGeom { n: 2, classes: 70_000 };
+    let (zt, out) = (zeros("z", &[g.n, g.classes]), zeros_u32("argmax", &[g.n]));
+    let r = wgcnn::kernels::reduce::argmax_rows(c, "too_long", &g, &zt, &out);
     if c.max_loop_iterations() < u64::MAX {
         assert_eq!(c.max_loop_iterations(), 65_535);
         match r {
             Err(wgcnn::Error::Limit { what, value, .. }) => {
                 assert!(what.contains("loop iterations"), "{what}");
-                assert!(value > 65_535);
+                assert_eq!(value, 70_000);
             }
             other => panic!("expected a loop limit error, got {:?}", other.map(|_| ())),
         }
     } else {
         assert!(r.is_ok());
     }
+    // A sum of 4,480,000 elements (70,000 per invocation of one workgroup) spreads over workgroups
+    // instead, and runs everywhere.
+    let n = 64 * 70_000;
+    let (xt, acc) = (upload("x", &[n], &vec![1.0; n]), zeros("acc", &[1]));
+    c.run(&[&sum_accumulate(c, "long_sum", &xt, &acc).unwrap()]).unwrap();
+    assert_eq!(acc.to_f32(c).unwrap(), [n as f32]);
 }
 
 #[test]

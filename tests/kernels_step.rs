@@ -160,6 +160,10 @@ fn reductions_match_reference() {
         ("lenet_batch64", LossGeom { n: 64, classes: 10 }),
         ("ragged_1000x7", LossGeom { n: 1000, classes: 7 }),
         ("long_300000", LossGeom { n: 300_000, classes: 1 }),
+        // Past one workgroup's span on every adapter (262,144 elements, 23,831 rows of 10 on a CPU
+        // adapter): several workgroups store partial sums, count_accumulate / sum_accumulate add them.
+        ("split_1000003", LossGeom { n: 1_000_003, classes: 1 }),
+        ("split_rows_30001x10", LossGeom { n: 30_001, classes: 10 }),
     ];
     for (seed, (name, g)) in table.into_iter().enumerate() {
         let mut r = rng(800 + seed as u64);
@@ -173,6 +177,11 @@ fn reductions_match_reference() {
         // Twice: accumulators add across launches.
         let sum = sum_accumulate(c, name, &zt, &acc).unwrap();
         let cor = correct_accumulate(c, name, &g, &zt, &lt, &cacc).unwrap();
+        if name.starts_with("split") {
+            // Partial sums, then the total: sum_accumulate again, or count_accumulate for the counts.
+            assert_eq!(sum.dispatches(), 2, "{name}: sum_accumulate split");
+            assert_eq!(cor.dispatches(), 2, "{name}: correct_accumulate + count_accumulate");
+        }
         c.run(&[&sum, &cor, &sum, &cor]).unwrap();
         c.run(&[&argmax_rows(c, name, &g, &zt, &out).unwrap()]).unwrap();
         let z64 = to_f64(&z);

@@ -204,6 +204,7 @@ kernels! {
     GatherBatch => "gather_batch", Gather, [R, R, R, W, W];
     SumAccumulate => "sum_accumulate", Reduce, [R, W];
     CorrectAccumulate => "correct_accumulate", Reduce, [R, R, W];
+    CountAccumulate => "count_accumulate", Reduce, [R, W];
     ArgmaxRows => "argmax_rows", Reduce, [R, W];
     SumChunks => "sum_chunks", Reduce, [R, W];
 }

@@ -18,21 +18,65 @@ pub struct ReduceParams {
     pub n: u32,
     /// Row length, or number of chunks for `sum_chunks`.
     pub cols: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Elements (rows) per workgroup of `sum_accumulate` and `correct_accumulate`.
+    pub span: u32,
+    /// 1: workgroup g stores its sum at `acc[g]` (the first pass of a split); 0: `acc[0] +=` the sum.
+    pub store: u32,
 }
 
-/// `acc[0] += Σ x` (one workgroup, fixed order).
+/// How a metric reduction over `n` items, each costing `cost` loop iterations, spreads over
+/// workgroups: the span of items per workgroup and the number of workgroups. One workgroup (the whole
+/// input, as before splits existed) when `n` is within the adapter's [`crate::context::Budget::reduce_span`];
+/// never more workgroups than one grid dimension holds, so `workgroup_id.x` is the index.
+fn spread(ctx: &Context, n: usize, cost: usize) -> (usize, usize) {
+    let per_group = (ctx.budget().reduce_span / cost.max(1)).max(WORKGROUP_SIZE as usize);
+    if n <= per_group {
+        return (n.max(1), 1);
+    }
+    let max_groups = ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    let span = per_group.max(n.div_ceil(max_groups));
+    (span, n.div_ceil(span))
+}
+
+/// Launch one pass of a metric reduction over `groups` workgroups of `span` items.
+#[allow(clippy::too_many_arguments)]
+fn metric_pass(
+    ctx: &Context,
+    kernel: Kernel,
+    label: &str,
+    (n, cols): (usize, usize),
+    (span, groups): (usize, usize),
+    tensors: &[&Tensor],
+    cost: usize,
+) -> Result<Launch> {
+    let op = kernel.entry_point();
+    let p = ReduceParams {
+        n: to_u32(op, "length", n)?,
+        cols: cols as u32, // callers checked n · cols fits in u32
+        span: span as u32,
+        store: u32::from(groups > 1),
+    };
+    let iters = span.div_ceil(WORKGROUP_SIZE as usize) * cost + 7; // + the tree's levels
+    ctx.launch(kernel, label, &p, tensors, groups as u64 * u64::from(WORKGROUP_SIZE), iters as u64)
+}
+
+/// `acc[0] += Σ x`, in a fixed order: one workgroup, or for long inputs one workgroup per span whose
+/// sums a second one-workgroup pass adds in order (see [`spread`]).
 pub fn sum_accumulate(ctx: &Context, label: &str, x: &Tensor, acc: &Tensor) -> Result<Launch> {
     let op = Kernel::SumAccumulate.entry_point();
     x.expect(op, "x", DType::F32, x.len())?;
     acc.expect(op, "acc", DType::F32, 1)?;
-    let p = ReduceParams { n: to_u32(op, "length", x.len())?, cols: 1, _pad0: 0, _pad1: 0 };
-    let iters = x.len().div_ceil(WORKGROUP_SIZE as usize) + 7; // + the tree's levels
-    ctx.launch(Kernel::SumAccumulate, label, &p, &[x, acc], u64::from(WORKGROUP_SIZE), iters as u64)
+    let (span, groups) = spread(ctx, x.len(), 1);
+    if groups == 1 {
+        return metric_pass(ctx, Kernel::SumAccumulate, label, (x.len(), 1), (span, 1), &[x, acc], 1);
+    }
+    let partial = Tensor::zeros(ctx, &format!("{label}.partial"), &[groups], DType::F32)?;
+    let first = metric_pass(ctx, Kernel::SumAccumulate, label, (x.len(), 1), (span, groups), &[x, &partial], 1)?;
+    let label = format!("{label}.total");
+    Ok(first.then(metric_pass(ctx, Kernel::SumAccumulate, &label, (groups, 1), (groups, 1), &[&partial, acc], 1)?))
 }
 
-/// `acc[0] +=` the number of rows whose first maximum is at the label.
+/// `acc[0] +=` the number of rows whose first maximum is at the label (split as [`sum_accumulate`]).
 pub fn correct_accumulate(
     ctx: &Context,
     label: &str,
@@ -46,9 +90,16 @@ pub fn correct_accumulate(
     logits.expect(op, "logits", DType::F32, g.len())?;
     labels.expect(op, "labels", DType::U32, g.n)?;
     acc.expect(op, "acc", DType::U32, 1)?;
-    let p = row_params(op, g)?;
-    let iters = g.n.div_ceil(WORKGROUP_SIZE as usize) * (g.classes + 1) + 7;
-    ctx.launch(Kernel::CorrectAccumulate, label, &p, &[logits, labels, acc], u64::from(WORKGROUP_SIZE), iters as u64)
+    row_params(op, g)?;
+    let (k, dims, cost) = (Kernel::CorrectAccumulate, (g.n, g.classes), g.classes + 1);
+    let (span, groups) = spread(ctx, g.n, cost);
+    if groups == 1 {
+        return metric_pass(ctx, k, label, dims, (span, 1), &[logits, labels, acc], cost);
+    }
+    let partial = Tensor::zeros(ctx, &format!("{label}.partial"), &[groups], DType::U32)?;
+    let first = metric_pass(ctx, k, label, dims, (span, groups), &[logits, labels, &partial], cost)?;
+    let label = format!("{label}.total");
+    Ok(first.then(metric_pass(ctx, Kernel::CountAccumulate, &label, (groups, 1), (groups, 1), &[&partial, acc], 1)?))
 }
 
 /// `out[n]` = index of the first maximum of row `n`.
@@ -63,7 +114,7 @@ pub fn argmax_rows(ctx: &Context, label: &str, g: &LossGeom, logits: &Tensor, ou
 
 fn row_params(op: &str, g: &LossGeom) -> Result<ReduceParams> {
     to_u32(op, "logits length", g.len())?; // rows and classes are each at most this
-    Ok(ReduceParams { n: g.n as u32, cols: g.classes as u32, _pad0: 0, _pad1: 0 })
+    Ok(ReduceParams { n: g.n as u32, cols: g.classes as u32, span: 0, store: 0 })
 }
 
 /// `out[i] = Σ_c partial[c, i]` for `c in 0..chunks`, in order: the second pass of a split reduction.
@@ -75,7 +126,7 @@ pub fn sum_chunks(ctx: &Context, label: &str, partial: &Tensor, chunks: usize, o
     out.expect(op, "out", DType::F32, out.len())?;
     partial.expect(op, "partial", DType::F32, chunks * out.len())?;
     to_u32(op, "partial length", partial.len())?;
-    let p = ReduceParams { n: out.len() as u32, cols: chunks as u32, _pad0: 0, _pad1: 0 };
+    let p = ReduceParams { n: out.len() as u32, cols: chunks as u32, span: 0, store: 0 };
     let label = format!("{label}.sum_chunks");
     ctx.launch(Kernel::SumChunks, &label, &p, &[partial, out], out.len() as u64, chunks as u64)
 }
