@@ -3,7 +3,9 @@
 //!
 //! Data flows one way: [`context`] (adapter, device) → [`tensor`] (GPU buffers) → [`kernels`] (one
 //! WGSL entry point per op and gradient) — each checked against [`mod@reference`], the plain CPU loops.
-#![forbid(unsafe_code)]
+// One `unsafe` call, allowed where it is made: wgpu's pipeline cache from wgcnn's own file
+// (`context/cache.rs`).
+#![deny(unsafe_code)]
 
 pub mod bench;
 pub mod checkpoint;

@@ -102,3 +102,41 @@ fn gl_trains_to_the_same_loss_as_vulkan() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The driver's pipeline cache on disk (Vulkan): written at the end of a run, framed with wgcnn's
+/// magic, length and digest; a damaged file is ignored with a warning and replaced; `off` writes none.
+#[cfg(unix)]
+#[test]
+fn the_pipeline_cache_file_is_written_checked_and_replaced() {
+    let dir = cli::scratch("pipeline-cache");
+    let cache = dir.join("cache");
+    let folder = cli::s(&cache);
+    let env = [("WGPU_BACKEND", "vulkan"), ("WGCNN_PIPELINE_CACHE", folder.as_str()), ("RUST_LOG", "wgcnn=info")];
+    let train = ["train", "--steps", "1", "--json"];
+    cli::wgcnn(&dir, &train, &env).ok();
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert!(file.file_name().unwrap().to_string_lossy().starts_with("wgpu_pipeline_cache_vulkan_"));
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(&bytes[..8], b"WGCNNPC1");
+    assert_eq!(u64::from_le_bytes(bytes[8..16].try_into().unwrap()), bytes.len() as u64 - 24);
+    // The second run loads it.
+    let r = cli::wgcnn(&dir, &train, &env);
+    r.ok();
+    assert!(r.stderr.contains(&format!("{} bytes loaded", bytes.len() - 24)), "{}", r.stderr);
+    // One flipped byte of wgpu's data: ignored, the run succeeds, and the file is intact again.
+    let mut bad = bytes.clone();
+    *bad.last_mut().unwrap() ^= 0x55;
+    std::fs::write(file, &bad).unwrap();
+    let r = cli::wgcnn(&dir, &train, &env);
+    r.ok();
+    assert!(r.stderr.contains("not an intact wgcnn cache file"), "{}", r.stderr);
+    assert_eq!(std::fs::read(file).unwrap(), bytes);
+    // Disabled: nothing is written.
+    let off = dir.join("off");
+    cli::wgcnn(&dir, &train, &[("WGPU_BACKEND", "vulkan"), ("WGCNN_PIPELINE_CACHE", "off"), ("HOME", &cli::s(&off))])
+        .ok();
+    assert!(!off.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Kernel, Pipeline, ShaderFile};
 
 mod adapter;
+mod cache;
 mod serial;
 
 pub use adapter::{
@@ -83,6 +84,8 @@ pub struct Context {
     serial: Option<SerialLock>,
     pub(crate) modules: Mutex<HashMap<ShaderFile, wgpu::ShaderModule>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// wgpu's pipeline cache and its file, where the backend has one (see `context/cache.rs`).
+    pub(crate) disk_cache: Mutex<Option<cache::DiskCache>>,
     device_error: Arc<Mutex<Option<String>>>,
     created: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
@@ -123,7 +126,7 @@ impl Context {
         let adapter_limits = adapter.limits();
         let adapter_features = adapter.features();
         let required_limits = wanted_limits(&adapter_limits);
-        let required_features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        let required_features = adapter_features & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgcnn"),
@@ -144,6 +147,7 @@ impl Context {
         log::info!("adapter: {}", describe_adapter(&info));
         let budget = Budget::for_adapter(&info);
         let serial = (info.backend == wgpu::Backend::Gl).then(|| Arc::new(parking_lot::ReentrantMutex::new(())));
+        let disk_cache = cache::DiskCache::open(&device, &info);
         Ok(Context {
             device,
             queue,
@@ -156,6 +160,7 @@ impl Context {
             serial,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            disk_cache: Mutex::new(disk_cache),
             device_error,
             created: std::sync::atomic::AtomicU64::new(0),
             bytes: std::sync::atomic::AtomicU64::new(0),
@@ -276,6 +281,28 @@ impl Context {
         let bytes = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+impl Context {
+    /// Save the driver's pipeline cache to its file when pipelines were compiled since it was loaded
+    /// (Vulkan; see `WGCNN_PIPELINE_CACHE`). Also done when the context is dropped; a failure there
+    /// is only logged. `Ok(true)` when a file was written.
+    pub fn save_pipeline_cache(&self) -> Result<bool> {
+        let _serial = self.serial();
+        let mut slot = self.disk_cache.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(c) => c.save(),
+            None => Ok(false),
+        }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if let Err(e) = self.save_pipeline_cache() {
+            log::warn!("the pipeline cache was not saved: {e}");
+        }
     }
 }
 

@@ -165,6 +165,7 @@ impl Context {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let disk_cache = self.disk_cache.lock().unwrap_or_else(|e| e.into_inner());
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: Some(&pipeline_layout),
@@ -174,8 +175,9 @@ impl Context {
                 constants: &constants,
                 zero_initialize_workgroup_memory: true,
             },
-            cache: None,
+            cache: disk_cache.as_ref().map(|c| &c.cache),
         });
+        drop(disk_cache);
         let p = Arc::new(Pipeline { pipeline, layout });
         cache.insert(key, Arc::clone(&p));
         p
