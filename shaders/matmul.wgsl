@@ -110,3 +110,79 @@ fn matmul(
         store_row(l, m0 + 7u, j0, c7);
     }
 }
+
+// matmul_tiled: the same product for hardware adapters, through workgroup memory. A workgroup of 64
+// computes a 32×32 tile of c: per step it stages a 32×16 block of a and a 16×32 block of b in
+// workgroup memory (each invocation loads 8 of each, zero past the edges), then invocation
+// (tr, tc) = (t / 8, t % 8) accumulates rows 4·tr.. and columns 4·tc.. of the tile as four vec4.
+// Every operand element is read from storage once per tile instead of once per output row/column.
+// `p.total` is the number of tiles per product; the grid holds one workgroup per tile.
+const TILE: u32 = 32u;
+const TK: u32 = 16u;
+
+var<workgroup> tile_a: array<vec4<f32>, 128>; // [k][row / 4]: tile_a[kk * 8 + r / 4][r % 4]
+var<workgroup> tile_b: array<vec4<f32>, 128>; // [k][col / 4]
+
+fn store_tile_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
+    if (m >= p.m || j0 >= p.n) { return; }
+    store_row(l, m, j0, v);
+}
+
+@compute @workgroup_size(WG)
+fn matmul_tiled(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= p.total) { return; }
+    let l = wid.z;
+    let tiles_n = (p.n + TILE - 1u) / TILE;
+    let m0 = (tile / tiles_n) * TILE;
+    let n0 = (tile % tiles_n) * TILE;
+    let tr = t / 8u;
+    let tc = t % 8u;
+    var init = vec4<f32>(0.0);
+    if (BIAS) {
+        let last = p.n - 1u;
+        let j = n0 + tc * 4u;
+        init = vec4<f32>(mm_bias[min(j, last)], mm_bias[min(j + 1u, last)], mm_bias[min(j + 2u, last)],
+                         mm_bias[min(j + 3u, last)]);
+    }
+    var c0 = init;
+    var c1 = init;
+    var c2 = init;
+    var c3 = init;
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        for (var e = 0u; e < 8u; e++) {
+            let idx = t + e * WG; // 0..511 over the 32×16 block
+            let r = idx % TILE;
+            let kk = idx / TILE;
+            let m = m0 + r;
+            let k = k0 + kk;
+            var av = 0.0;
+            if (m < p.m && k < p.k) { av = mm_a[l * p.a_l + m * p.a_m + k * p.a_k]; }
+            tile_a[kk * 8u + r / 4u][r % 4u] = av;
+            let j = n0 + r;
+            var bv = 0.0;
+            if (j < p.n && k < p.k) { bv = mm_b[l * p.b_l + k * p.b_k + j * p.b_j]; }
+            tile_b[kk * 8u + r / 4u][r % 4u] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let a = tile_a[kk * 8u + tr];
+            let b = tile_b[kk * 8u + tc];
+            c0 += a.x * b;
+            c1 += a.y * b;
+            c2 += a.z * b;
+            c3 += a.w * b;
+        }
+        workgroupBarrier();
+    }
+    let j0 = n0 + tc * 4u;
+    let mr = m0 + tr * 4u;
+    store_tile_row(l, mr, j0, c0);
+    store_tile_row(l, mr + 1u, j0, c1);
+    store_tile_row(l, mr + 2u, j0, c2);
+    store_tile_row(l, mr + 3u, j0, c3);
+}

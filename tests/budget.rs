@@ -35,7 +35,8 @@ fn hardware_adapters_take_the_fast_kernels_past_60000_loop_iterations() {
         "Intel open-source Mesa driver",
         DeviceType::IntegratedGpu,
     ));
-    assert_eq!(soft, Budget { loop_iters: 60_000, threads: 4096, reduce_span: 262_144 });
+    assert_eq!(soft, Budget { loop_iters: 60_000, threads: 4096, reduce_span: 262_144, tiled: false });
+    assert!(hard.tiled && igpu.tiled, "GPUs take the workgroup-memory tiled products");
     assert_eq!(hard.reduce_span, 4096, "a GPU spreads metric sums over workgroups of 4,096 elements");
     assert!(hard.loop_iters >= u32::MAX as usize && igpu.loop_iters == hard.loop_iters);
     assert!(hard.threads > igpu.threads && igpu.threads > soft.threads);

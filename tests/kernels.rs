@@ -265,6 +265,7 @@ fn every_kernel_is_covered_by_this_file() {
         include_str!("kernels_maps.rs"),
         include_str!("kernels_step.rs"),
         include_str!("kernels_norm.rs"),
+        include_str!("kernels_tiled.rs"),
     ]
     .concat();
     for k in Kernel::ALL {

@@ -28,6 +28,10 @@ pub struct Budget {
     /// before the reduction spreads over more workgroups: 262,144 on a CPU adapter (one workgroup for
     /// any batch's metrics, as lavapipe runs workgroups on its few threads), 4,096 on a GPU.
     pub reduce_span: usize,
+    /// Whether the products (matmul, the conv forward) take their workgroup-memory tiled kernels:
+    /// on GPUs, whose workgroups share fast on-chip memory; not on CPU adapters, where the
+    /// register-blocked kernels tuned for lavapipe's SIMD lanes are faster.
+    pub tiled: bool,
 }
 
 impl Budget {
@@ -40,8 +44,9 @@ impl Budget {
             wgpu::DeviceType::DiscreteGpu => 1 << 18,
             wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 1 << 16,
         };
-        let reduce_span = if info.device_type == wgpu::DeviceType::Cpu { 64 * 4096 } else { 64 * 64 };
-        Budget { loop_iters, threads, reduce_span }
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let reduce_span = if cpu { 64 * 4096 } else { 64 * 64 };
+        Budget { loop_iters, threads, reduce_span, tiled: !cpu }
     }
 }
 

@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::context::{Budget, Context};
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::linear::{linear_backward_input, linear_backward_weight, linear_forward};
-use crate::kernels::{fast_or, Kernel, Launch};
+use crate::kernels::{fast_or, Kernel, Launch, WORKGROUP_SIZE};
 use crate::shape::LinearGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -42,11 +42,21 @@ pub struct Operand<'a> {
     pub cols: usize,
 }
 
-/// Whether one dispatch of the register-blocked product takes a reduction over `k` for `count`
-/// products: each invocation loops `k` times, so `k` must be within the adapter's loop budget, and
-/// the products are the grid's layers.
+/// Loop iterations of one invocation of the product over `k`: `k` for the register-blocked kernel;
+/// for the tiled one 24 per step of 16 (8 loads, 16 multiply-adds).
+fn matmul_iters(k: usize, tiled: bool) -> usize {
+    if tiled {
+        k.div_ceil(16) * 24 + 1
+    } else {
+        k + 1
+    }
+}
+
+/// Whether one dispatch of the product (register-blocked, or tiled where the budget says so) takes a
+/// reduction over `k` for `count` products: each invocation's loops must be within the adapter's
+/// loop budget, and the products are the grid's layers.
 pub fn matmul_takes(k: usize, count: usize, budget: &Budget, limits: &wgpu::Limits) -> bool {
-    k <= budget.loop_iters && count <= limits.max_compute_workgroups_per_dimension as usize
+    matmul_iters(k, budget.tiled) <= budget.loop_iters && count <= limits.max_compute_workgroups_per_dimension as usize
 }
 
 /// `c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j])` for an `m`×`n` result over `k`. `None` when `k` is past
@@ -130,10 +140,21 @@ pub fn matmul_batched(
         _pad1: 0,
         _pad2: 0,
     };
-    let consts = [("MR", mr as u32), ("BIAS", u32::from(bias.is_some()))];
     let tensors = [a.t, b.t, bias.unwrap_or(a.t), c.t];
     let layers = batch.count as u32; // checked against the grid's limit above
-    let l = ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, k as u64 + 1)?;
+    let l = if ctx.budget().tiled {
+        // One workgroup per 32×32 tile (the `total` field counts tiles), 16 values of k per step.
+        let tiles = m.div_ceil(32) * n.div_ceil(32);
+        let p = MatmulParams { total: to_u32(op, "tiles", tiles)?, ..p };
+        let consts = [("BIAS", u32::from(bias.is_some()))];
+        let threads = tiles as u64 * u64::from(WORKGROUP_SIZE);
+        let iters = matmul_iters(k, true) as u64;
+        ctx.launch_layered(Kernel::MatmulTiled, &consts, label, &p, &tensors, threads, layers, iters)?
+    } else {
+        let consts = [("MR", mr as u32), ("BIAS", u32::from(bias.is_some()))];
+        let iters = matmul_iters(k, false) as u64;
+        ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)?
+    };
     Ok(Some(l.with_work(2 * (batch.count * m * n * k) as u64, 0)))
 }
 

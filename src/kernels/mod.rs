@@ -195,6 +195,7 @@ kernels! {
     LinearBackwardWeight => "linear_backward_weight", Linear, [R, R, W];
     LinearBackwardBias => "linear_backward_bias", Linear, [R, W];
     Matmul => "matmul", Matmul, [R, R, R, W];
+    MatmulTiled => "matmul_tiled", Matmul, [R, R, R, W];
     SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
     SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
     SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];
