@@ -159,3 +159,104 @@ fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
     bb_db[i] = acc;
 }
+
+// conv2d_tiled: the forward as an implicit matrix product through workgroup memory, for hardware
+// adapters: y[co, q] = b[co] + Σ_kk w[co, kk] · x̂[kk, q] over kk = (ci, ky, kx) and the output
+// pixels q = (image, oy, ox); x̂ (im2col) is gathered from x while a tile is staged, never stored.
+// A workgroup of 64 computes 16 output channels × 64 pixels: per step it stages w[16, 16] and
+// x̂[16, 64] in workgroup memory, then invocation (tr, tc) = (t / 16, t % 16) accumulates channels
+// 4·tr.. and pixels 4·tc.. as four vec4. `p.total` is the number of tiles; one workgroup per tile.
+override RELU: bool = false;
+
+const CT_ROWS: u32 = 16u;
+const CT_COLS: u32 = 64u;
+const CT_K: u32 = 16u;
+
+var<workgroup> ct_w: array<vec4<f32>, 64>;  // [kk][co / 4]
+var<workgroup> ct_x: array<vec4<f32>, 256>; // [kk][q / 4]
+
+// x̂[kk, q]: the input value under tap kk of output pixel q, zero in the padding or past the edges.
+fn im2col(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
+    if (kk >= p.c_in * taps || q >= p.n * pixels) { return 0.0; }
+    let ci = kk / taps;
+    let ky = (kk % taps) / p.kw;
+    let kx = kk % p.kw;
+    let img = q / pixels;
+    let oy = (q % pixels) / p.out_w;
+    let ox = q % p.out_w;
+    let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
+    let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
+    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) { return 0.0; }
+    return fwd_x[((img * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+fn store_pixel(co: u32, q: u32, pixels: u32, v: f32) {
+    if (co >= p.c_out || q >= p.n * pixels) { return; }
+    var out = v;
+    if (RELU) { out = max(out, 0.0); }
+    fwd_y[((q / pixels) * p.c_out + co) * pixels + q % pixels] = out;
+}
+
+fn store_channel(co: u32, q0: u32, pixels: u32, v: vec4<f32>) {
+    store_pixel(co, q0, pixels, v.x);
+    store_pixel(co, q0 + 1u, pixels, v.y);
+    store_pixel(co, q0 + 2u, pixels, v.z);
+    store_pixel(co, q0 + 3u, pixels, v.w);
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_tiled(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= p.total) { return; }
+    let taps = p.kh * p.kw;
+    let depth = p.c_in * taps;
+    let pixels = p.out_h * p.out_w;
+    let tiles_q = (p.n * pixels + CT_COLS - 1u) / CT_COLS;
+    let co0 = (tile / tiles_q) * CT_ROWS;
+    let q0 = (tile % tiles_q) * CT_COLS;
+    let tr = t / 16u;
+    let tc = t % 16u;
+    let last = p.c_out - 1u;
+    var c0 = vec4<f32>(fwd_b[min(co0 + tr * 4u, last)]);
+    var c1 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 1u, last)]);
+    var c2 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 2u, last)]);
+    var c3 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 3u, last)]);
+    for (var k0 = 0u; k0 < depth; k0 += CT_K) {
+        // w: 256 values, 4 per invocation; consecutive invocations read consecutive taps of a channel.
+        for (var e = 0u; e < 4u; e++) {
+            let idx = t + e * WG;
+            let kk = idx % CT_K;
+            let r = idx / CT_K;
+            var v = 0.0;
+            if (co0 + r < p.c_out && k0 + kk < depth) { v = fwd_w[(co0 + r) * depth + k0 + kk]; }
+            ct_w[kk * 4u + r / 4u][r % 4u] = v;
+        }
+        // x̂: 1,024 values, 16 per invocation; consecutive invocations gather consecutive pixels.
+        for (var e = 0u; e < 16u; e++) {
+            let idx = t + e * WG;
+            let col = idx % CT_COLS;
+            let kk = idx / CT_COLS;
+            ct_x[kk * 16u + col / 4u][col % 4u] = im2col(k0 + kk, q0 + col, taps, pixels);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < CT_K; kk++) {
+            let wv = ct_w[kk * 4u + tr];
+            let xv = ct_x[kk * 16u + tc];
+            c0 += wv.x * xv;
+            c1 += wv.y * xv;
+            c2 += wv.z * xv;
+            c3 += wv.w * xv;
+        }
+        workgroupBarrier();
+    }
+    let co = co0 + tr * 4u;
+    let q = q0 + tc * 4u;
+    store_channel(co, q, pixels, c0);
+    store_channel(co + 1u, q, pixels, c1);
+    store_channel(co + 2u, q, pixels, c2);
+    store_channel(co + 3u, q, pixels, c3);
+}

@@ -7,13 +7,15 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{check, rng, to_f64, F32_TOL};
+use common::trainer::RefTrainer;
+use common::{check, rng, sample, sgd, to_f64, Tol, F32_TOL};
 use wgcnn::context::Budget;
 
+use wgcnn::kernels::conv_fast::conv2d_forward_fused;
 use wgcnn::kernels::matmul::*;
 use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
-use wgcnn::shape::LinearGeom;
+use wgcnn::shape::{Conv2dGeom, LinearGeom};
 use wgcnn::{Context, DType, Tensor};
 
 /// This adapter with a discrete GPU's choice of kernels (and this adapter's loop budget).
@@ -82,4 +84,93 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
         check(&format!("matmul_tiled.backward_weight/{name}"), &got, &want, F32_TOL);
     }
     assert!(2_100_000usize.div_ceil(32) > 65_535);
+}
+
+#[test]
+fn conv2d_tiled_matches_the_reference_with_and_without_relu() {
+    let c = tiled();
+    let table = [
+        ("lenet_conv1_batch1", Conv2dGeom::square(1, 1, 28, 28, 6, 5, 1, 2)),
+        ("lenet_conv2_batch64", Conv2dGeom::square(64, 6, 14, 14, 16, 5, 1, 0)),
+        // 19 channels (one full block of 16 and a ragged one), 5·3·4 = 60 taps (not a multiple of 16),
+        // a rectangular kernel, unequal strides and padding.
+        (
+            "ragged_stride2x1",
+            Conv2dGeom {
+                n: 3,
+                c_in: 5,
+                h: 13,
+                w: 11,
+                c_out: 19,
+                kh: 3,
+                kw: 4,
+                stride_h: 2,
+                stride_w: 1,
+                pad_h: 1,
+                pad_w: 2,
+            },
+        ),
+        ("deep_3x3", Conv2dGeom::square(2, 40, 9, 9, 33, 3, 1, 1)),
+        // 4,202,500 pixels of one channel: 65,665 tiles, the grid folds.
+        ("tiles_past_65535", Conv2dGeom::square(1, 1, 2050, 2050, 1, 3, 1, 1)),
+    ];
+    for (seed, (name, g)) in table.iter().enumerate() {
+        let mut r = rng(1500 + seed as u64);
+        let (x, w, b) =
+            (r.vec_f32(g.x_len(), -1.0, 1.0), r.vec_f32(g.w_len(), -1.0, 1.0), r.vec_f32(g.c_out, -1.0, 1.0));
+        let want = cpu::conv2d_forward(g, &to_f64(&x), &to_f64(&w), &to_f64(&b));
+        let (xt, wt, bt, yt) = (upload("x", &x), upload("w", &w), upload("b", &b), zeros("y", g.y_len()));
+        for relu in [false, true] {
+            let l = conv2d_forward_fused(c, name, g, &xt, &wt, &bt, &yt, relu).unwrap();
+            let got = run(l, Kernel::Conv2dTiled, &yt);
+            let want: Vec<f64> = want.iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
+            check(&format!("conv2d_tiled/{name}/relu={relu}"), &got, &want, F32_TOL);
+        }
+    }
+    let big = table.last().unwrap().1;
+    assert!(big.c_out.div_ceil(16) * (big.n * big.out_h() * big.out_w()).div_ceil(64) > 65_535);
+}
+
+#[test]
+fn training_steps_on_the_tiled_kernels_match_the_cpu_reference_trainer() {
+    // LeNet-5 (two 5x5 convs with fused ReLUs, three linear layers) and the residual model file,
+    // trained on the tiled context: loss and every gradient of 3 steps (8, 8 and a partial 4) as in
+    // tests/training.rs, and the graphs must have built the tiled kernels.
+    use wgcnn::model::{init_params, lenet5, LeNetConfig};
+    use wgcnn::train::Trainer;
+    let c = tiled();
+    let data = sample(20);
+    let residual = wgcnn::model::file::load(std::path::Path::new("models/residual-mini.toml")).unwrap();
+    for (name, spec) in [("lenet5", lenet5(LeNetConfig::default())), ("residual_mini", residual)] {
+        let specs = spec.params();
+        let init = init_params(&specs, 7);
+        let mut t = Trainer::new(c, spec.clone(), &data, 8, sgd(), &init).unwrap();
+        t.start_epoch(c, None).unwrap();
+        let mut r = RefTrainer::new(&spec, &init, sgd());
+        let item = spec.input.iter().product::<usize>();
+        for (s, (first, b)) in [(0usize, 8usize), (8, 8), (16, 4)].into_iter().enumerate() {
+            assert_eq!(t.step(c, s).unwrap(), b);
+            let gpu_loss = t.metrics.take(c).unwrap().0 / b as f64;
+            let gpu_grads = t.params.grads.read(c).unwrap();
+            let x: Vec<f64> =
+                data.images[first * item..(first + b) * item].iter().map(|&v| f64::from(v as f32 / 255.0)).collect();
+            let labels: Vec<u32> = data.labels[first..first + b].iter().map(|&l| u32::from(l)).collect();
+            let (want, ref_grads) = r.step(&x, &labels, None);
+            check(
+                &format!("tiled loss/{name}/step{}", s + 1),
+                &[gpu_loss as f32],
+                &[want],
+                Tol { atol: 1e-5, rtol: 1e-5 },
+            );
+            for (i, p) in specs.iter().enumerate() {
+                check(&format!("tiled grad/{name}/step{}/{}", s + 1, p.name), &gpu_grads[i], &ref_grads[i], F32_TOL);
+            }
+        }
+    }
+    let built = c.pipeline_specs();
+    let has = |k: Kernel| built.iter().any(|(b, _)| *b == k);
+    assert!(has(Kernel::Conv2dTiled) && has(Kernel::MatmulTiled), "{built:?}");
+    // The register-blocked direct conv still serves the input gradient (FLIP = 1), never the forward.
+    let direct_forward = built.iter().any(|(k, cs)| *k == Kernel::Conv2dDirect && cs.contains(&("FLIP", 0)));
+    assert!(!direct_forward, "the tiled context took the direct conv forward: {built:?}");
 }

@@ -43,8 +43,14 @@ fn collect() -> Vec<Spec> {
     let data = sample(40); // batch 32: a full batch and a partial one of 8
     let adam = Optimizer::Adam(wgcnn::kernels::optim::Adam::default());
     let mut specs = Vec::new();
-    for set in [KernelSet::Fast, KernelSet::Plain] {
+    // The fast and plain kernel sets on this adapter, and the fast set with a GPU's plans (tiled
+    // products, wider splits; this adapter's loop budget).
+    for (set, gpu) in [(KernelSet::Fast, false), (KernelSet::Plain, false), (KernelSet::Fast, true)] {
         let mut c = Context::new().expect("an adapter");
+        if gpu {
+            let own = c.budget();
+            c = c.with_budget(wgcnn::context::Budget { tiled: true, threads: 1 << 18, reduce_span: 4096, ..own });
+        }
         c.kernels = set;
         for (i, spec) in models().into_iter().enumerate() {
             let opt = if i == 0 { adam } else { sgd() };
@@ -52,7 +58,7 @@ fn collect() -> Vec<Spec> {
                 .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
             Evaluator::new(&c, &spec, &t.params, &data, 1000).unwrap();
         }
-        if set == KernelSet::Fast {
+        if set == KernelSet::Fast && !gpu {
             wgcnn::viz::run_filters(&c, &wgcnn::viz::Grey { w: 40, h: 30, data: vec![0.5; 1200] }).unwrap();
         }
         specs.extend(c.pipeline_specs());

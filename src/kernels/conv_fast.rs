@@ -9,6 +9,7 @@ use crate::context::{Budget, Context};
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
+use crate::kernels::conv_tiled::{conv2d_forward_tiled, conv2d_tiled_takes};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
@@ -76,7 +77,7 @@ fn direct_iters(c_in: usize, g: &Conv2dGeom) -> usize {
 /// Whether the register-blocked forward kernel takes `g` under `budget` (and so can apply a ReLU in
 /// the same pass): what the graph's conv+ReLU fusion rule asks before it rewrites.
 pub fn conv2d_forward_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
-    direct_iters(g.c_in, g) <= budget.loop_iters
+    conv2d_tiled_takes(g, budget) || direct_iters(g.c_in, g) <= budget.loop_iters
 }
 
 /// Loop iterations of one stride-2 input-gradient invocation.
@@ -214,6 +215,9 @@ pub fn conv2d_forward_fused(
         if let Some(l) = conv1x1_forward(ctx, label, g, x, w, b, y)? {
             return Ok(Some(l));
         }
+    }
+    if let Some(l) = conv2d_forward_tiled(ctx, label, g, x, w, b, y, relu)? {
+        return Ok(Some(l));
     }
     let io = (g.c_in, g.h, g.w, g.c_out, g.out_h(), g.out_w());
     direct(ctx, label, g, io, (g.pad_h, g.pad_w), (false, relu), [x, w, b, y])

@@ -13,6 +13,7 @@ pub mod concat;
 pub mod conv;
 pub mod conv_1x1;
 pub mod conv_fast;
+pub mod conv_tiled;
 pub mod dropout;
 pub mod elementwise;
 pub mod gather;
@@ -161,6 +162,7 @@ macro_rules! kernels {
 
 kernels! {
     Conv2dForward => "conv2d_forward", Conv, [R, R, R, W];
+    Conv2dTiled => "conv2d_tiled", Conv, [R, R, R, W];
     Conv2dBackwardInput => "conv2d_backward_input", Conv, [R, R, W];
     Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
