@@ -166,7 +166,12 @@ fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 // A workgroup of 64 computes 16 output channels × 64 pixels: per step it stages w[16, 16] and
 // x̂[16, 64] in workgroup memory, then invocation (tr, tc) = (t / 16, t % 16) accumulates channels
 // 4·tr.. and pixels 4·tc.. as four vec4. `p.total` is the number of tiles; one workgroup per tile.
+// With FLIP it is the stride-1 input gradient: the geometry seen by the kernel is the transposed one
+// (dy is its input, dx its output, padding k - 1 - pad) and tap (co, ky, kx) of input channel ci
+// reads the forward weight w[co, ci, kh-1-ky, kw-1-kx]; BIAS off (b is not read).
 override RELU: bool = false;
+override FLIP: bool = false;
+override BIAS: bool = true;
 
 const CT_ROWS: u32 = 16u;
 const CT_COLS: u32 = 64u;
@@ -221,10 +226,16 @@ fn conv2d_tiled(
     let tr = t / 16u;
     let tc = t % 16u;
     let last = p.c_out - 1u;
-    var c0 = vec4<f32>(fwd_b[min(co0 + tr * 4u, last)]);
-    var c1 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 1u, last)]);
-    var c2 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 2u, last)]);
-    var c3 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 3u, last)]);
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    if (BIAS) {
+        c0 = vec4<f32>(fwd_b[min(co0 + tr * 4u, last)]);
+        c1 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 1u, last)]);
+        c2 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 2u, last)]);
+        c3 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 3u, last)]);
+    }
     for (var k0 = 0u; k0 < depth; k0 += CT_K) {
         // w: 256 values, 4 per invocation; consecutive invocations read consecutive taps of a channel.
         for (var e = 0u; e < 4u; e++) {
@@ -232,7 +243,14 @@ fn conv2d_tiled(
             let kk = idx % CT_K;
             let r = idx / CT_K;
             var v = 0.0;
-            if (co0 + r < p.c_out && k0 + kk < depth) { v = fwd_w[(co0 + r) * depth + k0 + kk]; }
+            if (co0 + r < p.c_out && k0 + kk < depth) {
+                if (FLIP) {
+                    let tap = (k0 + kk) % taps;
+                    v = fwd_w[((k0 + kk) / taps * p.c_out + co0 + r) * taps + taps - 1u - tap];
+                } else {
+                    v = fwd_w[(co0 + r) * depth + k0 + kk];
+                }
+            }
             ct_w[kk * 4u + r / 4u][r % 4u] = v;
         }
         // x̂: 1,024 values, 16 per invocation; consecutive invocations gather consecutive pixels.

@@ -11,7 +11,7 @@ use common::trainer::RefTrainer;
 use common::{check, rng, sample, sgd, to_f64, Tol, F32_TOL};
 use wgcnn::context::Budget;
 
-use wgcnn::kernels::conv_fast::conv2d_forward_fused;
+use wgcnn::kernels::conv_fast::{conv2d_backward_input_fast, conv2d_forward_fused};
 use wgcnn::kernels::matmul::*;
 use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
@@ -87,7 +87,7 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
 }
 
 #[test]
-fn conv2d_tiled_matches_the_reference_with_and_without_relu() {
+fn conv2d_tiled_matches_the_reference_with_and_without_relu_and_as_the_input_gradient() {
     let c = tiled();
     let table = [
         ("lenet_conv1_batch1", Conv2dGeom::square(1, 1, 28, 28, 6, 5, 1, 2)),
@@ -125,6 +125,17 @@ fn conv2d_tiled_matches_the_reference_with_and_without_relu() {
             let got = run(l, Kernel::Conv2dTiled, &yt);
             let want: Vec<f64> = want.iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
             check(&format!("conv2d_tiled/{name}/relu={relu}"), &got, &want, F32_TOL);
+        }
+        // The stride-1 input gradient: the same kernel over the transposed geometry, flipped taps.
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (dyt, dxt) = (upload("dy", &dy), zeros("dx", g.x_len()));
+        let l = conv2d_backward_input_fast(c, name, g, &dyt, &wt, &dxt).unwrap();
+        if g.stride_h == 1 && g.stride_w == 1 {
+            let got = run(l, Kernel::Conv2dTiled, &dxt);
+            let want = cpu::conv2d_backward_input(g, &to_f64(&dy), &to_f64(&w));
+            check(&format!("conv2d_tiled.backward_input/{name}"), &got, &want, F32_TOL);
+        } else {
+            assert!(l.is_none_or(|l| l.kernel != Kernel::Conv2dTiled), "{name}: stride 2x1 is not tiled");
         }
     }
     let big = table.last().unwrap().1;
@@ -170,7 +181,6 @@ fn training_steps_on_the_tiled_kernels_match_the_cpu_reference_trainer() {
     let built = c.pipeline_specs();
     let has = |k: Kernel| built.iter().any(|(b, _)| *b == k);
     assert!(has(Kernel::Conv2dTiled) && has(Kernel::MatmulTiled), "{built:?}");
-    // The register-blocked direct conv still serves the input gradient (FLIP = 1), never the forward.
-    let direct_forward = built.iter().any(|(k, cs)| *k == Kernel::Conv2dDirect && cs.contains(&("FLIP", 0)));
-    assert!(!direct_forward, "the tiled context took the direct conv forward: {built:?}");
+    // Both models' convs have stride 1: the forward and the input gradient are all tiled.
+    assert!(!has(Kernel::Conv2dDirect), "the tiled context took the register-blocked conv: {built:?}");
 }

@@ -9,7 +9,9 @@ use crate::context::{Budget, Context};
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
-use crate::kernels::conv_tiled::{conv2d_forward_tiled, conv2d_tiled_takes};
+use crate::kernels::conv_tiled::{
+    conv2d_backward_input_tiled, conv2d_backward_input_tiled_takes, conv2d_forward_tiled, conv2d_tiled_takes,
+};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
@@ -90,6 +92,8 @@ fn s2_iters(g: &Conv2dGeom) -> usize {
 pub fn conv2d_backward_input_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
     if g.stride_h == 2 && g.stride_w == 2 {
         s2_iters(g) <= budget.loop_iters
+    } else if conv2d_backward_input_tiled_takes(g, budget) {
+        true
     } else {
         g.stride_h == 1
             && g.stride_w == 1
@@ -246,6 +250,9 @@ pub fn conv2d_backward_input_fast(
         if let Some(l) = conv1x1_backward_input(ctx, label, g, dy, w, dx)? {
             return Ok(Some(l));
         }
+    }
+    if let Some(l) = conv2d_backward_input_tiled(ctx, label, g, dy, w, dx)? {
+        return Ok(Some(l));
     }
     if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.kh || g.pad_w >= g.kw {
         return Ok(None);

@@ -42,10 +42,60 @@ pub fn conv2d_forward_tiled(
     if !conv2d_tiled_takes(g, &ctx.budget()) {
         return Ok(None);
     }
+    let consts = [("RELU", u32::from(relu)), ("FLIP", 0), ("BIAS", 1)];
+    Ok(Some(launch(ctx, label, g, &consts, [x, w, b, y])?.with_work(2 * g.macs() as u64, 0)))
+}
+
+/// The geometry the tiled kernel sees for the stride-1 input gradient: dy is its input (c_out
+/// channels of out_h × out_w), dx its output, padded by k - 1 - pad. `None` for other strides or
+/// padding of k or more.
+fn transposed(g: &Conv2dGeom) -> Option<Conv2dGeom> {
+    if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.kh || g.pad_w >= g.kw {
+        return None;
+    }
+    let (pad_h, pad_w) = (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w);
+    Some(Conv2dGeom { c_in: g.c_out, h: g.out_h(), w: g.out_w(), c_out: g.c_in, pad_h, pad_w, ..*g })
+}
+
+/// Whether the tiled input gradient takes `g` under `budget` (stride 1, padding below the kernel).
+pub fn conv2d_backward_input_tiled_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
+    transposed(g).is_some_and(|t| conv2d_tiled_takes(&t, budget))
+}
+
+/// dx = conv_transpose(dy, w) for stride 1 with the tiled kernel (flipped taps, no bias); `None`
+/// where the budget does not choose it or the stride is not 1.
+pub fn conv2d_backward_input_tiled(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Launch>> {
+    let op = Kernel::Conv2dTiled.entry_point();
+    check_geom(op, g)?;
+    dy.expect(op, "dy", DType::F32, g.y_len())?;
+    w.expect(op, "w", DType::F32, g.w_len())?;
+    dx.expect(op, "dx", DType::F32, g.x_len())?;
+    let Some(t) = transposed(g).filter(|t| conv2d_tiled_takes(t, &ctx.budget())) else {
+        return Ok(None);
+    };
+    // b is not read (BIAS is off); w is bound in its place.
+    let consts = [("RELU", 0), ("FLIP", 1), ("BIAS", 0)];
+    Ok(Some(launch(ctx, label, &t, &consts, [dy, w, w, dx])?.with_work(2 * g.macs() as u64, 0)))
+}
+
+/// One `conv2d_tiled` dispatch over the tiles of `g`'s output.
+fn launch(
+    ctx: &Context,
+    label: &str,
+    g: &Conv2dGeom,
+    consts: &[(&'static str, u32)],
+    tensors: [&Tensor; 4],
+) -> Result<Launch> {
+    let op = Kernel::Conv2dTiled.entry_point();
     let tiles = g.c_out.div_ceil(16) * (g.n * g.out_h() * g.out_w()).div_ceil(64);
     let p = ConvParams { total: to_u32(op, "tiles", tiles)?, ..ConvParams::new(op, g, 0)? };
     let threads = tiles as u64 * u64::from(WORKGROUP_SIZE);
-    let consts = [("RELU", u32::from(relu))];
-    let l = ctx.launch_with(Kernel::Conv2dTiled, &consts, label, &p, &[x, w, b, y], threads, iters(g) as u64)?;
-    Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
+    ctx.launch_with(Kernel::Conv2dTiled, consts, label, &p, &tensors, threads, iters(g) as u64)
 }
