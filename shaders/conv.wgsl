@@ -278,3 +278,95 @@ fn conv2d_tiled(
     store_channel(co + 2u, q, pixels, c2);
     store_channel(co + 3u, q, pixels, c3);
 }
+
+// conv2d_tiled_weight_grad: dw for hardware adapters, the same tiling over the transposed product
+// dw[co, kk] = Σ_q dy[co, q] · x̂[kk, q]: a workgroup owns 16 output channels × 64 taps and one chunk
+// of `p.rows_per_chunk` output pixels (grid layer = chunk); per step it stages dy[16, 16 pixels] and
+// x̂[16 pixels, 64 taps] in workgroup memory. With one chunk it writes dw; with several it writes
+// partial[chunk, co, kk], which sum_chunks adds in chunk order. `p.total` is the tiles per chunk.
+fn im2col_wg(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
+    if (kk >= p.c_in * taps || q >= p.n * pixels) { return 0.0; }
+    let ci = kk / taps;
+    let ky = (kk % taps) / p.kw;
+    let kx = kk % p.kw;
+    let img = q / pixels;
+    let oy = (q % pixels) / p.out_w;
+    let ox = q % p.out_w;
+    let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
+    let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
+    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) { return 0.0; }
+    return bw_x[((img * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+fn store_grad(chunk: u32, co: u32, kk0: u32, depth: u32, v: vec4<f32>) {
+    if (co >= p.c_out) { return; }
+    let base = (chunk * p.c_out + co) * depth + kk0;
+    if (kk0 < depth) { bw_dw[base] = v.x; }
+    if (kk0 + 1u < depth) { bw_dw[base + 1u] = v.y; }
+    if (kk0 + 2u < depth) { bw_dw[base + 2u] = v.z; }
+    if (kk0 + 3u < depth) { bw_dw[base + 3u] = v.w; }
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_tiled_weight_grad(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= p.total) { return; }
+    let chunk = wid.z;
+    let taps = p.kh * p.kw;
+    let depth = p.c_in * taps;
+    let pixels = p.out_h * p.out_w;
+    let tiles_k = (depth + CT_COLS - 1u) / CT_COLS;
+    let co0 = (tile / tiles_k) * CT_ROWS;
+    let kk0 = (tile % tiles_k) * CT_COLS;
+    let q_first = chunk * p.rows_per_chunk;
+    let q_end = min(q_first + p.rows_per_chunk, p.n * pixels);
+    let tr = t / 16u;
+    let tc = t % 16u;
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    for (var q0 = q_first; q0 < q_end; q0 += CT_K) {
+        // dy: 16 channels × 16 pixels, 4 per invocation; consecutive invocations read consecutive pixels.
+        for (var e = 0u; e < 4u; e++) {
+            let idx = t + e * WG;
+            let qq = idx % CT_K;
+            let r = idx / CT_K;
+            let q = q0 + qq;
+            var v = 0.0;
+            if (co0 + r < p.c_out && q < q_end) {
+                v = bw_dy[((q / pixels) * p.c_out + co0 + r) * pixels + q % pixels];
+            }
+            ct_w[qq * 4u + r / 4u][r % 4u] = v;
+        }
+        // x̂: 16 pixels × 64 taps, 16 per invocation.
+        for (var e = 0u; e < 16u; e++) {
+            let idx = t + e * WG;
+            let col = idx % CT_COLS;
+            let qq = idx / CT_COLS;
+            var v = 0.0;
+            if (q0 + qq < q_end) { v = im2col_wg(kk0 + col, q0 + qq, taps, pixels); }
+            ct_x[qq * 16u + col / 4u][col % 4u] = v;
+        }
+        workgroupBarrier();
+        for (var qq = 0u; qq < CT_K; qq++) {
+            let dv = ct_w[qq * 4u + tr];
+            let xv = ct_x[qq * 16u + tc];
+            c0 += dv.x * xv;
+            c1 += dv.y * xv;
+            c2 += dv.z * xv;
+            c3 += dv.w * xv;
+        }
+        workgroupBarrier();
+    }
+    let co = co0 + tr * 4u;
+    let kk = kk0 + tc * 4u;
+    store_grad(chunk, co, kk, depth, c0);
+    store_grad(chunk, co + 1u, kk, depth, c1);
+    store_grad(chunk, co + 2u, kk, depth, c2);
+    store_grad(chunk, co + 3u, kk, depth, c3);
+}

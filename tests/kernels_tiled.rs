@@ -11,7 +11,8 @@ use common::trainer::RefTrainer;
 use common::{check, rng, sample, sgd, to_f64, Tol, F32_TOL};
 use wgcnn::context::Budget;
 
-use wgcnn::kernels::conv_fast::{conv2d_backward_input_fast, conv2d_forward_fused};
+use wgcnn::kernels::conv_fast::{conv2d_backward_input_fast, conv2d_backward_weight_fast, conv2d_forward_fused};
+use wgcnn::kernels::conv_tiled::conv2d_tiled_weight_grad_split;
 use wgcnn::kernels::matmul::*;
 use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
@@ -87,7 +88,7 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
 }
 
 #[test]
-fn conv2d_tiled_matches_the_reference_with_and_without_relu_and_as_the_input_gradient() {
+fn conv2d_tiled_matches_the_reference_forward_and_backward() {
     let c = tiled();
     let table = [
         ("lenet_conv1_batch1", Conv2dGeom::square(1, 1, 28, 28, 6, 5, 1, 2)),
@@ -137,6 +138,18 @@ fn conv2d_tiled_matches_the_reference_with_and_without_relu_and_as_the_input_gra
         } else {
             assert!(l.is_none_or(|l| l.kernel != Kernel::Conv2dTiled), "{name}: stride 2x1 is not tiled");
         }
+        // The weight gradient: chunks of pixels, summed in order by sum_chunks past one chunk.
+        let dwt = zeros("dw", g.w_len());
+        let (span, chunks) = conv2d_tiled_weight_grad_split(g, &c.budget()).unwrap();
+        let l = conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt).unwrap();
+        assert_eq!(
+            l.as_ref().map(|l| l.dispatches()),
+            Some(if chunks > 1 { 2 } else { 1 }),
+            "{name}: {span} x {chunks}"
+        );
+        let got = run(l, Kernel::Conv2dTiledWeightGrad, &dwt);
+        let want = cpu::conv2d_backward_weight(g, &to_f64(&dy), &to_f64(&x));
+        check(&format!("conv2d_tiled_weight_grad/{name}/{chunks}_chunks"), &got, &want, F32_TOL);
     }
     let big = table.last().unwrap().1;
     assert!(big.c_out.div_ceil(16) * (big.n * big.out_h() * big.out_w()).div_ceil(64) > 65_535);
@@ -181,6 +194,8 @@ fn training_steps_on_the_tiled_kernels_match_the_cpu_reference_trainer() {
     let built = c.pipeline_specs();
     let has = |k: Kernel| built.iter().any(|(b, _)| *b == k);
     assert!(has(Kernel::Conv2dTiled) && has(Kernel::MatmulTiled), "{built:?}");
-    // Both models' convs have stride 1: the forward and the input gradient are all tiled.
-    assert!(!has(Kernel::Conv2dDirect), "the tiled context took the register-blocked conv: {built:?}");
+    // Both models' convs have stride 1: the forward and both gradients are all tiled.
+    assert!(has(Kernel::Conv2dTiledWeightGrad), "{built:?}");
+    let blocked = has(Kernel::Conv2dDirect) || has(Kernel::Conv2dWeightGrad);
+    assert!(!blocked, "the tiled context took a register-blocked conv: {built:?}");
 }

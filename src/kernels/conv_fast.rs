@@ -10,7 +10,8 @@ use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
 use crate::kernels::conv_tiled::{
-    conv2d_backward_input_tiled, conv2d_backward_input_tiled_takes, conv2d_forward_tiled, conv2d_tiled_takes,
+    conv2d_backward_input_tiled, conv2d_backward_input_tiled_takes, conv2d_backward_weight_tiled, conv2d_forward_tiled,
+    conv2d_tiled_takes,
 };
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
@@ -331,6 +332,9 @@ pub fn conv2d_backward_weight_fast(
         if let Some(l) = conv1x1_backward_weight(ctx, label, g, dy, x, dw)? {
             return Ok(Some(l));
         }
+    }
+    if let Some(l) = conv2d_backward_weight_tiled(ctx, label, g, dy, x, dw)? {
+        return Ok(Some(l));
     }
     let Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters }) =
         conv2d_weight_grad_split(g, &ctx.budget())

@@ -163,6 +163,7 @@ macro_rules! kernels {
 kernels! {
     Conv2dForward => "conv2d_forward", Conv, [R, R, R, W];
     Conv2dTiled => "conv2d_tiled", Conv, [R, R, R, W];
+    Conv2dTiledWeightGrad => "conv2d_tiled_weight_grad", Conv, [R, R, W];
     Conv2dBackwardInput => "conv2d_backward_input", Conv, [R, R, W];
     Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
