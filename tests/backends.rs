@@ -140,3 +140,21 @@ fn the_pipeline_cache_file_is_written_checked_and_replaced() {
     assert!(!off.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A machine with only OpenGL: with no Vulkan driver to be found (the loader pointed at a missing
+/// one) and `WGPU_BACKEND` unset, wgcnn falls back to GL and trains there.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_vulkan_wgcnn_falls_back_to_gl() {
+    let dir = cli::scratch("gl-fallback");
+    let missing = dir.join("no-such-icd.json");
+    let missing = cli::s(&missing);
+    let env = [("VK_ICD_FILENAMES", missing.as_str()), ("VK_DRIVER_FILES", missing.as_str()), ("WGPU_BACKEND", "")];
+    let info = cli::wgcnn(&dir, &["info"], &env);
+    info.ok();
+    assert!(info.stdout.lines().any(|l| l.starts_with("backend") && l.contains("Gl")), "{}", info.stdout);
+    let r = cli::wgcnn(&dir, &["train", "--steps", "3", "--json"], &env);
+    r.ok();
+    assert!(r.json()["adapter"].as_str().unwrap().contains("llvmpipe"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -115,11 +115,11 @@ pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
 pub(super) const PRIMARY_BACKENDS: wgpu::Backends =
     wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);
 
-/// `WGPU_BACKEND` when set: the only backends to try.
+/// `WGPU_BACKEND` when set (and not empty): the only backends to try.
 pub(super) fn backends_from_env() -> Result<Option<wgpu::Backends>> {
     match std::env::var("WGPU_BACKEND") {
-        Ok(v) => parse_backends(&v).map(Some),
-        Err(_) => Ok(None),
+        Ok(v) if !v.trim().is_empty() => parse_backends(&v).map(Some),
+        _ => Ok(None),
     }
 }
 
