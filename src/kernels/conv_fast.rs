@@ -5,14 +5,15 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Budget, Context};
+use crate::context::Context;
 use crate::error::{to_u32, Result};
 use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
-use crate::kernels::conv_tiled::{
-    conv2d_backward_input_tiled, conv2d_backward_input_tiled_takes, conv2d_backward_weight_tiled, conv2d_forward_tiled,
-    conv2d_tiled_takes,
+use crate::kernels::conv_plan::{channel_block, direct_iters, s2_iters};
+pub use crate::kernels::conv_plan::{
+    conv2d_backward_input_fast_takes, conv2d_forward_fast_takes, conv2d_weight_grad_split, WeightGradSplit,
 };
+use crate::kernels::conv_tiled::{conv2d_backward_input_tiled, conv2d_backward_weight_tiled, conv2d_forward_tiled};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::{fast_or, Kernel, Launch};
 use crate::shape::Conv2dGeom;
@@ -26,15 +27,6 @@ pub struct FastConvParams {
     pub total: u32,
     pub rows_per_chunk: u32,
     pub rows: u32,
-}
-
-/// Kernel columns `conv2d_weight_grad` keeps in registers (two vec4 per channel).
-const MAX_KW_GRAD: usize = 8;
-
-/// Channel block: `c` channels split into equal blocks of at most `max`.
-fn channel_block(c: usize, max: usize) -> usize {
-    let blocks = c.div_ceil(max.max(1));
-    c.div_ceil(blocks.max(1))
 }
 
 /// The conv geometry as the shader's `override` constants (as seen by the kernel: for the input
@@ -70,74 +62,6 @@ fn constants(
         ("FLIP", u32::from(flip)),
         ("RELU", u32::from(relu)),
     ]
-}
-
-/// Loop iterations of one `conv2d_direct` invocation over `c_in` input channels.
-fn direct_iters(c_in: usize, g: &Conv2dGeom) -> usize {
-    c_in * g.kh * (g.kw + 1) + 1
-}
-
-/// Whether the register-blocked forward kernel takes `g` under `budget` (and so can apply a ReLU in
-/// the same pass): what the graph's conv+ReLU fusion rule asks before it rewrites.
-pub fn conv2d_forward_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
-    conv2d_tiled_takes(g, budget) || direct_iters(g.c_in, g) <= budget.loop_iters
-}
-
-/// Loop iterations of one stride-2 input-gradient invocation.
-fn s2_iters(g: &Conv2dGeom) -> usize {
-    g.c_out * g.kh * (g.kw + 1)
-}
-
-/// Whether the register-blocked input gradient takes `g` under `budget` (stride 1 with padding below
-/// the kernel, or stride 2).
-pub fn conv2d_backward_input_fast_takes(g: &Conv2dGeom, budget: &Budget) -> bool {
-    if g.stride_h == 2 && g.stride_w == 2 {
-        s2_iters(g) <= budget.loop_iters
-    } else if conv2d_backward_input_tiled_takes(g, budget) {
-        true
-    } else {
-        g.stride_h == 1
-            && g.stride_w == 1
-            && g.pad_h < g.kh
-            && g.pad_w < g.kw
-            && direct_iters(g.c_out, g) <= budget.loop_iters
-    }
-}
-
-/// How the register-blocked weight gradient splits its sum over the batch's output rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WeightGradSplit {
-    /// Output channels per invocation, and the grid layers of such blocks.
-    pub cob: usize,
-    pub layers: usize,
-    /// Output rows (over batch × height) each invocation sums, and the chunks of them.
-    pub rows_per_chunk: usize,
-    pub chunks: usize,
-    /// Loop iterations of one invocation.
-    pub iters: usize,
-}
-
-/// The weight gradient's split under `budget`: enough chunks for `budget.threads` invocations, each
-/// within `budget.loop_iters`. `None` when even one row is over the budget or the kernel is wider than
-/// its registers.
-pub fn conv2d_weight_grad_split(g: &Conv2dGeom, budget: &Budget) -> Option<WeightGradSplit> {
-    if g.kw > MAX_KW_GRAD {
-        return None;
-    }
-    let cob = channel_block(g.c_out, if g.kw <= 5 { 8 } else { 4 });
-    let layers = g.c_out.div_ceil(cob);
-    let items = layers * g.c_in * g.kh;
-    let rows = g.n * g.out_h();
-    let per_row = 1 + g.out_w();
-    let fixed = cob * (g.kw + 1) + 1;
-    if per_row + fixed > budget.loop_iters {
-        return None;
-    }
-    let max_rows = (budget.loop_iters - fixed) / per_row;
-    let wanted_chunks = budget.threads.div_ceil(items).clamp(1, rows.max(1));
-    let rows_per_chunk = rows.div_ceil(wanted_chunks).clamp(1, max_rows.max(1));
-    let chunks = rows.div_ceil(rows_per_chunk);
-    Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters: rows_per_chunk * per_row + fixed })
 }
 
 /// One `conv2d_direct` dispatch: a stride-`sw` convolution of `x` [n, c_in, h, w] into `y`.

@@ -13,6 +13,7 @@ pub mod concat;
 pub mod conv;
 pub mod conv_1x1;
 pub mod conv_fast;
+pub mod conv_plan;
 pub mod conv_tiled;
 pub mod dropout;
 pub mod elementwise;
