@@ -180,6 +180,18 @@ const CT_K: u32 = 16u;
 var<workgroup> ct_w: array<vec4<f32>, 64>;  // [kk][co / 4]
 var<workgroup> ct_x: array<vec4<f32>, 256>; // [kk][q / 4]
 
+// One staged step of both tiled kernels: acc[r] += ct_w[kk][4·tr + r] · ct_x[kk][4·tc..] over the 16
+// values of kk, in order.
+fn ct_accumulate(acc: mat4x4<f32>, tr: u32, tc: u32) -> mat4x4<f32> {
+    var s = acc;
+    for (var kk = 0u; kk < CT_K; kk++) {
+        let a = ct_w[kk * 4u + tr];
+        let b = ct_x[kk * 16u + tc];
+        s += mat4x4<f32>(a.x * b, a.y * b, a.z * b, a.w * b);
+    }
+    return s;
+}
+
 // x̂[kk, q]: the input value under tap kk of output pixel q, zero in the padding or past the edges.
 fn im2col(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
     if (kk >= p.c_in * taps || q >= p.n * pixels) { return 0.0; }
@@ -226,15 +238,9 @@ fn conv2d_tiled(
     let tr = t / 16u;
     let tc = t % 16u;
     let last = p.c_out - 1u;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc = mat4x4<f32>(); // column r: output channel co0 + 4·tr + r at 4 pixels
     if (BIAS) {
-        c0 = vec4<f32>(fwd_b[min(co0 + tr * 4u, last)]);
-        c1 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 1u, last)]);
-        c2 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 2u, last)]);
-        c3 = vec4<f32>(fwd_b[min(co0 + tr * 4u + 3u, last)]);
+        for (var r = 0u; r < 4u; r++) { acc[r] = vec4<f32>(fwd_b[min(co0 + tr * 4u + r, last)]); }
     }
     for (var k0 = 0u; k0 < depth; k0 += CT_K) {
         // w: 256 values, 4 per invocation; consecutive invocations read consecutive taps of a channel.
@@ -261,22 +267,15 @@ fn conv2d_tiled(
             ct_x[kk * 16u + col / 4u][col % 4u] = im2col(k0 + kk, q0 + col, taps, pixels);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < CT_K; kk++) {
-            let wv = ct_w[kk * 4u + tr];
-            let xv = ct_x[kk * 16u + tc];
-            c0 += wv.x * xv;
-            c1 += wv.y * xv;
-            c2 += wv.z * xv;
-            c3 += wv.w * xv;
-        }
+        acc = ct_accumulate(acc, tr, tc);
         workgroupBarrier();
     }
     let co = co0 + tr * 4u;
     let q = q0 + tc * 4u;
-    store_channel(co, q, pixels, c0);
-    store_channel(co + 1u, q, pixels, c1);
-    store_channel(co + 2u, q, pixels, c2);
-    store_channel(co + 3u, q, pixels, c3);
+    store_channel(co, q, pixels, acc[0]);
+    store_channel(co + 1u, q, pixels, acc[1]);
+    store_channel(co + 2u, q, pixels, acc[2]);
+    store_channel(co + 3u, q, pixels, acc[3]);
 }
 
 // conv2d_tiled_weight_grad: dw for hardware adapters, the same tiling over the transposed product
@@ -326,10 +325,7 @@ fn conv2d_tiled_weight_grad(
     let q_end = min(q_first + p.rows_per_chunk, p.n * pixels);
     let tr = t / 16u;
     let tc = t % 16u;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc = mat4x4<f32>(); // column r: output channel co0 + 4·tr + r at 4 taps
     for (var q0 = q_first; q0 < q_end; q0 += CT_K) {
         // dy: 16 channels × 16 pixels, 4 per invocation; consecutive invocations read consecutive pixels.
         for (var e = 0u; e < 4u; e++) {
@@ -353,20 +349,13 @@ fn conv2d_tiled_weight_grad(
             ct_x[qq * 16u + col / 4u][col % 4u] = v;
         }
         workgroupBarrier();
-        for (var qq = 0u; qq < CT_K; qq++) {
-            let dv = ct_w[qq * 4u + tr];
-            let xv = ct_x[qq * 16u + tc];
-            c0 += dv.x * xv;
-            c1 += dv.y * xv;
-            c2 += dv.z * xv;
-            c3 += dv.w * xv;
-        }
+        acc = ct_accumulate(acc, tr, tc);
         workgroupBarrier();
     }
     let co = co0 + tr * 4u;
     let kk = kk0 + tc * 4u;
-    store_grad(chunk, co, kk, depth, c0);
-    store_grad(chunk, co + 1u, kk, depth, c1);
-    store_grad(chunk, co + 2u, kk, depth, c2);
-    store_grad(chunk, co + 3u, kk, depth, c3);
+    store_grad(chunk, co, kk, depth, acc[0]);
+    store_grad(chunk, co + 1u, kk, depth, acc[1]);
+    store_grad(chunk, co + 2u, kk, depth, acc[2]);
+    store_grad(chunk, co + 3u, kk, depth, acc[3]);
 }
