@@ -28,9 +28,10 @@ pub struct Budget {
     /// before the reduction spreads over more workgroups: 262,144 on a CPU adapter (one workgroup for
     /// any batch's metrics, as lavapipe runs workgroups on its few threads), 4,096 on a GPU.
     pub reduce_span: usize,
-    /// Whether the products (matmul, the conv forward) take their workgroup-memory tiled kernels:
-    /// on GPUs, whose workgroups share fast on-chip memory; not on CPU adapters, where the
-    /// register-blocked kernels tuned for lavapipe's SIMD lanes are faster.
+    /// Whether the products take their workgroup-memory tiled kernels (`matmul_tiled`; `conv2d_tiled`
+    /// for the conv forward and stride-1 input gradient; `conv2d_tiled_weight_grad`): on GPUs, whose
+    /// workgroups share fast on-chip memory; not on CPU adapters, where the register-blocked kernels
+    /// tuned for lavapipe's SIMD lanes are faster.
     pub tiled: bool,
 }
 
