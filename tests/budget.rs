@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use wgcnn::context::Budget;
 use wgcnn::kernels::conv_fast::*;
+use wgcnn::kernels::conv_tiled::conv2d_tiled_weight_grad_split;
 use wgcnn::kernels::matmul::matmul_takes;
 use wgcnn::kernels::reduce::{correct_accumulate, sum_accumulate};
 use wgcnn::reference as cpu;
@@ -55,6 +56,12 @@ fn hardware_adapters_take_the_fast_kernels_past_60000_loop_iterations() {
         assert_eq!(conv2d_weight_grad_split(&long_rows, b).is_some(), fast, "{b:?}: weight gradient");
         assert_eq!(matmul_takes(100_000, 1, b, &wgcnn::wgpu::Limits::default()), fast, "{b:?}: k = 100,000");
     }
+    // The tiled weight gradient of 4.2M pixels: lavapipe's loop budget clamps a chunk to 26,656 pixels
+    // (1,666 steps of 36 iterations), so 158 chunks; a GPU's parallelism asks for 4,096 chunks, which at 1,040 pixels each come to 4,041.
+    let big = Conv2dGeom::square(1, 1, 2050, 2050, 1, 3, 1, 1);
+    assert_eq!(conv2d_tiled_weight_grad_split(&big, &Budget { tiled: true, ..soft }), Some((26_656, 158)));
+    assert_eq!(conv2d_tiled_weight_grad_split(&big, &hard), Some((1_040, 4_041)));
+    assert_eq!(conv2d_tiled_weight_grad_split(&big, &soft), None, "lavapipe keeps the register-blocked kernel");
     // Every plan keeps its loops within the budget it was made for.
     let split = conv2d_weight_grad_split(&long_rows, &hard).unwrap();
     assert!(split.iters > 65_535 && split.iters <= hard.loop_iters, "{split:?}");

@@ -138,7 +138,12 @@ fn conv2d_tiled_matches_the_reference_forward_and_backward() {
         } else {
             assert!(l.is_none_or(|l| l.kernel != Kernel::Conv2dTiled), "{name}: stride 2x1 is not tiled");
         }
-        // The weight gradient: chunks of pixels, summed in order by sum_chunks past one chunk.
+        // The weight gradient: chunks of pixels, summed in order by sum_chunks past one chunk. Not on
+        // the last row, whose dw is one tile (no fold) and whose 4.2M-pixel sum would take half a
+        // minute here; tests/budget.rs checks the split's loop clamp for that shape.
+        if *name == "tiles_past_65535" {
+            continue;
+        }
         let dwt = zeros("dw", g.w_len());
         let (span, chunks) = conv2d_tiled_weight_grad_split(g, &c.budget()).unwrap();
         let l = conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt).unwrap();
