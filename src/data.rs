@@ -90,11 +90,15 @@ fn open_stream(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
     let n = f.read(&mut magic).map_err(|e| io_err(path, e))?;
     use std::io::Seek;
     f.rewind().map_err(|e| io_err(path, e))?;
-    let reader = std::io::BufReader::new(f);
-    if n == 2 && magic == [0x1f, 0x8b] {
-        Ok((Box::new(flate2::bufread::MultiGzDecoder::new(reader)), None))
+    Ok(unzipped(std::io::BufReader::new(f), n == 2 && magic == [0x1f, 0x8b], size))
+}
+
+/// The stream of `reader` (`size` bytes), gunzipped when `gz`; the size only when it is the data's.
+fn unzipped<R: std::io::BufRead + 'static>(reader: R, gz: bool, size: u64) -> (Box<dyn Read>, Option<u64>) {
+    if gz {
+        (Box::new(flate2::bufread::MultiGzDecoder::new(reader)), None)
     } else {
-        Ok((Box::new(reader), Some(size)))
+        (Box::new(reader), Some(size))
     }
 }
 
@@ -102,7 +106,24 @@ fn open_stream(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
 /// then exactly the bytes it promises (checked against the file's size, or the decompressed stream,
 /// before they are read), so a lying header costs no memory. Returns (dims, data).
 pub fn read_idx(path: &Path, want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let (mut stream, raw_size) = open_stream(path)?;
+    let (stream, raw_size) = open_stream(path)?;
+    read_idx_stream(path, stream, raw_size, want_dims)
+}
+
+/// [`read_idx`] on a file's bytes (raw or gzip; e.g. fetched by a browser page), `name` naming it in
+/// errors.
+pub fn read_idx_bytes(name: &Path, bytes: Vec<u8>, want_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (gz, size) = (bytes.starts_with(&[0x1f, 0x8b]), bytes.len() as u64);
+    let (stream, raw_size) = unzipped(std::io::Cursor::new(bytes), gz, size);
+    read_idx_stream(name, stream, raw_size, want_dims)
+}
+
+fn read_idx_stream(
+    path: &Path,
+    mut stream: Box<dyn Read>,
+    raw_size: Option<u64>,
+    want_dims: usize,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let gz = |e: std::io::Error| {
         if raw_size.is_none() {
             data_err(path, format!("corrupt gzip stream: {e}"))
@@ -203,18 +224,31 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     let prefix = split.prefix();
     let ipath = find(dir, prefix, "images", "idx3")?;
     let lpath = find(dir, prefix, "labels", "idx1")?;
-    let (ldims, labels) = read_idx(&lpath, 1)?;
-    let (idims, images) = read_idx(&ipath, 3)?;
-    if idims[0] != ldims[0] {
-        return Err(data_err(&lpath, format!("{} labels for {} images in {}", ldims[0], idims[0], ipath.display())));
+    let labels = read_idx(&lpath, 1)?;
+    let images = read_idx(&ipath, 3)?;
+    Dataset::from_idx(&ipath, images, &lpath, labels)
+}
+
+impl Dataset {
+    /// A split from its images and labels files' contents (as [`read_idx`] returns them), checked as
+    /// [`load`] checks files: as many labels as images, no empty set, every label a class.
+    pub fn from_idx(
+        ipath: &Path,
+        (idims, images): (Vec<usize>, Vec<u8>),
+        lpath: &Path,
+        (ldims, labels): (Vec<usize>, Vec<u8>),
+    ) -> Result<Dataset> {
+        if idims[0] != ldims[0] {
+            return Err(data_err(lpath, format!("{} labels for {} images in {}", ldims[0], idims[0], ipath.display())));
+        }
+        if idims[0] == 0 || idims[1] == 0 || idims[2] == 0 {
+            return Err(data_err(ipath, format!("empty image set {idims:?}")));
+        }
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
+            return Err(data_err(lpath, format!("label {l} at item {i} is not a class 0..{}", CLASSES - 1)));
+        }
+        Ok(Dataset { images, labels, rows: idims[1], cols: idims[2], source: ipath.to_path_buf() })
     }
-    if idims[0] == 0 || idims[1] == 0 || idims[2] == 0 {
-        return Err(data_err(&ipath, format!("empty image set {idims:?}")));
-    }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
-        return Err(data_err(&lpath, format!("label {l} at item {i} is not a class 0..{}", CLASSES - 1)));
-    }
-    Ok(Dataset { images, labels, rows: idims[1], cols: idims[2], source: ipath })
 }
 
 /// Check the test images have the training images' size (the model sees one size).

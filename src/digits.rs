@@ -19,12 +19,29 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 
 /// Decode a PNG or JPEG picture, refusing one over [`MAX_PIXELS`] before decoding it.
 pub fn decode_picture(path: &Path) -> Result<image::DynamicImage> {
-    let open = || -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    decode_with(path, || {
         let (f, size) = crate::fsio::open_regular(path)?;
+        Ok((std::io::BufReader::new(f), size))
+    })
+}
+
+/// [`decode_picture`] on a file's bytes (e.g. a picture a browser page was given), `name` naming it
+/// in errors.
+pub fn decode_picture_bytes(name: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    decode_with(name, || Ok((std::io::Cursor::new(bytes), bytes.len() as u64)))
+}
+
+/// Decode what `source` opens (a reader and its size; opened twice: for the header, then the image).
+fn decode_with<R: std::io::BufRead + std::io::Seek>(
+    path: &Path,
+    source: impl Fn() -> Result<(R, u64)>,
+) -> Result<image::DynamicImage> {
+    let open = || -> Result<image::ImageReader<R>> {
+        let (r, size) = source()?;
         if size == 0 {
             return Err(data_err(path, "the file is empty, not an image"));
         }
-        image::ImageReader::new(std::io::BufReader::new(f)).with_guessed_format().map_err(|e| io_err(path, e))
+        image::ImageReader::new(r).with_guessed_format().map_err(|e| io_err(path, e))
     };
     let unreadable = |e: image::ImageError| data_err(path, format!("not a readable PNG or JPEG image: {e}"));
     let (w, h) = open()?.into_dimensions().map_err(unreadable)?;
@@ -63,7 +80,16 @@ pub fn to_grey(img: &image::DynamicImage) -> image::GrayImage {
 
 /// Load an image file (PNG or JPEG) as a `[28·28]` input in [0, 1], white ink on black.
 pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
-    let img = decode_picture(path)?;
+    Ok(prepare(decode_picture(path)?))
+}
+
+/// [`load_digit`] on a file's bytes, `name` naming it in errors.
+pub fn load_digit_bytes(name: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+    Ok(prepare(decode_picture_bytes(name, bytes)?))
+}
+
+/// A decoded picture as a `[28·28]` input.
+fn prepare(img: image::DynamicImage) -> Vec<f32> {
     // A digit needs no more than 1024 pixels a side; larger pictures are scaled down first.
     let img = if img.width().max(img.height()) > 1024 {
         img.resize(1024, 1024, image::imageops::FilterType::Triangle)
@@ -71,7 +97,7 @@ pub fn load_digit(path: &Path) -> Result<Vec<f32>> {
         img
     };
     let grey = to_grey(&img);
-    Ok(to_mnist(grey.as_raw(), grey.width() as usize, grey.height() as usize))
+    to_mnist(grey.as_raw(), grey.width() as usize, grey.height() as usize)
 }
 
 /// Prepare `w × h` grey pixels (0 = black) as described in the module docs.

@@ -169,6 +169,8 @@ pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Open `path` for reading when it is a regular file (following links), with an error saying what

@@ -72,7 +72,12 @@ impl Arena {
 
     /// Download every view (one readback of the whole buffer).
     pub fn read(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
-        let all = self.whole.to_f32(ctx)?;
+        crate::context::block_on(self.read_async(ctx))
+    }
+
+    /// [`Arena::read`], awaited.
+    pub async fn read_async(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
+        let all = self.whole.to_f32_async(ctx).await?;
         Ok(self
             .views
             .iter()
@@ -146,9 +151,14 @@ impl Params {
 
     /// Read the whole state back.
     pub fn read_state(&self, ctx: &Context) -> Result<ModelState> {
+        crate::context::block_on(self.read_state_async(ctx))
+    }
+
+    /// [`Params::read_state`], awaited.
+    pub async fn read_state_async(&self, ctx: &Context) -> Result<ModelState> {
         Ok(ModelState {
-            params: self.values.read(ctx)?,
-            buffers: self.buffers.read(ctx)?,
+            params: self.values.read_async(ctx).await?,
+            buffers: self.buffers.read_async(ctx).await?,
             tracked: self.tracked.iter().map(|t| t.1).collect(),
         })
     }
@@ -175,11 +185,26 @@ impl Metrics {
 
     /// Read (loss sum, correct count) and reset both to zero.
     pub fn take(&self, ctx: &Context) -> Result<(f64, u64)> {
-        let loss = self.loss_sum.to_f32(ctx)?[0];
-        let correct = self.correct.to_u32(ctx)?[0];
-        self.loss_sum.write_f32(ctx, &[0.0])?;
-        self.correct.write_u32(ctx, &[0])?;
+        crate::context::block_on(self.take_async(ctx))
+    }
+
+    /// [`Metrics::take`], awaited (one readback of both).
+    pub async fn take_async(&self, ctx: &Context) -> Result<(f64, u64)> {
+        let parts =
+            [(&**self.loss_sum.buffer, self.loss_sum.offset, 4), (&**self.correct.buffer, self.correct.offset, 4)];
+        let got = ctx.read_ranges(&parts).await?;
+        let word = |b: &[u8]| {
+            <[u8; 4]>::try_from(b).map_err(|_| crate::error::Error::Readback("a metric was not 4 bytes".into()))
+        };
+        let (loss, correct) = (f32::from_le_bytes(word(&got[0])?), u32::from_le_bytes(word(&got[1])?));
+        self.reset(ctx)?;
         Ok((f64::from(loss), u64::from(correct)))
+    }
+
+    /// Set both to zero (the next steps' sums start afresh).
+    pub fn reset(&self, ctx: &Context) -> Result<()> {
+        self.loss_sum.write_f32(ctx, &[0.0])?;
+        self.correct.write_u32(ctx, &[0])
     }
 }
 

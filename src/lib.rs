@@ -22,6 +22,8 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
+// The command line's jobs, on files and a blocking context: native only.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod session;
 pub mod shape;
 pub mod tensor;

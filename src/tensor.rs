@@ -157,12 +157,13 @@ impl Tensor {
     }
 
     fn read(&self, ctx: &Context) -> Result<Vec<u8>> {
-        if self.offset == 0 {
-            ctx.read_bytes(&self.buffer, self.byte_len())
-        } else {
-            let all = ctx.read_bytes(&self.buffer, self.offset + self.byte_len())?;
-            Ok(all[self.offset as usize..].to_vec())
-        }
+        let mut parts = crate::context::block_on(ctx.read_ranges(&[(&self.buffer, self.offset, self.byte_len())]))?;
+        Ok(parts.pop().unwrap_or_default())
+    }
+
+    /// Download as `f32`, awaited (the form a browser needs; see [`Context::read_ranges`]).
+    pub async fn to_f32_async(&self, ctx: &Context) -> Result<Vec<f32>> {
+        Ok(ctx.read_f32s(&[self]).await?.pop().unwrap_or_default())
     }
 
     /// Check the element type, naming the op that needs it.

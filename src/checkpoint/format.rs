@@ -100,10 +100,15 @@ pub fn to_bytes(tensors: &[(String, Vec<usize>, Data<'_>)], metadata: &BTreeMap<
     Ok(out)
 }
 
+/// What a checkpoint is read from: its file, or its bytes (a file a browser page was given).
+trait Source: Read + Seek {}
+impl<T: Read + Seek> Source for T {}
+
 /// An open checkpoint whose header has been read and checked; data is read on demand.
 pub struct Reader {
+    /// The file, or the name the bytes go by (for errors).
     pub path: PathBuf,
-    file: std::fs::File,
+    file: Box<dyn Source>,
     /// Where the data section starts in the file.
     data_start: u64,
     pub tensors: BTreeMap<String, Entry>,
@@ -113,7 +118,18 @@ pub struct Reader {
 impl Reader {
     /// Open `path` and read its header only.
     pub fn open(path: &Path) -> Result<Reader> {
-        let (mut file, size) = crate::fsio::open_regular(path)?;
+        let (file, size) = crate::fsio::open_regular(path)?;
+        Reader::from_source(path, Box::new(file), size)
+    }
+
+    /// Read a checkpoint held in memory (e.g. a file a browser page was given), `name` naming it in
+    /// errors; checked exactly as a file is.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Reader> {
+        let size = bytes.len() as u64;
+        Reader::from_source(name, Box::new(std::io::Cursor::new(bytes)), size)
+    }
+
+    fn from_source(path: &Path, mut file: Box<dyn Source>, size: u64) -> Result<Reader> {
         let bad = |d: String| ckpt_err(path, format!("not a valid safetensors file: {d}"));
         if size < 8 {
             return Err(bad(format!("{size} bytes, too short for the header length")));

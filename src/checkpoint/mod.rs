@@ -256,8 +256,16 @@ pub fn spec_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Resul
 /// Load a model checkpoint: the model it describes and its state (checked; names and shapes before
 /// any tensor data is read).
 pub fn load_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
-    let mut r = Reader::open(path)?;
-    let spec = spec_from_metadata(path, &r.metadata)?;
+    model_from(Reader::open(path)?)
+}
+
+/// [`load_model`] on a checkpoint's bytes (`name` names it in errors).
+pub fn load_model_bytes(name: &Path, bytes: Vec<u8>) -> Result<(ModelSpec, ModelState)> {
+    model_from(Reader::from_bytes(name, bytes)?)
+}
+
+fn model_from(mut r: Reader) -> Result<(ModelSpec, ModelState)> {
+    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
     let state = match_state(&mut r, &spec)?;
     Ok((spec, state))
 }

@@ -113,8 +113,12 @@ pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
 
 /// The backends tried first when `WGPU_BACKEND` is unset; GL only when none of them has an adapter
 /// (so a machine with only OpenGL works, and others never initialise EGL).
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) const PRIMARY_BACKENDS: wgpu::Backends =
     wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);
+/// In a browser: its WebGPU, the only backend a wasm build has.
+#[cfg(target_arch = "wasm32")]
+pub(super) const PRIMARY_BACKENDS: wgpu::Backends = wgpu::Backends::BROWSER_WEBGPU;
 
 /// `WGPU_BACKEND` when set (and not empty): the only backends to try.
 pub(super) fn backends_from_env() -> Result<Option<wgpu::Backends>> {
@@ -137,7 +141,7 @@ async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 pub(super) async fn candidates(choice: &AdapterChoice, env: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
     let mut adapters = enumerate(env.unwrap_or(PRIMARY_BACKENDS)).await;
     let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
-    if env.is_none() && select_adapter(&infos, choice).is_err() {
+    if env.is_none() && !cfg!(target_arch = "wasm32") && select_adapter(&infos, choice).is_err() {
         adapters.extend(enumerate(wgpu::Backends::GL).await);
     }
     adapters

@@ -14,6 +14,7 @@ use crate::kernels::{Kernel, Pipeline, ShaderFile};
 
 mod adapter;
 mod cache;
+mod readback;
 mod serial;
 
 pub use adapter::{
@@ -21,6 +22,7 @@ pub use adapter::{
     LLVMPIPE_MAX_LOOP_ITERATIONS,
 };
 use adapter::{backends_from_env, candidates, PRIMARY_BACKENDS};
+pub(crate) use readback::block_on;
 pub use serial::Guarded;
 use serial::SerialLock;
 
@@ -93,16 +95,20 @@ pub struct Context {
 
 impl Context {
     /// Create a context from the environment (`WGCNN_ADAPTER`, `WGPU_BACKEND`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_choice(&AdapterChoice::from_env()?)
     }
 
     /// Create a context on the adapter `choice` selects.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_choice(choice: &AdapterChoice) -> Result<Self> {
         pollster::block_on(Self::create(choice))
     }
 
-    async fn create(choice: &AdapterChoice) -> Result<Self> {
+    /// Create a context on the adapter `choice` selects, awaited: the only way in a browser, where
+    /// nothing may block (there the one adapter is the browser's WebGPU).
+    pub async fn create(choice: &AdapterChoice) -> Result<Self> {
         let env = backends_from_env()?;
         let kernels = KernelSet::from_env()?;
         let adapters = candidates(choice, env).await;
@@ -240,47 +246,6 @@ impl Context {
             Some(e) => Err(Error::Device(e)),
             None => Ok(()),
         }
-    }
-
-    /// Block until all submitted work has finished.
-    pub fn wait(&self) -> Result<()> {
-        let _serial = self.serial();
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(e.to_string()))?;
-        self.check_device_error()
-    }
-
-    /// Copy `size` bytes of `buffer` (which needs `COPY_SRC`) to the host.
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let _serial = self.serial();
-        self.count_created(1);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgcnn.readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn.readback") });
-        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            // The receiver only goes away if this function already returned with an error.
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        match pollster::block_on(rx.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-            None => return Err(Error::Readback("the map callback never ran".into())),
-        }
-        let bytes = slice.get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?.to_vec();
-        staging.unmap();
-        Ok(bytes)
     }
 }
 

@@ -219,7 +219,12 @@ impl Evaluator {
 
     /// Loss (mean over samples) and accuracy; one submit per batch, one readback at the end.
     pub fn run(&self, ctx: &Context) -> Result<Evaluation> {
-        self.metrics.take(ctx)?;
+        crate::context::block_on(self.run_async(ctx))
+    }
+
+    /// [`Evaluator::run`], awaited.
+    pub async fn run_async(&self, ctx: &Context) -> Result<Evaluation> {
+        self.metrics.reset(ctx)?;
         let n = self.data.len;
         let mut first = 0;
         while first < n {
@@ -231,7 +236,7 @@ impl Evaluator {
             })?;
             first += b;
         }
-        let (loss, correct) = self.metrics.take(ctx)?;
+        let (loss, correct) = self.metrics.take_async(ctx).await?;
         Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, correct, count: n })
     }
 }

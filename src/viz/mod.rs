@@ -14,10 +14,10 @@ pub use model::*;
 pub use plot::*;
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+#[cfg(not(target_arch = "wasm32"))]
 use plotters::style::{register_font, FontStyle};
 
 use crate::checkpoint::write_atomic;
@@ -26,14 +26,22 @@ use crate::error::{Error, Result};
 /// The font family every label uses (DejaVu Sans, bundled in `assets/fonts/`).
 const FONT: &str = "sans-serif";
 
+#[cfg(not(target_arch = "wasm32"))]
 fn font() -> Result<()> {
-    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/fonts/DejaVuSans.ttf"))
             .map_err(|_| "the bundled font could not be read".to_string())
     })
     .clone()
     .map_err(Error::Render)
+}
+
+/// plotters has no font registry in wasm builds: the labelled pictures are drawn natively (the page
+/// lays out the same numbers and colours itself).
+#[cfg(target_arch = "wasm32")]
+fn font() -> Result<()> {
+    Err(Error::Render("labelled pictures are drawn by the native build only (no font in a wasm build)".into()))
 }
 
 fn render_err<E: std::fmt::Debug>(e: E) -> Error {
