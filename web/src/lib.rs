@@ -110,7 +110,8 @@ impl Engine {
     pub async fn load_model(&self, bytes: Vec<u8>, name: String) -> Result<String, JsError> {
         let _busy = Busy::take(&self.busy)?;
         let path = Path::new(&name);
-        let (spec, state) = if name.to_ascii_lowercase().ends_with(".toml") {
+        let model_file = name.to_ascii_lowercase().ends_with(".toml");
+        let (spec, state) = if model_file {
             let text = String::from_utf8(bytes).map_err(|_| JsError::new(&format!("{name}: not UTF-8 text")))?;
             let spec = file::parse(&text).map_err(|e| JsError::new(&format!("{name}: {e}")))?;
             let state = ModelState::init(&spec, 1);
@@ -118,7 +119,8 @@ impl Engine {
         } else {
             checkpoint::load_model_bytes(path, bytes).map_err(js_err)?
         };
-        self.show(spec, state)
+        let summary = self.show(spec, state)?;
+        Ok(if model_file { format!("{summary}, fresh random weights") } else { summary })
     }
 
     /// Classify a drawing: `width × height` grey bytes, 255 = ink (prepared as MNIST was: the ink's box

@@ -1,20 +1,19 @@
 #!/usr/bin/env node
 // Headless-browser test of the wgcnn web page: serves the built page, drives it in Chromium with
-// WebGPU on SwiftShader, and checks drawing, layers, parity with the native binary, model loading,
-// training and a screenshot.
+// WebGPU on SwiftShader, and checks drawing, layers, parity with the native binary, model loading
+// (checkpoints, a model file, a corrupt checkpoint, a model of the wrong input size), training and
+// a screenshot. harness.mjs holds the server, browser and helpers; actions.mjs what is done on the page.
 //
 //   node web/test/browser.mjs [--dist target/web] [--wgcnn target/release/wgcnn]
 //        [--screenshot docs/img/web.png] [--picture web/test/digit.png]
 //
 // Environment: CHROMIUM (default /usr/bin/chromium).
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import puppeteer from 'puppeteer-core';
-
-// ---------- options ----------
+import { fileURLToPath } from 'node:url';
+import { DIGITS, clearDrawing, drawDigit, expectDigit, loadBadModel, loadModel, modelState } from './actions.mjs';
+import { check, launch, nativePredict, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
 
 function parseArgs(argv) {
   const opts = {
@@ -33,203 +32,183 @@ function parseArgs(argv) {
   return opts;
 }
 
-// Strokes in the 280x280 drawing canvas's coordinates: each stroke a polyline (mouse down at its
-// first point, up at its last).
-const DIGITS = {
-  1: [[[142, 45], [138, 235]]],
-  0: [ellipse(140, 140, 62, 92, 64)],
-  7: [[[72, 58], [206, 56], [168, 130], [138, 240]]],
-};
-function ellipse(cx, cy, rx, ry, n) {
-  const pts = [];
-  for (let i = 0; i <= n + 2; i++) { // a little overlap closes the loop
-    const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
-    pts.push([cx + rx * Math.cos(a), cy + ry * Math.sin(a)]);
-  }
-  return pts;
-}
-
 const READY_TIMEOUT = 120_000;
 const TRAIN_TIMEOUT = 600_000;
 const TRAIN_STEPS = 50;
 const PARITY_TOLERANCE = 1e-4;
+const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../models'); // the repo's model files
 
-// ---------- a tiny static server ----------
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.svg': 'image/svg+xml',
-  '.ico': 'image/x-icon',
-  '.txt': 'text/plain; charset=utf-8',
-  '.toml': 'text/plain; charset=utf-8',
-  '.gz': 'application/gzip',
-  '.safetensors': 'application/octet-stream',
-};
-
-function serve(root) {
-  root = path.resolve(root);
-  const server = http.createServer((req, res) => {
-    let rel;
-    try {
-      rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    } catch {
-      res.writeHead(400).end();
-      return;
-    }
-    let file = path.join(root, rel);
-    if (file !== root && !file.startsWith(root + path.sep)) {
-      res.writeHead(403).end();
-      return;
-    }
-    if (rel.endsWith('/')) file = path.join(file, 'index.html');
-    fs.stat(file, (err, st) => {
-      if (err || !st.isFile()) {
-        res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: ${rel}`);
-        return;
-      }
-      res.writeHead(200, {
-        'Content-Type': MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
-        'Content-Length': st.size,
-        'Cache-Control': 'no-store',
-      });
-      if (req.method === 'HEAD') res.end();
-      else fs.createReadStream(file).pipe(res);
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server)); // port 0: a free port
-  });
-}
-
-// ---------- helpers ----------
-
-const t0 = Date.now();
-const secs = (t) => ((Date.now() - t) / 1000).toFixed(1);
-
-async function step(name, fn) {
-  const t = Date.now();
-  try {
-    const note = await fn();
-    console.log(`ok - ${name}${note ? `: ${note}` : ''} (${secs(t)} s)`);
-  } catch (e) {
-    e.message = `${name}: ${e.message}`;
-    throw e;
+/**
+ * A model file whose input is not the page's 1×28×28: the first in models/ (by name), or else a
+ * copy of models/lenet5.toml with the input changed to 3×32×32, written under `tmp`. Returns {file, dims}.
+ */
+function wrongInputModel(tmp) {
+  const inputLine = /^(\s*input\s*=\s*)\[([^\]]*)\]/m;
+  for (const name of fs.readdirSync(MODELS).filter((n) => n.endsWith('.toml')).sort()) {
+    const m = inputLine.exec(fs.readFileSync(path.join(MODELS, name), 'utf8'));
+    const dims = m ? m[2].split(',').map((s) => Number(s.trim())) : null;
+    if (dims && dims.join('x') !== '1x28x28') return { file: path.join(MODELS, name), dims };
   }
+  const text = fs.readFileSync(path.join(MODELS, 'lenet5.toml'), 'utf8');
+  const changed = text.replace(inputLine, '$1[3, 32, 32]');
+  check(changed !== text, `no input line in ${MODELS}/lenet5.toml`);
+  const file = path.join(tmp, 'lenet5-3x32x32.toml');
+  fs.writeFileSync(file, changed);
+  return { file, dims: [3, 32, 32] };
 }
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
+// ---------- the checks, each given t = {opts, url, page, model, tmp, shipped} ----------
+
+async function checkReady(t) {
+  await t.page.goto(t.url, { waitUntil: 'load' });
+  await t.page.waitForFunction(() => document.body.dataset.ready, { timeout: READY_TIMEOUT, polling: 250 });
+  const s = await t.page.evaluate(() => ({
+    ready: document.body.dataset.ready,
+    error: document.querySelector('#error').textContent.trim(),
+    adapter: document.querySelector('#adapter').textContent.trim(),
+    model: document.querySelector('#model-name').textContent.trim(),
+    filters: document.querySelectorAll('#filters canvas').length,
+  }));
+  check(s.ready === '1', `start-up failed: ${s.error || '(no message in #error)'}`);
+  check(s.error === '', `#error is not empty: ${s.error}`);
+  check(s.adapter && !/^no (GPU|WebGPU) adapter/.test(s.adapter), `no adapter shown (#adapter: "${s.adapter}")`);
+  check(s.filters > 0, 'no filter canvases in #filters');
+  return `adapter "${s.adapter}", model "${s.model}", ${s.filters} filter canvases`;
 }
 
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000} s`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
+async function checkLayerCanvases(t) {
+  const r = await t.page.evaluate(() =>
+    Array.from(document.querySelectorAll('canvas.fmap'), (c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const colours = new Set();
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] === 255) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      return { layer: c.dataset.layer, size: `${c.width}x${c.height}`, colours: colours.size };
+    }));
+  check(r.length >= 3, `only ${r.length} canvas.fmap elements`);
+  const blank = r.filter((c) => c.colours < 2);
+  check(!blank.length, `blank layer canvases: ${blank.map((c) => `${c.layer} (${c.size}, ${c.colours} colour)`).join(', ')}`);
+  return `${r.length} canvases: ${r.map((c) => c.layer).join(' → ')}`;
 }
 
-/** Points every `spacing` px along a polyline. */
-function densify(points, spacing = 4) {
-  const out = [points[0]];
-  for (let i = 1; i < points.length; i++) {
-    const [x0, y0] = points[i - 1];
-    const [x1, y1] = points[i];
-    const n = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / spacing));
-    for (let k = 1; k <= n; k++) out.push([x0 + ((x1 - x0) * k) / n, y0 + ((y1 - y0) * k) / n]);
-  }
-  return out;
+/** Parity with the native binary on the same picture and checkpoint. */
+async function checkParity(t) {
+  const { opts } = t;
+  check(fs.existsSync(opts.picture), `${opts.picture} does not exist (a 28x28 MNIST digit PNG is needed for this check)`);
+  check(fs.existsSync(opts.wgcnn), `${opts.wgcnn} does not exist (build it: cargo build --release)`);
+  const native = await nativePredict(path.resolve(opts.wgcnn), t.model, path.resolve(opts.picture));
+  const bytes = [...fs.readFileSync(opts.picture)];
+  const web = await t.page.evaluate((b, n) => window.wgcnnPage.predictPicture(b, n), bytes, path.basename(opts.picture));
+  check(web.probabilities.length === native.probabilities.length,
+    `${web.probabilities.length} probabilities in the page, ${native.probabilities.length} natively`);
+  const diffs = web.probabilities.map((p, i) => Math.abs(p - native.probabilities[i]));
+  const max = Math.max(...diffs);
+  console.log(`# native ${JSON.stringify(native.probabilities.map((v) => +v.toFixed(6)))}`);
+  console.log(`# page   ${JSON.stringify(web.probabilities.map((v) => +v.toFixed(6)))}`);
+  check(max <= PARITY_TOLERANCE, `probabilities differ by up to ${max.toExponential(3)} (> ${PARITY_TOLERANCE})`);
+  check(web.class === native.class, `class ${web.class} in the page, ${native.class} natively`);
+  check(web.input.length === 784, `the prepared input has ${web.input.length} values, not 784`);
+  return `class ${web.class}, max |difference| ${max.toExponential(3)}`;
 }
 
-/** Wait until the page has no engine call queued and no prediction pending. */
-const settle = (page) => page.evaluate(() => window.wgcnnPage.idle());
-
-/** The shown prediction: class, its probability and the #prediction text. */
-const shown = (page) =>
-  page.evaluate(() => {
-    const p = window.wgcnnPage.lastPrediction;
-    return p && {
-      cls: p.class,
-      prob: p.probabilities[p.class],
-      probs: Array.from(p.probabilities),
-      text: document.querySelector('#prediction').textContent.trim(),
-    };
-  });
-
-async function clearDrawing(page) {
-  await page.click('#clear');
-  await settle(page);
+/** The shipped checkpoint through #model-file; its state is kept as t.shipped for the later checks. */
+async function checkCheckpoint(t) {
+  t.shipped = await loadModel(t.page, t.model);
+  return `#model-name "${t.shipped.name}"`;
 }
 
-/** Draw the strokes with the mouse (many small moves), then return the settled prediction. */
-async function drawDigit(page, strokes) {
-  const canvas = await page.$('#draw');
-  await canvas.scrollIntoView();
-  const box = await canvas.boundingBox();
-  const size = await page.$eval('#draw', (c) => [c.width, c.height]);
-  const at = ([x, y]) => [box.x + (x * box.width) / size[0], box.y + (y * box.height) / size[1]];
-  for (const stroke of strokes) {
-    const pts = densify(stroke).map(at);
-    await page.mouse.move(...pts[0]);
-    await page.mouse.down();
-    for (const p of pts.slice(1)) await page.mouse.move(...p);
-    await page.mouse.up();
-  }
-  await settle(page);
-  return shown(page);
+async function checkCorrupt(t) {
+  const bad = path.join(t.tmp, 'bad.safetensors');
+  const noise = Buffer.from(Array.from({ length: 200 }, (_, i) => (i * 37) & 255));
+  fs.writeFileSync(bad, Buffer.concat([Buffer.from('this is not a safetensors checkpoint\n'), noise]));
+  const s = await loadBadModel(t.page, bad);
+  console.log(`# #error: ${s.error}`);
+  check(s.name === t.shipped.name, `#model-name changed to "${s.name}"`);
+  check(s.filterHash === t.shipped.filterHash, 'the filters changed');
+  const again = await expectDigit(t.page, 1);
+  return `error shown; then predicted ${again}`;
 }
 
-async function expectDigit(page, digit) {
-  await clearDrawing(page);
-  const p = await drawDigit(page, DIGITS[digit]);
-  check(p, 'no prediction after drawing');
-  check(p.text.startsWith(String(p.cls)), `#prediction shows "${p.text}", but the last prediction is ${p.cls}`);
-  const probs = p.probs.map((v, i) => `${i}:${v.toFixed(3)}`).join(' ');
-  check(p.cls === digit, `drew a ${digit}, the page predicted ${p.cls} (${probs})`);
-  return `${digit} (p = ${p.prob.toFixed(3)})`;
+/** models/lenet5.toml: the model with fresh random weights; then the shipped checkpoint again. */
+async function checkModelFile(t) {
+  const toml = path.join(MODELS, 'lenet5.toml');
+  check(fs.existsSync(toml), `${toml} does not exist`);
+  const s = await loadModel(t.page, toml);
+  check(s.name.startsWith('lenet5'), `#model-name "${s.name}" does not start with "lenet5"`);
+  check(s.filters === t.shipped.filters, `${s.filters} filter canvases, the checkpoint had ${t.shipped.filters}`);
+  check(s.filterHash !== t.shipped.filterHash, "the filters are the shipped checkpoint's, not fresh random weights");
+  const back = await loadModel(t.page, t.model);
+  check(back.name === t.shipped.name, `#model-name "${back.name}" after loading the checkpoint again, not "${t.shipped.name}"`);
+  check(back.filterHash === t.shipped.filterHash, 'the filters differ from the checkpoint\'s after loading it again');
+  return `"${s.name}" with fresh random weights; then "${back.name}" again`;
 }
 
-/** Run the native binary's predict --json and return the first result with a probabilities array. */
-function nativePredict(bin, model, picture) {
-  return new Promise((resolve, reject) => {
-    execFile(bin, ['predict', '--json', '--model', model, picture], { timeout: 300_000, maxBuffer: 1 << 24 },
-      (err, stdout, stderr) => {
-        let json;
-        try {
-          json = JSON.parse(stdout);
-        } catch {
-          const why = err ? err.message : 'its output is not JSON';
-          reject(new Error(`${bin} predict failed: ${why}\nstdout: ${stdout.slice(0, 2000)}\nstderr: ${stderr.slice(0, 2000)}`));
-          return;
-        }
-        if (json && !Array.isArray(json) && json.error) {
-          reject(new Error(`${bin} predict reported: ${json.error}`));
-          return;
-        }
-        const found = [];
-        (function walk(v) {
-          if (Array.isArray(v)) v.forEach(walk);
-          else if (v && typeof v === 'object') {
-            if (Array.isArray(v.probabilities)) found.push(v);
-            else Object.values(v).forEach(walk);
-          }
-        })(json);
-        if (!found.length) reject(new Error(`no object with a "probabilities" array in ${bin}'s output: ${stdout.slice(0, 500)}`));
-        else resolve(found[0]);
-      });
-  });
+/** A model that reads another input size is refused, naming the size, and the previous model stays. */
+async function checkWrongInput(t) {
+  const { file, dims } = wrongInputModel(t.tmp);
+  const before = await modelState(t.page);
+  const s = await loadBadModel(t.page, file);
+  console.log(`# #error: ${s.error}`);
+  check(new RegExp(dims.join('\\s*[x×]\\s*')).test(s.error), `#error does not name the input size ${dims.join('×')}`);
+  check(s.name === before.name, `#model-name changed from "${before.name}" to "${s.name}"`);
+  check(s.filterHash === before.filterHash, 'the filters changed');
+  const again = await expectDigit(t.page, 7);
+  return `${path.basename(file)} (${dims.join('×')}) refused, "${s.name}" kept; then predicted ${again}`;
+}
+
+async function checkTraining(t) {
+  const r = await withTimeout(t.page.evaluate((n) => window.wgcnnPage.train(n), TRAIN_STEPS), TRAIN_TIMEOUT, 'training');
+  const h = r.history;
+  console.log(`# history ${h.map((p) => `${p.step}:${p.loss.toFixed(3)}/${(100 * p.accuracy).toFixed(0)}%`).join(' ')}`);
+  check(h.length >= 5, `only ${h.length} points in the history`);
+  const mean = (a) => a.reduce((s, p) => s + p.loss, 0) / a.length;
+  const first = mean(h.slice(0, 2));
+  const last = mean(h.slice(-2));
+  check(last < first, `the loss did not fall: first two chunks ${first.toFixed(4)}, last two ${last.toFixed(4)}`);
+  const error = await t.page.$eval('#error', (e) => e.textContent.trim());
+  check(!error, `#error: ${error}`);
+  const ips = h.reduce((s, p) => s + p.imagesPerSecond, 0) / h.length;
+  return `loss ${first.toFixed(3)} → ${last.toFixed(3)}, ${ips.toFixed(0)} images/s, ` +
+    `test accuracy ${(100 * r.test.testAccuracy).toFixed(2)} % (loss ${r.test.testLoss.toFixed(4)})`;
+}
+
+/** After training: the shipped checkpoint again, a 7 drawn; the training curve and stats stay. */
+async function checkReloadAfterTraining(t) {
+  const s = await loadModel(t.page, t.model);
+  check(s.name === t.shipped.name, `#model-name "${s.name}", not "${t.shipped.name}"`);
+  check(s.filterHash === t.shipped.filterHash, "the filters are not the shipped checkpoint's");
+  const digit = await expectDigit(t.page, 7);
+  const run = await t.page.evaluate(() => ({
+    points: window.wgcnnPage.history.length,
+    stats: document.querySelector('#train-stats').textContent.trim(),
+  }));
+  check(run.points >= 5, `only ${run.points} points left in the training history`);
+  check(/test accuracy/.test(run.stats), `#train-stats no longer shows the run: "${run.stats}"`);
+  return `"${s.name}", predicted ${digit}; curve (${run.points} points) and stats kept`;
+}
+
+async function takeScreenshot(t) {
+  const file = t.opts.screenshot;
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  await t.page.evaluate(() => window.scrollTo(0, 0));
+  await t.page.screenshot({ path: file, fullPage: true });
+  return `${fs.statSync(file).size} bytes`;
 }
 
 // ---------- the test ----------
+
+async function runChecks(t) {
+  await step('the page becomes ready', () => checkReady(t));
+  for (const digit of [1, 0, 7]) await step(`drawing a ${digit}`, () => expectDigit(t.page, digit));
+  await step('every layer canvas shows a picture', () => checkLayerCanvases(t));
+  await step('parity with native wgcnn predict', () => checkParity(t));
+  await step('loading a checkpoint through #model-file', () => checkCheckpoint(t));
+  await step('a corrupt checkpoint is reported and the previous model kept', () => checkCorrupt(t));
+  await step('a model file (models/lenet5.toml) loads', () => checkModelFile(t));
+  await step('a model of another input size is refused and the previous model kept', () => checkWrongInput(t));
+  await step(`training ${TRAIN_STEPS} steps in the page`, () => checkTraining(t));
+  await step('the shipped checkpoint again after training', () => checkReloadAfterTraining(t));
+  await step(`screenshot ${t.opts.screenshot}`, () => takeScreenshot(t));
+}
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
@@ -242,163 +221,20 @@ async function main() {
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wgcnn-web-test-'));
   let server, browser;
-  const pageErrors = [];
-  let consoleErrors = 0;
   try {
     server = await serve(dist);
     const url = `http://127.0.0.1:${server.address().port}/`;
     console.log(`# serving ${dist} at ${url}`);
-
-    browser = await puppeteer.launch({
-      executablePath: chromium,
-      headless: true, // puppeteer-core 24: the new headless mode
-      protocolTimeout: TRAIN_TIMEOUT + 120_000,
-      args: [
-        '--no-sandbox',
-        '--enable-unsafe-webgpu',
-        '--use-webgpu-adapter=swiftshader',
-        '--enable-unsafe-swiftshader',
-        '--disable-dev-shm-usage',
-      ],
-    });
-    console.log(`# ${await browser.version()} (${chromium})`);
-    const page = await browser.newPage();
-    await page.setViewport({ width: 1280, height: 900 });
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors++;
-      console.log(`[page ${m.type()}] ${m.text()}`);
-    });
-    page.on('pageerror', (e) => {
-      pageErrors.push(e.message);
-      console.log(`[page uncaught] ${e.message}`);
-    });
-    page.on('requestfailed', (r) => console.log(`[page request failed] ${r.url()} ${r.failure()?.errorText ?? ''}`));
-    page.on('response', (r) => { if (r.status() >= 400) console.log(`[page http ${r.status()}] ${r.url()}`); });
-
-    // 1. Start-up.
-    await step('the page becomes ready', async () => {
-      await page.goto(url, { waitUntil: 'load' });
-      await page.waitForFunction(() => document.body.dataset.ready, { timeout: READY_TIMEOUT, polling: 250 });
-      const s = await page.evaluate(() => ({
-        ready: document.body.dataset.ready,
-        error: document.querySelector('#error').textContent.trim(),
-        adapter: document.querySelector('#adapter').textContent.trim(),
-        model: document.querySelector('#model-name').textContent.trim(),
-        filters: document.querySelectorAll('#filters canvas').length,
-      }));
-      check(s.ready === '1', `start-up failed: ${s.error || '(no message in #error)'}`);
-      check(s.error === '', `#error is not empty: ${s.error}`);
-      check(s.adapter && !/^no (GPU|WebGPU) adapter/.test(s.adapter), `no adapter shown (#adapter: "${s.adapter}")`);
-      check(s.filters > 0, 'no filter canvases in #filters');
-      return `adapter "${s.adapter}", model "${s.model}", ${s.filters} filter canvases`;
-    });
-
-    // 2. Drawing: predictions and every layer's canvas.
-    for (const digit of [1, 0, 7]) await step(`drawing a ${digit}`, () => expectDigit(page, digit));
-    await step('every layer canvas shows a picture', async () => {
-      const r = await page.evaluate(() =>
-        Array.from(document.querySelectorAll('canvas.fmap'), (c) => {
-          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-          const colours = new Set();
-          for (let i = 0; i < d.length; i += 4) if (d[i + 3] === 255) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-          return { layer: c.dataset.layer, size: `${c.width}x${c.height}`, colours: colours.size };
-        }));
-      check(r.length >= 3, `only ${r.length} canvas.fmap elements`);
-      const blank = r.filter((c) => c.colours < 2);
-      check(!blank.length, `blank layer canvases: ${blank.map((c) => `${c.layer} (${c.size}, ${c.colours} colour)`).join(', ')}`);
-      return `${r.length} canvases: ${r.map((c) => c.layer).join(' → ')}`;
-    });
-
-    // 3. Parity with the native binary on the same picture and checkpoint.
-    await step('parity with native wgcnn predict', async () => {
-      check(fs.existsSync(opts.picture), `${opts.picture} does not exist (a 28x28 MNIST digit PNG is needed for this check)`);
-      check(fs.existsSync(opts.wgcnn), `${opts.wgcnn} does not exist (build it: cargo build --release)`);
-      const native = await nativePredict(path.resolve(opts.wgcnn), model, path.resolve(opts.picture));
-      const bytes = [...fs.readFileSync(opts.picture)];
-      const web = await page.evaluate((b, n) => window.wgcnnPage.predictPicture(b, n), bytes, path.basename(opts.picture));
-      check(web.probabilities.length === native.probabilities.length,
-        `${web.probabilities.length} probabilities in the page, ${native.probabilities.length} natively`);
-      const diffs = web.probabilities.map((p, i) => Math.abs(p - native.probabilities[i]));
-      const max = Math.max(...diffs);
-      console.log(`# native ${JSON.stringify(native.probabilities.map((v) => +v.toFixed(6)))}`);
-      console.log(`# page   ${JSON.stringify(web.probabilities.map((v) => +v.toFixed(6)))}`);
-      check(max <= PARITY_TOLERANCE, `probabilities differ by up to ${max.toExponential(3)} (> ${PARITY_TOLERANCE})`);
-      check(web.class === native.class, `class ${web.class} in the page, ${native.class} natively`);
-      check(web.input.length === 784, `the prepared input has ${web.input.length} values, not 784`);
-      return `class ${web.class}, max |difference| ${max.toExponential(3)}`;
-    });
-
-    // 4. Loading a checkpoint, then a corrupt one.
-    const modelInput = await page.$('#model-file');
-    let summary;
-    await step('loading a checkpoint through #model-file', async () => {
-      const marker = '(test: loading)';
-      await page.$eval('#model-name', (e, m) => { e.textContent = m; }, marker);
-      await modelInput.uploadFile(model);
-      await page.waitForFunction(
-        (m) => document.querySelector('#model-name').textContent !== m || document.querySelector('#error').textContent,
-        { timeout: 60_000 }, marker);
-      await settle(page);
-      const s = await page.evaluate(() => ({
-        name: document.querySelector('#model-name').textContent.trim(),
-        error: document.querySelector('#error').textContent.trim(),
-      }));
-      check(!s.error, `#error: ${s.error}`);
-      check(s.name && s.name !== marker, '#model-name did not update');
-      summary = s.name;
-      return `#model-name "${summary}"`;
-    });
-    await step('a corrupt checkpoint is reported and the previous model kept', async () => {
-      const bad = path.join(tmp, 'bad.safetensors');
-      fs.writeFileSync(bad, Buffer.concat([Buffer.from('this is not a safetensors checkpoint\n'), Buffer.from(Array.from({ length: 200 }, (_, i) => (i * 37) & 255))]));
-      await modelInput.uploadFile(bad);
-      await page.waitForFunction(() => document.querySelector('#error').textContent.trim(), { timeout: 60_000 });
-      await settle(page);
-      const s = await page.evaluate(() => ({
-        error: document.querySelector('#error').textContent.trim(),
-        visible: !document.querySelector('#error').hidden,
-        name: document.querySelector('#model-name').textContent.trim(),
-      }));
-      check(s.visible, '#error has text but is hidden');
-      check(s.name === summary, `#model-name changed to "${s.name}"`);
-      console.log(`# #error: ${s.error}`);
-      const again = await expectDigit(page, 1);
-      return `error shown; then predicted ${again}`;
-    });
-
-    // 5. Training in the page.
-    await step(`training ${TRAIN_STEPS} steps in the page`, async () => {
-      const r = await withTimeout(page.evaluate((n) => window.wgcnnPage.train(n), TRAIN_STEPS), TRAIN_TIMEOUT, 'training');
-      const h = r.history;
-      console.log(`# history ${h.map((p) => `${p.step}:${p.loss.toFixed(3)}/${(100 * p.accuracy).toFixed(0)}%`).join(' ')}`);
-      check(h.length >= 5, `only ${h.length} points in the history`);
-      const mean = (a) => a.reduce((s, p) => s + p.loss, 0) / a.length;
-      const first = mean(h.slice(0, 2));
-      const last = mean(h.slice(-2));
-      check(last < first, `the loss did not fall: first two chunks ${first.toFixed(4)}, last two ${last.toFixed(4)}`);
-      const error = await page.$eval('#error', (e) => e.textContent.trim());
-      check(!error, `#error: ${error}`);
-      const ips = h.reduce((s, p) => s + p.imagesPerSecond, 0) / h.length;
-      return `loss ${first.toFixed(3)} → ${last.toFixed(3)}, ${ips.toFixed(0)} images/s, ` +
-        `test accuracy ${(100 * r.test.testAccuracy).toFixed(2)} % (loss ${r.test.testLoss.toFixed(4)})`;
-    });
-
-    // 6. A screenshot with a digit drawn and the training curve shown.
-    await step(`screenshot ${opts.screenshot}`, async () => {
-      await clearDrawing(page);
-      await drawDigit(page, DIGITS[7]);
-      fs.mkdirSync(path.dirname(path.resolve(opts.screenshot)), { recursive: true });
-      await page.evaluate(() => window.scrollTo(0, 0));
-      await page.screenshot({ path: opts.screenshot, fullPage: true });
-      return `${fs.statSync(opts.screenshot).size} bytes`;
-    });
-
-    check(!pageErrors.length, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
-    console.log(`# console errors from the page: ${consoleErrors} (one is expected, from the corrupt checkpoint)`);
+    const launched = await launch(chromium, TRAIN_TIMEOUT + 120_000);
+    browser = launched.browser;
+    await runChecks({ opts, url, page: launched.page, model, tmp, shipped: null });
+    const { log } = launched;
+    check(!log.pageErrors.length, `uncaught errors in the page: ${log.pageErrors.join(' | ')}`);
+    console.log(`# console errors from the page: ${log.consoleErrors} ` +
+      '(two are expected: the corrupt checkpoint and the model of another input size)');
   } finally {
     await browser?.close().catch(() => {});
-    server?.closeAllConnections();
-    await new Promise((r) => (server ? server.close(r) : r()));
+    await stopServer(server);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
