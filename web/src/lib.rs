@@ -75,8 +75,10 @@ impl Drop for Busy<'_> {
 #[wasm_bindgen]
 impl Engine {
     /// The browser's WebGPU adapter and a device on it; fails with a message when the browser has no
-    /// WebGPU.
-    pub async fn create() -> Result<Engine, JsError> {
+    /// WebGPU. `plans`: `"adapter"` (the default: the kernel plans for this adapter, see
+    /// `wgcnn::context::Budget`) or `"gpu"` (a discrete GPU's, tiled kernels included, whatever the
+    /// adapter: the browser test runs them through the browser's shader compiler on a software one).
+    pub async fn create(plans: Option<String>) -> Result<Engine, JsError> {
         std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("wgcnn: {info}").into())));
         let ctx = Context::create(&AdapterChoice::Auto).await.map_err(|e| {
             JsError::new(&format!(
@@ -84,6 +86,16 @@ impl Engine {
                  Windows; elsewhere behind a flag such as chrome://flags/#enable-unsafe-webgpu)"
             ))
         })?;
+        let ctx = match plans.as_deref().unwrap_or("adapter") {
+            "adapter" => ctx,
+            "gpu" => {
+                let gpu =
+                    wgcnn::wgpu::AdapterInfo { device_type: wgcnn::wgpu::DeviceType::DiscreteGpu, ..ctx.info.clone() };
+                let budget = wgcnn::context::Budget::for_adapter(&gpu);
+                ctx.with_budget(budget)
+            }
+            other => return Err(JsError::new(&format!("plans {other:?}: expected \"adapter\" or \"gpu\""))),
+        };
         Ok(Engine {
             ctx: RefCell::new(ctx),
             shown: RefCell::new(None),
@@ -92,15 +104,16 @@ impl Engine {
         })
     }
 
-    /// The adapter as far as the browser names it (many leave the name empty), e.g. "WebGPU: an
-    /// unnamed adapter (Cpu)".
+    /// The adapter as far as the browser names it (many leave the name empty) and the kernels its
+    /// plans take, e.g. "WebGPU: an unnamed adapter (Cpu; register-blocked kernels)".
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         let ctx = self.ctx.borrow();
         let i = &ctx.info;
         let name = [&i.name, &i.driver, &i.driver_info].into_iter().find(|s| !s.trim().is_empty());
         let name = name.map_or("an unnamed adapter", |s| s.as_str());
-        format!("WebGPU: {name} ({:?})", i.device_type)
+        let plans = if ctx.budget().tiled { "tiled kernels" } else { "register-blocked kernels" };
+        format!("WebGPU: {name} ({:?}; {plans})", i.device_type)
     }
 
     /// Load a model: a wgcnn checkpoint (`.safetensors`: the model and its weights) or a model file

@@ -40,7 +40,8 @@ fn split(images: Vec<u8>, labels: Vec<u8>, name: &str) -> wgcnn::Result<Dataset>
 impl Engine {
     /// Start training a fresh copy (initialised from `seed`) of the model on display on these IDX
     /// files, `batch` images per step; any unfinished run is dropped. Returns
-    /// `{trainCount, testCount, stepsPerEpoch}`.
+    /// `{kernels, trainCount, testCount, stepsPerEpoch}`, `kernels` naming the WGSL entry points of a
+    /// step's launches.
     #[wasm_bindgen(js_name = startTraining)]
     pub async fn start_training(
         &self,
@@ -65,7 +66,12 @@ impl Engine {
         let evaluator = Evaluator::new(&ctx, &spec, &trainer.params, &test, 500).map_err(js_err)?;
         let mut rng = Rng::new(u64::from(seed));
         trainer.start_epoch(&ctx, Some(&mut rng)).map_err(js_err)?;
+        // The kernels one step launches (each launch's own; a split reduction's summing pass aside):
+        // which the adapter's plans chose.
+        let kernels: std::collections::BTreeSet<&str> =
+            trainer.step_launches().iter().map(|l| l.kernel.entry_point()).collect();
         let out = js_sys::Object::new();
+        set(&out, "kernels", kernels.iter().map(|k| JsValue::from_str(k)).collect::<js_sys::Array>().into());
         set(&out, "trainCount", train.len().to_js());
         set(&out, "testCount", test.len().to_js());
         set(&out, "stepsPerEpoch", trainer.steps_per_epoch().to_js());
@@ -112,15 +118,18 @@ impl Engine {
         Ok(out.into())
     }
 
-    /// End the run: evaluate on the test split, then put the trained weights on display. Returns
-    /// `{testLoss, testAccuracy}`.
+    /// End the run: evaluate on the test split (unless `evaluate` is false), then put the trained
+    /// weights on display. Returns `{testLoss, testAccuracy}` (both `null` when not evaluated).
     #[wasm_bindgen(js_name = finishTraining)]
-    pub async fn finish_training(&self) -> Result<JsValue, JsError> {
+    pub async fn finish_training(&self, evaluate: Option<bool>) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
         let t = self.training.borrow_mut().take().ok_or_else(|| JsError::new("no training run to finish"))?;
         let (eval, state) = {
             let ctx = self.ctx.borrow();
-            let eval = t.test.run_async(&ctx).await.map_err(js_err)?;
+            let eval = match evaluate.unwrap_or(true) {
+                true => Some(t.test.run_async(&ctx).await.map_err(js_err)?),
+                false => None,
+            };
             (eval, t.trainer.params.read_state_async(&ctx).await.map_err(js_err)?)
         };
         if let Some(name) = wgcnn::checkpoint::first_non_finite(&t.trainer.spec, &state) {
@@ -132,8 +141,8 @@ impl Engine {
         drop(t);
         self.show(spec, state)?;
         let out = js_sys::Object::new();
-        set(&out, "testLoss", eval.loss.to_js());
-        set(&out, "testAccuracy", eval.accuracy.to_js());
+        set(&out, "testLoss", eval.map_or(JsValue::NULL, |e| e.loss.to_js()));
+        set(&out, "testAccuracy", eval.map_or(JsValue::NULL, |e| e.accuracy.to_js()));
         Ok(out.into())
     }
 }

@@ -181,7 +181,8 @@ setupTraining({
   enqueue,
   onTrained: async (steps, accuracy) => {
     const base = modelSummary.split(' — ')[0] || 'model';
-    modelSummary = `${base} — trained here, ${steps} steps, test accuracy ${accuracy}`;
+    const tested = accuracy === 'not tested' ? '' : `, test accuracy ${accuracy}`;
+    modelSummary = `${base} — trained here, ${steps} steps${tested}`;
     el.modelName.textContent = modelSummary;
     await refreshFilters();
     requestPredict();
@@ -196,8 +197,11 @@ async function start() {
   if (!navigator.gpu) throw new Error(NO_WEBGPU);
   setStatus('Loading the engine…');
   await init();
+  // ?plans=gpu runs a discrete GPU's kernel plans (the tiled kernels) whatever the adapter: the
+  // browser test uses it to run them through the browser's shader compiler on a software adapter.
+  const plans = new URLSearchParams(location.search).get('plans') || undefined;
   try {
-    engine = await Engine.create();
+    engine = await Engine.create(plans);
   } catch (e) {
     throw new Error(`${NO_WEBGPU} (${e instanceof Error ? e.message : e})`);
   }
@@ -250,8 +254,16 @@ window.wgcnnPage = {
   get lastPrediction() { return lastPrediction; },
   get history() { return trainingHistory(); },
   predictPicture: async (bytes, name) => plain(await classifyPicture(Uint8Array.from(bytes), name)),
-  train: async (steps) => {
+  /** The model on display as a checkpoint (engine.saveModel), base64. */
+  modelBase64: async () => {
+    const bytes = await enqueue(() => engine.saveModel());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  },
+  // `options`: {batch, seed, evaluate} (default: 64, a new seed per run, tested).
+  train: async (steps, options) => {
     el.steps.value = String(steps);
-    return train(steps);
+    return train(steps, options);
   },
 };

@@ -63,24 +63,28 @@ async function trainChunks(steps, perEpoch) {
   }
 }
 
-/** After training: test, show the results and put the new weights on display. */
-async function finishRun(info) {
-  setStatus('Testing on the 2,000 held-out digits…');
-  const test = await enqueue(() => engine().finishTraining());
+/** After training: test (when `evaluate`), show the results and put the new weights on display. */
+async function finishRun(info, batch, evaluate) {
+  setStatus(evaluate ? 'Testing on the 2,000 held-out digits…' : 'Finishing…');
+  const test = await enqueue(() => engine().finishTraining(evaluate));
   const last = history[history.length - 1];
   const stepsDone = last ? last.step : 0;
-  const accuracy = `${(100 * test.testAccuracy).toFixed(2)} %`;
-  el.stats.textContent =
-    `${stepsDone} steps (${thousands(info.trainCount)} training digits, batch ${BATCH}): ` +
-    `test accuracy ${accuracy}, test loss ${test.testLoss.toFixed(4)} ` +
-    `on ${thousands(info.testCount)} digits` + (last ? ` · ${thousands(last.imagesPerSecond)} images/s` : '');
+  const accuracy = test.testAccuracy === null ? 'not tested' : `${(100 * test.testAccuracy).toFixed(2)} %`;
+  const tested = test.testLoss === null ? 'not tested on the held-out digits'
+    : `test accuracy ${accuracy}, test loss ${test.testLoss.toFixed(4)} on ${thousands(info.testCount)} digits`;
+  el.stats.textContent = `${stepsDone} steps (${thousands(info.trainCount)} training digits, batch ${batch}): ` +
+    tested + (last ? ` · ${thousands(last.imagesPerSecond)} images/s` : '');
   setStatus(stopRequested ? 'Training stopped; using the new weights' : 'Trained; using the new weights');
   await deps.onTrained(stepsDone, accuracy);
   return test;
 }
 
-/** Train a fresh model for `steps` steps (or until stopped); returns {history, test}. */
-export async function train(steps) {
+/**
+ * Train a fresh model for `steps` steps (or until stopped), `batch` images per step, initialised and
+ * shuffled from `seed` (a new one per run unless given), then tested on the held-out digits unless
+ * `evaluate` is false; returns {history, test, kernels} (kernels: the WGSL entry points a step runs).
+ */
+export async function train(steps, { batch = BATCH, seed: runSeed = seed++, evaluate = true } = {}) {
   if (training) throw new Error('Training is already running');
   if (!engine()) throw new Error('The engine is not ready');
   steps = Math.max(1, Math.floor(steps));
@@ -97,10 +101,14 @@ export async function train(steps) {
     }
     setStatus('Preparing training…');
     const [ti, tl, vi, vl] = trainData;
-    const info = await enqueue(() => engine().startTraining(ti, tl, vi, vl, BATCH, seed++));
+    const info = await enqueue(() => engine().startTraining(ti, tl, vi, vl, batch, runSeed));
     await trainChunks(steps, info.stepsPerEpoch);
-    const test = await finishRun(info);
-    return { history: history.map((h) => ({ ...h })), test: { testLoss: test.testLoss, testAccuracy: test.testAccuracy } };
+    const test = await finishRun(info, batch, evaluate);
+    return {
+      history: history.map((h) => ({ ...h })),
+      test: { testLoss: test.testLoss, testAccuracy: test.testAccuracy },
+      kernels: Array.from(info.kernels),
+    };
   } catch (e) {
     showError('Training failed', e);
     setStatus('Training failed');

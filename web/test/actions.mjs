@@ -33,6 +33,10 @@ function densify(points, spacing = 4) {
 /** Wait until the page has no engine call queued and no prediction pending. */
 export const settle = (page) => page.evaluate(() => window.wgcnnPage.idle());
 
+/** Make `page` the visible tab: a background tab's timers are throttled and its animation frames
+ * stop, which would stall the page's prediction loop (the test drives two pages). */
+export const focus = (page) => page.bringToFront();
+
 /** The shown prediction: class, its probability and the #prediction text. */
 const shown = (page) =>
   page.evaluate(() => {
@@ -52,6 +56,7 @@ export async function clearDrawing(page) {
 
 /** Draw the strokes with the mouse (many small moves), then return the settled prediction. */
 export async function drawDigit(page, strokes) {
+  await focus(page);
   const canvas = await page.$('#draw');
   await canvas.scrollIntoView();
   const box = await canvas.boundingBox();
@@ -107,6 +112,7 @@ export const modelState = (page) =>
  * modelState, checked to have no error and a new name.
  */
 export async function loadModel(page, file) {
+  await focus(page);
   const marker = '(test: loading)';
   await page.$eval('#model-name', (e, m) => { e.textContent = m; }, marker);
   await (await page.$('#model-file')).uploadFile(file);
@@ -122,6 +128,7 @@ export async function loadModel(page, file) {
 
 /** Load a model file that should be refused: waits for #error (cleared first); returns modelState. */
 export async function loadBadModel(page, file) {
+  await focus(page);
   await page.$eval('#error', (e) => { e.textContent = ''; e.hidden = true; });
   await (await page.$('#model-file')).uploadFile(file);
   await page.waitForFunction(() => document.querySelector('#error').textContent.trim(), { timeout: 60_000 });

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DIGITS, clearDrawing, drawDigit, expectDigit, loadBadModel, loadModel, modelState } from './actions.mjs';
 import { check, launch, nativePredict, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
+import { checkNoWebGpu, checkZoo, comparePlans, openGpuPage } from './plans.mjs';
 
 function parseArgs(argv) {
   const opts = {
@@ -35,6 +36,13 @@ function parseArgs(argv) {
 const READY_TIMEOUT = 120_000;
 const TRAIN_TIMEOUT = 600_000;
 const TRAIN_STEPS = 50;
+const TRAIN_SEED = 1;
+// The GPU's plans (tiled kernels) run about 9x slower than the adapter's on SwiftShader: both pages
+// train LeNet-5 for 20 steps, and three zoo models that between them use every other op (dropout;
+// batch-norm, concat, average pooling; add, global average pooling, stride 2, 1x1 convs) for 2.
+const GPU_STEPS = 20;
+const ZOO = ['alexnet-mini', 'densenet-mini', 'resnet-mini'];
+const ZOO_STEPS = 2;
 const PARITY_TOLERANCE = 1e-4;
 const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../models'); // the repo's model files
 
@@ -156,7 +164,9 @@ async function checkWrongInput(t) {
 }
 
 async function checkTraining(t) {
-  const r = await withTimeout(t.page.evaluate((n) => window.wgcnnPage.train(n), TRAIN_STEPS), TRAIN_TIMEOUT, 'training');
+  await loadModel(t.page, t.model); // the zoo's last model is on display: train LeNet-5 again
+  const r = await withTimeout(
+    t.page.evaluate((n, seed) => window.wgcnnPage.train(n, { seed }), TRAIN_STEPS, TRAIN_SEED), TRAIN_TIMEOUT, 'training');
   const h = r.history;
   console.log(`# history ${h.map((p) => `${p.step}:${p.loss.toFixed(3)}/${(100 * p.accuracy).toFixed(0)}%`).join(' ')}`);
   check(h.length >= 5, `only ${h.length} points in the history`);
@@ -170,6 +180,10 @@ async function checkTraining(t) {
   return `loss ${first.toFixed(3)} → ${last.toFixed(3)}, ${ips.toFixed(0)} images/s, ` +
     `test accuracy ${(100 * r.test.testAccuracy).toFixed(2)} % (loss ${r.test.testLoss.toFixed(4)})`;
 }
+
+/** LeNet-5 from the shipped checkpoint's model, GPU_STEPS steps on both pages (see comparePlans). */
+const checkGpuTraining = (t) =>
+  comparePlans(t, t.model, GPU_STEPS, { seed: TRAIN_SEED }, TRAIN_TIMEOUT, 'lenet5');
 
 /** After training: the shipped checkpoint again, a 7 drawn; the training curve and stats stay. */
 async function checkReloadAfterTraining(t) {
@@ -205,6 +219,16 @@ async function runChecks(t) {
   await step('a corrupt checkpoint is reported and the previous model kept', () => checkCorrupt(t));
   await step('a model file (models/lenet5.toml) loads', () => checkModelFile(t));
   await step('a model of another input size is refused and the previous model kept', () => checkWrongInput(t));
+  await step('a page without WebGPU explains it', () => checkNoWebGpu(t, READY_TIMEOUT));
+  await step('a second page with a GPU\'s plans (?plans=gpu)', async () => {
+    const { page, note } = await openGpuPage(t, READY_TIMEOUT);
+    t.gpuPage = page;
+    return note;
+  });
+  await step(`${ZOO.join(', ')} train ${ZOO_STEPS} steps with the same losses and weights under both plans`,
+    () => checkZoo(t, MODELS, ZOO, ZOO_STEPS, TRAIN_TIMEOUT));
+  await step(`LeNet-5 trains ${GPU_STEPS} steps with the same losses and weights under both plans`,
+    () => checkGpuTraining(t));
   await step(`training ${TRAIN_STEPS} steps in the page`, () => checkTraining(t));
   await step('the shipped checkpoint again after training', () => checkReloadAfterTraining(t));
   await step(`screenshot ${t.opts.screenshot}`, () => takeScreenshot(t));
@@ -227,11 +251,11 @@ async function main() {
     console.log(`# serving ${dist} at ${url}`);
     const launched = await launch(chromium, TRAIN_TIMEOUT + 120_000);
     browser = launched.browser;
-    await runChecks({ opts, url, page: launched.page, model, tmp, shipped: null });
+    await runChecks({ opts, url, browser, log: launched.log, page: launched.page, model, tmp, shipped: null });
     const { log } = launched;
     check(!log.pageErrors.length, `uncaught errors in the page: ${log.pageErrors.join(' | ')}`);
     console.log(`# console errors from the page: ${log.consoleErrors} ` +
-      '(two are expected: the corrupt checkpoint and the model of another input size)');
+      '(three are expected: the corrupt checkpoint, the model of another input size, the page without WebGPU)');
   } finally {
     await browser?.close().catch(() => {});
     await stopServer(server);

@@ -93,20 +93,27 @@ export async function launch(chromium, protocolTimeout) {
     ],
   });
   console.log(`# ${await browser.version()} (${chromium})`);
+  const log = { consoleErrors: 0, pageErrors: [] };
+  const page = await openPage(browser, log, 'page');
+  return { browser, page, log };
+}
+
+/** A new 1280×900 page of `browser` whose console, uncaught errors and failed requests are echoed
+ * (prefixed with `tag`) and counted in `log`. */
+export async function openPage(browser, log, tag) {
   const page = await browser.newPage();
   await page.setViewport({ width: 1280, height: 900 });
-  const log = { consoleErrors: 0, pageErrors: [] };
   page.on('console', (m) => {
     if (m.type() === 'error') log.consoleErrors++;
-    console.log(`[page ${m.type()}] ${m.text()}`);
+    console.log(`[${tag} ${m.type()}] ${m.text()}`);
   });
   page.on('pageerror', (e) => {
     log.pageErrors.push(e.message);
-    console.log(`[page uncaught] ${e.message}`);
+    console.log(`[${tag} uncaught] ${e.message}`);
   });
-  page.on('requestfailed', (r) => console.log(`[page request failed] ${r.url()} ${r.failure()?.errorText ?? ''}`));
-  page.on('response', (r) => { if (r.status() >= 400) console.log(`[page http ${r.status()}] ${r.url()}`); });
-  return { browser, page, log };
+  page.on('requestfailed', (r) => console.log(`[${tag} request failed] ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  page.on('response', (r) => { if (r.status() >= 400) console.log(`[${tag} http ${r.status()}] ${r.url()}`); });
+  return page;
 }
 
 // ---------- steps and checks ----------
