@@ -16,7 +16,8 @@ want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exi
 have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
 if [[ "$have" != "$want" ]]; then
   echo "web/build.sh: needs wasm-bindgen $want (found: ${have:-none}):" >&2
-  echo "  cargo install wasm-bindgen-cli --version $want --no-default-features" >&2
+  echo "  CARGO_PROFILE_RELEASE_OPT_LEVEL=0 cargo install wasm-bindgen-cli --version $want --no-default-features" >&2
+  echo "  (unoptimised: builds in about 3 minutes on 2 cores, 8 optimised; its output is the same)" >&2
   exit 1
 fi
 
