@@ -98,12 +98,12 @@ async function checkLayerCanvases(t) {
   return `${r.length} canvases: ${r.map((c) => c.layer).join(' → ')}`;
 }
 
-/** Parity with the native binary on the same picture and checkpoint. */
-async function checkParity(t) {
+/** Parity with the native binary on the same picture and checkpoint (default: the shipped one). */
+async function checkParity(t, model = t.model) {
   const { opts } = t;
   check(fs.existsSync(opts.picture), `${opts.picture} does not exist (a 28x28 MNIST digit PNG is needed for this check)`);
   check(fs.existsSync(opts.wgcnn), `${opts.wgcnn} does not exist (build it: cargo build --release)`);
-  const native = await nativePredict(path.resolve(opts.wgcnn), t.model, path.resolve(opts.picture));
+  const native = await nativePredict(path.resolve(opts.wgcnn), model, path.resolve(opts.picture));
   const bytes = [...fs.readFileSync(opts.picture)];
   const web = await t.page.evaluate((b, n) => window.wgcnnPage.predictPicture(b, n), bytes, path.basename(opts.picture));
   check(web.probabilities.length === native.probabilities.length,
@@ -185,6 +185,15 @@ async function checkTraining(t) {
 const checkGpuTraining = (t) =>
   comparePlans(t, t.model, GPU_STEPS, { seed: TRAIN_SEED }, TRAIN_TIMEOUT, 'lenet5');
 
+/** The model trained in the page, downloaded (engine.saveModel), read by the native binary: its
+ * predictions equal the page's. */
+async function checkDownload(t) {
+  const bytes = Buffer.from(await t.page.evaluate(() => window.wgcnnPage.modelBase64()), 'base64');
+  const file = path.join(t.tmp, 'trained-in-the-page.safetensors');
+  fs.writeFileSync(file, bytes);
+  return `${bytes.length} bytes; ${await checkParity(t, file)}`;
+}
+
 /** After training: the shipped checkpoint again, a 7 drawn; the training curve and stats stay. */
 async function checkReloadAfterTraining(t) {
   const s = await loadModel(t.page, t.model);
@@ -230,6 +239,7 @@ async function runChecks(t) {
   await step(`LeNet-5 trains ${GPU_STEPS} steps with the same losses and weights under both plans`,
     () => checkGpuTraining(t));
   await step(`training ${TRAIN_STEPS} steps in the page`, () => checkTraining(t));
+  await step('the trained model, downloaded, predicts natively as in the page', () => checkDownload(t));
   await step('the shipped checkpoint again after training', () => checkReloadAfterTraining(t));
   await step(`screenshot ${t.opts.screenshot}`, () => takeScreenshot(t));
 }
