@@ -80,12 +80,9 @@ impl Engine {
     /// adapter: the browser test runs them through the browser's shader compiler on a software one).
     pub async fn create(plans: Option<String>) -> Result<Engine, JsError> {
         std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("wgcnn: {info}").into())));
-        let ctx = Context::create(&AdapterChoice::Auto).await.map_err(|e| {
-            JsError::new(&format!(
-                "no WebGPU adapter: {e}. This page needs WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on \
-                 Windows; elsewhere behind a flag such as chrome://flags/#enable-unsafe-webgpu)"
-            ))
-        })?;
+        let ctx = Context::create(&AdapterChoice::Auto)
+            .await
+            .map_err(|e| JsError::new(&format!("the browser offers no WebGPU adapter: {e}")))?;
         let ctx = match plans.as_deref().unwrap_or("adapter") {
             "adapter" => ctx,
             "gpu" => {
