@@ -137,7 +137,7 @@ impl Engine {
     /// scaled into 20×20 and centred in 28×28). Returns the prediction with every layer's output.
     pub async fn predict(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
-        if width == 0 || height == 0 || pixels.len() != width * height {
+        if width == 0 || height == 0 || width.checked_mul(height) != Some(pixels.len()) {
             return Err(JsError::new(&format!("{} pixels for a {width}x{height} picture", pixels.len())));
         }
         self.run(wgcnn::digits::to_mnist(&pixels, width, height)).await
