@@ -76,8 +76,10 @@ impl Drop for Busy<'_> {
 impl Engine {
     /// The browser's WebGPU adapter and a device on it; fails with a message when the browser has no
     /// WebGPU. `plans`: `"adapter"` (the default: the kernel plans for this adapter, see
-    /// `wgcnn::context::Budget`) or `"gpu"` (a discrete GPU's, tiled kernels included, whatever the
-    /// adapter: the browser test runs them through the browser's shader compiler on a software one).
+    /// `wgcnn::context::Budget`) or `"gpu"` (those a browser's GPU adapter gets, whatever the adapter:
+    /// wgpu reports every adapter a browser does not mark as a fallback as `DeviceType::Other`, whose
+    /// plans take the tiled kernels; the browser test runs them through the browser's shader compiler
+    /// on a software adapter this way).
     pub async fn create(plans: Option<String>) -> Result<Engine, JsError> {
         std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("wgcnn: {info}").into())));
         let ctx = Context::create(&AdapterChoice::Auto)
@@ -86,8 +88,7 @@ impl Engine {
         let ctx = match plans.as_deref().unwrap_or("adapter") {
             "adapter" => ctx,
             "gpu" => {
-                let gpu =
-                    wgcnn::wgpu::AdapterInfo { device_type: wgcnn::wgpu::DeviceType::DiscreteGpu, ..ctx.info.clone() };
+                let gpu = wgcnn::wgpu::AdapterInfo { device_type: wgcnn::wgpu::DeviceType::Other, ..ctx.info.clone() };
                 let budget = wgcnn::context::Budget::for_adapter(&gpu);
                 ctx.with_budget(budget)
             }

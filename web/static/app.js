@@ -197,8 +197,8 @@ async function start() {
   if (!navigator.gpu) throw new Error(NO_WEBGPU);
   setStatus('Loading the engine…');
   await init();
-  // ?plans=gpu runs a discrete GPU's kernel plans (the tiled kernels) whatever the adapter: the
-  // browser test uses it to run them through the browser's shader compiler on a software adapter.
+  // ?plans=gpu runs the kernel plans of a browser's GPU adapter (the tiled kernels) whatever the
+  // adapter: the browser test runs them through the browser's shader compiler on a software one.
   const plans = new URLSearchParams(location.search).get('plans') || undefined;
   try {
     engine = await Engine.create(plans);

@@ -1,6 +1,6 @@
-// Checks beyond one page's features: the kernels of a discrete GPU's plans (the tiled products and
-// wide split reductions a real GPU gets in a browser) through the browser's shader compiler, every
-// model of the zoo trained in the page under both plans, and a browser without WebGPU.
+// Checks beyond one page's features: the plans a browser's GPU adapter gets (the tiled products and
+// wider split reductions) through the browser's shader compiler, models of the zoo trained in the
+// page under both plans, and a browser without WebGPU.
 //
 // The second page (?plans=gpu) trains from the same seed on the same data as the first (the
 // adapter's plans: SwiftShader is a CPU adapter, so register-blocked kernels): the two runs differ
