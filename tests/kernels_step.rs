@@ -153,6 +153,85 @@ fn gather_batch_matches_reference() {
 }
 
 #[test]
+fn gather_batch_normalises_and_augments_as_the_reference() {
+    // Per-channel normalisation, random crops (zero padding) and flips drawn from (seed, epoch, item),
+    // against the CPU reference over a table of layouts: grey and RGB, ragged sizes, batch 1, a grid
+    // past 65,535 workgroups, and a set split into shards. Tolerance: WGSL lets a division be 2.5 ULP
+    // off, so |Δ| ≤ 1e-6 + 1e-6·|ref| (values are within ±10); labels exact.
+    use wgcnn::kernels::gather::{gather_shard, Transform};
+    let c = ctx();
+    let mut r = rng(710);
+    let tol = Tol { atol: 1e-6, rtol: 1e-6 };
+    for (name, items, chw, batch, pad, flip, shard) in [
+        ("rgb_crop_flip", 37usize, [3usize, 9usize, 11usize], 20usize, 2u32, true, 37usize),
+        ("grey_crop4", 50, [1, 28, 28], 64, 4, false, 50),
+        ("rgb_flip_only", 5, [3, 32, 32], 7, 0, true, 5),
+        ("normalise_only", 9, [3, 5, 3], 9, 0, false, 9),
+        ("batch1", 3, [3, 8, 8], 1, 3, true, 3),
+        ("sharded", 23, [3, 6, 7], 16, 1, true, 10),
+        ("grid_past_65535", 40, [3, 32, 32], 1400, 4, true, 40),
+    ] {
+        let item = chw.iter().product::<usize>();
+        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        indices[batch / 2] = items as u32 + 1; // past the end: zeros, label u32::MAX
+        let mut t = Transform::plain(255.0, item);
+        t.chw = chw;
+        for ch in 0..chw[0] {
+            t.mean[ch] = r.uniform(0.1, 0.6) as f32;
+            t.std[ch] = r.uniform(0.1, 0.4) as f32;
+        }
+        (t.pad, t.flip, t.seed, t.epoch) = (pad, flip, 12345, 3);
+        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
+        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
+        let mut launches = Vec::new();
+        for first in (0..items).step_by(shard) {
+            let end = (first + shard).min(items);
+            let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
+            let lt = Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap();
+            launches.push(gather_shard(c, name, &t, (&it, &lt, first, items), &idt, 0, &xt, &yt).unwrap());
+        }
+        c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let (want_x, want_y) = cpu::gather_batch_transformed(&t, &images, &labels, &indices);
+        check(&format!("gather_batch.x/{name}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
+        check_u32(&format!("gather_batch.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+        if t.augments() {
+            // The draws change with the epoch and differ between items.
+            let (dx, dy, f) = cpu::augmentation_of(&t, 0);
+            let other = Transform { epoch: 4, ..t };
+            let moved = (0..items as u32).any(|i| cpu::augmentation_of(&other, i) != cpu::augmentation_of(&t, i));
+            let varied = (1..items as u32).any(|i| cpu::augmentation_of(&t, i) != (dx, dy, f));
+            assert!(moved && varied, "{name}: the augmentation does not vary");
+        }
+    }
+    assert!(groups(1400 * 3072) > 65_535);
+}
+
+#[test]
+fn augmentation_draws_are_uniform() {
+    // Over 20,000 items, every crop offset in [0, 2·pad] appears about equally often on both axes and
+    // about half the items are flipped (each within 5 % of its expected share).
+    let mut t = wgcnn::kernels::gather::Transform::plain(255.0, 3 * 32 * 32);
+    (t.chw, t.pad, t.flip, t.seed, t.epoch) = ([3, 32, 32], 4, true, 7, 1);
+    let (mut xs, mut ys, mut flips) = ([0usize; 9], [0usize; 9], 0usize);
+    let n = 20_000;
+    for i in 0..n as u32 {
+        let (dx, dy, f) = cpu::augmentation_of(&t, i);
+        xs[dx as usize] += 1;
+        ys[dy as usize] += 1;
+        flips += usize::from(f);
+    }
+    let expect = n as f64 / 9.0;
+    for (axis, counts) in [("dx", xs), ("dy", ys)] {
+        for (v, &k) in counts.iter().enumerate() {
+            assert!((k as f64 - expect).abs() < 0.05 * expect, "{axis} = {v}: {k} of {n}, expected about {expect:.0}");
+        }
+    }
+    assert!((flips as f64 - n as f64 / 2.0).abs() < 0.05 * n as f64 / 2.0, "{flips} of {n} flipped");
+}
+
+#[test]
 fn reductions_match_reference() {
     let c = ctx();
     let table = [
@@ -268,7 +347,8 @@ fn gather_over_shards_matches_reference() {
             let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
             let lt = Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap();
             let shard = (&it, &lt, first, items);
-            launches.push(wgcnn::kernels::gather::gather_shard(c, name, 255.0, shard, &idt, 0, &xt, &yt).unwrap());
+            let t = wgcnn::kernels::gather::Transform::plain(255.0, item);
+            launches.push(wgcnn::kernels::gather::gather_shard(c, name, &t, shard, &idt, 0, &xt, &yt).unwrap());
         }
         c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
         let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
@@ -294,8 +374,9 @@ fn a_sharded_gpu_dataset_feeds_the_same_batches() {
     let pt = Tensor::from_u32(c, "perm", &[1000], &perm).unwrap();
     let feed = |d: &wgcnn::data::GpuDataset, first: usize| {
         let (x, y) = (zeros("x", &[50, 784]), zeros_u32("y", &[50]));
-        let l = d.gathers(c, "g", &pt, &x, &y).unwrap();
-        d.point(c, &l, &pt, first, &x, &y).unwrap();
+        let t = wgcnn::kernels::gather::Transform::plain(255.0, 784);
+        let l = d.gathers(c, "g", &t, &pt, &x, &y).unwrap();
+        d.point(c, &l, &t, &pt, first, &x, &y).unwrap();
         c.run(&l.iter().collect::<Vec<_>>()).unwrap();
         (x.to_f32(c).unwrap(), y.to_u32(c).unwrap())
     };

@@ -15,6 +15,8 @@ pub use crate::fsio::{output_dir, write_atomic};
 pub use format::{digest, to_bytes, Data, Reader};
 pub use training::{load_optimizer, optim_path, save_pair, save_trainer, save_training, Restored};
 
+use crate::data::prep::PREPARATION_KEY;
+use crate::data::Preparation;
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::LossKind;
@@ -183,8 +185,63 @@ pub fn state_digest(spec: &ModelSpec, state: &ModelState) -> String {
 
 /// The bytes of a model checkpoint: its state with the model's description in the metadata.
 pub fn model_bytes(path: &Path, spec: &ModelSpec, state: &ModelState) -> Result<Vec<u8>> {
+    model_bytes_prepared(path, spec, state, None)
+}
+
+/// [`model_bytes`] with the input preparation (normalisation, class names) in the metadata too.
+pub fn model_bytes_prepared(
+    path: &Path,
+    spec: &ModelSpec,
+    state: &ModelState,
+    prep: Option<&Preparation>,
+) -> Result<Vec<u8>> {
     let tensors = state_tensors(path, spec, state)?;
-    to_bytes(&tensors, &model_metadata(spec)).map_err(|e| relabel(path, e))
+    let mut meta = model_metadata(spec);
+    if let Some(p) = prep {
+        p.check(spec.input, spec.classes).map_err(|e| ckpt_err(path, format!("not written: preparation: {e}")))?;
+        meta.insert(PREPARATION_KEY.into(), p.to_json());
+    }
+    to_bytes(&tensors, &meta).map_err(|e| relabel(path, e))
+}
+
+/// [`save_model`] with the input preparation.
+pub fn save_model_prepared(path: &Path, spec: &ModelSpec, state: &ModelState, prep: &Preparation) -> Result<()> {
+    write_atomic(path, &model_bytes_prepared(path, spec, state, Some(prep))?)
+}
+
+/// The input preparation a checkpoint records (checked against its model), or, for checkpoints
+/// without one, [`Preparation::legacy`].
+pub fn preparation_from_metadata(
+    path: &Path,
+    meta: &BTreeMap<String, String>,
+    spec: &ModelSpec,
+) -> Result<Preparation> {
+    let Some(text) = meta.get(PREPARATION_KEY) else {
+        return Ok(Preparation::legacy(spec.input, spec.classes));
+    };
+    let p: Preparation = serde_json::from_str(text)
+        .map_err(|e| ckpt_err(path, format!("its input preparation ({PREPARATION_KEY}) is unreadable: {e}")))?;
+    p.check(spec.input, spec.classes)
+        .map_err(|e| ckpt_err(path, format!("its input preparation does not fit its model: {e}")))?;
+    Ok(p)
+}
+
+/// [`load_model`] with the input preparation the checkpoint records.
+pub fn load_prepared(path: &Path) -> Result<(ModelSpec, ModelState, Preparation)> {
+    let mut r = Reader::open(path)?;
+    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
+    let prep = preparation_from_metadata(&r.path.clone(), &r.metadata, &spec)?;
+    let state = match_state(&mut r, &spec)?;
+    Ok((spec, state, prep))
+}
+
+/// [`load_prepared`] on a checkpoint's bytes (`name` names it in errors).
+pub fn load_prepared_bytes(name: &Path, bytes: Vec<u8>) -> Result<(ModelSpec, ModelState, Preparation)> {
+    let mut r = Reader::from_bytes(name, bytes)?;
+    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
+    let prep = preparation_from_metadata(&r.path.clone(), &r.metadata, &spec)?;
+    let state = match_state(&mut r, &spec)?;
+    Ok((spec, state, prep))
 }
 
 /// Save a model's state (parameters, buffers, counters) to `path` with the model's description in the

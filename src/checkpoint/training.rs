@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use super::format::{ckpt_err, Data, Reader};
-use super::{model_bytes, model_metadata, relabel, same_names, state_digest, to_bytes, values_of};
+use super::{model_bytes_prepared, model_metadata, relabel, same_names, state_digest, to_bytes, values_of};
 use crate::context::Context;
 use crate::error::{io_err, Result};
 use crate::fsio::{sync_dir, write_atomic_then};
@@ -55,7 +55,7 @@ pub fn save_training(ctx: &Context, path: &Path, trainer: &Trainer, run: Option<
 
 /// [`save_training`] with the model state already read back from the trainer (`state`).
 pub fn save_pair(ctx: &Context, path: &Path, trainer: &Trainer, state: &ModelState, run: Option<&str>) -> Result<()> {
-    let model = model_bytes(path, &trainer.spec, state)?;
+    let model = model_bytes_prepared(path, &trainer.spec, state, Some(&trainer.prep))?;
     // The file the optimizer state replaces (a link's target); a device file or folder is refused.
     let opath = crate::fsio::output_target(&optim_path(path))?;
     let values = trainer.optim.state.read(ctx)?;

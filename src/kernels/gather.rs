@@ -1,5 +1,5 @@
-//! Batch gather (`shaders/gather.wgsl`): a normalised f32 batch and its labels, built on the GPU from a
-//! u8 dataset resident in GPU memory and a list of item indices.
+//! Batch gather (`shaders/gather.wgsl`): a normalised (and, in training, augmented) f32 batch and its
+//! labels, built on the GPU from a u8 dataset resident in GPU memory and a list of item indices.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -7,6 +7,48 @@ use crate::context::Context;
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::tensor::{DType, Tensor};
+
+/// The most channels a gather normalises one by one (pictures are grey or RGB).
+pub const MAX_CHANNELS: usize = 4;
+
+/// What the gather does to each item's bytes: `x = (byte / divisor − mean[c]) / std[c]` for an item
+/// laid out as `[channels, height, width]`, after a random crop (`pad`) and horizontal flip (`flip`)
+/// drawn from `(seed, epoch, item)`. [`Transform::plain`] is `x = byte / divisor`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transform {
+    pub divisor: f32,
+    /// `[channels, height, width]` of one item (`channels` ≤ [`MAX_CHANNELS`]).
+    pub chw: [usize; 3],
+    pub mean: [f32; MAX_CHANNELS],
+    pub std: [f32; MAX_CHANNELS],
+    /// Random-crop padding in pixels (0: none).
+    pub pad: u32,
+    pub flip: bool,
+    pub seed: u32,
+    pub epoch: u32,
+}
+
+impl Transform {
+    /// `x = byte / divisor` for items of `item_size` bytes (one channel, one row): no normalisation, no
+    /// augmentation.
+    pub fn plain(divisor: f32, item_size: usize) -> Transform {
+        Transform {
+            divisor,
+            chw: [1, 1, item_size],
+            mean: [0.0; MAX_CHANNELS],
+            std: [1.0; MAX_CHANNELS],
+            pad: 0,
+            flip: false,
+            seed: 0,
+            epoch: 0,
+        }
+    }
+
+    /// Whether items are cropped or flipped.
+    pub fn augments(&self) -> bool {
+        self.pad > 0 || self.flip
+    }
+}
 
 /// Mirrors `struct GatherParams` in `shaders/gather.wgsl`.
 #[repr(C)]
@@ -22,10 +64,23 @@ pub struct GatherParams {
     pub shard_first: u32,
     /// Items in the whole data set (all shards).
     pub total_items: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    /// Random-crop padding (0: no crop).
+    pub pad: u32,
+    /// 1: random horizontal flips.
+    pub flip: u32,
+    pub seed: u32,
+    pub epoch: u32,
     pub _pad0: u32,
+    pub _pad1: u32,
+    pub mean: [f32; 4],
+    pub std: [f32; 4],
 }
 
-/// Check the operands of a gather and build its params for the batch starting at `indices[first]`.
+/// Check the operands of a plain gather (`x = byte / divisor`) and build its params for the batch
+/// starting at `indices[first]`.
 pub fn gather_params(
     divisor: f32,
     images: &Tensor,
@@ -35,17 +90,18 @@ pub fn gather_params(
     x: &Tensor,
     y: &Tensor,
 ) -> Result<GatherParams> {
-    gather_shard_params(divisor, (images, labels, 0, labels.len()), indices, first, x, y)
+    let t = Transform::plain(divisor, images.len() / labels.len().max(1));
+    gather_shard_params(&t, (images, labels, 0, labels.len()), indices, first, x, y)
 }
 
 /// One shard of a data set split over several buffers: its images, its labels, the item number of its
 /// first item, and the items of the whole set.
 pub type Shard<'a> = (&'a Tensor, &'a Tensor, usize, usize);
 
-/// [`gather_params`] for one shard: the launch fills only the batch rows whose item lies in the shard
-/// (the last shard also the rows of items past the set's end).
+/// [`gather_params`] for one shard with transform `t`: the launch fills only the batch rows whose item
+/// lies in the shard (the last shard also the rows of items past the set's end).
 pub fn gather_shard_params(
-    divisor: f32,
+    t: &Transform,
     (images, labels, shard_first, total_items): Shard<'_>,
     indices: &Tensor,
     first: usize,
@@ -68,6 +124,28 @@ pub fn gather_shard_params(
         ));
     }
     let item_size = images.len() / num_items;
+    let [c, h, w] = t.chw;
+    if c == 0 || c > MAX_CHANNELS || c * h * w != item_size {
+        return Err(shape_err(
+            op,
+            format!("items of {item_size} bytes are not [{c}, {h}, {w}] (1 to {MAX_CHANNELS} channels)"),
+        ));
+    }
+    if !(t.divisor.is_finite() && t.divisor > 0.0)
+        || t.mean[..c].iter().any(|m| !m.is_finite())
+        || t.std[..c].iter().any(|s| !(s.is_finite() && *s > 0.0))
+    {
+        return Err(shape_err(
+            op,
+            format!(
+                "normalisation divisor {} mean {:?} std {:?}: needs finite values, positive std",
+                t.divisor, t.mean, t.std
+            ),
+        ));
+    }
+    if t.pad as usize >= h.min(w) && t.pad > 0 {
+        return Err(shape_err(op, format!("crop padding {} must be smaller than the {h}x{w} picture", t.pad)));
+    }
     images.expect(op, "images", DType::U8, images.len())?;
     labels.expect(op, "labels", DType::U8, num_items)?;
     indices.expect(op, "indices", DType::U32, indices.len())?;
@@ -75,15 +153,28 @@ pub fn gather_shard_params(
     y.expect(op, "y", DType::U32, batch)?;
     to_u32(op, "images length", images.len())?;
     to_u32(op, "batch elements", batch * item_size)?;
+    let (mut mean, mut std) = ([0.0f32; 4], [1.0f32; 4]);
+    mean[..c].copy_from_slice(&t.mean[..c]);
+    std[..c].copy_from_slice(&t.std[..c]);
     Ok(GatherParams {
         batch: batch as u32,
         item_size: item_size as u32,
         num_items: num_items as u32,
-        divisor,
+        divisor: t.divisor,
         first: to_u32(op, "first", first)?,
         shard_first: to_u32(op, "shard's first item", shard_first)?,
         total_items: to_u32(op, "items", total_items.max(shard_first + num_items))?,
+        channels: c as u32,
+        height: h as u32,
+        width: w as u32,
+        pad: t.pad,
+        flip: u32::from(t.flip),
+        seed: t.seed,
+        epoch: t.epoch,
         _pad0: 0,
+        _pad1: 0,
+        mean,
+        std,
     })
 }
 
@@ -100,21 +191,22 @@ pub fn gather_batch(
     x: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    gather_shard(ctx, label, divisor, (images, labels, 0, labels.len()), indices, first, x, y)
+    let t = Transform::plain(divisor, images.len() / labels.len().max(1));
+    gather_shard(ctx, label, &t, (images, labels, 0, labels.len()), indices, first, x, y)
 }
 
-/// [`gather_batch`] for one shard of a data set (see [`gather_shard_params`]).
+/// [`gather_batch`] with transform `t` for one shard of a data set (see [`gather_shard_params`]).
 pub fn gather_shard(
     ctx: &Context,
     label: &str,
-    divisor: f32,
+    t: &Transform,
     shard: Shard<'_>,
     indices: &Tensor,
     first: usize,
     x: &Tensor,
     y: &Tensor,
 ) -> Result<Launch> {
-    let p = gather_shard_params(divisor, shard, indices, first, x, y)?;
+    let p = gather_shard_params(t, shard, indices, first, x, y)?;
     let (images, labels) = (shard.0, shard.1);
     Ok(ctx
         .launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)?

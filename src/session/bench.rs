@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::bench::{peak_rss_bytes, process_age, profile_launches, time_inference, time_training, TimingSource};
 use crate::context::Context;
-use crate::data::{self, Split};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::graph::Params;
 use crate::kernels::optim::Sgd;
@@ -124,8 +124,8 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     if opts.windows == 0 || opts.steps == 0 {
         return Err(Error::Train("--windows and --steps must be at least 1".into()));
     }
-    let train_set = data::load(&opts.data, Split::Train)?;
-    let test_set = data::load(&opts.data, Split::Test)?;
+    let splits = data::load_splits(&opts.data, &data::LoadOptions::new(opts.model.input), &mut |_| {})?;
+    let (train_set, test_set) = (splits.train, splits.test);
     let ctx = Context::new()?;
     let spec = &opts.model;
     let init = init_params(&spec.params(), 1);

@@ -1,17 +1,17 @@
-//! `wgcnn eval`, `predict` and `visualize`: a trained model (a checkpoint, which names its model) on
-//! a test set, on pictures, or layer by layer.
+//! `wgcnn eval`, `predict` and `visualize`: a trained model (a checkpoint, which names its model and
+//! records how its inputs are prepared) on a test set, on pictures, or layer by layer.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::data::{self, Split};
-use crate::error::Result;
+use crate::data::{self, CifarLabels, Dataset, LoadOptions, LoadProgress, PictureMode, Preparation};
+use crate::error::{Error, Result};
 use crate::graph::Params;
 use crate::model::{ModelSpec, ModelState};
 use crate::session::trained_model;
-use crate::train::{Evaluator, DIVISOR};
+use crate::train::{argmax, Evaluator};
 
 /// What `wgcnn eval --json` prints.
 #[derive(Clone, Debug, Serialize)]
@@ -21,10 +21,39 @@ pub struct EvalReport {
     /// The model's name (from the checkpoint).
     pub name: String,
     pub data: String,
+    /// The kind of data source (IDX files, CIFAR binary, image folders).
+    pub source: String,
     pub count: usize,
     pub correct: u64,
     pub accuracy: f64,
     pub loss: f64,
+    /// Class names in label order.
+    pub classes: Vec<String>,
+    /// Per class: test images, correct predictions, accuracy (NaN → null where a class has none).
+    pub per_class: Vec<ClassReport>,
+    /// `confusion[true][predicted]`: test images of class `true` predicted as `predicted`.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// One class's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassReport {
+    pub class: String,
+    pub count: u64,
+    pub correct: u64,
+    pub accuracy: f64,
+}
+
+/// Where `eval` finds its test images.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub data: PathBuf,
+    pub batch_size: usize,
+    /// With one folder of class folders: the validation fraction and seed the model was trained with.
+    pub val_split: f64,
+    pub seed: u64,
+    pub cifar_labels: CifarLabels,
+    pub cache: bool,
 }
 
 /// A model's parameters uploaded to a new context.
@@ -34,21 +63,71 @@ fn upload(spec: &ModelSpec, state: &ModelState, ctx: &Context) -> Result<Params>
     Ok(params)
 }
 
-/// Accuracy and loss of the checkpoint `model` on the t10k-* files of `data`.
-pub fn eval(model: &Path, data: &Path, batch_size: usize) -> Result<EvalReport> {
-    let (spec, state) = trained_model(model)?;
-    let test = data::load(data, Split::Test)?;
+/// The test split of `opts.data` in the model's layout, checked against its class names.
+fn test_split(
+    opts: &EvalOptions,
+    prep: &Preparation,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<(Dataset, &'static str)> {
+    let load = LoadOptions {
+        val_split: opts.val_split,
+        seed: opts.seed,
+        cifar_labels: opts.cifar_labels,
+        cache: opts.cache,
+        ..LoadOptions::new(prep.input)
+    };
+    let splits = data::load_splits(&opts.data, &load, progress)?;
+    let test = splits.test;
+    let numbered = |names: &[String]| names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+    // Numbered classes (IDX files, CIFAR without names) match any names of the same count.
+    if test.class_names != prep.classes && !numbered(&test.class_names) && !numbered(&prep.classes) {
+        return Err(crate::error::data_err(
+            &test.source,
+            format!(
+                "its classes ({}) are not the model's ({}): evaluate on the data it was trained for",
+                test.class_names.join(", "),
+                prep.classes.join(", ")
+            ),
+        ));
+    }
+    Ok((test, splits.kind.name()))
+}
+
+/// Accuracy, loss, per-class accuracy and the confusion matrix of checkpoint `model` on the test
+/// split of `opts.data`, its pictures prepared as the checkpoint records.
+pub fn eval(model: &Path, opts: &EvalOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<EvalReport> {
+    let (spec, state, prep) = trained_model(model)?;
+    let (mut test, source) = test_split(opts, &prep, progress)?;
+    test.class_names = prep.classes.clone();
     let ctx = Context::new()?;
     let params = upload(&spec, &state, &ctx)?;
-    let e = Evaluator::new(&ctx, &spec, &params, &test, batch_size)?.run(&ctx)?;
+    let ev = Evaluator::prepared(&ctx, &spec, &params, &test, opts.batch_size, &prep.transform())?;
+    let e = ev.run(&ctx)?;
+    let predicted = ev.predicted(&ctx)?;
+    let k = spec.classes;
+    let mut confusion = vec![vec![0u64; k]; k];
+    for (&t, &p) in test.labels.iter().zip(&predicted) {
+        confusion[t as usize][p] += 1;
+    }
+    let per_class = (0..k)
+        .map(|c| {
+            let count: u64 = confusion[c].iter().sum();
+            let correct = confusion[c][c];
+            ClassReport { class: prep.classes[c].clone(), count, correct, accuracy: correct as f64 / count as f64 }
+        })
+        .collect();
     Ok(EvalReport {
         model: model.display().to_string(),
         name: spec.name.clone(),
-        data: data.display().to_string(),
+        data: opts.data.display().to_string(),
+        source: source.to_string(),
         count: e.count,
         correct: e.correct,
         accuracy: e.accuracy,
         loss: e.loss,
+        classes: prep.classes.clone(),
+        per_class,
+        confusion,
     })
 }
 
@@ -56,39 +135,104 @@ pub fn eval(model: &Path, data: &Path, batch_size: usize) -> Result<EvalReport> 
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     pub image: String,
+    /// The predicted class's number and name.
     pub class: usize,
+    pub name: String,
     pub probability: f32,
     pub probabilities: Vec<f32>,
 }
 
-/// Classify pictures of digits (prepared as MNIST was; see [`crate::digits::load_digit`]).
-pub fn predict(model: &Path, images: &[PathBuf]) -> Result<Vec<Prediction>> {
-    let (spec, state) = trained_model(model)?;
-    let inputs = images.iter().map(|p| crate::digits::load_digit(p)).collect::<Result<Vec<_>>>()?;
+/// The model inputs of pictures under `prep` as f32 values (normalised on the CPU): MNIST's digit
+/// preparation or the conversion and resize of [`crate::data::prep`].
+pub fn picture_inputs(prep: &Preparation, images: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
+    let [c, h, w] = prep.input;
+    let plane = h * w;
+    images
+        .iter()
+        .map(|p| {
+            let raw: Vec<f32> = match prep.pictures {
+                PictureMode::Digits => crate::digits::load_digit(p)?,
+                PictureMode::Resize => {
+                    data::folder::decode_file(p, prep.input)?.iter().map(|&b| f32::from(b) / data::DIVISOR).collect()
+                }
+            };
+            if raw.len() != c * plane {
+                return Err(Error::Train(format!(
+                    "{}: {} values for a {c}x{h}x{w} input (digit preparation needs a 1x28x28 model)",
+                    p.display(),
+                    raw.len()
+                )));
+            }
+            Ok(raw.iter().enumerate().map(|(i, v)| (v - prep.mean[i / plane]) / prep.std[i / plane]).collect())
+        })
+        .collect()
+}
+
+/// Classify pictures with a trained model, prepared as the checkpoint records: MNIST's digit
+/// preparation for digit models (see [`crate::digits::load_digit`]), otherwise converted and resized
+/// to the model's input and normalised by the same GPU gather as training and `eval`.
+/// Returns the class names and one prediction per picture.
+pub fn predict(model: &Path, images: &[PathBuf]) -> Result<(Vec<String>, Vec<Prediction>)> {
+    let (spec, state, prep) = trained_model(model)?;
     let ctx = Context::new()?;
     let params = upload(&spec, &state, &ctx)?;
-    let probs = crate::train::predict(&ctx, &spec, &params, &inputs)?;
-    Ok(images
+    let probs = match prep.pictures {
+        PictureMode::Digits => crate::train::predict(&ctx, &spec, &params, &picture_inputs(&prep, images)?)?,
+        PictureMode::Resize => {
+            let mut set = Dataset {
+                images: Vec::new(),
+                labels: vec![0; images.len()],
+                channels: prep.input[0],
+                rows: prep.input[1],
+                cols: prep.input[2],
+                class_names: prep.classes.clone(),
+                source: model.to_path_buf(),
+            };
+            for p in images {
+                set.images.extend(data::folder::decode_file(p, prep.input)?);
+            }
+            Evaluator::prepared(&ctx, &spec, &params, &set, 1000, &prep.transform())?.probabilities(&ctx)?
+        }
+    };
+    let rows = images
         .iter()
         .zip(probs)
         .map(|(path, p)| {
-            let (class, probability) =
-                p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            Prediction { image: path.display().to_string(), class, probability, probabilities: p }
+            let class = argmax(&p);
+            Prediction {
+                image: path.display().to_string(),
+                class,
+                name: prep.classes.get(class).cloned().unwrap_or_default(),
+                probability: p[class],
+                probabilities: p,
+            }
         })
-        .collect())
+        .collect();
+    Ok((prep.classes, rows))
 }
 
 /// Pictures of what the model sees for one input (a picture, or the first test image of `data`):
 /// its conv filters, every layer's maps (each branch of a DAG), the vectors and the probabilities.
 pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) -> Result<Vec<PathBuf>> {
-    let (spec, state) = trained_model(model)?;
+    let (spec, state, prep) = trained_model(model)?;
     let input = match image {
-        Some(p) => crate::digits::load_digit(p)?,
+        Some(p) => picture_inputs(&prep, &[p.to_path_buf()])?.remove(0),
         None => {
-            let test = data::load(data, Split::Test)?;
-            let n = test.rows * test.cols;
-            test.images[..n].iter().map(|&v| f32::from(v) / DIVISOR).collect()
+            let opts = EvalOptions {
+                data: data.to_path_buf(),
+                batch_size: 1,
+                val_split: 0.1,
+                seed: 1,
+                cifar_labels: CifarLabels::Fine,
+                cache: true,
+            };
+            let (test, _) = test_split(&opts, &prep, &mut |_| {})?;
+            let plane = test.rows * test.cols;
+            test.image(0)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (f32::from(v) / data::DIVISOR - prep.mean[i / plane]) / prep.std[i / plane])
+                .collect()
         }
     };
     // Plain kernels: each conv's own output, before its ReLU.

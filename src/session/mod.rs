@@ -38,20 +38,22 @@ impl ModelSource {
     }
 }
 
-/// A trained model for `eval`, `predict` and `visualize`: a checkpoint; a model file is refused with
-/// what to do instead.
-pub fn trained_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
-    match ModelSource::load(path)? {
-        ModelSource::Checkpoint(spec, values) => Ok((spec, values)),
-        ModelSource::File(_) => Err(Error::Model {
-            at: path.display().to_string(),
-            detail: format!(
-                "a model file has no weights: train it first (wgcnn train --model {0} --save model.safetensors) \
-                 and pass the checkpoint",
-                path.display()
-            ),
-        }),
+/// A trained model for `eval`, `predict` and `visualize`, with how its inputs are prepared: a
+/// checkpoint; a model file is refused with what to do instead.
+pub fn trained_model(path: &Path) -> Result<(ModelSpec, ModelState, crate::data::Preparation)> {
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+        return checkpoint::load_prepared(path);
     }
+    // A model file that does not parse says so first.
+    ModelSource::load(path)?;
+    Err(Error::Model {
+        at: path.display().to_string(),
+        detail: format!(
+            "a model file has no weights: train it first (wgcnn train --model {0} --save model.safetensors) \
+             and pass the checkpoint",
+            path.display()
+        ),
+    })
 }
 
 /// The data folder: the one given, or the bundled MNIST sample.

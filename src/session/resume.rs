@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, format::Reader, training::RUN_KEY};
 use crate::context::Context;
-use crate::data::Dataset;
+use crate::data::{Augment, Dataset};
 use crate::error::{Error, Result};
 use crate::model::ModelState;
 use crate::session::train::TrainOptions;
@@ -33,6 +33,9 @@ pub struct RunRecord {
     pub seed: u64,
     pub shuffle: bool,
     pub schedule: Schedule,
+    /// The augmentation of the training pictures (none in records of older runs).
+    #[serde(default)]
+    pub augment: Augment,
     /// Training images and their digest: a resumed run must see the same data.
     pub train_images: usize,
     pub data_digest: String,
@@ -49,6 +52,7 @@ impl RunRecord {
             seed: opts.config.seed,
             shuffle: opts.config.shuffle,
             schedule: opts.config.schedule,
+            augment: opts.augment,
             train_images: data.images,
             data_digest: data.digest.clone(),
             position,
@@ -102,6 +106,7 @@ pub fn apply(opts: &TrainOptions, r: &RunRecord) -> Result<TrainOptions> {
     o.config.shuffle = r.shuffle;
     o.config.schedule = r.schedule;
     o.config.max_steps = r.max_steps;
+    o.augment = r.augment;
     if !opts.epochs_given {
         o.config.epochs = r.epochs;
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::checkpoint;
 use crate::context::Context;
-use crate::data::{self, Split};
+use crate::data::{self, Augment, CifarLabels, LoadOptions, LoadProgress, Normalize, Preparation};
 use crate::error::{Error, Result};
 use crate::fsio::check_output;
 use crate::model::{ModelSpec, ModelState};
@@ -19,8 +19,18 @@ use crate::viz::StepPoint;
 /// Everything a training run needs.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
-    /// Folder with train-* and t10k-* IDX files.
+    /// The data folder: IDX files, CIFAR binary files or folders of pictures (see [`crate::data`]).
     pub data: PathBuf,
+    /// How inputs are normalised (with `init` and `Auto`: as the checkpoint's were).
+    pub normalize: Normalize,
+    /// How training pictures are augmented (on the GPU).
+    pub augment: Augment,
+    /// With one folder of class folders: the fraction of each class held out for validation.
+    pub val_split: f64,
+    /// CIFAR-100's fine or coarse labels.
+    pub cifar_labels: CifarLabels,
+    /// Use the decoded-picture cache.
+    pub cache: bool,
     /// The model to train (ignored when `init` is given: the checkpoint says which model it is).
     pub model: ModelSpec,
     pub batch_size: usize,
@@ -60,6 +70,14 @@ pub enum Progress<'a> {
     /// continues at this position.
     Resumed(u64, Option<&'a Position>),
     Event(&'a Event),
+    /// Loading the data: decoding pictures, the cache, skipped files.
+    Data(LoadProgress),
+    /// The data and its preparation: the source, class names, normalisation, augmentation.
+    Prepared {
+        source: &'static str,
+        prep: &'a Preparation,
+        augment: Augment,
+    },
     /// A file was written.
     Wrote(&'a std::path::Path),
 }
@@ -99,17 +117,18 @@ pub struct TrainReport {
     pub epochs: Vec<EpochReport>,
 }
 
-/// The model and first weights: the `init` checkpoint's (its architecture wins), or `opts.model`
-/// initialised from the seed.
-fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState)> {
+/// The model and first weights: the `init` checkpoint's (its architecture and preparation win), or
+/// `opts.model` initialised from the seed.
+fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState, Option<Preparation>)> {
     match &opts.init {
-        Some(p) => match ModelSource::load(p)? {
-            ModelSource::Checkpoint(spec, values) => Ok((spec, values)),
-            ModelSource::File(_) => {
-                Err(Error::Train(format!("--init {} is a model file, not a checkpoint", p.display())))
-            }
-        },
-        None => Ok((opts.model.clone(), ModelState::init(&opts.model, opts.seed))),
+        Some(p) if ModelSource::load(p).is_ok_and(|m| matches!(m, ModelSource::File(_))) => {
+            Err(Error::Train(format!("--init {} is a model file, not a checkpoint", p.display())))
+        }
+        Some(p) => {
+            let (spec, values, prep) = checkpoint::load_prepared(p)?;
+            Ok((spec, values, Some(prep)))
+        }
+        None => Ok((opts.model.clone(), ModelState::init(&opts.model, opts.seed), None)),
     }
 }
 
@@ -156,11 +175,18 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
         None => opts,
     };
     opts.optimizer.check()?;
-    let (spec, init) = starting_point(opts)?;
+    let (spec, init, init_prep) = starting_point(opts)?;
     check_outputs(opts, &spec)?;
-    let train_set = data::load(&opts.data, Split::Train)?;
-    let test_set = data::load(&opts.data, Split::Test)?;
-    data::check_same_size(&opts.data, &train_set, &test_set)?;
+    let load = LoadOptions {
+        val_split: opts.val_split,
+        seed: opts.config.seed,
+        cifar_labels: opts.cifar_labels,
+        cache: opts.cache,
+        ..LoadOptions::new(spec.input)
+    };
+    let splits = data::load_splits(&opts.data, &load, &mut |p| progress(Progress::Data(p)))?;
+    let (train_set, test_set) = (splits.train, splits.test);
+    let prep = preparation(opts, &spec, &train_set, splits.kind, init_prep, record.is_some())?;
     let run_data = RunData::of(&train_set);
     if let Some(r) = &record {
         resume::check_data(r, &run_data, &opts.data)?;
@@ -168,6 +194,8 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let ctx = Context::new()?;
     let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
     trainer.params.write_buffers(&ctx, &init)?; // Trainer::new wrote the parameters
+    trainer.set_preparation(prep.clone(), opts.augment)?;
+    progress(Progress::Prepared { source: splits.kind.name(), prep: &prep, augment: opts.augment });
     let position = match &record {
         Some(r) => r.position.clone(),
         None => Position::start(opts.config.seed),
@@ -181,7 +209,7 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
             None => {}
         }
     }
-    let test = Evaluator::new(&ctx, &spec, &trainer.params, &test_set, 1000)?;
+    let test = Evaluator::prepared(&ctx, &spec, &trainer.params, &test_set, 1000, &prep.transform())?;
     progress(Progress::Start {
         model: &spec,
         parameters: trainer.params.count(),
@@ -198,6 +226,30 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     drop(test_set);
     let summary = train_and_save(&ctx, &mut trainer, &test, opts, &run_data, position, progress)?;
     Ok(report(&summary, &spec, opts, &ctx, t_start.elapsed().as_secs_f64()))
+}
+
+/// The run's input preparation: the `init` checkpoint's normalisation when fine-tuning with
+/// `--normalize auto` (or resuming), otherwise `opts.normalize` resolved on the training split.
+fn preparation(
+    opts: &TrainOptions,
+    spec: &ModelSpec,
+    train: &data::Dataset,
+    kind: data::SourceKind,
+    init: Option<Preparation>,
+    resuming: bool,
+) -> Result<Preparation> {
+    let keep = resuming || opts.normalize == Normalize::Auto;
+    let (mean, std) = match init {
+        Some(p) if keep && p.mean.len() == train.channels => (p.mean, p.std),
+        _ => opts.normalize.resolve(train, kind == data::SourceKind::Idx)?,
+    };
+    Ok(Preparation {
+        input: spec.input,
+        pictures: kind.picture_mode(spec.input),
+        mean,
+        std,
+        classes: train.class_names.clone(),
+    })
 }
 
 /// Fit from `position`, saving after every epoch when asked, and at the end (model first, then the

@@ -247,6 +247,7 @@ pub fn fit_from(
     let (mut epochs, mut train_seconds, mut last, mut end) = (Vec::new(), 0.0f64, None, EpochEnd::Done);
     while pos.epoch <= cfg.epochs && pos.steps < total_steps {
         let mut rng = Rng::new(pos.rng);
+        trainer.set_epoch(pos.epoch);
         trainer.start_epoch(ctx, if cfg.shuffle { Some(&mut rng) } else { None })?;
         trainer.metrics.take(ctx)?;
         let t0 = std::time::Instant::now();

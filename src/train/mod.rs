@@ -8,9 +8,10 @@ pub use fit::*;
 pub use optimizer::*;
 
 use crate::context::Context;
-use crate::data::{Dataset, GpuDataset};
+use crate::data::{Augment, Dataset, GpuDataset, Preparation};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Metrics, Params};
+use crate::kernels::gather::Transform;
 use crate::kernels::Launch;
 use crate::model::ModelSpec;
 use crate::rng::Rng;
@@ -35,8 +36,14 @@ pub struct Trainer {
     /// The final partial batch of an epoch, when the set size is not a multiple of the batch size.
     tail: Option<Feeder>,
     pub metrics: Metrics,
-    /// The seed dropout's masks are drawn from, with the step count (see [`Trainer::set_seed`]).
+    /// The seed dropout's masks and the augmentation are drawn from (see [`Trainer::set_seed`]).
     seed: u32,
+    /// How the training pictures are prepared (saved with the model).
+    pub prep: Preparation,
+    /// How the training pictures are augmented.
+    pub augment: Augment,
+    /// The epoch in progress (1-based; the augmentation's draws depend on it).
+    epoch: u32,
 }
 
 pub use crate::data::DIVISOR;
@@ -53,7 +60,9 @@ impl Trainer {
         if batch_size == 0 {
             return Err(Error::Train("batch size must be at least 1".into()));
         }
-        check_input(spec.input, &spec.name, data)?;
+        check_input(&spec, data)?;
+        let prep = Preparation { classes: data.class_names.clone(), ..Preparation::legacy(spec.input, spec.classes) };
+        let transform = prep.transform();
         let params = Params::new(ctx, &spec)?;
         params.values.write(ctx, init)?;
         let optim = OptimizerState::new(ctx, opt, &params)?;
@@ -63,13 +72,55 @@ impl Trainer {
         let batch = batch_size.min(data.len());
         let feeder = |b: usize| -> Result<Feeder> {
             let graph = Graph::build(ctx, &spec, &params, &metrics, b, true)?;
-            let gather = train.gathers(ctx, "gather", &perm, &graph.x, &graph.labels)?;
+            let gather = train.gathers(ctx, "gather", &transform, &perm, &graph.x, &graph.labels)?;
             Ok(Feeder { graph, gather })
         };
         let full = feeder(batch)?;
         let rest = data.len() % batch;
         let tail = if rest > 0 { Some(feeder(rest)?) } else { None };
-        Ok(Trainer { spec, params, optim, batch_size: batch, train, perm, full, tail, metrics, seed: 0 })
+        let augment = Augment::default();
+        Ok(Trainer {
+            spec,
+            params,
+            optim,
+            batch_size: batch,
+            train,
+            perm,
+            full,
+            tail,
+            metrics,
+            seed: 0,
+            prep,
+            augment,
+            epoch: 1,
+        })
+    }
+
+    /// Prepare the training pictures as `prep` says (its normalisation) and augment them with
+    /// `augment` from the next step on; checked against the model and the data.
+    pub fn set_preparation(&mut self, prep: Preparation, augment: Augment) -> Result<()> {
+        prep.check(self.spec.input, self.spec.classes).map_err(|e| Error::Train(format!("preparation: {e}")))?;
+        let [_, h, w] = self.spec.input;
+        if augment.crop as usize >= h.min(w) {
+            return Err(Error::Train(format!(
+                "--augment crop={} must be smaller than the {h}x{w} input",
+                augment.crop
+            )));
+        }
+        (self.prep, self.augment) = (prep, augment);
+        Ok(())
+    }
+
+    /// The epoch in progress (1-based): the augmentation draws differ from epoch to epoch.
+    pub fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch as u32;
+    }
+
+    /// The gather's transform for this epoch.
+    fn transform(&self) -> Transform {
+        let mut t = self.prep.transform();
+        (t.pad, t.flip, t.seed, t.epoch) = (self.augment.crop, self.augment.flip, self.seed, self.epoch);
+        t
     }
 
     /// Seed the masks of the model's dropout layers (with the step count; see `shaders/dropout.wgsl`).
@@ -122,7 +173,7 @@ impl Trainer {
             self.tail.as_ref().expect("a partial last batch has its graph")
         };
         let g = &f.graph;
-        self.train.point(ctx, &f.gather, &self.perm, first, &g.x, &g.labels)?;
+        self.train.point(ctx, &f.gather, &self.transform(), &self.perm, first, &g.x, &g.labels)?;
         self.optim.advance(ctx, self.params.values.whole.len())?;
         if let Some(s) = &g.step {
             // Dropout's masks: a hash of this pair (the step count wraps past 2^32 steps).
@@ -150,6 +201,7 @@ pub struct Evaluator {
     order: Tensor,
     feeders: Vec<(usize, Feeder)>,
     metrics: Metrics,
+    transform: Transform,
 }
 
 /// Loss and accuracy over a dataset.
@@ -161,19 +213,38 @@ pub struct Evaluation {
     pub count: usize,
 }
 
-/// Check a data set's images have the size a model reads.
-fn check_input(input: [usize; 3], model: &str, data: &Dataset) -> Result<()> {
-    if [1, data.rows, data.cols] != input {
-        let [c, h, w] = input;
+/// Check a data set's images have the size a model reads, and its labels the model's classes.
+fn check_input(spec: &ModelSpec, data: &Dataset) -> Result<()> {
+    if data.shape() != spec.input {
+        let [c, h, w] = spec.input;
+        let [dc, dh, dw] = data.shape();
+        return Err(crate::error::data_err(
+            &data.source,
+            format!("its images are {dc}x{dh}x{dw} (channels x height x width), model {} reads {c}x{h}x{w}", spec.name),
+        ));
+    }
+    if data.class_names.len() != spec.classes {
         return Err(crate::error::data_err(
             &data.source,
             format!(
-                "its images are 1x{}x{} (channels x height x width), model {model} reads {c}x{h}x{w}",
-                data.rows, data.cols
+                "it has {} classes ({}), model {} has {} (its `classes`)",
+                data.class_names.len(),
+                abbreviate(&data.class_names),
+                spec.name,
+                spec.classes
             ),
         ));
     }
     Ok(())
+}
+
+/// Up to six names, then how many more.
+fn abbreviate(names: &[String]) -> String {
+    let mut s = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 6 {
+        s += &format!(", … {} more", names.len() - 6);
+    }
+    s
 }
 
 /// A forward graph at `batch` images, or at the largest batch (halving) whose tensors fit the
@@ -195,7 +266,20 @@ impl Evaluator {
     /// Evaluation of `spec` on `data` in batches of `batch` images (fewer when a batch that large does
     /// not fit the device; see [`Evaluator::batch`]).
     pub fn new(ctx: &Context, spec: &ModelSpec, params: &Params, data: &Dataset, batch: usize) -> Result<Evaluator> {
-        check_input(spec.input, &spec.name, data)?;
+        let t = Transform { chw: data.shape(), ..Transform::plain(crate::data::DIVISOR, 0) };
+        Evaluator::prepared(ctx, spec, params, data, batch, &t)
+    }
+
+    /// [`Evaluator::new`] with the inputs normalised by `t` (see [`Preparation::transform`]).
+    pub fn prepared(
+        ctx: &Context,
+        spec: &ModelSpec,
+        params: &Params,
+        data: &Dataset,
+        batch: usize,
+        t: &Transform,
+    ) -> Result<Evaluator> {
+        check_input(spec, data)?;
         let gpu = GpuDataset::upload(ctx, "eval", data)?;
         let order: Vec<u32> = (0..data.len() as u32).collect();
         let order = Tensor::from_u32(ctx, "eval.order", &[data.len()], &order)?;
@@ -204,17 +288,17 @@ impl Evaluator {
         let batch = full.batch;
         let mut feeders = vec![(
             batch,
-            Feeder { gather: gpu.gathers(ctx, "eval.gather", &order, &full.x, &full.labels)?, graph: full },
+            Feeder { gather: gpu.gathers(ctx, "eval.gather", t, &order, &full.x, &full.labels)?, graph: full },
         )];
         let rest = data.len() % batch;
         if rest > 0 {
             let graph = Graph::build(ctx, spec, params, &metrics, rest, false)?;
             feeders.push((
                 rest,
-                Feeder { gather: gpu.gathers(ctx, "eval.gather", &order, &graph.x, &graph.labels)?, graph },
+                Feeder { gather: gpu.gathers(ctx, "eval.gather", t, &order, &graph.x, &graph.labels)?, graph },
             ));
         }
-        Ok(Evaluator { batch, data: gpu, order, feeders, metrics })
+        Ok(Evaluator { batch, data: gpu, order, feeders, metrics, transform: *t })
     }
 
     /// Loss (mean over samples) and accuracy; one submit per batch, one readback at the end.
@@ -229,7 +313,7 @@ impl Evaluator {
         let mut first = 0;
         while first < n {
             let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            self.data.point(ctx, &f.gather, &self.order, first, &f.graph.x, &f.graph.labels)?;
+            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
             ctx.submit_pass("eval", |pass| {
                 f.gather.iter().for_each(|l| l.record(pass));
                 f.graph.record_forward(pass);
@@ -239,6 +323,39 @@ impl Evaluator {
         let (loss, correct) = self.metrics.take_async(ctx).await?;
         Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, correct, count: n })
     }
+}
+
+impl Evaluator {
+    /// The predicted class (the largest probability; the first on ties) of every item, in order: one
+    /// submit and one readback per batch.
+    pub fn predicted(&self, ctx: &Context) -> Result<Vec<usize>> {
+        Ok(self.probabilities(ctx)?.iter().map(|p| argmax(p)).collect())
+    }
+
+    /// The class probabilities of every item, in order: one submit and one readback per batch.
+    pub fn probabilities(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
+        let n = self.data.len;
+        let mut out = Vec::with_capacity(n);
+        let mut first = 0;
+        while first < n {
+            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
+            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
+            ctx.submit_pass("eval.probs", |pass| {
+                f.gather.iter().for_each(|l| l.record(pass));
+                f.graph.record_forward(pass);
+            })?;
+            let probs = f.graph.probs.to_f32(ctx)?;
+            let classes = probs.len() / b;
+            out.extend(probs.chunks(classes).map(<[f32]>::to_vec));
+            first += b;
+        }
+        Ok(out)
+    }
+}
+
+/// The index of the largest value (the first of equal ones).
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
 }
 
 /// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only, in batches of

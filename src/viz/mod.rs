@@ -6,10 +6,12 @@
 //! file atomically.
 
 mod classic;
+mod confusion;
 mod model;
 mod plot;
 
 pub use classic::*;
+pub use confusion::*;
 pub use model::*;
 pub use plot::*;
 

@@ -13,6 +13,42 @@ pub fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A fraction strictly between 0 and 1.
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        Ok(v) => Err(format!("{v} must be between 0 and 1 (exclusive)")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Where the data is and how it is read: shared by train and eval.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// The data folder: MNIST-format IDX files, CIFAR-10/100 binary files, or folders of PNG/JPEG
+    /// pictures, one per class (DIR/train/<class>/ with DIR/test/<class>/ or DIR/val/<class>/, or
+    /// DIR/<class>/ split by --val-split) [default: the bundled MNIST sample]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// With DIR/<class>/ folders (no train/ and test/): the fraction of each class held out for
+    /// testing, drawn from --seed
+    #[arg(long, default_value_t = 0.1, value_parser = fraction)]
+    pub val_split: f64,
+    /// CIFAR-100's labels: the 100 fine classes or the 20 coarse superclasses
+    #[arg(long, value_enum, default_value_t = LabelsArg::Fine)]
+    pub labels: LabelsArg,
+    /// Decode the pictures again instead of using (and writing) the decoded-picture cache
+    /// (WGCNN_DATA_CACHE names its folder, `off` disables it)
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum LabelsArg {
+    Fine,
+    Coarse,
+}
+
 /// A finite number > 0.
 pub fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -46,16 +82,22 @@ pub enum Command {
     /// backends with WGPU_BACKEND=vulkan,metal,dx12,gl (GL is otherwise tried only when no other
     /// backend has an adapter).
     Info,
-    /// Train a model (default: LeNet-5, models/lenet5.toml) on MNIST-format data (default: the bundled
-    /// 10,000-digit MNIST sample).
-    Train(TrainArgs),
-    /// Accuracy and loss of a saved model on the t10k-* files of a data folder.
-    Eval(EvalArgs),
-    /// Classify PNG/JPEG pictures of digits with a saved model.
+    /// Train a model (default: LeNet-5, models/lenet5.toml) on IDX files, CIFAR files or folders of
+    /// pictures (default: the bundled 10,000-digit MNIST sample).
     ///
-    /// Each picture is converted to grey; when its border is lighter than mid-grey (dark ink on white
-    /// paper) it is inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and
-    /// centred in 28x28, as MNIST was prepared. 28x28 pictures are used as they are (after inversion).
+    /// Pictures are converted to the model's input [C, H, W] (grey or RGB, resized with an antialiased
+    /// bilinear filter), normalised per channel and, with --augment, cropped and flipped on the GPU.
+    Train(TrainArgs),
+    /// Accuracy, loss, per-class accuracy and the confusion matrix of a saved model on the test split of
+    /// a data folder (its pictures prepared as the checkpoint records).
+    Eval(EvalArgs),
+    /// Classify PNG/JPEG pictures with a saved model, prepared as it was trained.
+    ///
+    /// Models trained on pictures: each is converted to the model's channels, resized to its input and
+    /// normalised as the checkpoint records. Models trained on IDX digits (28x28 grey): each picture is
+    /// converted to grey; when its border is lighter than mid-grey (dark ink on white paper) it is
+    /// inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and centred in
+    /// 28x28, as MNIST was prepared (28x28 pictures are used as they are, after inversion).
     Predict(PredictArgs),
     /// Headless benchmark: a model's (default LeNet-5) training images/s at each batch size, inference images/s, time to
     /// the first finished step, peak memory, and a per-kernel table from GPU timestamp queries.
@@ -89,9 +131,9 @@ pub struct VisualizeArgs {
     /// The trained model: a checkpoint (safetensors), which names its architecture
     #[arg(long)]
     pub model: PathBuf,
-    /// A PNG or JPEG digit (prepared as for `predict`) [default: the first test digit of --data]
+    /// A PNG or JPEG picture (prepared as for `predict`) [default: the first test picture of --data]
     pub image: Option<PathBuf>,
-    /// Folder with t10k-* IDX files for the default image [default: the bundled MNIST sample]
+    /// The data folder for the default picture [default: the bundled MNIST sample]
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Folder for the PNGs (created if missing)
@@ -188,9 +230,18 @@ pub struct TrainArgs {
     /// The model to train: a model file (.toml, e.g. models/lenet5.toml) [default: LeNet-5]
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Folder with train-* and t10k-* IDX files (.gz or raw) [default: the bundled MNIST sample]
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Input normalisation, per channel: auto (pictures and CIFAR: the training split's mean and std;
+    /// IDX files: none, x/255), computed, none, imagenet, or MEANS/STDS such as 0.49,0.48,0.45/0.25,0.24,0.26.
+    /// Stored in the checkpoint; with --init and auto, the checkpoint's is kept
+    #[arg(long, default_value = "auto")]
+    pub normalize: wgcnn::data::Normalize,
+    /// Augment the training pictures on the GPU: crop=N (a random crop of the picture padded by N
+    /// zero pixels), flip (random horizontal flips), e.g. crop=4,flip; none by default (flipped digits
+    /// are wrong digits)
+    #[arg(long, default_value = "none")]
+    pub augment: wgcnn::data::Augment,
     /// Epochs to train [default: 10; with --resume, the saved run's]
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
@@ -241,7 +292,7 @@ pub struct TrainArgs {
     /// Continue the run saved in --init exactly where it stopped (Ctrl-C, --save-every-epoch, --steps):
     /// its settings, data order, learning-rate schedule and position come from the checkpoint
     #[arg(long, requires = "init", conflicts_with_all = ["lr", "schedule", "lr_decay", "momentum", "nesterov",
-        "weight_decay", "optimizer", "seed", "batch_size", "steps", "no_shuffle"])]
+        "weight_decay", "optimizer", "seed", "batch_size", "steps", "no_shuffle", "normalize", "augment", "val_split"])]
     pub resume: bool,
     /// Stop after this many steps in total
     #[arg(long, value_parser = positive)]
@@ -265,11 +316,16 @@ pub struct EvalArgs {
     /// The trained model: a checkpoint (safetensors), which names its architecture
     #[arg(long)]
     pub model: PathBuf,
-    /// Folder with t10k-* IDX files [default: the bundled MNIST sample]
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// With --val-split: the seed the model was trained with (the same pictures are held out)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     #[arg(long, default_value_t = 1000, value_parser = positive)]
     pub batch_size: usize,
+    /// Draw the confusion matrix into this PNG
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Print one JSON object on stdout
     #[arg(long)]
     pub json: bool,

@@ -147,7 +147,12 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
         ScheduleArg::Constant => Schedule::Constant,
     };
     Ok(TrainOptions {
-        data: data_dir(a.data.as_deref()),
+        data: data_dir(a.data.data.as_deref()),
+        normalize: a.normalize.clone(),
+        augment: a.augment,
+        val_split: a.data.val_split,
+        cifar_labels: cifar_labels(a.data.labels),
+        cache: !a.data.no_cache,
         model: model_arg(a.model.as_deref(), lenet_config(a))?,
         batch_size: a.batch_size,
         optimizer,
@@ -168,6 +173,42 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
         epochs_given: a.epochs.is_some(),
         save_every_epoch: a.save_every_epoch,
     })
+}
+
+fn cifar_labels(l: LabelsArg) -> wgcnn::data::CifarLabels {
+    match l {
+        LabelsArg::Fine => wgcnn::data::CifarLabels::Fine,
+        LabelsArg::Coarse => wgcnn::data::CifarLabels::Coarse,
+    }
+}
+
+/// Print a data set's loading progress on stderr: a bar redrawn in place on a terminal.
+fn print_load(p: &wgcnn::data::LoadProgress, tty: bool) {
+    use wgcnn::data::LoadProgress as L;
+    match p {
+        L::Decoding { done, total } => {
+            let bar = 30 * done / total.max(&1);
+            let line = format!("decoding pictures [{}{}] {done}/{total}", "=".repeat(bar), " ".repeat(30 - bar));
+            if tty {
+                eprint!("\r{line}\x1b[K");
+                if done == total {
+                    eprintln!();
+                }
+            } else if done == total
+                || 10 * done / total.max(&1) != 10 * done.saturating_sub(total / 100 + 1) / total.max(&1)
+            {
+                eprintln!("{line}");
+            }
+        }
+        L::Cached(path) => eprintln!("decoded pictures from the cache {}", path.display()),
+        L::Skipped { count, examples } => {
+            let ex: Vec<String> = examples.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "skipped {count} files that are not PNG or JPEG pictures or start with a dot (e.g. {})",
+                ex.join(", ")
+            );
+        }
+    }
 }
 
 /// Print a run's progress on stderr: a bar redrawn in place on a terminal, every tenth log line else.
@@ -193,6 +234,31 @@ fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: b
             p.epoch, p.step_in_epoch
         ),
         Progress::Wrote(path) => eprintln!("wrote {}", path.display()),
+        Progress::Data(p) => print_load(&p, tty),
+        Progress::Prepared { source, prep, augment } => {
+            let names = if prep.classes.len() > 12 {
+                format!("{}, … ({} classes)", prep.classes[..12].join(", "), prep.classes.len())
+            } else {
+                prep.classes.join(", ")
+            };
+            eprintln!("data: {source}; classes {names}");
+            let [c, h, w] = prep.input;
+            let norm = if prep.is_plain() {
+                "x/255".to_string()
+            } else {
+                let f = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(",");
+                format!("mean {} std {}", f(&prep.mean), f(&prep.std))
+            };
+            let aug = match (augment.crop, augment.flip) {
+                (0, false) => "none".to_string(),
+                (c, f) => [(c > 0).then(|| format!("crop={c}")), f.then(|| "flip".into())]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            eprintln!("input {c}x{h}x{w}, normalised {norm}, augmentation {aug}");
+        }
         Progress::Event(Event::Step { epoch, step, steps_per_epoch, loss, accuracy, images_per_sec }) => {
             let (step, of) = (*step, *steps_per_epoch);
             let done = 30 * step / of.max(1);
@@ -257,25 +323,51 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn eval(a: EvalArgs) -> wgcnn::Result<()> {
-    let r = session::infer::eval(&a.model, &data_dir(a.data.as_deref()), a.batch_size)?;
+    let opts = session::infer::EvalOptions {
+        data: data_dir(a.data.data.as_deref()),
+        batch_size: a.batch_size,
+        val_split: a.data.val_split,
+        seed: a.seed,
+        cifar_labels: cifar_labels(a.data.labels),
+        cache: !a.data.no_cache,
+    };
+    if let Some(p) = &a.plot {
+        wgcnn::fsio::check_output(p, 1 << 20)?;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let r = session::infer::eval(&a.model, &opts, &mut |p| print_load(&p, tty))?;
+    if let Some(p) = &a.plot {
+        wgcnn::viz::plot_confusion(p, &r.classes, &r.confusion, &r.name)?;
+        eprintln!("wrote {}", p.display());
+    }
     if a.json {
         println!("{}", json(&r));
     } else {
         let acc = 100.0 * r.accuracy;
         println!("accuracy {acc:.2}% ({}/{}), loss {:.4} on {} ({})", r.correct, r.count, r.loss, r.data, r.name);
+        let width = r.per_class.iter().map(|c| c.class.chars().count()).max().unwrap_or(0);
+        for c in &r.per_class {
+            println!("  {:<width$}  {:6.2}%  ({}/{})", c.class, 100.0 * c.accuracy, c.correct, c.count);
+        }
     }
     Ok(())
 }
 
 fn predict(a: PredictArgs) -> wgcnn::Result<()> {
-    let rows = session::infer::predict(&a.model, &a.images)?;
+    let (names, rows) = session::infer::predict(&a.model, &a.images)?;
     if a.json {
         println!("{}", json(&rows));
         return Ok(());
     }
     for r in rows {
-        let ps: Vec<String> = r.probabilities.iter().enumerate().map(|(i, v)| format!("{i}:{v:.3}")).collect();
-        println!("{}: {} (p = {:.3})  {}", r.image, r.class, r.probability, ps.join(" "));
+        // Every class's probability for up to ten classes, the five most likely beyond.
+        let mut top: Vec<(usize, f32)> = r.probabilities.iter().copied().enumerate().collect();
+        if top.len() > 10 {
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            top.truncate(5);
+        }
+        let ps: Vec<String> = top.iter().map(|(i, v)| format!("{}:{v:.3}", names[*i])).collect();
+        println!("{}: {} (p = {:.3})  {}", r.image, r.name, r.probability, ps.join(" "));
     }
     Ok(())
 }

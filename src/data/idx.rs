@@ -1,4 +1,4 @@
-//! MNIST-format IDX files (raw or gzip) with clear errors, and the dataset resident on the GPU.
+//! MNIST-format IDX files (raw or gzip) with clear errors.
 //!
 //! Our own reader rather than the `mnist` crate: that crate panics on a missing or malformed file and
 //! knows only fixed file names and counts; this one checks magic numbers, dimensions, lengths and labels
@@ -7,66 +7,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::context::Context;
+use super::{bundled_dir, Dataset, Split, CLASSES, MAX_BYTES};
 use crate::error::{data_err, io_err, Result};
-use crate::kernels::gather::{gather_shard, gather_shard_params};
-use crate::kernels::Launch;
-use crate::tensor::Tensor;
-
-/// Images and labels of one split, as bytes.
-#[derive(Clone, Debug)]
-pub struct Dataset {
-    /// `len × rows × cols` pixels, row-major, 0 = background.
-    pub images: Vec<u8>,
-    pub labels: Vec<u8>,
-    pub rows: usize,
-    pub cols: usize,
-    /// The images file it came from (for errors).
-    pub source: PathBuf,
-}
-
-impl Dataset {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-    /// Bytes per image.
-    pub fn item_size(&self) -> usize {
-        self.rows * self.cols
-    }
-    /// Pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * self.item_size()..(i + 1) * self.item_size()]
-    }
-}
-
-/// Which split of a data directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
-
-impl Split {
-    fn prefix(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "t10k",
-        }
-    }
-}
-
-/// Pixel scale: inputs are x / 255 (the GPU data set's gathers apply it).
-pub const DIVISOR: f32 = 255.0;
-
-/// Number of classes the labels may use (digits, Fashion-MNIST's ten garments).
-pub const CLASSES: usize = 10;
-
-/// The largest data file wgcnn reads (pixels or labels after decompression): 4 GiB, what a `u32` byte
-/// offset addresses. Sizes are checked against the header's promise before the body is read.
-pub const MAX_BYTES: u64 = 4 << 30;
 
 fn find(dir: &Path, prefix: &str, kind: &str, idx: &str) -> Result<PathBuf> {
     let names = [
@@ -247,100 +189,14 @@ impl Dataset {
         if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
             return Err(data_err(lpath, format!("label {l} at item {i} is not a class 0..{}", CLASSES - 1)));
         }
-        Ok(Dataset { images, labels, rows: idims[1], cols: idims[2], source: ipath.to_path_buf() })
-    }
-}
-
-/// Check the test images have the training images' size (the model sees one size).
-pub fn check_same_size(dir: &Path, train: &Dataset, test: &Dataset) -> Result<()> {
-    if (train.rows, train.cols) != (test.rows, test.cols) {
-        return Err(data_err(
-            &test.source,
-            format!(
-                "test images are {}x{}, the training images ({}) are {}x{}: one model reads one size (data folder {})",
-                test.rows,
-                test.cols,
-                train.source.display(),
-                train.rows,
-                train.cols,
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The default data set: the real MNIST sample bundled with the crate (8,000 train, 2,000 test).
-pub fn bundled_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist-sample")
-}
-
-/// A dataset resident on the GPU as bytes, ready for `gather_batch`: one shard, or several when it is
-/// larger than one storage binding may be (a data set of any size that fits in memory trains).
-pub struct GpuDataset {
-    /// (images, labels, first item) of each shard, in item order.
-    pub shards: Vec<(Tensor, Tensor, usize)>,
-    pub len: usize,
-    pub rows: usize,
-    pub cols: usize,
-}
-
-impl GpuDataset {
-    /// Upload `d`, split into shards of at most one storage binding each.
-    pub fn upload(ctx: &Context, name: &str, d: &Dataset) -> Result<GpuDataset> {
-        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let per_shard = (limit / d.item_size().max(1) as u64).max(1) as usize;
-        GpuDataset::upload_sharded(ctx, name, d, per_shard)
-    }
-
-    /// Upload `d` in shards of at most `items_per_shard` items.
-    pub fn upload_sharded(ctx: &Context, name: &str, d: &Dataset, items_per_shard: usize) -> Result<GpuDataset> {
-        let (n, size) = (d.len(), d.item_size());
-        let mut shards = Vec::new();
-        for first in (0..n).step_by(items_per_shard.max(1)) {
-            let end = (first + items_per_shard).min(n);
-            let label = |what: &str| {
-                if first == 0 && end == n {
-                    format!("{name}.{what}")
-                } else {
-                    format!("{name}.{what}@{first}")
-                }
-            };
-            shards.push((
-                Tensor::from_u8(
-                    ctx,
-                    &label("images"),
-                    &[end - first, d.rows, d.cols],
-                    &d.images[first * size..end * size],
-                )?,
-                Tensor::from_u8(ctx, &label("labels"), &[end - first], &d.labels[first..end])?,
-                first,
-            ));
-        }
-        Ok(GpuDataset { shards, len: n, rows: d.rows, cols: d.cols })
-    }
-
-    /// The gather launches (one per shard) that fill `x`, `y` from `indices[first..]`.
-    pub fn gathers(&self, ctx: &Context, label: &str, indices: &Tensor, x: &Tensor, y: &Tensor) -> Result<Vec<Launch>> {
-        self.shards
-            .iter()
-            .map(|(im, lb, f)| gather_shard(ctx, label, DIVISOR, (im, lb, *f, self.len), indices, 0, x, y))
-            .collect()
-    }
-
-    /// Point `launches` (from [`GpuDataset::gathers`]) at the batch starting at `indices[first]`.
-    pub fn point(
-        &self,
-        ctx: &Context,
-        launches: &[Launch],
-        indices: &Tensor,
-        first: usize,
-        x: &Tensor,
-        y: &Tensor,
-    ) -> Result<()> {
-        for (l, (im, lb, f)) in launches.iter().zip(&self.shards) {
-            l.set_params(ctx, &gather_shard_params(DIVISOR, (im, lb, *f, self.len), indices, first, x, y)?);
-        }
-        Ok(())
+        Ok(Dataset {
+            images,
+            labels,
+            channels: 1,
+            rows: idims[1],
+            cols: idims[2],
+            class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+            source: ipath.to_path_buf(),
+        })
     }
 }
