@@ -186,6 +186,17 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     };
     let splits = data::load_splits(&opts.data, &load, &mut |p| progress(Progress::Data(p)))?;
     let (train_set, test_set) = (splits.train, splits.test);
+    if train_set.class_names.len() != spec.classes {
+        let n = train_set.class_names.len();
+        let names = train_set.class_names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+        let more = if n > 8 { ", …" } else { "" };
+        return Err(Error::Train(format!(
+            "{} has {n} classes ({names}{more}); model {} has {} (its `classes`): make them agree",
+            opts.data.display(),
+            spec.name,
+            spec.classes
+        )));
+    }
     let prep = preparation(opts, &spec, &train_set, splits.kind, init_prep, record.is_some())?;
     let run_data = RunData::of(&train_set);
     if let Some(r) = &record {
