@@ -606,3 +606,74 @@ fn one_folder_is_split_stratified_and_the_cache_is_used_then_ignored_when_damage
     data::load_splits(&root, &opts, &mut |p| events.push(format!("{p:?}"))).unwrap();
     assert!(events.iter().any(|e| e.contains("Decoding")), "a changed picture decodes again: {events:?}");
 }
+
+#[test]
+fn conversion_and_resize_agree_with_pil() {
+    // Pictures of noise and of smooth gradients, shrunk and enlarged to several sizes, converted by
+    // wgcnn and by PIL (`convert("L")` / `convert("RGB")`, then `resize((w, h), BILINEAR)`, what
+    // torchvision's `Resize` runs on PIL images). Pillow up to 12.x resizes rows first, then columns,
+    // as wgcnn does: every byte equal (CI installs Pillow 12.3). Pillow 13 runs some two-axis resizes
+    // columns first: there, values may differ by 1 and the share is reported. Elsewhere than CI the
+    // test needs Pillow too, and says so when it is missing.
+    let have_pil =
+        std::process::Command::new("python3").args(["-c", "import PIL"]).output().is_ok_and(|o| o.status.success());
+    if !have_pil {
+        assert!(std::env::var_os("CI").is_none(), "CI installs Pillow (pip install pillow)");
+        eprintln!("Pillow is not installed: the comparison with PIL is skipped outside CI");
+        return;
+    }
+    let dir = temp("pil");
+    let mut rng = Rng::new(11);
+    let mut cases = Vec::new();
+    for (i, (w, h)) in [(64u32, 48u32), (37, 91), (13, 13), (100, 100)].into_iter().enumerate() {
+        let noise = i % 2 == 0;
+        let mut px = |x: u32, y: u32, c: u32| -> u8 {
+            if noise {
+                rng.below(256) as u8
+            } else {
+                ((x * 255 / w.max(1) + y * 97 / h.max(1) + c * 60) % 256) as u8
+            }
+        };
+        let rgba = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([px(x, y, 0), px(x, y, 1), px(x, y, 2), 255]));
+        let path = dir.join(format!("p{i}.png"));
+        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba).to_rgb8()).save(&path).unwrap();
+        for input in [[3usize, 32usize, 32usize], [1, 28, 28], [3, 20, 40], [1, 64, 50]] {
+            cases.push((path.clone(), input));
+        }
+    }
+    let mut script = String::from("from PIL import Image\nimport PIL\nprint(PIL.__version__)\n");
+    for (k, (path, [c, h, w])) in cases.iter().enumerate() {
+        let mode = if *c == 1 { "L" } else { "RGB" };
+        script += &format!(
+            "im = Image.open('{}').convert('{mode}').resize(({w}, {h}), Image.BILINEAR)\n\
+             open('{}', 'wb').write(im.tobytes())\n",
+            path.display(),
+            dir.join(format!("pil{k}.raw")).display()
+        );
+    }
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let major: u32 = version.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (mut worst, mut differ, mut total) = (0i32, 0usize, 0usize);
+    for (k, (path, input)) in cases.iter().enumerate() {
+        let ours = data::folder::decode_file(path, *input).unwrap();
+        let pil = std::fs::read(dir.join(format!("pil{k}.raw"))).unwrap();
+        let [c, h, w] = *input;
+        for ch in 0..c {
+            for p in 0..h * w {
+                let d = (i32::from(ours[ch * h * w + p]) - i32::from(pil[p * c + ch])).abs();
+                worst = worst.max(d);
+                differ += usize::from(d > 0);
+                total += 1;
+            }
+        }
+    }
+    let share = 100.0 * differ as f64 / total as f64;
+    eprintln!("wgcnn vs Pillow {version} over {total} values: max |Δ| = {worst}, {share:.2} % differ");
+    let allowed = if major <= 12 { 0 } else { 1 };
+    assert!(
+        worst <= allowed,
+        "wgcnn's conversion and resize differ from Pillow {version}'s by up to {worst} grey levels"
+    );
+}

@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub infer_batch: usize,
     /// Recordings of one step for the per-kernel table (0: no table).
     pub profile: usize,
+    /// Augmentation of the training pictures (its cost shows in the gather's row of the table).
+    pub augment: data::Augment,
 }
 
 impl BenchOptions {
@@ -126,6 +128,14 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     }
     let splits = data::load_splits(&opts.data, &data::LoadOptions::new(opts.model.input), &mut |_| {})?;
     let (train_set, test_set) = (splits.train, splits.test);
+    let (mean, std) = data::Normalize::Auto.resolve(&train_set, splits.kind == data::SourceKind::Idx)?;
+    let prep = data::Preparation {
+        input: opts.model.input,
+        pictures: splits.kind.picture_mode(opts.model.input),
+        mean,
+        std,
+        classes: train_set.class_names.clone(),
+    };
     let ctx = Context::new()?;
     let spec = &opts.model;
     let init = init_params(&spec.params(), 1);
@@ -133,6 +143,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     let (mut training, mut first_step, mut profile) = (Vec::new(), None, None);
     for &batch in &opts.batch_sizes {
         let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, batch, opt, &init)?;
+        trainer.set_preparation(prep.clone(), opts.augment)?;
         if first_step.is_none() {
             trainer.start_epoch(&ctx, None)?;
             trainer.step(&ctx, 0)?;
@@ -163,7 +174,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     }
     let params = Params::new(&ctx, spec)?;
     params.values.write(&ctx, &init)?;
-    let evaluator = Evaluator::new(&ctx, spec, &params, &test_set, opts.infer_batch)?;
+    let evaluator = Evaluator::prepared(&ctx, spec, &params, &test_set, opts.infer_batch, &prep.transform())?;
     let infer = time_inference(&ctx, &evaluator, opts.windows)?;
     Ok(BenchReport {
         adapter: ctx.info.name.clone(),

@@ -77,6 +77,7 @@ pub enum Progress<'a> {
         source: &'static str,
         prep: &'a Preparation,
         augment: Augment,
+        load_seconds: f64,
     },
     /// A file was written.
     Wrote(&'a std::path::Path),
@@ -101,6 +102,13 @@ pub struct TrainReport {
     pub optimizer: &'static str,
     pub seed: u64,
     pub data: String,
+    /// The kind of data source, its class names, and the normalisation the model was trained with.
+    pub source: String,
+    pub classes: Vec<String>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// Seconds spent loading the data (decoding pictures, or reading the cache).
+    pub load_seconds: f64,
     pub adapter: String,
     pub parameters: usize,
     pub steps: usize,
@@ -184,7 +192,9 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
         cache: opts.cache,
         ..LoadOptions::new(spec.input)
     };
+    let t_load = std::time::Instant::now();
     let splits = data::load_splits(&opts.data, &load, &mut |p| progress(Progress::Data(p)))?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
     let (train_set, test_set) = (splits.train, splits.test);
     if train_set.class_names.len() != spec.classes {
         let n = train_set.class_names.len();
@@ -206,7 +216,7 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
     trainer.params.write_buffers(&ctx, &init)?; // Trainer::new wrote the parameters
     trainer.set_preparation(prep.clone(), opts.augment)?;
-    progress(Progress::Prepared { source: splits.kind.name(), prep: &prep, augment: opts.augment });
+    progress(Progress::Prepared { source: splits.kind.name(), prep: &prep, augment: opts.augment, load_seconds });
     let position = match &record {
         Some(r) => r.position.clone(),
         None => Position::start(opts.config.seed),
@@ -236,7 +246,10 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     drop(train_set);
     drop(test_set);
     let summary = train_and_save(&ctx, &mut trainer, &test, opts, &run_data, position, progress)?;
-    Ok(report(&summary, &spec, opts, &ctx, t_start.elapsed().as_secs_f64()))
+    let mut r = report(&summary, &spec, opts, &ctx, t_start.elapsed().as_secs_f64());
+    (r.load_seconds, r.source, r.classes) = (load_seconds, splits.kind.name().to_string(), prep.classes.clone());
+    (r.mean, r.std) = (prep.mean.clone(), prep.std.clone());
+    Ok(r)
 }
 
 /// The run's input preparation: the `init` checkpoint's normalisation when fine-tuning with
@@ -360,6 +373,11 @@ fn report(s: &Summary, spec: &ModelSpec, opts: &TrainOptions, ctx: &Context, tot
         optimizer: opts.optimizer.name(),
         seed: opts.seed,
         data: opts.data.display().to_string(),
+        source: String::new(),
+        classes: Vec::new(),
+        mean: Vec::new(),
+        std: Vec::new(),
+        load_seconds: 0.0,
         adapter: ctx.info.name.clone(),
         parameters: s.parameters,
         steps: s.steps,

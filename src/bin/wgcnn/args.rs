@@ -167,6 +167,9 @@ pub struct BenchArgs {
     /// Recordings of one step for the per-kernel table (median per kernel); 0 skips the table
     #[arg(long, default_value_t = 5)]
     pub profile: usize,
+    /// Augment the training pictures as `train --augment` does (e.g. crop=4,flip)
+    #[arg(long, default_value = "none")]
+    pub augment: wgcnn::data::Augment,
     /// A tiny run for CI: batch 8, one window of 2 steps, inference batch 100
     #[arg(long)]
     pub smoke: bool,

@@ -187,16 +187,16 @@ fn print_load(p: &wgcnn::data::LoadProgress, tty: bool) {
     use wgcnn::data::LoadProgress as L;
     match p {
         L::Decoding { done, total } => {
-            let bar = 30 * done / total.max(&1);
+            // Off a terminal: a line at every tenth.
+            static LAST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+            let (bar, tenth) = (30 * done / total.max(&1), 10 * done / total.max(&1));
             let line = format!("decoding pictures [{}{}] {done}/{total}", "=".repeat(bar), " ".repeat(30 - bar));
             if tty {
                 eprint!("\r{line}\x1b[K");
                 if done == total {
                     eprintln!();
                 }
-            } else if done == total
-                || 10 * done / total.max(&1) != 10 * done.saturating_sub(total / 100 + 1) / total.max(&1)
-            {
+            } else if LAST.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
                 eprintln!("{line}");
             }
         }
@@ -235,13 +235,13 @@ fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: b
         ),
         Progress::Wrote(path) => eprintln!("wrote {}", path.display()),
         Progress::Data(p) => print_load(&p, tty),
-        Progress::Prepared { source, prep, augment } => {
+        Progress::Prepared { source, prep, augment, load_seconds } => {
             let names = if prep.classes.len() > 12 {
                 format!("{}, … ({} classes)", prep.classes[..12].join(", "), prep.classes.len())
             } else {
                 prep.classes.join(", ")
             };
-            eprintln!("data: {source}; classes {names}");
+            eprintln!("data: {source}, loaded in {load_seconds:.2} s; classes {names}");
             let [c, h, w] = prep.input;
             let norm = if prep.is_plain() {
                 "x/255".to_string()
@@ -382,6 +382,7 @@ fn bench(a: BenchArgs) -> wgcnn::Result<()> {
         steps: a.steps,
         infer_batch: a.infer_batch,
         profile: a.profile,
+        augment: a.augment,
     };
     if a.smoke {
         opts.smoke();
