@@ -24,13 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (src, out) = (PathBuf::from(src), PathBuf::from(out));
     for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
         let d = data::load(&src, split)?;
+        let class = |l: usize| if fashion { FASHION[l].to_string() } else { l.to_string() };
         for c in 0..10 {
-            let class = if fashion { FASHION[c].to_string() } else { c.to_string() };
-            std::fs::create_dir_all(out.join(name).join(class))?;
+            std::fs::create_dir_all(out.join(name).join(class(c)))?;
         }
         for i in 0..d.len() {
-            let l = d.labels[i] as usize;
-            let class = if fashion { FASHION[l].to_string() } else { l.to_string() };
+            let class = class(d.labels[i] as usize);
             let pic = image::GrayImage::from_raw(d.cols as u32, d.rows as u32, d.image(i).to_vec()).ok_or("size")?;
             pic.save(out.join(name).join(class).join(format!("{i:05}.png")))?;
         }

@@ -558,7 +558,7 @@ fn a_failed_run_writes_nothing_over_the_checkpoint() {
     std::fs::write(&save, b"the previous checkpoint").unwrap();
     let mut o = options(&d, colour_model(3), 1, 4);
     o.save = Some(save.clone());
-    let e = run(&o, &mut |_| {}).err().expect("3 classes on 2 folders must fail").to_string();
+    let e = run(&o, &mut |_| {}).expect_err("3 classes on 2 folders must fail").to_string();
     assert!(e.contains("2 classes (blue, green)") && e.contains("has 3"), "{e}");
     assert_eq!(std::fs::read(&save).unwrap(), b"the previous checkpoint");
 }

@@ -286,6 +286,11 @@ pub fn load(
         })?;
         let train = list(&dir.join("train"), None)?;
         let test = list(&test_dir, Some(&train.classes))?;
+        if opts.test_only {
+            let test = decode_listing(&test, opts, progress)?;
+            let train = Dataset { images: Vec::new(), labels: Vec::new(), source: train.root.clone(), ..test.clone() };
+            return Ok((train, test));
+        }
         return Ok((decode_listing(&train, opts, progress)?, decode_listing(&test, opts, progress)?));
     }
     if !(opts.val_split > 0.0 && opts.val_split < 1.0) {

@@ -207,12 +207,15 @@ pub struct LoadOptions {
     pub cifar_labels: CifarLabels,
     /// Use (and write) the decoded-picture cache ([`cache`]).
     pub cache: bool,
+    /// Only the test split is needed (`eval`): where the training pictures are a folder of their own,
+    /// they are listed (for the class names) but not decoded, and [`Splits::train`] is empty.
+    pub test_only: bool,
 }
 
 impl LoadOptions {
     /// Defaults for a model reading `input`: a 10 % validation split from seed 1, fine labels, cached.
     pub fn new(input: [usize; 3]) -> LoadOptions {
-        LoadOptions { input, val_split: 0.1, seed: 1, cifar_labels: CifarLabels::Fine, cache: true }
+        LoadOptions { input, val_split: 0.1, seed: 1, cifar_labels: CifarLabels::Fine, cache: true, test_only: false }
     }
 }
 

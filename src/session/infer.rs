@@ -74,6 +74,7 @@ fn test_split(
         seed: opts.seed,
         cifar_labels: opts.cifar_labels,
         cache: opts.cache,
+        test_only: true,
         ..LoadOptions::new(prep.input)
     };
     let splits = data::load_splits(&opts.data, &load, progress)?;
@@ -242,5 +243,5 @@ pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) ->
     let acts = crate::viz::run_layers(&ctx, &spec, &params, &input)?;
     let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
         spec.params().iter().zip(state.params).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
-    crate::viz::write_visualize(&weights, &acts, out)
+    crate::viz::write_visualize_prepared(&weights, &acts, out, &prep.mean, &prep.std)
 }

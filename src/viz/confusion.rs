@@ -16,7 +16,8 @@ pub fn plot_confusion(path: &Path, classes: &[String], confusion: &[Vec<u64>], t
     let cell: u32 = (640 / k as u32).clamp(4, 56);
     let names_w: u32 = if k <= 40 { 130 } else { 10 };
     let (left, top) = (names_w + 10, 60u32);
-    let (width, height) = (left + cell * k as u32 + 90, top + cell * k as u32 + names_w + 30);
+    let width = (left + cell * k as u32 + 90).max(620);
+    let height = top + cell * k as u32 + names_w + 30;
     let mut pic = Picture::new(width, height);
     let total: u64 = confusion.iter().flatten().sum();
     let correct: u64 = (0..k).map(|i| confusion.get(i).and_then(|r| r.get(i)).copied().unwrap_or(0)).sum();

@@ -76,8 +76,13 @@ impl Picture {
 
     /// Draw `map` (`w × h` values) at (x, y), each value a `px × px` square coloured by `scale`.
     fn blit(&mut self, x: u32, y: u32, map: &[f32], w: usize, px: u32, scale: Scale) {
-        for (i, &v) in map.iter().enumerate() {
-            let c = scale.color(v);
+        // A colour map is three planes: one pixel takes a value from each.
+        let n = if let Scale::Rgb { .. } = scale { map.len() / 3 } else { map.len() };
+        for (i, &v) in map[..n].iter().enumerate() {
+            let c = match scale {
+                Scale::Rgb { .. } => [0, 1, 2].map(|ch| scale.color(map[ch * n + i])[0]),
+                _ => scale.color(v),
+            };
             let (mx, my) = ((i % w) as u32, (i / w) as u32);
             for dy in 0..px {
                 for dx in 0..px {
@@ -113,6 +118,9 @@ pub enum Scale {
     Grey { lo: f32, hi: f32 },
     /// Blue below 0, white at 0, red above, saturating at ±`max`.
     Diverging { max: f32 },
+    /// Colour pictures: a map holds three planes (red, green, blue), each channel black at `lo` and
+    /// full at `hi` (clamped).
+    Rgb { lo: f32, hi: f32 },
 }
 
 impl Scale {
@@ -130,7 +138,7 @@ impl Scale {
 
     pub fn color(&self, v: f32) -> [u8; 3] {
         match *self {
-            Scale::Grey { lo, hi } => {
+            Scale::Grey { lo, hi } | Scale::Rgb { lo, hi } => {
                 let t = ((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0);
                 let g = (t * 255.0).round() as u8;
                 [g, g, g]
@@ -146,7 +154,7 @@ impl Scale {
 
     fn range(&self) -> (f32, f32) {
         match *self {
-            Scale::Grey { lo, hi } => (lo, hi),
+            Scale::Grey { lo, hi } | Scale::Rgb { lo, hi } => (lo, hi),
             Scale::Diverging { max } => (-max, max),
         }
     }

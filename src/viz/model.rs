@@ -66,6 +66,21 @@ pub fn run_layers(ctx: &Context, spec: &ModelSpec, params: &Params, input: &[f32
 /// channel, diverging colours centred on 0 with a shared scale.
 pub fn filter_grid(name: &str, values: &[f32], shape: &[usize]) -> Result<Picture> {
     let (co, ci, kh, kw) = (shape[0], shape[1], shape[2], shape[3]);
+    if ci == 3 {
+        // A filter reading a colour picture: one RGB tile per output channel, its three input
+        // channels' weights as red, green and blue (mid-grey = 0).
+        let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let tiles: Vec<Tile> = (0..co)
+            .map(|o| Tile {
+                label: format!("{o}"),
+                w: kw,
+                h: kh,
+                data: values[o * 3 * kh * kw..(o + 1) * 3 * kh * kw].to_vec(),
+            })
+            .collect();
+        let title = format!("{name}.weight {co}x3x{kh}x{kw} (each filter's R, G, B weights as colour; mid-grey = 0)");
+        return grid(&title, &tiles, co.min(16), 16, Scale::Rgb { lo: -max, hi: max });
+    }
     let tiles: Vec<Tile> = (0..co * ci)
         .map(|i| Tile {
             label: if ci == 1 { format!("{}", i) } else { format!("{},{}", i / ci, i % ci) },
@@ -217,6 +232,20 @@ pub fn write_visualize(
     acts: &Activations,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
+    let c = acts.input_shape[0];
+    write_visualize_prepared(weights, acts, out, &vec![0.0; c], &vec![1.0; c])
+}
+
+/// [`write_visualize`] for a model whose inputs were normalised by `mean` and `std` per channel: the
+/// input is drawn as the picture it was (`x · std + mean`, in [0, 1]); three channels as one colour
+/// picture.
+pub fn write_visualize_prepared(
+    weights: &[(String, Vec<usize>, Vec<f32>)],
+    acts: &Activations,
+    out: &Path,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let mut files = Vec::new();
     let mut save = |pic: Picture, name: String| -> Result<()> {
@@ -232,15 +261,28 @@ pub fn write_visualize(
         }
     }
     let [c, h, w] = acts.input_shape;
-    let input: Vec<Tile> = (0..c)
-        .map(|i| Tile {
-            label: format!("{i} ({c}x{h}x{w})"),
-            w,
-            h,
-            data: acts.input[i * h * w..(i + 1) * h * w].to_vec(),
-        })
+    let plane = h * w;
+    let shown: Vec<f32> = acts
+        .input
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * std.get(i / plane).copied().unwrap_or(1.0) + mean.get(i / plane).copied().unwrap_or(0.0))
         .collect();
-    save(grid("input", &input, c.min(8), zoom(w, h, 224), Scale::Grey { lo: 0.0, hi: 1.0 })?, "input.png".into())?;
+    let picture = if c == 3 {
+        let tile = Tile { label: format!("RGB ({c}x{h}x{w})"), w, h, data: shown };
+        grid("input", &[tile], 1, zoom(w, h, 224), Scale::Rgb { lo: 0.0, hi: 1.0 })?
+    } else {
+        let input: Vec<Tile> = (0..c)
+            .map(|i| Tile {
+                label: format!("{i} ({c}x{h}x{w})"),
+                w,
+                h,
+                data: shown[i * plane..(i + 1) * plane].to_vec(),
+            })
+            .collect();
+        grid("input", &input, c.min(8), zoom(w, h, 224), Scale::Grey { lo: 0.0, hi: 1.0 })?
+    };
+    save(picture, "input.png".into())?;
     for (i, (tag, shape, v)) in acts.layers.iter().enumerate() {
         if shape.len() == 3 {
             let file = tag.replace('.', "-");
