@@ -2,6 +2,7 @@
 //! for the same pictures, train to the same bits, carry their preparation into the checkpoint, and
 //! refuse bad input with an error naming the file.
 
+mod cli;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -676,4 +677,63 @@ fn conversion_and_resize_agree_with_pil() {
         worst <= allowed,
         "wgcnn's conversion and resize differ from Pillow {version}'s by up to {worst} grey levels"
     );
+}
+
+#[test]
+fn the_command_line_trains_on_a_folder_and_speaks_in_class_names() {
+    // train (normalised, augmented) → eval --json with per-class figures and the confusion matrix,
+    // eval --plot → predict prints the class name; a bad --normalize or --augment is refused.
+    let dir = temp("cli");
+    let mut rng = Rng::new(21);
+    colour_set(&dir, "train", 30, &mut rng);
+    colour_set(&dir, "test", 6, &mut rng);
+    std::fs::write(dir.join("model.toml"), file::to_toml(&colour_model(3))).unwrap();
+    let cache = dir.join("cache");
+    let env = [("WGCNN_DATA_CACHE", cache.to_str().unwrap())];
+    let r = cli::wgcnn(
+        &dir,
+        &[
+            "train",
+            "--model",
+            "model.toml",
+            "--data",
+            ".",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "16",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--augment",
+            "crop=2,flip",
+            "--save",
+            "m.safetensors",
+            "--json",
+        ],
+        &env,
+    );
+    let report = r.ok().json();
+    assert_eq!(report["source"], "image folders (train/test)");
+    assert_eq!(report["classes"], serde_json::json!(["blue", "green", "red"]));
+    assert_eq!(report["mean"].as_array().unwrap().len(), 3, "computed per channel");
+    let r = cli::wgcnn(&dir, &["eval", "--model", "m.safetensors", "--data", ".", "--json", "--plot", "c.png"], &env);
+    let e = r.ok().json();
+    assert_eq!(e["count"], 18);
+    assert_eq!(e["per_class"][1]["class"], "green");
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(e["confusion"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 18);
+    assert_eq!(confusion.iter().enumerate().map(|(i, r)| r[i]).sum::<u64>(), e["correct"].as_u64().unwrap());
+    assert!(image::open(dir.join("c.png")).is_ok(), "the confusion matrix is a PNG");
+    eprintln!("eval: {:.3} on the test folder", e["accuracy"].as_f64().unwrap());
+    let r = cli::wgcnn(&dir, &["predict", "--model", "m.safetensors", "test/red/0000.png"], &env);
+    let line = r.ok().stdout.clone();
+    assert!(line.contains("test/red/0000.png: ") && line.contains("red:") && line.contains("blue:"), "{line}");
+    cli::wgcnn(&dir, &["train", "--data", ".", "--normalize", "0.5/0"], &env).fails(2, &["--normalize", "must be > 0"]);
+    cli::wgcnn(&dir, &["train", "--data", ".", "--augment", "rotate=5"], &env)
+        .fails(2, &["rotate=5", "crop=N or flip"]);
+    // LeNet-5 (1 channel, 10 classes) on this 3-class folder: an error naming both counts.
+    cli::wgcnn(&dir, &["train", "--data", ".", "--steps", "1"], &env)
+        .fails(1, &["3 classes (blue, green, red)", "lenet5 has 10"]);
 }

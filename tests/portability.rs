@@ -54,6 +54,8 @@ fn collect() -> Vec<Spec> {
         c.kernels = set;
         for (i, spec) in models().into_iter().enumerate() {
             let opt = if i == 0 { adam } else { sgd() };
+            // Colour models read the digits as RGB pictures of their size.
+            let data = wgcnn::data::prep::conform(data.clone(), spec.input).unwrap();
             let t = Trainer::new(&c, spec.clone(), &data, 32, opt, &init_params(&spec.params(), 1))
                 .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
             Evaluator::new(&c, &spec, &t.params, &data, 1000).unwrap();
