@@ -205,6 +205,10 @@ fn cifar_files_load_with_their_labels_and_planes_in_order() {
     std::fs::write(dir.join("train.bin"), &train).unwrap();
     std::fs::write(dir.join("test.bin"), cifar_record(&[5, 50], [1, 2, 3], 0)).unwrap();
     let fine = data::load_splits(&dir, &LoadOptions::new([3, 32, 32]), &mut |_| {}).unwrap();
+    // The same file from bytes (as a browser page gets it).
+    let bytes = std::fs::read(dir.join("train.bin")).unwrap();
+    let from_bytes = data::cifar::from_bytes(Path::new("train.bin"), &bytes, data::SourceKind::Cifar100, data::CifarLabels::Fine).unwrap();
+    assert!(from_bytes.images == fine.train.images && from_bytes.labels == fine.train.labels);
     assert_eq!(
         (fine.kind, fine.train.labels.clone(), fine.train.class_names.len()),
         (data::SourceKind::Cifar100, vec![77, 99, 0], 100)
@@ -736,4 +740,26 @@ fn the_command_line_trains_on_a_folder_and_speaks_in_class_names() {
     // LeNet-5 (1 channel, 10 classes) on this 3-class folder: an error naming both counts.
     cli::wgcnn(&dir, &["train", "--data", ".", "--steps", "1"], &env)
         .fails(1, &["3 classes (blue, green, red)", "lenet5 has 10"]);
+}
+
+#[test]
+#[ignore = "a manual check on the whole of Fashion-MNIST (70,000 PNGs, written first); see BENCHMARKS.md"]
+fn the_whole_fashion_mnist_tree_is_byte_equal_to_its_idx_files() {
+    // cargo run --release --example idx_to_folder -- /usr/share/datasets/fashion-mnist /tmp/fashion-png fashion
+    // WGCNN_FASHION_TREE=/tmp/fashion-png cargo test --release --test data_sources -- --ignored whole
+    let tree = PathBuf::from(std::env::var("WGCNN_FASHION_TREE").unwrap_or_else(|_| "/tmp/fashion-png".into()));
+    let idx = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    let t0 = std::time::Instant::now();
+    let from_tree = data::load_splits(&tree, &LoadOptions { cache: false, ..LoadOptions::new([1, 28, 28]) }, &mut |_| {}).unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    for (split, got) in [(Split::Train, &from_tree.train), (Split::Test, &from_tree.test)] {
+        let want = data::load(&idx, split).unwrap();
+        // The tree holds each class's pictures in file-number order: the IDX order, grouped by class.
+        let mut order: Vec<usize> = (0..want.len()).collect();
+        order.sort_by_key(|&i| (want.labels[i], i));
+        let want = want.select(&order);
+        assert!(got.images == want.images && got.labels == want.labels, "{split:?}: the tree differs from the IDX files");
+        eprintln!("{split:?}: {} pictures byte-equal", got.len());
+    }
+    eprintln!("decoded {} pictures in {secs:.2} s", from_tree.train.len() + from_tree.test.len());
 }

@@ -69,10 +69,44 @@ pub fn load(dir: &Path, kind: SourceKind, labels: CifarLabels) -> Result<(Datase
 /// Append the records of `path` to `d`.
 fn read_records(path: &Path, label_bytes: usize, which: usize, classes: usize, d: &mut Dataset) -> Result<()> {
     let (mut f, len) = crate::fsio::open_regular(path)?;
-    let record = label_bytes + PICTURE;
     if len > MAX_FILE {
         return Err(data_err(path, format!("{len} bytes: over the {MAX_FILE}-byte cap on a CIFAR file")));
     }
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| io_err(path, e))?;
+    if bytes.len() as u64 != len {
+        return Err(data_err(path, format!("changed while being read ({len} bytes, then {})", bytes.len())));
+    }
+    append_records(path, &bytes, label_bytes, which, classes, d)
+}
+
+/// A CIFAR file's contents as a data set (e.g. bytes a browser page was given), `name` naming it in
+/// errors: `kind` says which CIFAR (10: one label byte; 100: coarse and fine), `labels` which of
+/// CIFAR-100's labels; classes are numbered.
+pub fn from_bytes(name: &Path, bytes: &[u8], kind: SourceKind, labels: CifarLabels) -> Result<Dataset> {
+    let (label_bytes, classes) = match (kind, labels) {
+        (SourceKind::Cifar10, _) => (1, 10),
+        (_, CifarLabels::Fine) => (2, 100),
+        (_, CifarLabels::Coarse) => (2, 20),
+    };
+    let which = if label_bytes == 2 && labels == CifarLabels::Fine { 1 } else { 0 };
+    let mut d = Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+        channels: 3,
+        rows: SIDE,
+        cols: SIDE,
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+        source: name.to_path_buf(),
+    };
+    append_records(name, bytes, label_bytes, which, classes, &mut d)?;
+    Ok(d)
+}
+
+/// Append the records in `bytes` (the contents of `path`) to `d`.
+fn append_records(path: &Path, bytes: &[u8], label_bytes: usize, which: usize, classes: usize, d: &mut Dataset) -> Result<()> {
+    let record = label_bytes + PICTURE;
+    let len = bytes.len() as u64;
     if len == 0 || !len.is_multiple_of(record as u64) {
         return Err(data_err(
             path,
@@ -82,11 +116,6 @@ fn read_records(path: &Path, label_bytes: usize, which: usize, classes: usize, d
                 if label_bytes == 1 { 10 } else { 100 }
             ),
         ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| io_err(path, e))?;
-    if bytes.len() as u64 != len {
-        return Err(data_err(path, format!("changed while being read ({len} bytes, then {})", bytes.len())));
     }
     for (i, r) in bytes.chunks_exact(record).enumerate() {
         let label = r[which];

@@ -36,6 +36,8 @@ const INPUT: [usize; 3] = [1, 28, 28];
 /// output is read back (built with the plain kernels, so a conv's own output is seen before its ReLU).
 struct Shown {
     spec: ModelSpec,
+    /// How its inputs are prepared: normalisation and class names (from the checkpoint).
+    prep: wgcnn::data::Preparation,
     params: Params,
     graph: Graph,
     /// The graph's loss and accuracy sums (unused: there are no labels for a drawing).
@@ -122,15 +124,16 @@ impl Engine {
         let _busy = Busy::take(&self.busy)?;
         let path = Path::new(&name);
         let model_file = name.to_ascii_lowercase().ends_with(".toml");
-        let (spec, state) = if model_file {
+        let (spec, state, prep) = if model_file {
             let text = String::from_utf8(bytes).map_err(|_| JsError::new(&format!("{name}: not UTF-8 text")))?;
             let spec = file::parse(&text).map_err(|e| JsError::new(&format!("{name}: {e}")))?;
             let state = ModelState::init(&spec, 1);
-            (spec, state)
+            let prep = wgcnn::data::Preparation::legacy(spec.input, spec.classes);
+            (spec, state, prep)
         } else {
-            checkpoint::load_model_bytes(path, bytes).map_err(js_err)?
+            checkpoint::load_prepared_bytes(path, bytes).map_err(js_err)?
         };
-        let summary = self.show(spec, state)?;
+        let summary = self.show(spec, state, prep)?;
         Ok(if model_file { format!("{summary}, fresh random weights") } else { summary })
     }
 
@@ -177,7 +180,8 @@ impl Engine {
         let shown = self.shown.borrow();
         let s = shown.as_ref().ok_or_else(no_model)?;
         let state = s.params.read_state_async(&self.ctx.borrow()).await.map_err(js_err)?;
-        checkpoint::model_bytes(Path::new("wgcnn-model.safetensors"), &s.spec, &state).map_err(js_err)
+        checkpoint::model_bytes_prepared(Path::new("wgcnn-model.safetensors"), &s.spec, &state, Some(&s.prep))
+            .map_err(js_err)
     }
 }
 
@@ -187,7 +191,7 @@ fn no_model() -> JsError {
 
 impl Engine {
     /// Put a model on display: upload its state and build its one-image graph (plain kernels).
-    fn show(&self, spec: ModelSpec, state: ModelState) -> Result<String, JsError> {
+    fn show(&self, spec: ModelSpec, state: ModelState, prep: wgcnn::data::Preparation) -> Result<String, JsError> {
         if spec.input != INPUT {
             let [c, h, w] = spec.input;
             return Err(JsError::new(&format!(
@@ -204,7 +208,7 @@ impl Engine {
                 params.write_state(&ctx, &state)?;
                 let metrics = Metrics::new(&ctx, "page")?;
                 let graph = Graph::build(&ctx, &spec, &params, &metrics, 1, false)?;
-                Ok(Shown { spec, params, graph, _metrics: metrics })
+                Ok(Shown { spec, prep, params, graph, _metrics: metrics })
             })();
             ctx.kernels = fast;
             built.map_err(js_err)?
@@ -220,7 +224,11 @@ impl Engine {
         let s = shown.as_ref().ok_or_else(no_model)?;
         let ctx = self.ctx.borrow();
         let g = &s.graph;
-        g.x.write_f32(&ctx, &input).map_err(js_err)?;
+        // Normalised as the model's training inputs were (x / 255 unless the checkpoint says otherwise).
+        let plane = input.len() / s.prep.mean.len().max(1);
+        let x: Vec<f32> =
+            input.iter().enumerate().map(|(i, v)| (v - s.prep.mean[i / plane]) / s.prep.std[i / plane]).collect();
+        g.x.write_f32(&ctx, &x).map_err(js_err)?;
         ctx.submit_pass("page.predict", |pass| g.record_forward(pass)).map_err(js_err)?;
         let mut tensors: Vec<&wgcnn::Tensor> = g.outputs.iter().map(|(_, t)| t).collect();
         tensors.push(&g.probs);
@@ -235,6 +243,11 @@ impl Engine {
         set(&out, "class", class.to_js());
         set(&out, "probabilities", probs.as_slice().to_js());
         set(&out, "input", input.as_slice().to_js());
+        let names = js_sys::Array::new();
+        s.prep.classes.iter().for_each(|n| {
+            names.push(&JsValue::from_str(n));
+        });
+        set(&out, "classes", names.into());
         set(&out, "layers", layers.into());
         Ok(out.into())
     }

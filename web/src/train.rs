@@ -137,9 +137,9 @@ impl Engine {
                 "the trained weights are not finite ({name}); the model on display is kept"
             )));
         }
-        let spec = t.trainer.spec.clone();
+        let (spec, prep) = (t.trainer.spec.clone(), t.trainer.prep.clone());
         drop(t);
-        self.show(spec, state)?;
+        self.show(spec, state, prep)?;
         let out = js_sys::Object::new();
         set(&out, "testLoss", eval.map_or(JsValue::NULL, |e| e.loss.to_js()));
         set(&out, "testAccuracy", eval.map_or(JsValue::NULL, |e| e.accuracy.to_js()));

@@ -100,9 +100,10 @@ function showPrediction(pred, blank = false) {
   lastPrediction = pred;
   const probs = pred.probabilities;
   const best = pred.class;
-  el.prediction.querySelector('.digit').textContent = blank ? '–' : String(best);
+  const name = pred.classes && pred.classes[best] !== undefined ? pred.classes[best] : String(best);
+  el.prediction.querySelector('.digit').textContent = blank ? '–' : name;
   el.prediction.querySelector('.prob').textContent = blank ? 'draw a digit' : `${(100 * probs[best]).toFixed(1)} %`;
-  renderProbs(probs, blank ? -1 : best);
+  renderProbs(probs, blank ? -1 : best, pred.classes);
   renderLayers(pred);
 }
 

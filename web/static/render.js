@@ -4,21 +4,22 @@ import { el } from './ui.js';
 
 // ---------- probabilities ----------
 
-/** Ten rows: digit, bar, percent; `best` (or none when -1) is highlighted. */
-export function renderProbs(probs, best) {
+/** One row a class: its name (the checkpoint's class names, else the digit), bar, percent; `best` (or none when -1) is highlighted. */
+export function renderProbs(probs, best, names) {
   if (el.probs.children.length !== probs.length) {
     el.probs.replaceChildren();
     for (let i = 0; i < probs.length; i++) {
       const row = document.createElement('div');
       row.className = 'prob-row';
       row.setAttribute('role', 'listitem');
-      row.innerHTML = `<span class="label">${i}</span><span class="bar"><span class="fill"></span></span><span class="pct"></span>`;
+      row.innerHTML = `<span class="label"></span><span class="bar"><span class="fill"></span></span><span class="pct"></span>`;
       el.probs.append(row);
     }
   }
   [...el.probs.children].forEach((row, i) => {
     const p = probs[i];
     row.classList.toggle('best', i === best);
+    row.querySelector('.label').textContent = names && names[i] !== undefined ? names[i] : String(i);
     row.querySelector('.fill').style.width = `${(100 * p).toFixed(2)}%`;
     row.querySelector('.pct').textContent = `${(100 * p).toFixed(1)} %`;
   });
