@@ -207,7 +207,9 @@ fn cifar_files_load_with_their_labels_and_planes_in_order() {
     let fine = data::load_splits(&dir, &LoadOptions::new([3, 32, 32]), &mut |_| {}).unwrap();
     // The same file from bytes (as a browser page gets it).
     let bytes = std::fs::read(dir.join("train.bin")).unwrap();
-    let from_bytes = data::cifar::from_bytes(Path::new("train.bin"), &bytes, data::SourceKind::Cifar100, data::CifarLabels::Fine).unwrap();
+    let from_bytes =
+        data::cifar::from_bytes(Path::new("train.bin"), &bytes, data::SourceKind::Cifar100, data::CifarLabels::Fine)
+            .unwrap();
     assert!(from_bytes.images == fine.train.images && from_bytes.labels == fine.train.labels);
     assert_eq!(
         (fine.kind, fine.train.labels.clone(), fine.train.class_names.len()),
@@ -750,7 +752,8 @@ fn the_whole_fashion_mnist_tree_is_byte_equal_to_its_idx_files() {
     let tree = PathBuf::from(std::env::var("WGCNN_FASHION_TREE").unwrap_or_else(|_| "/tmp/fashion-png".into()));
     let idx = PathBuf::from("/usr/share/datasets/fashion-mnist");
     let t0 = std::time::Instant::now();
-    let from_tree = data::load_splits(&tree, &LoadOptions { cache: false, ..LoadOptions::new([1, 28, 28]) }, &mut |_| {}).unwrap();
+    let from_tree =
+        data::load_splits(&tree, &LoadOptions { cache: false, ..LoadOptions::new([1, 28, 28]) }, &mut |_| {}).unwrap();
     let secs = t0.elapsed().as_secs_f64();
     for (split, got) in [(Split::Train, &from_tree.train), (Split::Test, &from_tree.test)] {
         let want = data::load(&idx, split).unwrap();
@@ -758,8 +761,31 @@ fn the_whole_fashion_mnist_tree_is_byte_equal_to_its_idx_files() {
         let mut order: Vec<usize> = (0..want.len()).collect();
         order.sort_by_key(|&i| (want.labels[i], i));
         let want = want.select(&order);
-        assert!(got.images == want.images && got.labels == want.labels, "{split:?}: the tree differs from the IDX files");
+        assert!(
+            got.images == want.images && got.labels == want.labels,
+            "{split:?}: the tree differs from the IDX files"
+        );
         eprintln!("{split:?}: {} pictures byte-equal", got.len());
     }
     eprintln!("decoded {} pictures in {secs:.2} s", from_tree.train.len() + from_tree.test.len());
+}
+
+#[test]
+fn a_set_larger_than_the_device_is_refused_naming_its_size() {
+    // The check GpuDataset::upload makes first (software adapters: against the host's available memory).
+    let d = data::Dataset {
+        images: vec![0; 3 * 32 * 32 * 1000],
+        labels: vec![0; 1000],
+        channels: 3,
+        rows: 32,
+        cols: 32,
+        class_names: vec!["a".into(), "b".into()],
+        source: PathBuf::from("photos"),
+    };
+    assert!(data::check_fits(&d, "train", None, "gpu").is_ok(), "unknown free memory: no refusal");
+    assert!(data::check_fits(&d, "train", Some(4 << 20), "gpu").is_ok());
+    let e = data::check_fits(&d, "train", Some(1 << 20), "llvmpipe").unwrap_err().to_string();
+    for part in ["photos", "train set is 2.9 MiB", "1000 pictures of 3x32x32 bytes", "the 1.0 MiB llvmpipe has free"] {
+        assert!(e.contains(part), "{e:?} does not say {part:?}");
+    }
 }

@@ -104,7 +104,14 @@ pub fn from_bytes(name: &Path, bytes: &[u8], kind: SourceKind, labels: CifarLabe
 }
 
 /// Append the records in `bytes` (the contents of `path`) to `d`.
-fn append_records(path: &Path, bytes: &[u8], label_bytes: usize, which: usize, classes: usize, d: &mut Dataset) -> Result<()> {
+fn append_records(
+    path: &Path,
+    bytes: &[u8],
+    label_bytes: usize,
+    which: usize,
+    classes: usize,
+    d: &mut Dataset,
+) -> Result<()> {
     let record = label_bytes + PICTURE;
     let len = bytes.len() as u64;
     if len == 0 || !len.is_multiple_of(record as u64) {
