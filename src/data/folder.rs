@@ -177,13 +177,19 @@ pub fn decode_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(len as usize);
     std::io::Read::read_to_end(&mut std::io::BufReader::new(f), &mut bytes).map_err(|e| io_err(path, e))?;
-    if jpeg_components(&bytes) == Some(4) {
+    decode_bytes(path, &bytes, input)
+}
+
+/// [`decode_file`] on a file's bytes (e.g. a picture a browser page was given), `path` naming it in
+/// errors.
+pub fn decode_bytes(path: &Path, bytes: &[u8], input: [usize; 3]) -> Result<Vec<u8>> {
+    if jpeg_components(bytes) == Some(4) {
         return Err(data_err(
             path,
             "a CMYK JPEG: wgcnn reads grey and RGB pictures (convert it to RGB, e.g. `convert IN -colorspace sRGB OUT`)",
         ));
     }
-    let img = crate::digits::decode_picture_bytes(path, &bytes)?;
+    let img = crate::digits::decode_picture_bytes(path, bytes)?;
     prep::picture_to_input(path, &img, input)
 }
 

@@ -445,6 +445,18 @@ fn rgb_on_black(img: &image::DynamicImage, has_alpha: bool) -> image::RgbImage {
     })
 }
 
+/// A drawing (`w × h` grey bytes, 255 = ink, white on black) as the model's `[C, H, W]` bytes, converted
+/// and resized as pictures are.
+pub fn grey_to_input(pixels: &[u8], w: usize, h: usize, input: [usize; 3]) -> Result<Vec<u8>> {
+    let at = std::path::Path::new("drawing");
+    let (Ok(w32), Ok(h32)) = (u32::try_from(w), u32::try_from(h)) else {
+        return Err(data_err(at, format!("{w}x{h} pixels: too large")));
+    };
+    let img = image::GrayImage::from_raw(w32, h32, pixels.to_vec())
+        .ok_or_else(|| data_err(at, format!("{} bytes for {w}x{h} pixels", pixels.len())))?;
+    picture_to_input(at, &image::DynamicImage::ImageLuma8(img), input)
+}
+
 /// `d` in the layout `input`: as it is when it already has it, otherwise every picture converted
 /// (channels, then size) as the module docs say.
 pub fn conform(d: Dataset, input: [usize; 3]) -> Result<Dataset> {

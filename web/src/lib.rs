@@ -18,6 +18,9 @@ use std::path::Path;
 
 use wasm_bindgen::prelude::*;
 use wgcnn::checkpoint;
+use wgcnn::data::folder::decode_bytes;
+use wgcnn::data::prep::grey_to_input;
+use wgcnn::data::PictureMode;
 use wgcnn::graph::{Graph, Metrics, Params};
 use wgcnn::model::{file, ModelSpec, ModelState};
 use wgcnn::{AdapterChoice, Context, KernelSet};
@@ -28,9 +31,6 @@ use js::{set, ToJs};
 fn js_err(e: wgcnn::Error) -> JsError {
     JsError::new(&e.to_string())
 }
-
-/// The input the page draws: one grey 28×28 digit.
-const INPUT: [usize; 3] = [1, 28, 28];
 
 /// The model on display: its parameters on the GPU and a one-image forward graph whose every layer's
 /// output is read back (built with the plain kernels, so a conv's own output is seen before its ReLU).
@@ -137,21 +137,34 @@ impl Engine {
         Ok(if model_file { format!("{summary}, fresh random weights") } else { summary })
     }
 
-    /// Classify a drawing: `width × height` grey bytes, 255 = ink (prepared as MNIST was: the ink's box
-    /// scaled into 20×20 and centred in 28×28). Returns the prediction with every layer's output.
+    /// Classify a drawing: `width × height` grey bytes, 255 = ink. A digit model gets it prepared as
+    /// MNIST was (the ink's box scaled into 20×20 and centred in 28×28); a model trained on pictures gets
+    /// it as a picture, converted and resized to its input. Returns the prediction with every layer's
+    /// output.
     pub async fn predict(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
         if width == 0 || height == 0 || width.checked_mul(height) != Some(pixels.len()) {
             return Err(JsError::new(&format!("{} pixels for a {width}x{height} picture", pixels.len())));
         }
-        self.run(wgcnn::digits::to_mnist(&pixels, width, height)).await
+        let prep = self.shown.borrow().as_ref().ok_or_else(no_model)?.prep.clone();
+        let input = match prep.pictures {
+            PictureMode::Digits => wgcnn::digits::to_mnist(&pixels, width, height),
+            PictureMode::Resize => scaled(grey_to_input(&pixels, width, height, prep.input).map_err(js_err)?),
+        };
+        self.run(input).await
     }
 
-    /// Classify a PNG or JPEG picture, prepared exactly as `wgcnn predict` prepares one.
+    /// Classify a PNG or JPEG picture, prepared exactly as `wgcnn predict` prepares one for the model on
+    /// display (the checkpoint's preparation).
     #[wasm_bindgen(js_name = predictPicture)]
     pub async fn predict_picture(&self, bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
-        let input = wgcnn::digits::load_digit_bytes(Path::new(&name), &bytes).map_err(js_err)?;
+        let prep = self.shown.borrow().as_ref().ok_or_else(no_model)?.prep.clone();
+        let path = Path::new(&name);
+        let input = match prep.pictures {
+            PictureMode::Digits => wgcnn::digits::load_digit_bytes(path, &bytes).map_err(js_err)?,
+            PictureMode::Resize => scaled(decode_bytes(path, &bytes, prep.input).map_err(js_err)?),
+        };
         self.run(input).await
     }
 
@@ -185,6 +198,11 @@ impl Engine {
     }
 }
 
+/// Bytes as the values x / 255 (before the model's normalisation).
+fn scaled(bytes: Vec<u8>) -> Vec<f32> {
+    bytes.iter().map(|&b| f32::from(b) / wgcnn::data::DIVISOR).collect()
+}
+
 fn no_model() -> JsError {
     JsError::new("no model is loaded")
 }
@@ -192,10 +210,10 @@ fn no_model() -> JsError {
 impl Engine {
     /// Put a model on display: upload its state and build its one-image graph (plain kernels).
     fn show(&self, spec: ModelSpec, state: ModelState, prep: wgcnn::data::Preparation) -> Result<String, JsError> {
-        if spec.input != INPUT {
+        if ![1, 3].contains(&spec.input[0]) || prep.check(spec.input, spec.classes).is_err() {
             let [c, h, w] = spec.input;
             return Err(JsError::new(&format!(
-                "model {} reads {c}x{h}x{w} inputs; this page draws 1x28x28 digits",
+                "model {} reads {c}x{h}x{w} inputs; this page shows grey (1 channel) and colour (3 channel) pictures",
                 spec.name
             )));
         }
@@ -243,6 +261,7 @@ impl Engine {
         set(&out, "class", class.to_js());
         set(&out, "probabilities", probs.as_slice().to_js());
         set(&out, "input", input.as_slice().to_js());
+        set(&out, "inputShape", s.spec.input.map(|v| v as f32).as_slice().to_js());
         let names = js_sys::Array::new();
         s.prep.classes.iter().for_each(|n| {
             names.push(&JsValue::from_str(n));

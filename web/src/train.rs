@@ -55,8 +55,10 @@ impl Engine {
         let _busy = Busy::take(&self.busy)?;
         self.training.borrow_mut().take();
         let spec = self.shown.borrow().as_ref().ok_or_else(no_model)?.spec.clone();
-        let train = split(train_images, train_labels, "train").map_err(js_err)?;
-        let test = split(test_images, test_labels, "t10k").map_err(js_err)?;
+        // Models of other inputs (colour, other sizes) read the digits converted and resized to theirs.
+        let conform = |d: Dataset| wgcnn::data::prep::conform(d, spec.input).map_err(js_err);
+        let train = conform(split(train_images, train_labels, "train").map_err(js_err)?)?;
+        let test = conform(split(test_images, test_labels, "t10k").map_err(js_err)?)?;
         let ctx = self.ctx.borrow();
         let init = ModelState::init(&spec, u64::from(seed));
         let mut trainer =

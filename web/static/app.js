@@ -141,8 +141,9 @@ el.modelFile.addEventListener('change', async () => {
 async function classifyPicture(bytes, name) {
   source = { kind: 'picture', bytes, name };
   const pred = await predictSource();
-  showInputOnCanvas(pred.input);
-  el.sourceNote.textContent = `Showing ${name} as the network sees it (28×28). Draw on it to go on by hand.`;
+  const shape = pred.inputShape ? Array.from(pred.inputShape) : [1, 28, 28];
+  showInputOnCanvas(pred.input, shape);
+  el.sourceNote.textContent = `Showing ${name} as the network sees it (${shape[1]}×${shape[2]}${shape[0] === 3 ? ', colour' : ''}). Draw on it to go on by hand.`;
   return pred;
 }
 
@@ -234,6 +235,8 @@ function plain(pred) {
     class: pred.class,
     probabilities: Array.from(pred.probabilities),
     input: Array.from(pred.input),
+    inputShape: pred.inputShape ? Array.from(pred.inputShape) : [1, 28, 28],
+    classes: pred.classes ? Array.from(pred.classes) : [],
     layers: Array.from(pred.layers, (l) => ({ name: l.name, shape: Array.from(l.shape), values: Array.from(l.values) })),
   };
 }

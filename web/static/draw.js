@@ -68,15 +68,20 @@ export function drawingPixels() {
   return { px, width, height };
 }
 
-/** Show a prepared 28×28 input (values 0–1) on the drawing canvas, so the user can draw on it. */
-export function showInputOnCanvas(input) {
-  const small = new ImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
-    const g = Math.round(255 * Math.min(1, Math.max(0, input[i])));
-    small.data.set([g, g, g, 255], 4 * i);
+/** Show a prepared input (values 0–1, [c, h, w]) on the drawing canvas, so the user can draw on it. */
+export function showInputOnCanvas(input, shape = [1, 28, 28]) {
+  // [c, h, w] values in [0, 1]: grey for one channel, colour (planes R, G, B) for three.
+  const [c, h, w] = Array.from(shape);
+  const plane = h * w;
+  const small = new ImageData(w, h);
+  const byte = (v) => Math.round(255 * Math.min(1, Math.max(0, v)));
+  for (let i = 0; i < plane; i++) {
+    const rgb = c === 3 ? [input[i], input[plane + i], input[2 * plane + i]] : [input[i], input[i], input[i]];
+    small.data.set([...rgb.map(byte), 255], 4 * i);
   }
   const tmp = document.createElement('canvas');
-  tmp.width = tmp.height = 28;
+  tmp.width = w;
+  tmp.height = h;
   tmp.getContext('2d').putImageData(small, 0, 0);
   clearCanvas();
   ctx.imageSmoothingEnabled = false;

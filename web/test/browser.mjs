@@ -47,22 +47,67 @@ const PARITY_TOLERANCE = 1e-4;
 const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../models'); // the repo's model files
 
 /**
- * A model file whose input is not the page's 1×28×28: the first in models/ (by name), or else a
- * copy of models/lenet5.toml with the input changed to 3×32×32, written under `tmp`. Returns {file, dims}.
+ * A model file whose input the page cannot show (pictures are grey or colour: 1 or 3 channels): a
+ * copy of models/lenet5.toml with the input changed to 2×28×28, written under `tmp`. Returns {file, dims}.
  */
 function wrongInputModel(tmp) {
   const inputLine = /^(\s*input\s*=\s*)\[([^\]]*)\]/m;
-  for (const name of fs.readdirSync(MODELS).filter((n) => n.endsWith('.toml')).sort()) {
-    const m = inputLine.exec(fs.readFileSync(path.join(MODELS, name), 'utf8'));
-    const dims = m ? m[2].split(',').map((s) => Number(s.trim())) : null;
-    if (dims && dims.join('x') !== '1x28x28') return { file: path.join(MODELS, name), dims };
-  }
   const text = fs.readFileSync(path.join(MODELS, 'lenet5.toml'), 'utf8');
-  const changed = text.replace(inputLine, '$1[3, 32, 32]');
+  const changed = text.replace(inputLine, '$1[2, 28, 28]');
   check(changed !== text, `no input line in ${MODELS}/lenet5.toml`);
-  const file = path.join(tmp, 'lenet5-3x32x32.toml');
+  const file = path.join(tmp, 'lenet5-2x28x28.toml');
   fs.writeFileSync(file, changed);
-  return { file, dims: [3, 32, 32] };
+  return { file, dims: [2, 28, 28] };
+}
+
+/**
+ * A colour model (models/resnet-cifar.toml, 3×32×32, fresh random weights) classifies a colour PNG the
+ * page draws (red, green and blue shapes on black, 48×40: resized to 32×32) as the native binary does
+ * with the page's downloaded checkpoint; the input shown is the colour picture. The shipped LeNet-5 is
+ * loaded again afterwards.
+ */
+async function checkColourModel(t) {
+  const toml = path.join(MODELS, 'resnet-cifar.toml');
+  check(fs.existsSync(toml), `${toml} does not exist`);
+  const s = await loadModel(t.page, toml);
+  check(/resnet-cifar/.test(s.name), `#model-name "${s.name}" after loading resnet-cifar.toml`);
+  const png = Buffer.from(await t.page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 48;
+    c.height = 40;
+    const g = c.getContext('2d');
+    g.fillStyle = '#000';
+    g.fillRect(0, 0, 48, 40);
+    g.fillStyle = '#e02010';
+    g.fillRect(4, 6, 14, 12);
+    g.fillStyle = '#10c030';
+    g.beginPath();
+    g.arc(32, 26, 9, 0, 2 * Math.PI);
+    g.fill();
+    g.fillStyle = '#2040f0';
+    g.fillRect(30, 3, 14, 6);
+    return c.toDataURL('image/png').split(',')[1];
+  }), 'base64');
+  const picture = path.join(t.tmp, 'colour.png');
+  fs.writeFileSync(picture, png);
+  const web = await t.page.evaluate((b, n) => window.wgcnnPage.predictPicture(b, n), [...png], 'colour.png');
+  check(web.inputShape.join('x') === '3x32x32', `the prepared input is ${web.inputShape.join('x')}, not 3x32x32`);
+  check(web.input.length === 3 * 32 * 32, `${web.input.length} input values, not ${3 * 32 * 32}`);
+  const plane = 32 * 32;
+  const red = web.input.slice(0, plane).reduce((a, v) => a + v, 0);
+  const blue = web.input.slice(2 * plane).reduce((a, v) => a + v, 0);
+  check(red > 0 && blue > 0 && red !== blue, `the input's red (${red}) and blue (${blue}) planes do not differ`);
+  const ckpt = path.join(t.tmp, 'resnet-cifar-in-the-page.safetensors');
+  fs.writeFileSync(ckpt, Buffer.from(await t.page.evaluate(() => window.wgcnnPage.modelBase64()), 'base64'));
+  const native = await nativePredict(path.resolve(t.opts.wgcnn), ckpt, picture);
+  const max = Math.max(...web.probabilities.map((p, i) => Math.abs(p - native.probabilities[i])));
+  console.log(`# native ${JSON.stringify(native.probabilities.map((v) => +v.toFixed(6)))}`);
+  console.log(`# page   ${JSON.stringify(web.probabilities.map((v) => +v.toFixed(6)))}`);
+  check(max <= PARITY_TOLERANCE, `probabilities differ by up to ${max.toExponential(3)} (> ${PARITY_TOLERANCE})`);
+  check(web.class === native.class, `class ${web.class} in the page, ${native.class} natively`);
+  const back = await loadModel(t.page, t.model);
+  check(back.name === t.shipped.name, `#model-name "${back.name}" after loading the checkpoint again`);
+  return `"${s.name}": class ${web.class}, max |difference| ${max.toExponential(3)} from native; then "${back.name}" again`;
 }
 
 // ---------- the checks, each given t = {opts, url, page, model, tmp, shipped} ----------
@@ -227,7 +272,8 @@ async function runChecks(t) {
   await step('loading a checkpoint through #model-file', () => checkCheckpoint(t));
   await step('a corrupt checkpoint is reported and the previous model kept', () => checkCorrupt(t));
   await step('a model file (models/lenet5.toml) loads', () => checkModelFile(t));
-  await step('a model of another input size is refused and the previous model kept', () => checkWrongInput(t));
+  await step('a model of an input the page cannot show is refused and the previous model kept', () => checkWrongInput(t));
+  await step('a colour model classifies a colour picture as natively', () => checkColourModel(t));
   await step('a page without WebGPU explains it', () => checkNoWebGpu(t, READY_TIMEOUT));
   await step('a second page with a GPU\'s plans (?plans=gpu)', async () => {
     const { page, note } = await openGpuPage(t, READY_TIMEOUT);
