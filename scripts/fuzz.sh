@@ -2,7 +2,7 @@
 # Fuzz wgcnn's readers of untrusted files with cargo-fuzz (libFuzzer) on the nightly toolchain:
 #   scripts/fuzz.sh [SECONDS per target, default 600] [TARGET...]
 # Targets: idx, checkpoint, model_file, picture (fuzz/fuzz_targets/). Seeds come from the repository's
-# own files (a labels file, the model files, the README's pictures) and a small hand-made checkpoint.
+# own files (a labels file, the model files, the pictures of docs/visualize.md) and a small hand-made checkpoint.
 # Not part of CI's default run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,7 +12,7 @@
 #                                         smaller benchmark windows: proves the script end to end
 #
 # Each step's time and exit status go into the summary; a failing step does not stop the others, and the
-# script exits non-zero if any failed. Without Vulkan on the machine, see README "Choosing the adapter".
+# script exits non-zero if any failed. Without Vulkan on the machine, see docs/backends.md ("Choosing the adapter").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-check}

@@ -33,7 +33,7 @@ fn lenet5_through_the_ir_trains_bit_identically_to_the_previous_release() {
     // `wgcnn train --epochs 1 --save X`, every other flag at its default, hashed as above. The reference
     // is the release before the IR (the fixed layer chain, commit 268ba07) on lavapipe: the same seed
     // gives the same checkpoint tensors to the bit. (10 epochs, the full defaults, were compared by
-    // hand: identical too; see the README.) Other adapters round differently; there the run is checked
+    // hand: identical too; see docs/ir.md.) Other adapters round differently; there the run is checked
     // against itself.
     const REFERENCE: u64 = 0xd816_fcd8_ec6a_5ed4;
     let dir = std::env::temp_dir().join(format!("wgcnn-bits-{}", std::process::id()));

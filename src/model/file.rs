@@ -1,5 +1,5 @@
 //! Model files: TOML with a `[model]` table and one `[[layer]]` table per layer, fields named and
-//! defaulted as PyTorch's constructors (see `models/lenet5.toml` and the README). Every mistake is an
+//! defaulted as PyTorch's constructors (see `models/lenet5.toml` and docs/models.md). Every mistake is an
 //! error naming the layer and the field. [`to_toml`] writes the canonical form that checkpoints carry.
 
 use std::path::Path;

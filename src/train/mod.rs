@@ -1,9 +1,11 @@
 //! Training and evaluation on the GPU: the dataset and a per-epoch permutation live on the device, and
 //! a whole step (gather, forward, loss, metrics, backward, optimizer) is one encoder and one submit.
 
+mod eval;
 mod fit;
 mod optimizer;
 
+pub use eval::*;
 pub use fit::*;
 pub use optimizer::*;
 
@@ -18,9 +20,9 @@ use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
 /// A graph with the gather launches (one per data shard) that feed it.
-struct Feeder {
-    graph: Graph,
-    gather: Vec<Launch>,
+pub(crate) struct Feeder {
+    pub(crate) graph: Graph,
+    pub(crate) gather: Vec<Launch>,
 }
 
 /// Everything a training run keeps on the GPU.
@@ -193,28 +195,8 @@ impl Trainer {
     }
 }
 
-/// Forward-only evaluation over a whole dataset, sharing a trainer's (or a loaded model's) parameters.
-pub struct Evaluator {
-    /// Images per forward pass.
-    pub batch: usize,
-    data: GpuDataset,
-    order: Tensor,
-    feeders: Vec<(usize, Feeder)>,
-    metrics: Metrics,
-    transform: Transform,
-}
-
-/// Loss and accuracy over a dataset.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Evaluation {
-    pub loss: f64,
-    pub accuracy: f64,
-    pub correct: u64,
-    pub count: usize,
-}
-
 /// Check a data set's images have the size a model reads, and its labels the model's classes.
-fn check_input(spec: &ModelSpec, data: &Dataset) -> Result<()> {
+pub(crate) fn check_input(spec: &ModelSpec, data: &Dataset) -> Result<()> {
     if data.shape() != spec.input {
         let [c, h, w] = spec.input;
         let [dc, dh, dw] = data.shape();
@@ -245,145 +227,4 @@ fn abbreviate(names: &[String]) -> String {
         s += &format!(", … {} more", names.len() - 6);
     }
     s
-}
-
-/// A forward graph at `batch` images, or at the largest batch (halving) whose tensors fit the
-/// device's storage-binding limit: evaluation and prediction of any size then run in chunks.
-fn fitting_graph(ctx: &Context, spec: &ModelSpec, params: &Params, metrics: &Metrics, batch: usize) -> Result<Graph> {
-    let mut b = batch.max(1);
-    loop {
-        match Graph::build(ctx, spec, params, metrics, b, false) {
-            Err(Error::Limit { op, what, value, limit }) if b > 1 => {
-                log::info!("batch {b} does not fit ({op}: {what} {value} > {limit}); trying {}", b / 2);
-                b /= 2;
-            }
-            r => return r,
-        }
-    }
-}
-
-impl Evaluator {
-    /// Evaluation of `spec` on `data` in batches of `batch` images (fewer when a batch that large does
-    /// not fit the device; see [`Evaluator::batch`]).
-    pub fn new(ctx: &Context, spec: &ModelSpec, params: &Params, data: &Dataset, batch: usize) -> Result<Evaluator> {
-        let t = Transform { chw: data.shape(), ..Transform::plain(crate::data::DIVISOR, 0) };
-        Evaluator::prepared(ctx, spec, params, data, batch, &t)
-    }
-
-    /// [`Evaluator::new`] with the inputs normalised by `t` (see [`Preparation::transform`]).
-    pub fn prepared(
-        ctx: &Context,
-        spec: &ModelSpec,
-        params: &Params,
-        data: &Dataset,
-        batch: usize,
-        t: &Transform,
-    ) -> Result<Evaluator> {
-        check_input(spec, data)?;
-        let gpu = GpuDataset::upload(ctx, "eval", data)?;
-        let order: Vec<u32> = (0..data.len() as u32).collect();
-        let order = Tensor::from_u32(ctx, "eval.order", &[data.len()], &order)?;
-        let metrics = Metrics::new(ctx, "eval")?;
-        let full = fitting_graph(ctx, spec, params, &metrics, batch.clamp(1, data.len().max(1)))?;
-        let batch = full.batch;
-        let mut feeders = vec![(
-            batch,
-            Feeder { gather: gpu.gathers(ctx, "eval.gather", t, &order, &full.x, &full.labels)?, graph: full },
-        )];
-        let rest = data.len() % batch;
-        if rest > 0 {
-            let graph = Graph::build(ctx, spec, params, &metrics, rest, false)?;
-            feeders.push((
-                rest,
-                Feeder { gather: gpu.gathers(ctx, "eval.gather", t, &order, &graph.x, &graph.labels)?, graph },
-            ));
-        }
-        Ok(Evaluator { batch, data: gpu, order, feeders, metrics, transform: *t })
-    }
-
-    /// Loss (mean over samples) and accuracy; one submit per batch, one readback at the end.
-    pub fn run(&self, ctx: &Context) -> Result<Evaluation> {
-        crate::context::block_on(self.run_async(ctx))
-    }
-
-    /// [`Evaluator::run`], awaited.
-    pub async fn run_async(&self, ctx: &Context) -> Result<Evaluation> {
-        self.metrics.reset(ctx)?;
-        let n = self.data.len;
-        let mut first = 0;
-        while first < n {
-            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
-            ctx.submit_pass("eval", |pass| {
-                f.gather.iter().for_each(|l| l.record(pass));
-                f.graph.record_forward(pass);
-            })?;
-            first += b;
-        }
-        let (loss, correct) = self.metrics.take_async(ctx).await?;
-        Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, correct, count: n })
-    }
-}
-
-impl Evaluator {
-    /// The predicted class (the largest probability; the first on ties) of every item, in order: one
-    /// submit and one readback per batch.
-    pub fn predicted(&self, ctx: &Context) -> Result<Vec<usize>> {
-        Ok(self.probabilities(ctx)?.iter().map(|p| argmax(p)).collect())
-    }
-
-    /// The class probabilities of every item, in order: one submit and one readback per batch.
-    pub fn probabilities(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
-        let n = self.data.len;
-        let mut out = Vec::with_capacity(n);
-        let mut first = 0;
-        while first < n {
-            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
-            ctx.submit_pass("eval.probs", |pass| {
-                f.gather.iter().for_each(|l| l.record(pass));
-                f.graph.record_forward(pass);
-            })?;
-            let probs = f.graph.probs.to_f32(ctx)?;
-            let classes = probs.len() / b;
-            out.extend(probs.chunks(classes).map(<[f32]>::to_vec));
-            first += b;
-        }
-        Ok(out)
-    }
-}
-
-/// The index of the largest value (the first of equal ones).
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
-}
-
-/// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only, in batches of
-/// at most 1,000 inputs (fewer when that does not fit the device).
-pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-    let [c, h, w] = spec.input;
-    if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != c * h * w) {
-        return Err(Error::Train(format!("input {i} has {} values, {} expects {c}x{h}x{w}", x.len(), spec.name)));
-    }
-    if inputs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let metrics = Metrics::new(ctx, "predict")?;
-    let full = fitting_graph(ctx, spec, params, &metrics, inputs.len().min(1000))?;
-    let mut out = Vec::with_capacity(inputs.len());
-    let mut tail = None;
-    for chunk in inputs.chunks(full.batch) {
-        let graph = if chunk.len() == full.batch {
-            &full
-        } else {
-            tail.insert(Graph::build(ctx, spec, params, &metrics, chunk.len(), false)?)
-        };
-        graph.x.write_f32(ctx, &chunk.concat())?;
-        ctx.submit_pass("predict", |pass| {
-            graph.record_forward(pass);
-        })?;
-        let probs = graph.probs.to_f32(ctx)?;
-        out.extend(probs.chunks(spec.classes).map(<[f32]>::to_vec));
-    }
-    Ok(out)
 }
