@@ -91,6 +91,12 @@ fn test_split(
             ),
         ));
     }
+    if test.class_names != prep.classes {
+        log::warn!(
+            "the data's classes are numbered and the model's are named ({}, …): assuming the same order",
+            prep.classes.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     Ok((test, splits.kind.name()))
 }
 

@@ -185,6 +185,13 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     opts.optimizer.check()?;
     let (spec, init, init_prep) = starting_point(opts)?;
     check_outputs(opts, &spec)?;
+    let [_, h, w] = spec.input;
+    if opts.augment.crop as usize >= h.min(w) {
+        return Err(Error::Train(format!(
+            "--augment crop={} must be smaller than the {h}x{w} input",
+            opts.augment.crop
+        )));
+    }
     let load = LoadOptions {
         val_split: opts.val_split,
         seed: opts.config.seed,
