@@ -195,7 +195,7 @@ async function checkModelFile(t) {
   return `"${s.name}" with fresh random weights; then "${back.name}" again`;
 }
 
-/** A model that reads another input size is refused, naming the size, and the previous model stays. */
+/** A model of an input the page cannot show (2 channels) is refused, naming the size, and the previous model stays. */
 async function checkWrongInput(t) {
   const { file, dims } = wrongInputModel(t.tmp);
   const before = await modelState(t.page);
@@ -311,7 +311,7 @@ async function main() {
     const { log } = launched;
     check(!log.pageErrors.length, `uncaught errors in the page: ${log.pageErrors.join(' | ')}`);
     console.log(`# console errors from the page: ${log.consoleErrors} ` +
-      '(three are expected: the corrupt checkpoint, the model of another input size, the page without WebGPU)');
+      '(three are expected: the corrupt checkpoint, the model of an input the page cannot show, the page without WebGPU)');
   } finally {
     await browser?.close().catch(() => {});
     await stopServer(server);
