@@ -189,3 +189,12 @@ pub fn open_regular(path: &Path) -> Result<(fs::File, u64)> {
     let f = fs::File::open(path).map_err(|e| io_err(path, e))?;
     Ok((f, meta.len()))
 }
+
+/// FNV-1a's 64-bit offset basis: the starting value of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bits, continued from `h` over `bytes` (start from [`FNV_OFFSET`]): the one digest of the
+/// crate's files (checkpoint digests, the pipeline and data caches' frames and keys).
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

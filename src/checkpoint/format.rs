@@ -230,11 +230,6 @@ fn check_layout(path: &Path, tensors: &BTreeMap<String, Entry>, data_len: u64) -
 
 /// A 64-bit FNV-1a digest, as 16 hex digits: ties a model file to its optimizer file.
 pub fn digest(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    let h = parts.iter().fold(crate::fsio::FNV_OFFSET, |h, p| crate::fsio::fnv1a(h, p));
     format!("{h:016x}")
 }

@@ -22,7 +22,7 @@ pub(crate) struct DiskCache {
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    crate::fsio::fnv1a(crate::fsio::FNV_OFFSET, bytes)
 }
 
 /// The cache folder from `WGCNN_PIPELINE_CACHE` or the platform's cache home; `None` when disabled.

@@ -30,11 +30,7 @@ pub fn folder() -> Option<PathBuf> {
     }
 }
 
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+use crate::fsio::{fnv1a as fnv, FNV_OFFSET as FNV0};
 
 /// The cache key of `listing` converted to `input`: 128 bits of two FNV-1a streams, hex.
 pub fn key(listing: &Listing, input: [usize; 3]) -> Result<String> {
