@@ -192,9 +192,11 @@ fn ct_accumulate(acc: mat4x4<f32>, tr: u32, tc: u32) -> mat4x4<f32> {
     return s;
 }
 
-// x̂[kk, q]: the input value under tap kk of output pixel q, zero in the padding or past the edges.
-fn im2col(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
-    if (kk >= p.c_in * taps || q >= p.n * pixels) { return 0.0; }
+// Where x̂[kk, q] (the input value under tap kk of output pixel q) lies in x, or -1 where it is zero:
+// in the padding, past the edges, or past the taps or pixels. Shared by the forward's gather
+// (`im2col`, reading fwd_x) and the weight gradient's (`im2col_wg`, reading bw_x).
+fn im2col_at(kk: u32, q: u32, taps: u32, pixels: u32) -> i32 {
+    if (kk >= p.c_in * taps || q >= p.n * pixels) { return -1; }
     let ci = kk / taps;
     let ky = (kk % taps) / p.kw;
     let kx = kk % p.kw;
@@ -203,8 +205,15 @@ fn im2col(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
     let ox = q % p.out_w;
     let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
     let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
-    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) { return 0.0; }
-    return fwd_x[((img * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) { return -1; }
+    return i32(((img * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix));
+}
+
+// x̂[kk, q] of the forward's input, zero in the padding or past the edges.
+fn im2col(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
+    let at = im2col_at(kk, q, taps, pixels);
+    if (at < 0) { return 0.0; }
+    return fwd_x[u32(at)];
 }
 
 fn store_pixel(co: u32, q: u32, pixels: u32, v: f32) {
@@ -284,17 +293,9 @@ fn conv2d_tiled(
 // x̂[16 pixels, 64 taps] in workgroup memory. With one chunk it writes dw; with several it writes
 // partial[chunk, co, kk], which sum_chunks adds in chunk order. `p.total` is the tiles per chunk.
 fn im2col_wg(kk: u32, q: u32, taps: u32, pixels: u32) -> f32 {
-    if (kk >= p.c_in * taps || q >= p.n * pixels) { return 0.0; }
-    let ci = kk / taps;
-    let ky = (kk % taps) / p.kw;
-    let kx = kk % p.kw;
-    let img = q / pixels;
-    let oy = (q % pixels) / p.out_w;
-    let ox = q % p.out_w;
-    let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
-    let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
-    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) { return 0.0; }
-    return bw_x[((img * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    let at = im2col_at(kk, q, taps, pixels);
+    if (at < 0) { return 0.0; }
+    return bw_x[u32(at)];
 }
 
 fn store_grad(chunk: u32, co: u32, kk0: u32, depth: u32, v: vec4<f32>) {

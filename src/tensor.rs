@@ -60,6 +60,12 @@ impl Tensor {
         padded_bytes(self.dtype.bytes(self.len()))
     }
 
+    /// The tensor's bytes as a range of its buffer, `(buffer, offset, size)`: what
+    /// [`Context::read_ranges`] reads.
+    pub fn range(&self) -> (&wgpu::Buffer, u64, u64) {
+        (&self.buffer, self.offset, self.byte_len())
+    }
+
     /// A zero-filled tensor.
     pub fn zeros(ctx: &Context, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let len = checked_len(label, shape)?;
@@ -157,7 +163,7 @@ impl Tensor {
     }
 
     fn read(&self, ctx: &Context) -> Result<Vec<u8>> {
-        let mut parts = crate::context::block_on(ctx.read_ranges(&[(&self.buffer, self.offset, self.byte_len())]))?;
+        let mut parts = crate::context::block_on(ctx.read_ranges(&[self.range()]))?;
         Ok(parts.pop().unwrap_or_default())
     }
 

@@ -84,7 +84,7 @@ impl Context {
         for t in tensors {
             t.expect_dtype("read_f32s", crate::tensor::DType::F32)?;
         }
-        let parts: Vec<_> = tensors.iter().map(|t| (&**t.buffer, t.offset, t.byte_len())).collect();
+        let parts: Vec<_> = tensors.iter().map(|t| t.range()).collect();
         Ok(self.read_ranges(&parts).await?.iter().map(|b| bytemuck::pod_collect_to_vec(b)).collect())
     }
 }

@@ -182,8 +182,7 @@ impl Metrics {
 
     /// [`Metrics::take`], awaited (one readback of both).
     pub async fn take_async(&self, ctx: &Context) -> Result<(f64, u64)> {
-        let parts =
-            [(&**self.loss_sum.buffer, self.loss_sum.offset, 4), (&**self.correct.buffer, self.correct.offset, 4)];
+        let parts = [self.loss_sum.range(), self.correct.range()];
         let got = ctx.read_ranges(&parts).await?;
         let word = |b: &[u8]| {
             <[u8; 4]>::try_from(b).map_err(|_| crate::error::Error::Readback("a metric was not 4 bytes".into()))
