@@ -1,6 +1,6 @@
 // Batch normalisation over [n, c, hw] (PyTorch's BatchNorm2d). Every per-channel sum is a deterministic
 // split reduction without atomics: batchnorm_partial sums a fixed run of `chunk` elements of one
-// channel in order (thread k * c + ch writes partial[k, ch]), batchnorm_combine adds the chunks' sums in
+// channel in order (thread k * c + ch writes partial[k, ch]), sum_chunks (reduce.wgsl) adds the chunks' sums in
 // order of k. The statistics tensor holds raw sums, [Σ x, Σ (x − mean)²] per channel ([2, c]);
 // consumers scale them by 1 / m (m = n · hw), as the CPU reference does.
 
@@ -16,7 +16,7 @@ struct BnParams {
     inv_m: f32,      // 1 / (n · hw)
     unbias: f32,     // m / (m − 1): the running variance is the unbiased one
     mean_scale: f32, // batchnorm_normalize: 1 / m for batch sums, 1 for running statistics
-    offset: u32,     // batchnorm_combine: where in `out` the sums go; batchnorm_normalize: the variance's
+    offset: u32,     // the reductions: where in `out` sum_chunks puts the sums; batchnorm_normalize: the variance's
 }
 
 // The channel count and plane size, set per pipeline for the reductions (batchnorm_partial walks a
@@ -78,19 +78,6 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         acc += run;
     }
     bp_partial[t] = acc;
-}
-
-// batchnorm_combine: partial [chunks, c] -> out[offset + ch] = Σ_k partial[k, ch] in order of k
-@group(0) @binding(1) var<storage, read> bc_partial: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bc_out: array<f32>;
-
-@compute @workgroup_size(WG)
-fn batchnorm_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ch = flat_index(gid, nwg);
-    if (ch >= C) { return; }
-    var acc = 0.0;
-    for (var k = 0u; k < p.chunks; k++) { acc += bc_partial[k * C + ch]; }
-    bc_out[p.offset + ch] = acc;
 }
 
 // batchnorm_normalize: x, weight, bias, mean source, variance source -> y

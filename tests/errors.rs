@@ -200,6 +200,8 @@ fn mismatched_tensors_are_shape_errors_naming_the_operand() {
     );
     expect_shape(sum_chunks(c, "s", &p, 3, &zeros("out", &[4])), "sum_chunks", "partial");
     expect_shape(sum_chunks(c, "s", &p, 0, &zeros("out", &[4])), "sum_chunks", "zero chunks");
+    let past = wgcnn::kernels::reduce::sum_chunks_at(c, "s", &p, 3, &zeros("out", &[4]), 2, 4);
+    expect_shape(past, "sum_chunks", "run past the 4 of out");
 }
 
 #[test]

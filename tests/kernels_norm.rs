@@ -2,7 +2,7 @@
 //! and evaluation normalisation, the running-statistics update, and the backward, over a table of
 //! shapes (batch 1, ragged planes, 1x1 planes, a channel with 2.2M values so the split reduction runs
 //! 4,090 chunks, and 4.2M channels so every kernel's grid passes 65,535 workgroups). The split
-//! reductions (batchnorm_stats, batchnorm_param_grad) run batchnorm_partial then batchnorm_combine.
+//! reductions (batchnorm_stats, batchnorm_param_grad) run batchnorm_partial then sum_chunks.
 
 mod common;
 

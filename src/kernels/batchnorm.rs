@@ -125,7 +125,7 @@ pub fn check_training(op: &str, g: &BnGeom) -> Result<()> {
 }
 
 /// A split reduction per channel: `batchnorm_partial` in `mode` into a scratch buffer, then
-/// `batchnorm_combine` into `out[offset..offset + c]`.
+/// `sum_chunks` into `out[offset..offset + c]`.
 #[allow(clippy::too_many_arguments)]
 fn reduce(
     ctx: &Context,
@@ -145,7 +145,7 @@ fn reduce(
     let consts = p.consts();
     let ts = [a, b, stats, scratch];
     let partial = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
-    let combine = ctx.launch_with(Kernel::BatchnormCombine, &consts, label, &p, &[scratch, out], c, chunks)?;
+    let combine = crate::kernels::reduce::sum_chunks_at(ctx, label, scratch, chunks as usize, out, offset, c as usize)?;
     let flops = if mode == BnSum::X || mode == BnSum::Dy { len } else { 3 * len };
     Ok(partial.then(combine).with_work(flops, 4 * len * if mode == BnSum::DyXhat { 2 } else { 1 }))
 }

@@ -178,7 +178,6 @@ kernels! {
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
     SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
     BatchnormPartial => "batchnorm_partial", BatchNorm, [R, R, R, W];
-    BatchnormCombine => "batchnorm_combine", BatchNorm, [R, W];
     BatchnormNormalize => "batchnorm_normalize", BatchNorm, [R, R, R, R, R, W];
     BatchnormRunning => "batchnorm_running", BatchNorm, [R, W, W];
     BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W];

@@ -22,6 +22,17 @@ pub struct ReduceParams {
     pub span: u32,
     /// 1: workgroup g stores its sum at `acc[g]` (the first pass of a split); 0: `acc[0] +=` the sum.
     pub store: u32,
+    /// `sum_chunks`: where in `out` the sums go.
+    pub offset: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+impl ReduceParams {
+    fn new(n: u32, cols: u32, span: u32, store: u32) -> ReduceParams {
+        ReduceParams { n, cols, span, store, offset: 0, _pad0: 0, _pad1: 0, _pad2: 0 }
+    }
 }
 
 /// How a metric reduction over `n` items, each costing `cost` loop iterations, spreads over
@@ -50,12 +61,8 @@ fn metric_pass(
     cost: usize,
 ) -> Result<Launch> {
     let op = kernel.entry_point();
-    let p = ReduceParams {
-        n: to_u32(op, "length", n)?,
-        cols: cols as u32, // callers checked n · cols fits in u32
-        span: span as u32,
-        store: u32::from(groups > 1),
-    };
+    // Callers checked n · cols fits in u32.
+    let p = ReduceParams::new(to_u32(op, "length", n)?, cols as u32, span as u32, u32::from(groups > 1));
     let iters = span.div_ceil(WORKGROUP_SIZE as usize) * cost + 7; // + the tree's levels
     ctx.launch(kernel, label, &p, tensors, groups as u64 * u64::from(WORKGROUP_SIZE), iters as u64)
 }
@@ -114,21 +121,38 @@ pub fn argmax_rows(ctx: &Context, label: &str, g: &LossGeom, logits: &Tensor, ou
 
 fn row_params(op: &str, g: &LossGeom) -> Result<ReduceParams> {
     to_u32(op, "logits length", g.len())?; // rows and classes are each at most this
-    Ok(ReduceParams { n: g.n as u32, cols: g.classes as u32, span: 0, store: 0 })
+    Ok(ReduceParams::new(g.n as u32, g.classes as u32, 0, 0))
 }
 
 /// `out[i] = Σ_c partial[c, i]` for `c in 0..chunks`, in order: the second pass of a split reduction.
 pub fn sum_chunks(ctx: &Context, label: &str, partial: &Tensor, chunks: usize, out: &Tensor) -> Result<Launch> {
+    sum_chunks_at(ctx, label, partial, chunks, out, 0, out.len())
+}
+
+/// `out[offset + i] = Σ_c partial[c, i]` for `c in 0..chunks`, in order, for `i < n` (`partial` is
+/// `[chunks, n]`): [`sum_chunks`] into part of a buffer.
+pub fn sum_chunks_at(
+    ctx: &Context,
+    label: &str,
+    partial: &Tensor,
+    chunks: usize,
+    out: &Tensor,
+    offset: usize,
+    n: usize,
+) -> Result<Launch> {
     let op = Kernel::SumChunks.entry_point();
-    if chunks == 0 {
-        return Err(shape_err(op, "zero chunks"));
+    if chunks == 0 || n == 0 {
+        return Err(shape_err(op, if chunks == 0 { "zero chunks" } else { "zero sums" }));
+    }
+    if offset.checked_add(n).is_none_or(|end| end > out.len()) {
+        return Err(shape_err(op, format!("sums {offset}..{offset}+{n} run past the {} of out", out.len())));
     }
     out.expect(op, "out", DType::F32, out.len())?;
-    partial.expect(op, "partial", DType::F32, chunks * out.len())?;
+    partial.expect(op, "partial", DType::F32, chunks * n)?;
     to_u32(op, "partial length", partial.len())?;
-    let p = ReduceParams { n: out.len() as u32, cols: chunks as u32, span: 0, store: 0 };
+    let p = ReduceParams { offset: to_u32(op, "offset", offset)?, ..ReduceParams::new(n as u32, chunks as u32, 0, 0) };
     let label = format!("{label}.sum_chunks");
-    ctx.launch(Kernel::SumChunks, &label, &p, &[partial, out], out.len() as u64, chunks as u64)
+    ctx.launch(Kernel::SumChunks, &label, &p, &[partial, out], n as u64, chunks as u64)
 }
 
 /// Run `kernel`, which writes `chunks` partial results of `out.len()` elements each (`[chunks, len]`),
