@@ -3,18 +3,9 @@
 // multiplications, and each invocation keeps a block of outputs in registers.
 // The plain kernels of conv.wgsl are the references these are tested against.
 
-override CIN: u32 = 1u;
-override H: u32 = 28u;
-override W: u32 = 28u;
-override COUT: u32 = 6u;
-override KH: u32 = 5u;
-override KW: u32 = 5u;
+// CIN, H, W, COUT, KH, KW, PH, PW, OH, OW: conv_sizes.wgsl (prefixed to this file). The strides:
 override SH: u32 = 1u;
 override SW: u32 = 1u;
-override PH: u32 = 2u;
-override PW: u32 = 2u;
-override OH: u32 = 28u;
-override OW: u32 = 28u;
 // Output channels per invocation: at most 8 (conv2d_direct) or 4 (conv2d_weight_grad).
 override COB: u32 = 6u;
 // conv2d_direct: add the bias b (otherwise b is not read).

@@ -6,16 +6,7 @@
 // so weight loads are uniform) and visits every tap once: no wasted multiply-adds, no divisions.
 // The plain conv2d_backward_input of conv.wgsl is its test reference.
 
-override CIN: u32 = 1u;
-override H: u32 = 28u;
-override W: u32 = 28u;
-override COUT: u32 = 6u;
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override PH: u32 = 1u;
-override PW: u32 = 1u;
-override OH: u32 = 14u;
-override OW: u32 = 14u;
+// The sizes CIN, H, W, COUT, KH, KW, PH, PW, OH, OW: conv_sizes.wgsl (prefixed to this file).
 
 const CB: u32 = 4u;
 

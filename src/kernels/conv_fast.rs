@@ -44,23 +44,38 @@ fn constants(
     (bias, flip, relu): (bool, bool, bool),
 ) -> Vec<(&'static str, u32)> {
     let u = |v: usize| v as u32; // callers checked every size fits in u32
-    vec![
-        ("CIN", u(c_in)),
-        ("H", u(h)),
-        ("W", u(w)),
-        ("COUT", u(c_out)),
-        ("KH", u(g.kh)),
-        ("KW", u(g.kw)),
+    let mut consts = size_consts([c_in, h, w, c_out], (g.kh, g.kw), pad, out).to_vec();
+    consts.extend([
         ("SH", u(g.stride_h)),
         ("SW", u(g.stride_w)),
-        ("PH", u(pad.0)),
-        ("PW", u(pad.1)),
-        ("OH", u(out.0)),
-        ("OW", u(out.1)),
         ("COB", u(cob)),
         ("BIAS", u32::from(bias)),
         ("FLIP", u32::from(flip)),
         ("RELU", u32::from(relu)),
+    ]);
+    consts
+}
+
+/// The constants of `shaders/conv_sizes.wgsl`: input `[c_in, h, w]`, `c_out` channels, the kernel,
+/// padding and output size (callers checked every size fits in u32).
+fn size_consts(
+    [c_in, h, w, c_out]: [usize; 4],
+    (kh, kw): (usize, usize),
+    pad: (usize, usize),
+    out: (usize, usize),
+) -> [(&'static str, u32); 10] {
+    let u = |v: usize| v as u32;
+    [
+        ("CIN", u(c_in)),
+        ("H", u(h)),
+        ("W", u(w)),
+        ("COUT", u(c_out)),
+        ("KH", u(kh)),
+        ("KW", u(kw)),
+        ("PH", u(pad.0)),
+        ("PW", u(pad.1)),
+        ("OH", u(out.0)),
+        ("OW", u(out.1)),
     ]
 }
 
@@ -210,19 +225,8 @@ fn backward_input_s2(
         rows_per_chunk: 0,
         rows: 0,
     };
-    let u = |v: usize| v as u32; // check_geom: every size fits in u32
-    let consts = [
-        ("CIN", u(g.c_in)),
-        ("H", u(g.h)),
-        ("W", u(g.w)),
-        ("COUT", u(g.c_out)),
-        ("KH", u(g.kh)),
-        ("KW", u(g.kw)),
-        ("PH", u(g.pad_h)),
-        ("PW", u(g.pad_w)),
-        ("OH", u(g.out_h())),
-        ("OW", u(g.out_w())),
-    ];
+    // check_geom: every size fits in u32.
+    let consts = size_consts([g.c_in, g.h, g.w, g.c_out], (g.kh, g.kw), (g.pad_h, g.pad_w), (g.out_h(), g.out_w()));
     let layers = to_u32(op, "channel blocks", g.c_in.div_ceil(4))?;
     let l = ctx.launch_layered(
         Kernel::Conv2dBackwardInputS2,

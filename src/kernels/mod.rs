@@ -33,6 +33,9 @@ pub const WORKGROUP_SIZE: u32 = 64;
 
 /// Source shared by every shader file (index helper, workgroup size).
 pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
+/// The `override` sizes of the shape-specialised convolutions, prefixed to `conv_fast.wgsl` and
+/// `conv_strided.wgsl`.
+pub const CONV_SIZES_WGSL: &str = include_str!("../../shaders/conv_sizes.wgsl");
 
 /// One `.wgsl` file of `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,9 +121,15 @@ impl ShaderFile {
         }
     }
 
-    /// The complete module source: `common.wgsl` followed by the file.
+    /// The complete module source: `common.wgsl`, the convolution sizes (`conv_sizes.wgsl`) for the
+    /// shape-specialised conv files, then the file.
     pub fn source(self) -> String {
-        format!("{COMMON_WGSL}\n{}", self.body())
+        match self {
+            ShaderFile::ConvFast | ShaderFile::ConvStrided => {
+                format!("{COMMON_WGSL}\n{CONV_SIZES_WGSL}\n{}", self.body())
+            }
+            _ => format!("{COMMON_WGSL}\n{}", self.body()),
+        }
     }
 }
 
