@@ -196,3 +196,30 @@ pub fn process_age() -> Option<f64> {
     // USER_HZ is 100 on every Linux architecture wgcnn targets.
     Some((uptime - start_ticks / 100.0).max(0.0))
 }
+
+/// The adapter's ceiling as wgcnn measures it: GFLOP/s of the best matrix product it has for this
+/// adapter (`linear_forward_auto`: the register-blocked or tiled kernel, the plain one with
+/// `WGCNN_KERNELS=plain`) on `side`³ (`side` × `side` inputs times a `side` × `side` weight), one
+/// untimed run, then `runs` runs each timed to the GPU's finish; the median is reported.
+pub fn time_ceiling(ctx: &Context, side: usize, runs: usize) -> Result<Throughput> {
+    use crate::shape::LinearGeom;
+    use crate::tensor::{DType, Tensor};
+    let g = LinearGeom { n: side, in_f: side, out_f: side };
+    let mut rng = crate::rng::Rng::new(1);
+    let x = Tensor::from_f32(ctx, "ceiling.x", &[side, side], &rng.vec_f32(g.x_len(), -1.0, 1.0))?;
+    let w = Tensor::from_f32(ctx, "ceiling.w", &[side, side], &rng.vec_f32(g.w_len(), -1.0, 1.0))?;
+    let b = Tensor::zeros(ctx, "ceiling.b", &[side], DType::F32)?;
+    let y = Tensor::zeros(ctx, "ceiling.y", &[side, side], DType::F32)?;
+    let launch = crate::kernels::matmul::linear_forward_auto(ctx, "ceiling", &g, &x, &w, &b, &y)?;
+    let flops = 2.0 * (side as f64).powi(3);
+    ctx.run(&[&launch])?;
+    ctx.wait()?;
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        ctx.run(&[&launch])?;
+        ctx.wait()?;
+        rates.push(flops / t.elapsed().as_secs_f64().max(1e-9) * 1e-9);
+    }
+    Ok(Throughput::new(rates))
+}

@@ -94,4 +94,27 @@ fn bench_command_smoke_run_prints_one_json_object() {
     assert!(number_after(json, "gpu_bytes_allocated") > 0.0);
     assert!(number_after(json, "total_ms") > 0.0);
     assert!(json.contains("\"kernel\":\"conv2d_"), "the per-kernel table names the kernels: {json}");
+    // The adapter's ceiling (a 128³ product in a smoke run) and each row's share of it.
+    assert_eq!(number_after(json, "ceiling_side"), 128.0);
+    let (ceiling, gflops) = (number_after(json, "ceiling_gflops"), number_after(json, "gflops"));
+    assert!(ceiling > 0.0, "{json}");
+    let fraction = number_after(json, "ceiling_fraction");
+    assert!((fraction - gflops / ceiling).abs() <= 1e-9 * fraction.max(1.0), "{fraction} vs {gflops} / {ceiling}");
+}
+
+#[test]
+fn the_ceiling_is_the_best_product_on_the_adapter() {
+    // `time_ceiling` times the product the fast kernel set picks for 256³ and gives each run's GFLOP/s;
+    // `wgcnn bench --ceiling --json` reports the 1024³ one.
+    let t = wgcnn::bench::time_ceiling(ctx(), 256, 3).unwrap();
+    assert_eq!(t.windows.len(), 3);
+    assert!(t.windows.iter().all(|g| g.is_finite() && *g > 0.0), "{:?}", t.windows);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["bench", "--ceiling", "--json", "--windows", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(number_after(stdout.trim(), "side"), 1024.0);
+    assert!(number_after(stdout.trim(), "gflops") > 0.0, "{stdout}");
 }

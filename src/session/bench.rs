@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::bench::{peak_rss_bytes, process_age, profile_launches, time_inference, time_training, TimingSource};
+use crate::bench::{
+    peak_rss_bytes, process_age, profile_launches, time_ceiling, time_inference, time_training, TimingSource,
+};
 use crate::context::Context;
 use crate::data;
 use crate::error::{Error, Result};
@@ -31,12 +33,43 @@ pub struct BenchOptions {
     pub profile: usize,
     /// Augmentation of the training pictures (its cost shows in the gather's row of the table).
     pub augment: data::Augment,
+    /// Side of the square product timed as the adapter's ceiling ([`CEILING_SIDE`]; 0: not measured).
+    pub ceiling_side: usize,
+}
+
+/// The side of the product `wgcnn bench` times as the adapter's ceiling: 1024³.
+pub const CEILING_SIDE: usize = 1024;
+
+/// What `wgcnn bench --ceiling` prints: the adapter's best matrix product.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ceiling {
+    pub adapter: String,
+    pub kernels: String,
+    /// The product timed: `side`³ (2·side³ floating-point operations).
+    pub side: usize,
+    pub gflops: f64,
+    /// Each timed run's GFLOP/s.
+    pub runs: Vec<f64>,
+}
+
+/// Time the adapter's ceiling alone (`wgcnn bench --ceiling`): the median of `runs` runs.
+pub fn ceiling(side: usize, runs: usize) -> Result<Ceiling> {
+    let ctx = Context::new()?;
+    let t = time_ceiling(&ctx, side, runs)?;
+    Ok(Ceiling {
+        adapter: ctx.info.name.clone(),
+        kernels: format!("{:?}", ctx.kernels),
+        side,
+        gflops: t.median,
+        runs: t.windows,
+    })
 }
 
 impl BenchOptions {
     /// A tiny run for CI: batch 8, one window of 2 steps, inference batch 100.
     pub fn smoke(&mut self) {
         (self.batch_sizes, self.warmup, self.windows, self.steps, self.infer_batch) = (vec![8], 1, 1, 2, 100);
+        self.ceiling_side = self.ceiling_side.min(128);
         self.profile = self.profile.min(1);
     }
 }
@@ -50,6 +83,8 @@ pub struct TrainingRow {
     pub submits_per_step: usize,
     pub flops_per_image: f64,
     pub gflops: f64,
+    /// `gflops` as a fraction of the adapter's ceiling (null when it was not measured).
+    pub ceiling_fraction: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,6 +127,9 @@ pub struct BenchReport {
     pub peak_rss_bytes: Option<u64>,
     pub gpu_bytes_allocated: u64,
     pub per_kernel: Option<KernelTable>,
+    /// The adapter's ceiling: GFLOP/s of its best `ceiling_side`³ product (0: not measured).
+    pub ceiling_side: usize,
+    pub ceiling_gflops: f64,
 }
 
 fn kernel_table(batch: usize, source: TimingSource, times: &[crate::bench::LaunchTime]) -> KernelTable {
@@ -165,6 +203,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
             flops_per_image,
             gflops: throughput.median * flops_per_image * 1e-9,
             windows: throughput.windows,
+            ceiling_fraction: None,
         };
         progress(format!(
             "training  batch {:>4}: {:>8.1} images/s (median of {} windows of {} steps), {:.2} GFLOP/s",
@@ -176,6 +215,20 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     params.values.write(&ctx, &init)?;
     let evaluator = Evaluator::prepared(&ctx, spec, &params, &test_set, opts.infer_batch, &prep.transform())?;
     let infer = time_inference(&ctx, &evaluator, opts.windows)?;
+    let gpu_bytes_allocated = ctx.bytes_allocated();
+    // The ceiling last: its buffers are not the model's, and the first step's time is the model's.
+    let ceiling_gflops = match opts.ceiling_side {
+        0 => 0.0,
+        side => time_ceiling(&ctx, side, opts.windows.max(3))?.median,
+    };
+    if ceiling_gflops > 0.0 {
+        training.iter_mut().for_each(|r| r.ceiling_fraction = Some(r.gflops / ceiling_gflops));
+        progress(format!(
+            "ceiling   {:.2} GFLOP/s: the adapter's best {s}x{s}x{s} product (wgcnn bench --ceiling)",
+            ceiling_gflops,
+            s = opts.ceiling_side
+        ));
+    }
     Ok(BenchReport {
         adapter: ctx.info.name.clone(),
         backend: format!("{:?}", ctx.info.backend),
@@ -186,8 +239,10 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
         inference: InferenceRow { batch: evaluator.batch, images_per_sec: infer.median },
         first_step_seconds: first_step.unwrap_or(0.0),
         peak_rss_bytes: peak_rss_bytes(),
-        gpu_bytes_allocated: ctx.bytes_allocated(),
+        gpu_bytes_allocated,
         per_kernel: profile,
+        ceiling_side: opts.ceiling_side,
+        ceiling_gflops,
     })
 }
 
@@ -202,7 +257,13 @@ pub fn render(r: &BenchReport) -> String {
     let rss = r.peak_rss_bytes.map_or("unknown".to_string(), |b| format!("{:.1} MiB", mib(b)));
     s += &format!("memory    peak RSS {rss}, GPU buffers {:.1} MiB\n", mib(r.gpu_bytes_allocated));
     for t in &r.training {
-        s += &format!("          batch {:>4}: {} dispatches and 1 submit per step\n", t.batch, t.dispatches_per_step);
+        let share = t.ceiling_fraction.map_or(String::new(), |f| {
+            format!(", {:.2} GFLOP/s = {:.0} % of the ceiling ({:.2})", t.gflops, 100.0 * f, r.ceiling_gflops)
+        });
+        s += &format!(
+            "          batch {:>4}: {} dispatches and 1 submit per step{share}\n",
+            t.batch, t.dispatches_per_step
+        );
     }
     if let Some(k) = &r.per_kernel {
         let how = if k.source == "timestamps" { "GPU timestamp queries" } else { "CPU clock, each launch alone" };

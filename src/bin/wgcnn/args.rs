@@ -167,6 +167,10 @@ pub struct BenchArgs {
     /// Recordings of one step for the per-kernel table (median per kernel); 0 skips the table
     #[arg(long, default_value_t = 5)]
     pub profile: usize,
+    /// Time only the adapter's ceiling: its best 1024x1024x1024 matrix product (GFLOP/s), which every
+    /// bench report also gives each model's GFLOP/s as a fraction of
+    #[arg(long)]
+    pub ceiling: bool,
     /// Augment the training pictures as `train --augment` does (e.g. crop=4,flip)
     #[arg(long, default_value = "none")]
     pub augment: wgcnn::data::Augment,

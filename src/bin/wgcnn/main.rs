@@ -383,7 +383,24 @@ fn bench(a: BenchArgs) -> wgcnn::Result<()> {
         infer_batch: a.infer_batch,
         profile: a.profile,
         augment: a.augment,
+        ceiling_side: session::bench::CEILING_SIDE,
     };
+    if a.ceiling {
+        let c = session::bench::ceiling(opts.ceiling_side, opts.windows.max(3))?;
+        if a.json {
+            println!("{}", json(&c));
+        } else {
+            println!(
+                "ceiling {:.2} GFLOP/s: the best {s}x{s}x{s} product on {} ({} kernels; median of {} runs)",
+                c.gflops,
+                c.adapter,
+                c.kernels,
+                c.runs.len(),
+                s = c.side
+            );
+        }
+        return Ok(());
+    }
     if a.smoke {
         opts.smoke();
     }
