@@ -7,3 +7,15 @@ const WG: u32 = 64u;
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
+
+// A 32-bit integer hash with good avalanche ("lowbias32"): the counter-based random draws of dropout's
+// masks and the gather's augmentation. Mirrored by `mix32` in src/reference/mod.rs.
+fn mix32(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}

@@ -21,17 +21,6 @@ struct DropoutParams {
 @group(0) @binding(2) var<storage, read> db_step: array<u32>;
 @group(0) @binding(3) var<storage, read_write> db_dx: array<f32>;
 
-// A 32-bit integer hash with good avalanche ("lowbias32"); mirrored in src/reference/dropout.rs.
-fn mix32(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
 // The scale element i is multiplied by: 0 (dropped) or 1 / (1 - p).
 fn factor(seed: u32, step: u32, i: u32) -> f32 {
     let h = mix32(i ^ mix32(step ^ mix32(seed ^ mix32(p.salt))));

@@ -50,18 +50,6 @@ fn byte_at_labels(at: u32) -> u32 {
     return (labels[at / 4u] >> (8u * (at % 4u))) & 0xffu;
 }
 
-// A 32-bit integer hash with good avalanche ("lowbias32", as dropout's); mirrored in
-// src/reference/gather.rs.
-fn mix32(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
 @compute @workgroup_size(WG)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);

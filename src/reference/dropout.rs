@@ -1,16 +1,5 @@
-use super::Real;
+use super::{mix32, Real};
 use crate::kernels::dropout::DropoutParams;
-
-/// `mix32` of `shaders/dropout.wgsl`.
-fn mix32(v: u32) -> u32 {
-    let mut x = v;
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
-}
 
 /// The factor of each element: 0 (dropped) or 1 / (1 − p), as the kernels draw it.
 pub fn dropout_factors(p: &DropoutParams, seed: u32, step: u32) -> Vec<f32> {

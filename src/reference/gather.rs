@@ -1,3 +1,4 @@
+use super::mix32;
 use crate::kernels::gather::Transform;
 
 /// `x[b, j] = images[indices[b] * item_size + j] / divisor; y[b] = labels[indices[b]]`;
@@ -5,17 +6,6 @@ use crate::kernels::gather::Transform;
 pub fn gather_batch(divisor: f32, images: &[u8], labels: &[u8], indices: &[u32]) -> (Vec<f32>, Vec<u32>) {
     let t = Transform::plain(divisor, images.len() / labels.len().max(1));
     gather_batch_transformed(&t, images, labels, indices)
-}
-
-/// The hash `shaders/gather.wgsl` (and dropout) draws from ("lowbias32").
-pub fn mix32(v: u32) -> u32 {
-    let mut x = v;
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
 }
 
 /// The crop offsets `(dx, dy)` in `[0, 2 pad]` and the flip of item `item` under `t`.

@@ -28,6 +28,18 @@ pub use optim::*;
 pub use pool::*;
 pub use reduce::*;
 
+/// `mix32` of `shaders/common.wgsl` ("lowbias32"): the hash dropout's masks and the gather's
+/// augmentation draw from.
+pub fn mix32(v: u32) -> u32 {
+    let mut x = v;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
