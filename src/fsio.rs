@@ -198,3 +198,18 @@ pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
+
+/// A cache folder of wgcnn's: the folder the environment variable `var` names (`off` or `0`: none),
+/// else `$XDG_CACHE_HOME/wgcnn` or `~/.cache/wgcnn` (its folder `sub` unless empty); `None` when
+/// disabled or there is no home.
+pub fn cache_folder(var: &str, sub: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if v == "off" || v == "0" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+            .map(|d| if sub.is_empty() { d.join("wgcnn") } else { d.join("wgcnn").join(sub) }),
+    }
+}

@@ -27,15 +27,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// The cache folder from `WGCNN_PIPELINE_CACHE` or the platform's cache home; `None` when disabled.
 fn folder() -> Option<PathBuf> {
-    match std::env::var_os("WGCNN_PIPELINE_CACHE") {
-        Some(v) if v == "off" || v == "0" => None,
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-            .map(|d| d.join("wgcnn")),
-    }
+    crate::fsio::cache_folder("WGCNN_PIPELINE_CACHE", "")
 }
 
 /// wgpu's data from a framed file, or `None` (logged) when it is missing or not intact.

@@ -9,28 +9,19 @@
 //! digest of its bytes): one that is damaged or from another version is ignored and rewritten; a
 //! cache that cannot be written is a warning, never an error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::folder::Listing;
 use crate::error::{io_err, Result};
+use crate::fsio::{fnv1a as fnv, FNV_OFFSET as FNV0};
 
 const MAGIC: &[u8; 8] = b"WGCNNDC1";
 const HEADER: usize = 32;
 
 /// The cache folder, or `None` when disabled.
 pub fn folder() -> Option<PathBuf> {
-    match std::env::var_os("WGCNN_DATA_CACHE") {
-        Some(v) if v == "off" || v == "0" => None,
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-            .map(|d| d.join("wgcnn").join("data")),
-    }
+    crate::fsio::cache_folder("WGCNN_DATA_CACHE", "data")
 }
-
-use crate::fsio::{fnv1a as fnv, FNV_OFFSET as FNV0};
 
 /// The cache key of `listing` converted to `input`: 128 bits of two FNV-1a streams, hex.
 pub fn key(listing: &Listing, input: [usize; 3]) -> Result<String> {
