@@ -23,34 +23,37 @@ pub const PICTURE: usize = 3 * SIDE * SIDE;
 /// The largest CIFAR file read (the real ones are 30 MiB and 150 MiB).
 const MAX_FILE: u64 = 1 << 30;
 
+/// How a CIFAR kind's records hold their labels: label bytes per record, classes, and which label
+/// byte is read (CIFAR-100 records hold (coarse, fine)).
+fn layout(kind: SourceKind, labels: CifarLabels) -> (usize, usize, usize) {
+    match (kind, labels) {
+        (SourceKind::Cifar10, _) => (1, 10, 0),
+        (_, CifarLabels::Fine) => (2, 100, 1),
+        (_, CifarLabels::Coarse) => (2, 20, 0),
+    }
+}
+
+/// An empty 3×32×32 set with these class names.
+fn empty(class_names: Vec<String>, source: PathBuf) -> Dataset {
+    Dataset { images: Vec::new(), labels: Vec::new(), channels: 3, rows: SIDE, cols: SIDE, class_names, source }
+}
+
 /// Training and test sets of the CIFAR folder `dir` of kind `kind` (CIFAR-10 or CIFAR-100).
 pub fn load(dir: &Path, kind: SourceKind, labels: CifarLabels) -> Result<(Dataset, Dataset)> {
-    let (train_files, test_file, label_bytes, classes, names_file) = if kind == SourceKind::Cifar10 {
+    let (label_bytes, classes, which) = layout(kind, labels);
+    let (train_files, test_file, names_file) = if kind == SourceKind::Cifar10 {
         let mut files = Vec::new();
         while dir.join(format!("data_batch_{}.bin", files.len() + 1)).exists() {
             files.push(dir.join(format!("data_batch_{}.bin", files.len() + 1)));
         }
-        (files, dir.join("test_batch.bin"), 1, 10, "batches.meta.txt")
+        (files, dir.join("test_batch.bin"), "batches.meta.txt")
     } else {
-        let (classes, names) = match labels {
-            CifarLabels::Fine => (100, "fine_label_names.txt"),
-            CifarLabels::Coarse => (20, "coarse_label_names.txt"),
-        };
-        (vec![dir.join("train.bin")], dir.join("test.bin"), 2, classes, names)
+        let names = if labels == CifarLabels::Fine { "fine_label_names.txt" } else { "coarse_label_names.txt" };
+        (vec![dir.join("train.bin")], dir.join("test.bin"), names)
     };
-    // CIFAR-100 records hold (coarse, fine): the label is byte 1 for fine labels, 0 for coarse.
-    let which = if label_bytes == 2 && labels == CifarLabels::Fine { 1 } else { 0 };
     let names = class_names(&dir.join(names_file), classes)?;
     let read = |files: &[PathBuf]| -> Result<Dataset> {
-        let mut d = Dataset {
-            images: Vec::new(),
-            labels: Vec::new(),
-            channels: 3,
-            rows: SIDE,
-            cols: SIDE,
-            class_names: names.clone(),
-            source: files.first().cloned().unwrap_or_else(|| dir.to_path_buf()),
-        };
+        let mut d = empty(names.clone(), files.first().cloned().unwrap_or_else(|| dir.to_path_buf()));
         for f in files {
             read_records(f, label_bytes, which, classes, &mut d)?;
         }
@@ -84,21 +87,8 @@ fn read_records(path: &Path, label_bytes: usize, which: usize, classes: usize, d
 /// errors: `kind` says which CIFAR (10: one label byte; 100: coarse and fine), `labels` which of
 /// CIFAR-100's labels; classes are numbered.
 pub fn from_bytes(name: &Path, bytes: &[u8], kind: SourceKind, labels: CifarLabels) -> Result<Dataset> {
-    let (label_bytes, classes) = match (kind, labels) {
-        (SourceKind::Cifar10, _) => (1, 10),
-        (_, CifarLabels::Fine) => (2, 100),
-        (_, CifarLabels::Coarse) => (2, 20),
-    };
-    let which = if label_bytes == 2 && labels == CifarLabels::Fine { 1 } else { 0 };
-    let mut d = Dataset {
-        images: Vec::new(),
-        labels: Vec::new(),
-        channels: 3,
-        rows: SIDE,
-        cols: SIDE,
-        class_names: (0..classes).map(|c| c.to_string()).collect(),
-        source: name.to_path_buf(),
-    };
+    let (label_bytes, classes, which) = layout(kind, labels);
+    let mut d = empty((0..classes).map(|c| c.to_string()).collect(), name.to_path_buf());
     append_records(name, bytes, label_bytes, which, classes, &mut d)?;
     Ok(d)
 }
