@@ -109,8 +109,8 @@ pub fn eval(model: &Path, opts: &EvalOptions, progress: &mut dyn FnMut(LoadProgr
     let ctx = Context::new()?;
     let params = upload(&spec, &state, &ctx)?;
     let ev = Evaluator::prepared(&ctx, &spec, &params, &test, opts.batch_size, &prep.transform())?;
-    let e = ev.run(&ctx)?;
-    let predicted = ev.predicted(&ctx)?;
+    let (e, probs) = ev.run_with_probabilities(&ctx)?;
+    let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let k = spec.classes;
     let mut confusion = vec![vec![0u64; k]; k];
     for (&t, &p) in test.labels.iter().zip(&predicted) {

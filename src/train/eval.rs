@@ -92,47 +92,51 @@ impl Evaluator {
     /// [`Evaluator::run`], awaited.
     pub async fn run_async(&self, ctx: &Context) -> Result<Evaluation> {
         self.metrics.reset(ctx)?;
-        let n = self.data.len;
         let mut first = 0;
-        while first < n {
-            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
-            ctx.submit_pass("eval", |pass| {
-                f.gather.iter().for_each(|l| l.record(pass));
-                f.graph.record_forward(pass);
-            })?;
-            first += b;
+        while first < self.data.len {
+            first += self.submit_batch(ctx, first)?.graph.batch;
         }
+        self.evaluation_async(ctx).await
+    }
+
+    /// Point the gathers at the batch starting at item `first` and submit its forward pass (which adds
+    /// to the metrics); returns the feeder that ran.
+    fn submit_batch(&self, ctx: &Context, first: usize) -> Result<&Feeder> {
+        let n = self.data.len;
+        let (_, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
+        self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
+        ctx.submit_pass("eval", |pass| {
+            f.gather.iter().for_each(|l| l.record(pass));
+            f.graph.record_forward(pass);
+        })?;
+        Ok(f)
+    }
+
+    /// The metrics summed since the last reset, as an evaluation of the whole set.
+    async fn evaluation_async(&self, ctx: &Context) -> Result<Evaluation> {
+        let n = self.data.len;
         let (loss, correct) = self.metrics.take_async(ctx).await?;
         Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, correct, count: n })
     }
-}
 
-impl Evaluator {
-    /// The predicted class (the largest probability; the first on ties) of every item, in order: one
-    /// submit and one readback per batch.
-    pub fn predicted(&self, ctx: &Context) -> Result<Vec<usize>> {
-        Ok(self.probabilities(ctx)?.iter().map(|p| argmax(p)).collect())
+    /// [`Evaluator::run`] and the class probabilities of every item, in order, from the same forward
+    /// passes: one submit and one readback per batch.
+    pub fn run_with_probabilities(&self, ctx: &Context) -> Result<(Evaluation, Vec<Vec<f32>>)> {
+        self.metrics.reset(ctx)?;
+        let mut out = Vec::with_capacity(self.data.len);
+        let mut first = 0;
+        while first < self.data.len {
+            let f = self.submit_batch(ctx, first)?;
+            let probs = f.graph.probs.to_f32(ctx)?;
+            out.extend(probs.chunks(probs.len() / f.graph.batch).map(<[f32]>::to_vec));
+            first += f.graph.batch;
+        }
+        Ok((crate::context::block_on(self.evaluation_async(ctx))?, out))
     }
 
-    /// The class probabilities of every item, in order: one submit and one readback per batch.
+    /// The class probabilities of every item, in order (see [`Evaluator::run_with_probabilities`]).
     pub fn probabilities(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
-        let n = self.data.len;
-        let mut out = Vec::with_capacity(n);
-        let mut first = 0;
-        while first < n {
-            let (b, f) = self.feeders.iter().find(|(b, _)| first + b <= n).expect("a feeder fits the rest");
-            self.data.point(ctx, &f.gather, &self.transform, &self.order, first, &f.graph.x, &f.graph.labels)?;
-            ctx.submit_pass("eval.probs", |pass| {
-                f.gather.iter().for_each(|l| l.record(pass));
-                f.graph.record_forward(pass);
-            })?;
-            let probs = f.graph.probs.to_f32(ctx)?;
-            let classes = probs.len() / b;
-            out.extend(probs.chunks(classes).map(<[f32]>::to_vec));
-            first += b;
-        }
-        Ok(out)
+        Ok(self.run_with_probabilities(ctx)?.1)
     }
 }
 
