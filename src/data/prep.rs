@@ -73,6 +73,18 @@ impl Preparation {
         }
     }
 
+    /// How a model reading `input` trained on `train` (of source `kind`) prepares its pictures, with
+    /// the normalisation `normalize` resolves on `train`.
+    pub fn of(
+        input: [usize; 3],
+        kind: super::SourceKind,
+        train: &Dataset,
+        normalize: &Normalize,
+    ) -> Result<Preparation> {
+        let (mean, std) = normalize.resolve(train, kind == super::SourceKind::Idx)?;
+        Ok(Preparation { input, pictures: kind.picture_mode(input), mean, std, classes: train.class_names.clone() })
+    }
+
     /// The gather's transform for this preparation (no augmentation).
     pub fn transform(&self) -> Transform {
         let mut t = Transform::plain(super::DIVISOR, 0);

@@ -149,4 +149,13 @@ impl Augment {
     pub fn is_none(&self) -> bool {
         *self == Augment::default()
     }
+
+    /// Check the augmentation fits a model input `[C, H, W]`: the crop's padding must be smaller than
+    /// the picture.
+    pub fn check(&self, [_, h, w]: [usize; 3]) -> Result<()> {
+        if self.crop as usize >= h.min(w) {
+            return Err(Error::Train(format!("--augment crop={} must be smaller than the {h}x{w} input", self.crop)));
+        }
+        Ok(())
+    }
 }

@@ -166,14 +166,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     }
     let splits = data::load_splits(&opts.data, &data::LoadOptions::new(opts.model.input), &mut |_| {})?;
     let (train_set, test_set) = (splits.train, splits.test);
-    let (mean, std) = data::Normalize::Auto.resolve(&train_set, splits.kind == data::SourceKind::Idx)?;
-    let prep = data::Preparation {
-        input: opts.model.input,
-        pictures: splits.kind.picture_mode(opts.model.input),
-        mean,
-        std,
-        classes: train_set.class_names.clone(),
-    };
+    let prep = data::Preparation::of(opts.model.input, splits.kind, &train_set, &data::Normalize::Auto)?;
     let ctx = Context::new()?;
     let spec = &opts.model;
     let init = init_params(&spec.params(), 1);

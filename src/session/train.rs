@@ -185,13 +185,8 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     opts.optimizer.check()?;
     let (spec, init, init_prep) = starting_point(opts)?;
     check_outputs(opts, &spec)?;
-    let [_, h, w] = spec.input;
-    if opts.augment.crop as usize >= h.min(w) {
-        return Err(Error::Train(format!(
-            "--augment crop={} must be smaller than the {h}x{w} input",
-            opts.augment.crop
-        )));
-    }
+    // Before the data is loaded: an impossible crop is known from the model alone.
+    opts.augment.check(spec.input)?;
     let load = LoadOptions {
         val_split: opts.val_split,
         seed: opts.config.seed,
@@ -203,17 +198,8 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let splits = data::load_splits(&opts.data, &load, &mut |p| progress(Progress::Data(p)))?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let (train_set, test_set) = (splits.train, splits.test);
-    if train_set.class_names.len() != spec.classes {
-        let n = train_set.class_names.len();
-        let names = train_set.class_names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
-        let more = if n > 8 { ", …" } else { "" };
-        return Err(Error::Train(format!(
-            "{} has {n} classes ({names}{more}); model {} has {} (its `classes`): make them agree",
-            opts.data.display(),
-            spec.name,
-            spec.classes
-        )));
-    }
+    // Before the statistics are computed: data of another number of classes is refused first.
+    crate::train::check_input(&spec, &train_set)?;
     let prep = preparation(opts, &spec, &train_set, splits.kind, init_prep, record.is_some())?;
     let run_data = RunData::of(&train_set);
     if let Some(r) = &record {
@@ -270,17 +256,14 @@ fn preparation(
     resuming: bool,
 ) -> Result<Preparation> {
     let keep = resuming || opts.normalize == Normalize::Auto;
-    let (mean, std) = match init {
-        Some(p) if keep && p.mean.len() == train.channels => (p.mean, p.std),
-        _ => opts.normalize.resolve(train, kind == data::SourceKind::Idx)?,
-    };
-    Ok(Preparation {
-        input: spec.input,
-        pictures: kind.picture_mode(spec.input),
-        mean,
-        std,
-        classes: train.class_names.clone(),
-    })
+    match init {
+        // The checkpoint's statistics: nothing to compute.
+        Some(p) if keep && p.mean.len() == train.channels => {
+            let plain = Preparation::of(spec.input, kind, train, &Normalize::None)?;
+            Ok(Preparation { mean: p.mean, std: p.std, ..plain })
+        }
+        _ => Preparation::of(spec.input, kind, train, &opts.normalize),
+    }
 }
 
 /// Fit from `position`, saving after every epoch when asked, and at the end (model first, then the

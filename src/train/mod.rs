@@ -102,13 +102,7 @@ impl Trainer {
     /// `augment` from the next step on; checked against the model and the data.
     pub fn set_preparation(&mut self, prep: Preparation, augment: Augment) -> Result<()> {
         prep.check(self.spec.input, self.spec.classes).map_err(|e| Error::Train(format!("preparation: {e}")))?;
-        let [_, h, w] = self.spec.input;
-        if augment.crop as usize >= h.min(w) {
-            return Err(Error::Train(format!(
-                "--augment crop={} must be smaller than the {h}x{w} input",
-                augment.crop
-            )));
-        }
+        augment.check(self.spec.input)?;
         (self.prep, self.augment) = (prep, augment);
         Ok(())
     }
