@@ -294,7 +294,7 @@ pub fn load(
         let test = list(&test_dir, Some(&train.classes))?;
         if opts.test_only {
             let test = decode_listing(&test, opts, progress)?;
-            let train = Dataset { images: Vec::new(), labels: Vec::new(), source: train.root.clone(), ..test.clone() };
+            let train = Dataset { source: train.root.clone(), ..test.empty_like() };
             return Ok((train, test));
         }
         return Ok((decode_listing(&train, opts, progress)?, decode_listing(&test, opts, progress)?));

@@ -75,7 +75,8 @@ impl Dataset {
         keep.iter().for_each(|&i| images.extend_from_slice(self.image(i)));
         Dataset { images, labels: keep.iter().map(|&i| self.labels[i]).collect(), ..self.empty_like() }
     }
-    fn empty_like(&self) -> Dataset {
+    /// A set with no pictures and this one's layout, class names and source.
+    pub(crate) fn empty_like(&self) -> Dataset {
         Dataset {
             images: Vec::new(),
             labels: Vec::new(),
