@@ -152,13 +152,40 @@ fn gather_batch_matches_reference() {
     assert!(groups(5400 * 784) > 65_535);
 }
 
+/// Run `gather_shard` with transform `t` over `images`/`labels` split into buffers of `shard` items
+/// (one launch each, one submit), filling `x` and `y` from `indices`.
+fn run_sharded_gather(
+    name: &str,
+    t: &wgcnn::kernels::gather::Transform,
+    (images, labels): (&[u8], &[u8]),
+    shard: usize,
+    indices: &Tensor,
+    (x, y): (&Tensor, &Tensor),
+) {
+    let c = ctx();
+    let (items, item) = (labels.len(), images.len() / labels.len());
+    let mut buffers = Vec::new();
+    for first in (0..items).step_by(shard) {
+        let end = (first + shard).min(items);
+        let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
+        buffers.push((it, Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap(), first));
+    }
+    let launches: Vec<_> = buffers
+        .iter()
+        .map(|(it, lt, first)| {
+            wgcnn::kernels::gather::gather_shard(c, name, t, (it, lt, *first, items), indices, 0, x, y).unwrap()
+        })
+        .collect();
+    c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+}
+
 #[test]
 fn gather_batch_normalises_and_augments_as_the_reference() {
     // Per-channel normalisation, random crops (zero padding) and flips drawn from (seed, epoch, item),
     // against the CPU reference over a table of layouts: grey and RGB, ragged sizes, batch 1, a grid
     // past 65,535 workgroups, and a set split into shards. Tolerance: WGSL lets a division be 2.5 ULP
     // off, so |Δ| ≤ 1e-6 + 1e-6·|ref| (values are within ±10); labels exact.
-    use wgcnn::kernels::gather::{gather_shard, Transform};
+    use wgcnn::kernels::gather::Transform;
     let c = ctx();
     let mut r = rng(710);
     let tol = Tol { atol: 1e-6, rtol: 1e-6 };
@@ -185,14 +212,7 @@ fn gather_batch_normalises_and_augments_as_the_reference() {
         (t.pad, t.flip, t.seed, t.epoch) = (pad, flip, 12345, 3);
         let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
         let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        let mut launches = Vec::new();
-        for first in (0..items).step_by(shard) {
-            let end = (first + shard).min(items);
-            let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
-            let lt = Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap();
-            launches.push(gather_shard(c, name, &t, (&it, &lt, first, items), &idt, 0, &xt, &yt).unwrap());
-        }
-        c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        run_sharded_gather(name, &t, (&images, &labels), shard, &idt, (&xt, &yt));
         let (want_x, want_y) = cpu::gather_batch_transformed(&t, &images, &labels, &indices);
         check(&format!("gather_batch.x/{name}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
         check_u32(&format!("gather_batch.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
@@ -341,16 +361,8 @@ fn gather_over_shards_matches_reference() {
         indices[batch / 2] = items as u32 + 3;
         let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
         let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        let mut launches = Vec::new();
-        for first in (0..items).step_by(shard) {
-            let end = (first + shard).min(items);
-            let it = Tensor::from_u8(c, "images", &[end - first, item], &images[first * item..end * item]).unwrap();
-            let lt = Tensor::from_u8(c, "labels", &[end - first], &labels[first..end]).unwrap();
-            let shard = (&it, &lt, first, items);
-            let t = wgcnn::kernels::gather::Transform::plain(255.0, item);
-            launches.push(wgcnn::kernels::gather::gather_shard(c, name, &t, shard, &idt, 0, &xt, &yt).unwrap());
-        }
-        c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let t = wgcnn::kernels::gather::Transform::plain(255.0, item);
+        run_sharded_gather(name, &t, (&images, &labels), shard, &idt, (&xt, &yt));
         let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
         check(
             &format!("gather_shard.x/{name}"),
