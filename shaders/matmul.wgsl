@@ -1,12 +1,14 @@
 // Register-blocked matrix product with strided operands, the fast path of the fully connected layer
 // and its gradients: c[m, j] = Σ_k a[m, k] · b[k, j] (+ bias[j]), every operand addressed through its
 // own (row, column) strides so that one kernel serves x·Wᵀ, dy·W and dyᵀ·x without transposing.
-// Invocation i owns rows [m0, m0 + MR) and the columns [j0, j0 + 4) as one vec4 per row: MR named
+// Invocation i owns rows [m0, m0 + MR) and the columns [j0, j0 + 4·NC) as NC vec4 per row: MR·NC named
 // vec4 accumulators, no private arrays (lavapipe keeps loop-indexed private arrays in memory).
 // The plain kernels of linear.wgsl are the references this is tested against.
 
 // Rows per invocation: 4 or 8.
 override MR: u32 = 8u;
+// vec4 column groups per invocation: 1 or 2 (columns [j0, j0 + 4·NC)).
+override NC: u32 = 1u;
 // Add bias[j] (otherwise bias is not read).
 override BIAS: bool = false;
 
@@ -14,7 +16,7 @@ struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
-    total: u32, // invocations: ceil(m / MR) * ceil(n / 4)
+    total: u32, // invocations: ceil(m / MR) * ceil(n / (4 * NC))
     a_m: u32,   // strides of a: a[m, k] = a[m * a_m + k * a_k]
     a_k: u32,
     b_k: u32,   // strides of b
@@ -41,12 +43,26 @@ fn a_row(l: u32, m0: u32, r: u32) -> u32 {
 }
 
 fn store_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
-    if (m >= p.m) { return; }
+    if (m >= p.m || j0 >= p.n) { return; }
     let base = l * p.c_l + m * p.c_m + j0 * p.c_j;
     mm_c[base] = v.x;
     if (j0 + 1u < p.n) { mm_c[base + p.c_j] = v.y; }
     if (j0 + 2u < p.n) { mm_c[base + 2u * p.c_j] = v.z; }
     if (j0 + 3u < p.n) { mm_c[base + 3u * p.c_j] = v.w; }
+}
+
+// Columns [j0, j0 + 4) of b at row offset bo (clamped to the last column) and of the bias.
+fn b_cols(bo: u32, j0: u32) -> vec4<f32> {
+    let last = p.n - 1u;
+    return vec4<f32>(mm_b[bo + min(j0, last) * p.b_j], mm_b[bo + min(j0 + 1u, last) * p.b_j],
+                     mm_b[bo + min(j0 + 2u, last) * p.b_j], mm_b[bo + min(j0 + 3u, last) * p.b_j]);
+}
+
+fn bias_cols(j0: u32) -> vec4<f32> {
+    if (!BIAS) { return vec4<f32>(0.0); }
+    let last = p.n - 1u;
+    return vec4<f32>(mm_bias[min(j0, last)], mm_bias[min(j0 + 1u, last)], mm_bias[min(j0 + 2u, last)],
+                     mm_bias[min(j0 + 3u, last)]);
 }
 
 @compute @workgroup_size(WG)
@@ -58,24 +74,18 @@ fn matmul(
     let i = flat_index(gid, nwg);
     let l = wid.z;
     if (i >= p.total) { return; }
-    let jb = (p.n + 3u) / 4u;
-    let j0 = (i % jb) * 4u;
+    let nw = 4u * NC;
+    let jb = (p.n + nw - 1u) / nw;
+    let j0 = (i % jb) * nw;
+    let j1 = j0 + 4u;
     let m0 = (i / jb) * MR;
-    let last = p.n - 1u;
-    let cols = vec4<u32>(min(j0, last), min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last)) * p.b_j;
-    var init = vec4<f32>(0.0);
-    if (BIAS) {
-        init = vec4<f32>(mm_bias[min(j0, last)], mm_bias[min(j0 + 1u, last)], mm_bias[min(j0 + 2u, last)],
-                         mm_bias[min(j0 + 3u, last)]);
-    }
-    var c0 = init;
-    var c1 = init;
-    var c2 = init;
-    var c3 = init;
-    var c4 = init;
-    var c5 = init;
-    var c6 = init;
-    var c7 = init;
+    let init = bias_cols(j0);
+    var init1 = vec4<f32>(0.0);
+    if (NC > 1u) { init1 = bias_cols(j1); }
+    var c0 = init; var c1 = init; var c2 = init; var c3 = init;
+    var c4 = init; var c5 = init; var c6 = init; var c7 = init;
+    var d0 = init1; var d1 = init1; var d2 = init1; var d3 = init1;
+    var d4 = init1; var d5 = init1; var d6 = init1; var d7 = init1;
     let r0 = a_row(l, m0, 0u);
     let r1 = a_row(l, m0, 1u);
     let r2 = a_row(l, m0, 2u);
@@ -86,17 +96,39 @@ fn matmul(
     let r7 = a_row(l, m0, 7u);
     for (var k = 0u; k < p.k; k++) {
         let bo = l * p.b_l + k * p.b_k;
-        let bv = vec4<f32>(mm_b[bo + cols.x], mm_b[bo + cols.y], mm_b[bo + cols.z], mm_b[bo + cols.w]);
+        let b0 = b_cols(bo, j0);
         let ak = k * p.a_k;
-        c0 += mm_a[r0 + ak] * bv;
-        c1 += mm_a[r1 + ak] * bv;
-        c2 += mm_a[r2 + ak] * bv;
-        c3 += mm_a[r3 + ak] * bv;
+        let a0 = mm_a[r0 + ak];
+        let a1 = mm_a[r1 + ak];
+        let a2 = mm_a[r2 + ak];
+        let a3 = mm_a[r3 + ak];
+        c0 += a0 * b0;
+        c1 += a1 * b0;
+        c2 += a2 * b0;
+        c3 += a3 * b0;
+        var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
         if (MR > 4u) {
-            c4 += mm_a[r4 + ak] * bv;
-            c5 += mm_a[r5 + ak] * bv;
-            c6 += mm_a[r6 + ak] * bv;
-            c7 += mm_a[r7 + ak] * bv;
+            a4 = mm_a[r4 + ak];
+            a5 = mm_a[r5 + ak];
+            a6 = mm_a[r6 + ak];
+            a7 = mm_a[r7 + ak];
+            c4 += a4 * b0;
+            c5 += a5 * b0;
+            c6 += a6 * b0;
+            c7 += a7 * b0;
+        }
+        if (NC > 1u) {
+            let b1 = b_cols(bo, j1);
+            d0 += a0 * b1;
+            d1 += a1 * b1;
+            d2 += a2 * b1;
+            d3 += a3 * b1;
+            if (MR > 4u) {
+                d4 += a4 * b1;
+                d5 += a5 * b1;
+                d6 += a6 * b1;
+                d7 += a7 * b1;
+            }
         }
     }
     store_row(l, m0, j0, c0);
@@ -108,6 +140,18 @@ fn matmul(
         store_row(l, m0 + 5u, j0, c5);
         store_row(l, m0 + 6u, j0, c6);
         store_row(l, m0 + 7u, j0, c7);
+    }
+    if (NC > 1u) {
+        store_row(l, m0, j1, d0);
+        store_row(l, m0 + 1u, j1, d1);
+        store_row(l, m0 + 2u, j1, d2);
+        store_row(l, m0 + 3u, j1, d3);
+        if (MR > 4u) {
+            store_row(l, m0 + 4u, j1, d4);
+            store_row(l, m0 + 5u, j1, d5);
+            store_row(l, m0 + 6u, j1, d6);
+            store_row(l, m0 + 7u, j1, d7);
+        }
     }
 }
 

@@ -60,6 +60,24 @@ fn collect() -> Vec<Spec> {
                 .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
             Evaluator::new(&c, &spec, &t.params, &data, 1000).unwrap();
         }
+        if set == KernelSet::Fast {
+            // Every variant a tuned launch may choose (autotuning): LeNet-5's products and
+            // inception-mini's 1×1 convolutions cover the scalar kernel and the vec4 one with each
+            // operand read along either axis.
+            let mut few: Vec<ModelSpec> =
+                models().into_iter().filter(|m| m.name == "lenet5" || m.name == "inception-mini").collect();
+            let mut seen = std::collections::HashSet::new();
+            few.retain(|m| seen.insert(m.name.clone()));
+            assert_eq!(few.len(), 2, "lenet5 and inception-mini");
+            for i in 0..9 {
+                c.set_tuning_in(wgcnn::context::Tuning::Force(i), None);
+                for spec in &few {
+                    let data = wgcnn::data::prep::conform(data.clone(), spec.input).unwrap();
+                    Trainer::new(&c, spec.clone(), &data, 32, sgd(), &init_params(&spec.params(), 1)).unwrap();
+                }
+            }
+            c.set_tuning_in(wgcnn::context::Tuning::Off, None);
+        }
         if set == KernelSet::Fast && !gpu {
             wgcnn::viz::run_filters(&c, &wgcnn::viz::Grey { w: 40, h: 30, data: vec![0.5; 1200] }).unwrap();
         }

@@ -102,6 +102,7 @@ fn params_structs_match_their_wgsl_twins() {
         (ShaderFile::PoolFast, "TileParams", size_of::<TileParams>()),
         (ShaderFile::Linear, "LinearParams", size_of::<LinearParams>()),
         (ShaderFile::Matmul, "MatmulParams", size_of::<MatmulParams>()),
+        (ShaderFile::MatmulVec, "MatmulParams", size_of::<MatmulParams>()),
         (ShaderFile::Loss, "LossParams", size_of::<LossParams>()),
         (ShaderFile::Optim, "SgdParams", size_of::<SgdParams>()),
         (ShaderFile::Optim, "AdamParams", size_of::<AdamParams>()),

@@ -133,9 +133,11 @@ fn checkpoints_keep_running_statistics_and_int64_counters() {
 }
 
 #[test]
-fn every_model_file_trains_deterministically() {
-    // Same seed, same bits: 3 steps of batch 8 twice per model file (dropout masks seeded alike),
-    // parameters and buffers compared bit for bit; and each step's loss is finite. Colour models read
+fn every_model_file_trains_deterministically_whatever_the_tuning() {
+    // Same seed, same bits: 3 steps of batch 8 per model file (dropout masks seeded alike), with
+    // tuning off, with every launch forced to its second, third and fourth variant, and with full
+    // tuning (variants timed, a fresh cache file written), parameters and buffers compared bit for
+    // bit; and each step's loss is finite. Colour models read
     // the digits as RGB pictures (converted and resized as picture folders are), normalised and
     // augmented (crop and flip) on the GPU.
     let c = ctx();
@@ -162,8 +164,20 @@ fn every_model_file_trains_deterministically() {
             bits.extend(t.params.buffers.read(c).unwrap().concat().iter().map(|v| v.to_bits()));
             (losses, bits)
         };
-        let (a, b) = (run(), run());
+        use wgcnn::context::Tuning;
+        let cache = std::env::temp_dir().join(format!("wgcnn-zoo-tune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        c.set_tuning_in(Tuning::Off, None);
+        let a = run();
         assert!(a.0.iter().all(|&l| f64::from_bits(l).is_finite()), "{name}: losses {:?}", a.0);
-        assert_eq!(a, b, "{name}: two runs from the same seed differ");
+        for mode in [Tuning::Force(1), Tuning::Force(2), Tuning::Force(3), Tuning::Full, Tuning::Cached] {
+            c.set_tuning_in(mode, Some(cache.clone()));
+            assert_eq!(a, run(), "{name}: tuning {mode:?} differs from tuning off");
+        }
+        let choices = c.tune_choices();
+        assert!(choices.iter().any(|t| t.how == "timed"), "{name}: nothing was timed");
+        assert!(choices.iter().any(|t| t.how == "cached"), "{name}: no cached choice was taken");
+        c.set_tuning_in(Tuning::Off, None);
+        let _ = std::fs::remove_dir_all(&cache);
     }
 }

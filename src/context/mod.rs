@@ -16,6 +16,7 @@ mod adapter;
 mod cache;
 mod readback;
 mod serial;
+mod tune;
 
 pub use adapter::{
     backend_rank, describe_adapter, is_llvmpipe, parse_backends, select_adapter, AdapterChoice, Budget,
@@ -25,6 +26,7 @@ use adapter::{backends_from_env, candidates, PRIMARY_BACKENDS};
 pub(crate) use readback::block_on;
 pub use serial::Guarded;
 use serial::SerialLock;
+pub use tune::{TuneChoice, Tuning, TUNE_BUDGET};
 
 /// The limits wgcnn requests: WebGPU defaults (or downlevel ones when the adapter is weaker), with the
 /// buffer, binding and workgroup limits raised to everything the adapter offers.
@@ -88,6 +90,8 @@ pub struct Context {
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     /// wgpu's pipeline cache and its file, where the backend has one (see `context/cache.rs`).
     pub(crate) disk_cache: Mutex<Option<cache::DiskCache>>,
+    /// How launches with several variants choose one (`WGCNN_TUNE`; see `context/tune.rs`).
+    tuner: Mutex<tune::Tuner>,
     device_error: Arc<Mutex<Option<String>>>,
     created: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
@@ -111,6 +115,7 @@ impl Context {
     pub async fn create(choice: &AdapterChoice) -> Result<Self> {
         let env = backends_from_env()?;
         let kernels = KernelSet::from_env()?;
+        let tuning = Tuning::from_env()?;
         let adapters = candidates(choice, env).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let idx = select_adapter(&infos, choice).map_err(|e| match e {
@@ -154,6 +159,7 @@ impl Context {
         let budget = Budget::for_adapter(&info);
         let serial = (info.backend == wgpu::Backend::Gl).then(|| Arc::new(parking_lot::ReentrantMutex::new(())));
         let disk_cache = cache::DiskCache::open(&device, &info);
+        let tuner = tune::Tuner::new(tuning, &info);
         Ok(Context {
             device,
             queue,
@@ -167,6 +173,7 @@ impl Context {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             disk_cache: Mutex::new(disk_cache),
+            tuner: Mutex::new(tuner),
             device_error,
             created: std::sync::atomic::AtomicU64::new(0),
             bytes: std::sync::atomic::AtomicU64::new(0),

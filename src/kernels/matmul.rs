@@ -119,14 +119,12 @@ pub fn matmul_batched(
     if !matmul_takes(k, batch.count, &ctx.budget(), &ctx.limits) {
         return Ok(None);
     }
-    let mr = if m >= 32 { 8 } else { 4 };
-    let total = m.div_ceil(mr) * n.div_ceil(4);
     let u = |v: usize| v as u32; // each is below an operand length, checked above
     let p = MatmulParams {
         m: u(m),
         n: u(n),
         k: u(k),
-        total: to_u32(op, "invocations", total)?,
+        total: 0,
         a_m: u(a.rows),
         a_k: u(a.cols),
         b_k: u(b.rows),
@@ -142,20 +140,132 @@ pub fn matmul_batched(
     };
     let tensors = [a.t, b.t, bias.unwrap_or(a.t), c.t];
     let layers = batch.count as u32; // checked against the grid's limit above
-    let l = if ctx.budget().tiled {
-        // One workgroup per 32×32 tile (the `total` field counts tiles), 16 values of k per step.
-        let tiles = m.div_ceil(32) * n.div_ceil(32);
-        let p = MatmulParams { total: to_u32(op, "tiles", tiles)?, ..p };
-        let consts = [("BIAS", u32::from(bias.is_some()))];
-        let threads = tiles as u64 * u64::from(WORKGROUP_SIZE);
-        let iters = matmul_iters(k, true) as u64;
-        ctx.launch_layered(Kernel::MatmulTiled, &consts, label, &p, &tensors, threads, layers, iters)?
-    } else {
-        let consts = [("MR", mr as u32), ("BIAS", u32::from(bias.is_some()))];
+    let variants = matmul_variants((m, n, k), &batch, &a, &b, ctx.budget().tiled);
+    let names: Vec<String> = variants.iter().map(MatmulVariant::name).collect();
+    let shape = format!(
+        "{m}x{n}x{k} l{} a{},{},{} b{},{},{} c{},{},{}{}",
+        batch.count,
+        a.rows,
+        a.cols,
+        batch.a,
+        b.rows,
+        b.cols,
+        batch.b,
+        c.rows,
+        c.cols,
+        batch.c,
+        if bias.is_some() { " bias" } else { "" }
+    );
+    let bias_c = u32::from(bias.is_some());
+    let l = ctx.tuned("matmul", shape, &names, |i| {
+        let v = variants[i];
+        if v.tiled {
+            // One workgroup per 32×32 tile (the `total` field counts tiles), 16 values of k per step.
+            let tiles = m.div_ceil(32) * n.div_ceil(32);
+            let p = MatmulParams { total: to_u32(op, "tiles", tiles)?, ..p };
+            let consts = [("BIAS", bias_c)];
+            let threads = tiles as u64 * u64::from(WORKGROUP_SIZE);
+            let iters = matmul_iters(k, true) as u64;
+            return ctx.launch_layered(Kernel::MatmulTiled, &consts, label, &p, &tensors, threads, layers, iters);
+        }
+        let total = m.div_ceil(v.mr as usize) * n.div_ceil(4 * v.nc as usize);
+        let p = MatmulParams { total: to_u32(op, "invocations", total)?, ..p };
         let iters = matmul_iters(k, false) as u64;
-        ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)?
-    };
+        match v.vec {
+            Some((a_k, b_k)) => {
+                let consts =
+                    [("MR", v.mr), ("NC", v.nc), ("A_K", u32::from(a_k)), ("B_K", u32::from(b_k)), ("BIAS", bias_c)];
+                ctx.launch_layered(Kernel::MatmulVec4, &consts, label, &p, &tensors, total as u64, layers, iters)
+            }
+            None => {
+                let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c)];
+                ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)
+            }
+        }
+    })?;
     Ok(Some(l.with_work(2 * (batch.count * m * n * k) as u64, 0)))
+}
+
+/// One way of laying out a product: every one adds each output's products in `k` order from the bias,
+/// so all give the same bits (see `context/tune.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulVariant {
+    /// `matmul_tiled` (32×32 tiles through workgroup memory).
+    pub tiled: bool,
+    /// `matmul_vec4`, with `a` read along k (else m) and `b` along k (else j); `None`: `matmul`.
+    pub vec: Option<(bool, bool)>,
+    /// Rows per invocation (4 or 8).
+    pub mr: u32,
+    /// vec4 column groups per invocation (1 or 2).
+    pub nc: u32,
+}
+
+impl MatmulVariant {
+    /// The name the tuning cache and reports use, e.g. `vec4 8x8 a:k b:j`, `scalar 8x4`, `tiled`.
+    pub fn name(&self) -> String {
+        if self.tiled {
+            return "tiled 32x32".into();
+        }
+        let block = format!("{}x{}", self.mr, 4 * self.nc);
+        match self.vec {
+            Some((a_k, b_k)) => {
+                format!("vec4 {block} a:{} b:{}", if a_k { "k" } else { "m" }, if b_k { "k" } else { "j" })
+            }
+            None => format!("scalar {block}"),
+        }
+    }
+}
+
+/// The vec4 reading of each operand the product allows: `a` along k or m, `b` along k or j (the
+/// axis of stride 1 whose extent is a multiple of 4, the other stride and the product offset multiples
+/// of 4, and `k` a multiple of 4). `None` when either operand has none.
+pub fn matmul_vec_axes(
+    (m, n, k): (usize, usize, usize),
+    batch: &Batch,
+    a: &Operand,
+    b: &Operand,
+) -> Option<(bool, bool)> {
+    let four = |v: usize| v.is_multiple_of(4);
+    if !four(k) || !four(batch.a) || !four(batch.b) {
+        return None;
+    }
+    let a_k = if a.cols == 1 && four(a.rows) {
+        true
+    } else if a.rows == 1 && four(a.cols) && four(m) {
+        false
+    } else {
+        return None;
+    };
+    let b_k = if b.rows == 1 && four(b.cols) {
+        true
+    } else if b.cols == 1 && four(b.rows) && four(n) {
+        false
+    } else {
+        return None;
+    };
+    Some((a_k, b_k))
+}
+
+/// The variants a product may run as, the default first: the tiled kernel on hardware adapters
+/// (`Budget::tiled`); elsewhere the vec4 kernel with 8×8 blocks where the operands allow vec4 loads,
+/// else the scalar one (8 or 4 rows, as many as `m` fills, by 8 columns).
+pub fn matmul_variants(
+    dims: (usize, usize, usize),
+    batch: &Batch,
+    a: &Operand,
+    b: &Operand,
+    tiled: bool,
+) -> Vec<MatmulVariant> {
+    let mut v = Vec::new();
+    if tiled {
+        v.push(MatmulVariant { tiled: true, vec: None, mr: 0, nc: 0 });
+    }
+    let blocks = if dims.0 >= 32 { [(8, 2), (8, 1), (4, 2), (4, 1)] } else { [(4, 2), (4, 1), (8, 2), (8, 1)] };
+    if let Some(axes) = matmul_vec_axes(dims, batch, a, b) {
+        v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: Some(axes), mr, nc }));
+    }
+    v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: None, mr, nc }));
+    v
 }
 
 /// y = x·Wᵀ + b through [`matmul`].

@@ -52,6 +52,7 @@ pub enum ShaderFile {
     PoolFast,
     Linear,
     Matmul,
+    MatmulVec,
     Loss,
     Optim,
     Gather,
@@ -59,7 +60,7 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 16] = [
+    pub const ALL: [ShaderFile; 17] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
         ShaderFile::ConvStrided,
@@ -72,6 +73,7 @@ impl ShaderFile {
         ShaderFile::PoolFast,
         ShaderFile::Linear,
         ShaderFile::Matmul,
+        ShaderFile::MatmulVec,
         ShaderFile::Loss,
         ShaderFile::Optim,
         ShaderFile::Gather,
@@ -93,6 +95,7 @@ impl ShaderFile {
             ShaderFile::PoolFast => "pool_fast.wgsl",
             ShaderFile::Linear => "linear.wgsl",
             ShaderFile::Matmul => "matmul.wgsl",
+            ShaderFile::MatmulVec => "matmul_vec.wgsl",
             ShaderFile::Loss => "loss.wgsl",
             ShaderFile::Optim => "optim.wgsl",
             ShaderFile::Gather => "gather.wgsl",
@@ -114,6 +117,7 @@ impl ShaderFile {
             ShaderFile::PoolFast => include_str!("../../shaders/pool_fast.wgsl"),
             ShaderFile::Linear => include_str!("../../shaders/linear.wgsl"),
             ShaderFile::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            ShaderFile::MatmulVec => include_str!("../../shaders/matmul_vec.wgsl"),
             ShaderFile::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderFile::Optim => include_str!("../../shaders/optim.wgsl"),
             ShaderFile::Gather => include_str!("../../shaders/gather.wgsl"),
@@ -208,6 +212,7 @@ kernels! {
     LinearBackwardBias => "linear_backward_bias", Linear, [R, W];
     Matmul => "matmul", Matmul, [R, R, R, W];
     MatmulTiled => "matmul_tiled", Matmul, [R, R, R, W];
+    MatmulVec4 => "matmul_vec4", MatmulVec, [R, R, R, W];
     SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
     SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
     SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];

@@ -1,0 +1,280 @@
+//! Autotuning: a kernel family offers several variants of a launch that lay the work out differently
+//! (register block, vector loads, workgroup shape) but add every sum in the same order, so any
+//! variant gives the same bits. The first time a shape is launched on an adapter, the variants are
+//! timed on the launch's own buffers and the fastest is kept, in memory and in a small text file
+//! per adapter beside the pipeline cache, so later runs take it without timing.
+//!
+//! `WGCNN_TUNE` chooses the mode (see [`Tuning`]): `full` (the default) times shapes the cache does
+//! not know, within [`TUNE_BUDGET`] per context; `cached` takes the cache's choices and the default
+//! variant elsewhere, timing nothing; `off` always takes the default variant (variant 0: the
+//! heuristic choice). `WGCNN_TUNE_CACHE=DIR|off` moves or disables the file (unset: the pipeline
+//! cache's folder, `~/.cache/wgcnn`). A file that is missing, damaged, or written for another
+//! adapter, driver or build of the kernels is ignored (and replaced at the next choice); a file that
+//! cannot be written is a warning. Timing runs write only the launch's own output, which every
+//! training step overwrites before reading it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::kernels::Launch;
+
+/// How launches with several variants are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// Always the default variant (the first: the heuristic choice); nothing timed, no file read.
+    Off,
+    /// The cache file's choice where it has one, the default elsewhere; nothing timed.
+    Cached,
+    /// The cache file's choice where it has one; otherwise time every variant on the launch's buffers
+    /// (within the context's budget) and keep the fastest.
+    Full,
+    /// Variant `i % count` of every launch: tests use it to prove every variant gives the same bits.
+    Force(usize),
+}
+
+impl Tuning {
+    /// From `WGCNN_TUNE` (`off`, `cached` or `full`; unset means `full`, except in a browser, where
+    /// nothing may block and it means `off`).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("WGCNN_TUNE") {
+            Ok(v) if !v.trim().is_empty() => Tuning::parse(&v),
+            _ if cfg!(target_arch = "wasm32") => Ok(Tuning::Off),
+            _ => Ok(Tuning::Full),
+        }
+    }
+
+    /// A `WGCNN_TUNE` value: `off`, `cached` or `full` (any case, surrounding blanks ignored).
+    pub fn parse(v: &str) -> Result<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(Tuning::Off),
+            "cached" => Ok(Tuning::Cached),
+            "full" => Ok(Tuning::Full),
+            _ => Err(Error::BadEnv { var: "WGCNN_TUNE", value: v.to_string(), expected: "off, cached or full".into() }),
+        }
+    }
+}
+
+/// Time a context may spend timing variants (a model's first step on a new adapter); shapes met after
+/// it is spent take their default variant, and are timed by a later run.
+pub const TUNE_BUDGET: Duration = Duration::from_secs(2);
+
+/// How one launch was chosen, for reports (`wgcnn bench`, `scripts/gpu-check.sh`).
+#[derive(Clone, Debug)]
+pub struct TuneChoice {
+    pub family: &'static str,
+    /// The shape, as the cache keys it.
+    pub shape: String,
+    /// The chosen variant's name.
+    pub variant: String,
+    /// `default`, `cached`, `timed`, `forced` or `budget spent`.
+    pub how: &'static str,
+    /// Each timed variant's seconds per launch (timed choices only), in variant order.
+    pub timings: Vec<(String, f64)>,
+}
+
+const MAGIC: &str = "wgcnn-tune 1";
+
+pub(crate) struct Tuner {
+    pub(crate) mode: Tuning,
+    path: Option<PathBuf>,
+    /// Adapter, driver, backend and a digest of the kernels' sources: a file for anything else is
+    /// stale.
+    stamp: String,
+    /// family + shape → variant name.
+    known: HashMap<String, String>,
+    spent: Duration,
+    pub(crate) choices: Vec<TuneChoice>,
+}
+
+/// A digest of every shader's source: variants of another build may differ.
+fn kernels_digest() -> u64 {
+    crate::kernels::ShaderFile::ALL
+        .iter()
+        .fold(crate::fsio::FNV_OFFSET, |h, f| crate::fsio::fnv1a(h, f.source().as_bytes()))
+}
+
+impl Tuner {
+    pub(crate) fn new(mode: Tuning, info: &wgpu::AdapterInfo) -> Tuner {
+        Tuner::in_folder(mode, info, crate::fsio::cache_folder("WGCNN_TUNE_CACHE", ""))
+    }
+
+    /// A tuner whose cache file lives in `folder` (`None`: no file).
+    pub(crate) fn in_folder(mode: Tuning, info: &wgpu::AdapterInfo, folder: Option<PathBuf>) -> Tuner {
+        let stamp = format!(
+            "{} | {} | {} | {:?} | {:x} | kernels {:016x}",
+            info.name,
+            info.driver,
+            info.driver_info,
+            info.backend,
+            info.device,
+            kernels_digest()
+        );
+        let path = match mode {
+            Tuning::Cached | Tuning::Full => folder.map(|d| {
+                let h = crate::fsio::fnv1a(crate::fsio::FNV_OFFSET, stamp.as_bytes());
+                d.join(format!("tune-{h:016x}.txt"))
+            }),
+            _ => None,
+        };
+        let mut t = Tuner { mode, path, stamp, known: HashMap::new(), spent: Duration::ZERO, choices: Vec::new() };
+        t.load();
+        t
+    }
+
+    /// Read the cache file's choices; anything unexpected leaves the cache empty (never an error).
+    fn load(&mut self) {
+        let Some(path) = &self.path else { return };
+        let Ok(text) = std::fs::read_to_string(path) else { return };
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC) || lines.next() != Some(self.stamp.as_str()) {
+            log::warn!("tuning cache {}: not this adapter's, driver's or build's; ignored", path.display());
+            return;
+        }
+        for line in lines {
+            // family shape\tvariant
+            if let Some((key, variant)) = line.split_once('\t') {
+                if !key.is_empty() && !variant.is_empty() && !variant.contains('\t') {
+                    self.known.insert(key.to_string(), variant.to_string());
+                }
+            }
+        }
+        log::info!("tuning cache {}: {} choices", path.display(), self.known.len());
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let mut keys: Vec<_> = self.known.iter().collect();
+        keys.sort();
+        let mut text = format!("{MAGIC}\n{}\n", self.stamp);
+        for (k, v) in keys {
+            text.push_str(&format!("{k}\t{v}\n"));
+        }
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            log::warn!("tuning cache {}: not saved: {e}", path.display());
+        }
+    }
+}
+
+/// Seconds one recording of `launch` takes: one untimed run, then the best of two submits of enough
+/// copies to last ~2 ms.
+fn time_launch(ctx: &super::Context, launch: &Launch) -> Result<f64> {
+    ctx.run(&[launch])?;
+    ctx.wait()?;
+    let t = Instant::now();
+    ctx.run(&[launch])?;
+    ctx.wait()?;
+    let once = t.elapsed().as_secs_f64();
+    let copies = ((2e-3 / once.max(1e-6)) as usize).clamp(1, 32);
+    let batch: Vec<&Launch> = std::iter::repeat_n(launch, copies).collect();
+    let mut best = once;
+    for _ in 0..2 {
+        let t = Instant::now();
+        ctx.run(&batch)?;
+        ctx.wait()?;
+        best = best.min(t.elapsed().as_secs_f64() / copies as f64);
+    }
+    Ok(best)
+}
+
+impl super::Context {
+    /// The tuning mode of this context.
+    pub fn tuning(&self) -> Tuning {
+        self.tuner.lock().unwrap_or_else(|e| e.into_inner()).mode
+    }
+
+    /// Change how launches built from now on choose their variant (tests, `wgcnn bench`); the cache
+    /// file is `WGCNN_TUNE_CACHE`'s, as at creation.
+    pub fn set_tuning(&self, mode: Tuning) {
+        self.set_tuning_in(mode, crate::fsio::cache_folder("WGCNN_TUNE_CACHE", ""));
+    }
+
+    /// [`Context::set_tuning`] with the cache file in `folder` (`None`: choices kept in memory only).
+    pub fn set_tuning_in(&self, mode: Tuning, folder: Option<PathBuf>) {
+        let mut t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
+        let choices = std::mem::take(&mut t.choices);
+        *t = Tuner::in_folder(mode, &self.info, folder);
+        t.choices = choices;
+    }
+
+    /// The tuning cache file of this context, where it has one.
+    pub fn tuning_file(&self) -> Option<PathBuf> {
+        self.tuner.lock().unwrap_or_else(|e| e.into_inner()).path.clone()
+    }
+
+    /// How every tuned launch built on this context so far was chosen.
+    pub fn tune_choices(&self) -> Vec<TuneChoice> {
+        self.tuner.lock().unwrap_or_else(|e| e.into_inner()).choices.clone()
+    }
+
+    /// The launch of one of `variants` (names; the first is the default), built by `build(i)`, chosen
+    /// as [`Tuning`] says. Every variant must give the same bits.
+    pub(crate) fn tuned(
+        &self,
+        family: &'static str,
+        shape: String,
+        variants: &[String],
+        build: impl Fn(usize) -> Result<Launch>,
+    ) -> Result<Launch> {
+        let n = variants.len();
+        if n <= 1 {
+            return build(0);
+        }
+        let key = format!("{family} {shape}");
+        let (mode, known, spent) = {
+            let t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
+            (t.mode, t.known.get(&key).cloned(), t.spent)
+        };
+        let record = |variant: usize, how: &'static str, timings: Vec<(String, f64)>| {
+            let mut t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
+            t.choices.push(TuneChoice {
+                family,
+                shape: shape.clone(),
+                variant: variants[variant].clone(),
+                how,
+                timings,
+            });
+        };
+        let pick = match mode {
+            Tuning::Off => Some((0, "default")),
+            Tuning::Force(i) => Some((i % n, "forced")),
+            Tuning::Cached | Tuning::Full => match known.and_then(|v| variants.iter().position(|x| *x == v)) {
+                Some(i) => Some((i, "cached")),
+                None if mode == Tuning::Cached => Some((0, "default")),
+                None if spent >= TUNE_BUDGET => Some((0, "budget spent")),
+                None => None,
+            },
+        };
+        if let Some((i, how)) = pick {
+            record(i, how, Vec::new());
+            return build(i);
+        }
+        let start = Instant::now();
+        let mut best: Option<(f64, usize, Launch)> = None;
+        let mut timings = Vec::with_capacity(n);
+        for (i, name) in variants.iter().enumerate() {
+            let launch = build(i)?;
+            let secs = time_launch(self, &launch)?;
+            timings.push((name.clone(), secs));
+            if best.as_ref().is_none_or(|b| secs < b.0) {
+                best = Some((secs, i, launch));
+            }
+        }
+        let (_, i, launch) = best.expect("at least two variants were timed");
+        {
+            let mut t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
+            t.spent += start.elapsed();
+            t.known.insert(key, variants[i].clone());
+            t.save();
+        }
+        log::info!("tuned {family} {shape}: {} ({timings:?})", variants[i]);
+        record(i, "timed", timings);
+        Ok(launch)
+    }
+}

@@ -1,0 +1,213 @@
+//! Autotuning (`context/tune.rs`): every variant of a tuned launch gives the reference's values and
+//! the same bits as every other variant; the cache file round-trips, and a damaged, foreign or
+//! unwritable one is ignored, never fatal. (Every model file training to the same bits with tuning
+//! off, forced to each variant and full is in `tests/zoo.rs`.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use common::*;
+use wgcnn::context::Tuning;
+use wgcnn::kernels::conv_1x1::*;
+use wgcnn::kernels::matmul::*;
+use wgcnn::reference as cpu;
+use wgcnn::shape::{Conv2dGeom, LinearGeom};
+
+/// The tests of this file change the shared context's tuning mode one at a time.
+static TUNING: Mutex<()> = Mutex::new(());
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgcnn-tune-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `build` once per variant index `0..count` (forced), and return each run's output bits and the
+/// variant names the context recorded.
+fn every_variant(
+    count: usize,
+    out: &wgcnn::Tensor,
+    build: impl Fn() -> wgcnn::Result<wgcnn::kernels::Launch>,
+) -> (Vec<Vec<u32>>, Vec<String>) {
+    let c = ctx();
+    let mut bits = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..count {
+        c.set_tuning_in(Tuning::Force(i), None);
+        out.write_f32(c, &vec![f32::NAN; out.len()]).unwrap();
+        let got = run_f32(build(), out);
+        bits.push(got.iter().map(|v| v.to_bits()).collect());
+        names.push(c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default());
+    }
+    c.set_tuning_in(Tuning::Off, None);
+    (bits, names)
+}
+
+fn same_bits(case: &str, bits: &[Vec<u32>], names: &[String]) {
+    for (b, name) in bits.iter().zip(names).skip(1) {
+        let differ = b.iter().zip(&bits[0]).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "{case}: variant {name} differs from {} in {differ} values", names[0]);
+    }
+}
+
+#[test]
+fn every_matmul_variant_gives_the_reference_and_the_same_bits() {
+    let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    let c = ctx();
+    // LeNet-5's layers, rows that are not a multiple of 8, batch 1 (the forward of each takes the vec4
+    // kernel), and a ragged shape (k = 65) that only the scalar kernel takes. The gradients' vec4
+    // variants apply where their own operands allow.
+    let table = [
+        ("lenet_fc1_batch64", LinearGeom { n: 64, in_f: 400, out_f: 120 }, true),
+        ("lenet_fc2_batch36", LinearGeom { n: 36, in_f: 120, out_f: 84 }, true),
+        ("rows_12_by_8_over_16", LinearGeom { n: 12, in_f: 16, out_f: 8 }, true),
+        ("batch1_400x120", LinearGeom { n: 1, in_f: 400, out_f: 120 }, true),
+        ("lenet_fc3_batch7", LinearGeom { n: 7, in_f: 84, out_f: 10 }, true),
+        ("ragged_33x65x17", LinearGeom { n: 33, in_f: 65, out_f: 17 }, false),
+    ];
+    for (seed, (name, g, vec_forward)) in table.iter().enumerate() {
+        let mut r = rng(700 + seed as u64);
+        let x = r.vec_f32(g.x_len(), -1.0, 1.0);
+        let w = r.vec_f32(g.w_len(), -1.0, 1.0);
+        let b = r.vec_f32(g.out_f, -1.0, 1.0);
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (x64, w64, b64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+        let (xt, wt, bt) =
+            (upload("x", &[g.n, g.in_f], &x), upload("w", &[g.out_f, g.in_f], &w), upload("b", &[g.out_f], &b));
+        let dyt = upload("dy", &[g.n, g.out_f], &dy);
+        let (yt, dxt, dwt) = (zeros("y", &[g.y_len()]), zeros("dx", &[g.x_len()]), zeros("dw", &[g.w_len()]));
+        let tiled = c.budget().tiled;
+        // Forward: a = x (along k), b = Wᵀ (along k).
+        let fa = Operand { t: &xt, rows: g.in_f, cols: 1 };
+        let fb = Operand { t: &wt, rows: 1, cols: g.in_f };
+        let batch1 = Batch { count: 1, a: 0, b: 0, c: 0 };
+        let variants = matmul_variants((g.n, g.out_f, g.in_f), &batch1, &fa, &fb, tiled);
+        assert_eq!(variants.iter().any(|v| v.vec.is_some()), *vec_forward, "{name}: vec4 variants of the forward");
+        let (bits, names) =
+            every_variant(variants.len(), &yt, || Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt)?.unwrap()));
+        let want = cpu::linear_forward(g, &x64, &w64, &b64);
+        check(
+            &format!("forward/{name}/{}", names[0]),
+            &bits[0].iter().map(|&v| f32::from_bits(v)).collect::<Vec<_>>(),
+            &want,
+            F32_TOL,
+        );
+        assert_eq!(names, variants.iter().map(MatmulVariant::name).collect::<Vec<_>>(), "{name}: forced variants");
+        same_bits(&format!("forward/{name}"), &bits, &names);
+        // Input gradient (b along j) and weight gradient (a along m, b along j).
+        let (bits, names) =
+            every_variant(8, &dxt, || Ok(linear_backward_input_fast(c, name, g, &dyt, &wt, &dxt)?.unwrap()));
+        let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+        check(&format!("backward_input/{name}"), &got, &cpu::linear_backward_input(g, &dy64, &w64), F32_TOL);
+        same_bits(&format!("backward_input/{name}"), &bits, &names);
+        let (bits, names) =
+            every_variant(8, &dwt, || Ok(linear_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
+        let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+        check(&format!("backward_weight/{name}"), &got, &cpu::linear_backward_weight(g, &dy64, &x64), F32_TOL);
+        same_bits(&format!("backward_weight/{name}"), &bits, &names);
+    }
+}
+
+#[test]
+fn every_batched_matmul_variant_of_a_1x1_conv_gives_the_same_bits() {
+    let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    let c = ctx();
+    // 6×6 planes take the vec4 kernel (36 pixels), 7×7 the scalar one only; 3 images, 8 → 12 channels.
+    for (hw, vec) in [(6, true), (7, false)] {
+        let g = Conv2dGeom {
+            n: 3,
+            c_in: 8,
+            h: hw,
+            w: hw,
+            c_out: 12,
+            kh: 1,
+            kw: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+        };
+        let name = format!("conv1x1_{hw}x{hw}");
+        let mut r = rng(800 + hw as u64);
+        let x = r.vec_f32(g.x_len(), -1.0, 1.0);
+        let w = r.vec_f32(g.w_len(), -1.0, 1.0);
+        let b = r.vec_f32(g.c_out, -1.0, 1.0);
+        let (xt, wt, bt) = (upload("x", &[g.x_len()], &x), upload("w", &[g.w_len()], &w), upload("b", &[g.c_out], &b));
+        let yt = zeros("y", &[g.y_len()]);
+        let (bits, names) = every_variant(8, &yt, || Ok(conv1x1_forward(c, &name, &g, &xt, &wt, &bt, &yt)?.unwrap()));
+        assert_eq!(names.iter().any(|n| n.starts_with("vec4")), vec, "{name}: variants {names:?}");
+        let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+        check(&name, &got, &cpu::conv2d_forward(&g, &to_f64(&x), &to_f64(&w), &to_f64(&b)), F32_TOL);
+        same_bits(&name, &bits, &names);
+    }
+}
+
+#[test]
+fn the_tuning_cache_round_trips_and_a_bad_one_is_ignored() {
+    let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    let c = ctx();
+    let g = LinearGeom { n: 64, in_f: 400, out_f: 120 };
+    let mut r = rng(900);
+    let (xt, wt, bt) = (
+        upload("x", &[g.n, g.in_f], &r.vec_f32(g.x_len(), -1.0, 1.0)),
+        upload("w", &[g.out_f, g.in_f], &r.vec_f32(g.w_len(), -1.0, 1.0)),
+        upload("b", &[g.out_f], &r.vec_f32(g.out_f, -1.0, 1.0)),
+    );
+    let yt = zeros("y", &[g.y_len()]);
+    let build = || linear_forward_fast(c, "tuned", &g, &xt, &wt, &bt, &yt).unwrap().unwrap();
+    let last = || c.tune_choices().last().cloned().unwrap();
+    let dir = temp_dir("cache");
+
+    // Full: every variant timed, the fastest kept and written.
+    c.set_tuning_in(Tuning::Full, Some(dir.clone()));
+    let file = c.tuning_file().unwrap();
+    build();
+    let timed = last();
+    assert_eq!(timed.how, "timed");
+    assert!(timed.timings.len() >= 2 && timed.timings.iter().all(|(_, s)| *s > 0.0), "{timed:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&format!("matmul {}\t{}", timed.shape, timed.variant)), "{text}");
+
+    // Cached (a new context's view: the file is read again): the same variant, nothing timed.
+    c.set_tuning_in(Tuning::Cached, Some(dir.clone()));
+    build();
+    let cached = last();
+    assert_eq!((cached.how, &cached.variant), ("cached", &timed.variant));
+
+    // Damaged, or written for another adapter or build: ignored, the default taken; Full replaces it.
+    for bad in [&b"\x00\xffnot a cache"[..], b"wgcnn-tune 1\nanother adapter | x\nmatmul 1x1x1\tscalar 8x8\n"] {
+        std::fs::write(&file, bad).unwrap();
+        c.set_tuning_in(Tuning::Cached, Some(dir.clone()));
+        build();
+        assert_eq!(last().how, "default");
+    }
+    c.set_tuning_in(Tuning::Full, Some(dir.clone()));
+    build();
+    assert_eq!(last().how, "timed");
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with("wgcnn-tune 1\n"));
+
+    // A folder that cannot be made (a file is in the way): tuning works, the file is not written.
+    let blocked = dir.join("blocked");
+    std::fs::write(&blocked, b"a file").unwrap();
+    c.set_tuning_in(Tuning::Full, Some(blocked.join("sub")));
+    build();
+    assert_eq!(last().how, "timed");
+
+    // Off: the default, whatever the file says.
+    c.set_tuning_in(Tuning::Off, Some(dir.clone()));
+    build();
+    assert_eq!(last().how, "default");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wgcnn_tune_values_are_parsed_or_refused() {
+    assert_eq!(Tuning::parse("off").unwrap(), Tuning::Off);
+    assert_eq!(Tuning::parse(" Cached ").unwrap(), Tuning::Cached);
+    assert_eq!(Tuning::parse("full").unwrap(), Tuning::Full);
+    let e = Tuning::parse("fast").unwrap_err().to_string();
+    assert!(e.contains("WGCNN_TUNE") && e.contains("off, cached or full"), "{e}");
+}
