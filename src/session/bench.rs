@@ -50,6 +50,9 @@ pub struct Ceiling {
     pub gflops: f64,
     /// Each timed run's GFLOP/s.
     pub runs: Vec<f64>,
+    pub tuning: String,
+    /// How the product's variant was chosen.
+    pub tuned: Vec<TunedRow>,
 }
 
 /// Time the adapter's ceiling alone (`wgcnn bench --ceiling`): the median of `runs` runs.
@@ -62,6 +65,8 @@ pub fn ceiling(side: usize, runs: usize) -> Result<Ceiling> {
         side,
         gflops: t.median,
         runs: t.windows,
+        tuning: format!("{:?}", ctx.tuning()).to_lowercase(),
+        tuned: tuned_rows(&ctx),
     })
 }
 
@@ -130,6 +135,52 @@ pub struct BenchReport {
     /// The adapter's ceiling: GFLOP/s of its best `ceiling_side`³ product (0: not measured).
     pub ceiling_side: usize,
     pub ceiling_gflops: f64,
+    /// `WGCNN_TUNE`'s mode and how each tuned launch (the model's, then the ceiling's) was chosen.
+    pub tuning: String,
+    pub tuned: Vec<TunedRow>,
+}
+
+/// One tuned launch of a bench run (see `context/tune.rs`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TunedRow {
+    pub family: &'static str,
+    pub shape: String,
+    pub variant: String,
+    /// `default`, `cached`, `timed`, `forced` or `budget spent`.
+    pub how: &'static str,
+}
+
+/// The context's tuned launches as report rows.
+pub fn tuned_rows(ctx: &Context) -> Vec<TunedRow> {
+    ctx.tune_choices()
+        .into_iter()
+        .map(|t| TunedRow { family: t.family, shape: t.shape, variant: t.variant, how: t.how })
+        .collect()
+}
+
+/// One line on the tuned launches: the mode, each chosen variant with its count, and how they were
+/// chosen.
+pub fn render_tuning(mode: &str, rows: &[TunedRow]) -> String {
+    let mut variants: Vec<(String, usize)> = Vec::new();
+    let mut hows: Vec<(&str, usize)> = Vec::new();
+    for r in rows {
+        let v = format!("{} {}", r.family, r.variant);
+        match variants.iter_mut().find(|(n, _)| *n == v) {
+            Some(e) => e.1 += 1,
+            None => variants.push((v, 1)),
+        }
+        match hows.iter_mut().find(|(n, _)| *n == r.how) {
+            Some(e) => e.1 += 1,
+            None => hows.push((r.how, 1)),
+        }
+    }
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    format!(
+        "tuning    {mode} (WGCNN_TUNE): {} launches: {}; chosen {}\n",
+        rows.len(),
+        list(variants.into_iter().map(|(v, n)| format!("{v} ×{n}")).collect()),
+        list(hows.into_iter().map(|(h, n)| format!("{h} {n}")).collect())
+    )
 }
 
 fn kernel_table(batch: usize, source: TimingSource, times: &[crate::bench::LaunchTime]) -> KernelTable {
@@ -236,6 +287,8 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
         per_kernel: profile,
         ceiling_side: opts.ceiling_side,
         ceiling_gflops,
+        tuning: format!("{:?}", ctx.tuning()).to_lowercase(),
+        tuned: tuned_rows(&ctx),
     })
 }
 
@@ -249,6 +302,7 @@ pub fn render(r: &BenchReport) -> String {
     );
     let rss = r.peak_rss_bytes.map_or("unknown".to_string(), |b| format!("{:.1} MiB", mib(b)));
     s += &format!("memory    peak RSS {rss}, GPU buffers {:.1} MiB\n", mib(r.gpu_bytes_allocated));
+    s += &render_tuning(&r.tuning, &r.tuned);
     for t in &r.training {
         let share = t.ceiling_fraction.map_or(String::new(), |f| {
             format!(", {:.2} GFLOP/s = {:.0} % of the ceiling ({:.2})", t.gflops, 100.0 * f, r.ceiling_gflops)

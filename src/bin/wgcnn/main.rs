@@ -398,6 +398,7 @@ fn bench(a: BenchArgs) -> wgcnn::Result<()> {
                 c.runs.len(),
                 s = c.side
             );
+            print!("{}", session::bench::render_tuning(&c.tuning, &c.tuned));
         }
         return Ok(());
     }
