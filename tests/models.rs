@@ -171,3 +171,68 @@ fn a_model_too_big_for_the_adapter_is_refused_naming_the_layer() {
         Ok(_) => panic!("allocated a 2.9 GB parameter"),
     }
 }
+
+#[test]
+fn a_train_table_is_read_and_every_mistake_in_it_is_named() {
+    let train = "[train]\noptimizer = \"sgd\"\nlr = 0.1\nmomentum = 0.9\nnesterov = true\nweight_decay = 5e-4\n\
+                 batch_size = 128\nepochs = 12\nschedule = \"step\"\nlr_decay = 0.5\naugment = \"crop=2,flip\"\n";
+    let text = with(&format!("{GOOD}{train}"));
+    file::parse(&text).unwrap();
+    let t = file::train_settings(&text).unwrap();
+    assert_eq!(
+        t,
+        file::TrainSettings {
+            optimizer: Some("sgd".into()),
+            lr: Some(0.1),
+            momentum: Some(0.9),
+            nesterov: Some(true),
+            weight_decay: Some(5e-4),
+            batch_size: Some(128),
+            epochs: Some(12),
+            schedule: Some("step".into()),
+            lr_decay: Some(0.5),
+            augment: Some("crop=2,flip".into()),
+        }
+    );
+    assert_eq!(file::train_settings(&with(GOOD)).unwrap(), file::TrainSettings::default());
+    let cases: &[(&str, &[&str])] = &[
+        ("[train]\nlearning_rate = 0.1\n", &["[train]", "unknown field \"learning_rate\""]),
+        ("[train]\nlr = -1\n", &["[train]", "field lr: must be a positive number"]),
+        ("[train]\nlr = \"fast\"\n", &["field lr: must be a number"]),
+        ("[train]\nmomentum = 1.5\n", &["field momentum: must be in [0, 1)"]),
+        ("[train]\nbatch_size = 0\n", &["field batch_size: must be at least 1"]),
+        ("[train]\nschedule = \"linear\"\n", &["field schedule: \"linear\" is not one of cosine, step, constant"]),
+        ("[train]\noptimizer = \"rmsprop\"\n", &["field optimizer: \"rmsprop\" is not one of sgd, adam"]),
+        ("[train]\naugment = \"rotate\"\n", &["field augment"]),
+        ("train = 3\n", &["[train]", "must be a table"]),
+    ];
+    for (extra, needles) in cases {
+        // The table is checked when the model file is read, and by train_settings.
+        let text = if extra.starts_with("train =") {
+            format!("{extra}{}", with(GOOD))
+        } else {
+            format!("{}{extra}", with(GOOD))
+        };
+        let e = err(&text);
+        for n in *needles {
+            assert!(e.contains(n), "{extra:?}: {e:?} lacks {n:?}");
+        }
+        assert!(file::train_settings(&text).is_err(), "{extra:?}");
+    }
+}
+
+#[test]
+fn every_shipped_model_file_states_its_training_settings() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let t = file::load_train_settings(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(
+                t.lr.is_some() && t.batch_size.is_some() && t.epochs.is_some() && t.optimizer.is_some(),
+                "{}: {t:?}",
+                p.display()
+            );
+        }
+    }
+}

@@ -268,3 +268,30 @@ fn identical_runs_write_identical_files_and_stale_temporaries_go() {
     assert!(left.is_empty(), "no temporary files are left: {left:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_model_files_train_table_sets_what_the_flags_do_not() {
+    let dir = cli::scratch("train-table");
+    let data = cli::data_dir(&dir, 200, 100);
+    let lenet =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet5.toml")).unwrap();
+    let model = dir.join("lenet-table.toml");
+    let lenet = lenet.replace("batch_size = 64", "batch_size = 50").replace("lr = 0.05", "lr = 0.02");
+    std::fs::write(&model, &lenet).unwrap();
+    let base = ["train", "--model", &cli::s(&model), "--data", &cli::s(&data), "--steps", "2", "--json"];
+    let r = cli::wgcnn(&dir, &base, &[]);
+    r.ok();
+    let j = r.json();
+    assert_eq!((j["batch_size"].as_u64(), j["lr"].as_f64()), (Some(50), Some(0.02)), "{j}");
+    assert!(r.stderr.contains("settings from the model file's [train]: optimizer, lr,"), "{}", r.stderr);
+    let mut flags = base.to_vec();
+    flags.extend(["--batch-size", "20", "--lr", "0.01"]);
+    let r = cli::wgcnn(&dir, &flags, &[]);
+    r.ok();
+    let j = r.json();
+    assert_eq!((j["batch_size"].as_u64(), j["lr"].as_f64()), (Some(20), Some(0.01)), "{j}");
+    assert!(!r.stderr.contains("batch_size,") && !r.stderr.contains(" lr,"), "{}", r.stderr);
+    // A mistake in the table is an error naming the file, the table and the field.
+    std::fs::write(&model, lenet.replace("schedule = \"cosine\"", "schedule = \"linear\"")).unwrap();
+    cli::wgcnn(&dir, &base, &[]).fails(1, &["lenet-table.toml", "[train]", "field schedule"]);
+}

@@ -36,9 +36,10 @@ pub fn load(path: &Path) -> Result<ModelSpec> {
 /// Parse and check a model description.
 pub fn parse(text: &str) -> Result<ModelSpec> {
     let doc: Table = text.parse().map_err(|e: toml::de::Error| model_err("", format!("not valid TOML: {e}")))?;
-    if let Some(k) = doc.keys().find(|k| *k != "model" && *k != "layer") {
-        return Err(model_err("", format!("unknown table {k:?} (a model file has [model] and [[layer]])")));
+    if let Some(k) = doc.keys().find(|k| !["model", "layer", "train"].contains(&k.as_str())) {
+        return Err(model_err("", format!("unknown table {k:?} (a model file has [model], [[layer]] and [train])")));
     }
+    train_table(&doc)?;
     let model = match doc.get("model") {
         Some(Value::Table(t)) => Fields::new("[model]", t, &["name", "input", "classes", "loss"])?,
         _ => return Err(model_err("", "no [model] table")),
@@ -62,6 +63,126 @@ pub fn parse(text: &str) -> Result<ModelSpec> {
         layers.push(layer(i, t, prev)?);
     }
     ModelSpec::new(&name, input, classes, loss, layers)
+}
+
+/// The training settings a model file may carry in its `[train]` table: what `wgcnn train` uses for
+/// every setting its flags do not give. Unset fields keep the command's defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainSettings {
+    /// `sgd` or `adam`.
+    pub optimizer: Option<String>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub nesterov: Option<bool>,
+    pub weight_decay: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub epochs: Option<usize>,
+    /// `cosine`, `step` or `constant`.
+    pub schedule: Option<String>,
+    /// With `schedule = "step"`: the factor per epoch.
+    pub lr_decay: Option<f64>,
+    /// As `--augment`: `none`, or `crop=N`, `flip`, comma-separated.
+    pub augment: Option<String>,
+}
+
+impl TrainSettings {
+    /// The fields that are set, by name (for the run's report).
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |set: bool, name| {
+            if set {
+                v.push(name)
+            }
+        };
+        add(self.optimizer.is_some(), "optimizer");
+        add(self.lr.is_some(), "lr");
+        add(self.momentum.is_some(), "momentum");
+        add(self.nesterov.is_some(), "nesterov");
+        add(self.weight_decay.is_some(), "weight_decay");
+        add(self.batch_size.is_some(), "batch_size");
+        add(self.epochs.is_some(), "epochs");
+        add(self.schedule.is_some(), "schedule");
+        add(self.lr_decay.is_some(), "lr_decay");
+        add(self.augment.is_some(), "augment");
+        v
+    }
+}
+
+const TRAIN_FIELDS: &[&str] = &[
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+    "schedule",
+    "lr_decay",
+    "augment",
+];
+
+/// The `[train]` table of a model description (empty settings when it has none), checked.
+pub fn train_settings(text: &str) -> Result<TrainSettings> {
+    let doc: Table = text.parse().map_err(|e: toml::de::Error| model_err("", format!("not valid TOML: {e}")))?;
+    train_table(&doc)
+}
+
+/// [`train_settings`] of a model file.
+pub fn load_train_settings(path: &Path) -> Result<TrainSettings> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    train_settings(&text).map_err(|e| match e {
+        Error::Model { at, detail } => Error::Model { at: format!("{}: {at}", path.display()), detail },
+        e => e,
+    })
+}
+
+fn train_table(doc: &Table) -> Result<TrainSettings> {
+    let t = match doc.get("train") {
+        None => return Ok(TrainSettings::default()),
+        Some(Value::Table(t)) => t,
+        Some(v) => return Err(model_err("[train]", format!("must be a table, got {}", v.type_str()))),
+    };
+    let f = Fields::new("[train]", t, TRAIN_FIELDS)?;
+    let float = |k: &str, ok: fn(f64) -> bool, what: &str| -> Result<Option<f64>> {
+        match t.get(k) {
+            None => Ok(None),
+            Some(Value::Float(v)) if ok(*v) => Ok(Some(*v)),
+            Some(Value::Integer(i)) if ok(*i as f64) => Ok(Some(*i as f64)),
+            Some(Value::Float(_) | Value::Integer(_)) => Err(f.bad(k, format!("must be {what}"))),
+            Some(v) => Err(f.bad(k, format!("must be a number, got {}", v.type_str()))),
+        }
+    };
+    let count = |k: &str| -> Result<Option<usize>> {
+        if t.contains_key(k) {
+            f.positive(k).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let choice = |k: &str, allowed: &[&str]| -> Result<Option<String>> {
+        match f.opt_string(k)? {
+            Some(v) if !allowed.contains(&v.as_str()) => {
+                Err(f.bad(k, format!("{v:?} is not one of {}", allowed.join(", "))))
+            }
+            v => Ok(v),
+        }
+    };
+    let augment = f.opt_string("augment")?;
+    if let Some(a) = &augment {
+        a.parse::<crate::data::Augment>().map_err(|e| f.bad("augment", e))?;
+    }
+    Ok(TrainSettings {
+        optimizer: choice("optimizer", &["sgd", "adam"])?,
+        lr: float("lr", |v| v > 0.0 && v.is_finite(), "a positive number")?,
+        momentum: float("momentum", |v| (0.0..1.0).contains(&v), "in [0, 1)")?,
+        nesterov: if t.contains_key("nesterov") { Some(f.bool_or("nesterov", false)?) } else { None },
+        weight_decay: float("weight_decay", |v| v >= 0.0 && v.is_finite(), "a number of at least 0")?,
+        batch_size: count("batch_size")?,
+        epochs: count("epochs")?,
+        schedule: choice("schedule", &["cosine", "step", "constant"])?,
+        lr_decay: float("lr_decay", |v| v > 0.0 && v.is_finite(), "a positive number")?,
+        augment,
+    })
 }
 
 /// One `[[layer]]` table (`index` counts from 0, for layers without a name).

@@ -100,6 +100,9 @@ pub struct EpochReport {
 pub struct TrainReport {
     pub model: String,
     pub optimizer: &'static str,
+    /// The base learning rate and the batch size the run used.
+    pub lr: f64,
+    pub batch_size: usize,
     pub seed: u64,
     pub data: String,
     /// The kind of data source, its class names, and the normalisation the model was trained with.
@@ -361,6 +364,8 @@ fn report(s: &Summary, spec: &ModelSpec, opts: &TrainOptions, ctx: &Context, tot
     TrainReport {
         model: spec.name.clone(),
         optimizer: opts.optimizer.name(),
+        lr: opts.optimizer.lr(),
+        batch_size: opts.batch_size,
         seed: opts.seed,
         data: opts.data.display().to_string(),
         source: String::new(),

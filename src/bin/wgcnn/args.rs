@@ -245,35 +245,39 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     pub normalize: wgcnn::data::Normalize,
     /// Augment the training pictures on the GPU: crop=N (a random crop of the picture padded by N
-    /// zero pixels), flip (random horizontal flips), e.g. crop=4,flip; none by default (flipped digits
-    /// are wrong digits)
-    #[arg(long, default_value = "none")]
-    pub augment: wgcnn::data::Augment,
-    /// Epochs to train [default: 10; with --resume, the saved run's]
+    /// zero pixels), flip (random horizontal flips), e.g. crop=4,flip [default: the model file's
+    /// [train] augment, else none (flipped digits are wrong digits)]
+    #[arg(long)]
+    pub augment: Option<wgcnn::data::Augment>,
+    /// Epochs to train [default: the model file's [train] epochs, else 10; with --resume, the saved run's]
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
-    #[arg(long, default_value_t = 32, value_parser = positive)]
-    pub batch_size: usize,
-    /// Learning rate [default: 0.05 for sgd, 0.001 for adam]
+    /// Images per step [default: the model file's [train] batch_size, else 32]
+    #[arg(long, value_parser = positive)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: the model file's [train] lr, else 0.05 for sgd, 0.001 for adam]
     #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
-    /// Learning-rate schedule over the run
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    pub schedule: ScheduleArg,
+    /// Learning-rate schedule over the run [default: the model file's [train] schedule, else cosine]
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
     /// With --schedule step: multiply the learning rate by this after every epoch (PyTorch's StepLR)
-    #[arg(long, default_value_t = 0.7, value_parser = positive_f64)]
-    pub lr_decay: f64,
-    /// SGD momentum
-    #[arg(long, default_value_t = 0.9, value_parser = non_negative_f64)]
-    pub momentum: f64,
-    /// Nesterov momentum (SGD)
+    /// [default: the model file's [train] lr_decay, else 0.7]
+    #[arg(long, value_parser = positive_f64)]
+    pub lr_decay: Option<f64>,
+    /// SGD momentum [default: the model file's [train] momentum, else 0.9]
+    #[arg(long, value_parser = non_negative_f64)]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum (SGD) [default: the model file's [train] nesterov, else off]
     #[arg(long)]
     pub nesterov: bool,
-    /// L2 penalty added to the gradient, as torch.optim's weight_decay
-    #[arg(long, default_value_t = 1e-3, value_parser = non_negative_f64)]
-    pub weight_decay: f64,
-    #[arg(long, value_enum, default_value_t = OptArg::Sgd)]
-    pub optimizer: OptArg,
+    /// L2 penalty added to the gradient, as torch.optim's weight_decay [default: the model file's
+    /// [train] weight_decay, else 0.001]
+    #[arg(long, value_parser = non_negative_f64)]
+    pub weight_decay: Option<f64>,
+    /// [default: the model file's [train] optimizer, else sgd]
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptArg>,
     /// The built-in LeNet-5's activation [default: relu]
     #[arg(long, value_enum, conflicts_with_all = ["model", "init"])]
     pub activation: Option<ActArg>,

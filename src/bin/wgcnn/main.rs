@@ -129,35 +129,61 @@ fn lenet_config(a: &TrainArgs) -> LeNetConfig {
 }
 
 fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
-    let optimizer = match a.optimizer {
-        OptArg::Sgd => Optimizer::Sgd(Sgd {
-            lr: a.lr.unwrap_or(0.05),
-            momentum: a.momentum,
-            dampening: 0.0,
-            weight_decay: a.weight_decay,
-            nesterov: a.nesterov,
-        }),
-        OptArg::Adam => {
-            Optimizer::Adam(Adam { lr: a.lr.unwrap_or(1e-3), weight_decay: a.weight_decay, ..Adam::default() })
+    // Settings: a flag, else the model file's [train] table, else the command's default.
+    let file = match a.model.as_deref() {
+        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) => {
+            wgcnn::model::file::load_train_settings(p)?
         }
+        _ => Default::default(),
     };
-    let schedule = match a.schedule {
+    let opt = a.optimizer.unwrap_or(match file.optimizer.as_deref() {
+        Some("adam") => OptArg::Adam,
+        _ => OptArg::Sgd,
+    });
+    let lr = a.lr.or(file.lr);
+    let weight_decay = a.weight_decay.or(file.weight_decay).unwrap_or(1e-3);
+    let optimizer = match opt {
+        OptArg::Sgd => Optimizer::Sgd(Sgd {
+            lr: lr.unwrap_or(0.05),
+            momentum: a.momentum.or(file.momentum).unwrap_or(0.9),
+            dampening: 0.0,
+            weight_decay,
+            nesterov: a.nesterov || file.nesterov.unwrap_or(false),
+        }),
+        OptArg::Adam => Optimizer::Adam(Adam { lr: lr.unwrap_or(1e-3), weight_decay, ..Adam::default() }),
+    };
+    let schedule = a.schedule.unwrap_or(match file.schedule.as_deref() {
+        Some("step") => ScheduleArg::Step,
+        Some("constant") => ScheduleArg::Constant,
+        _ => ScheduleArg::Cosine,
+    });
+    let schedule = match schedule {
         ScheduleArg::Cosine => Schedule::Cosine,
-        ScheduleArg::Step => Schedule::Step { gamma: a.lr_decay },
+        ScheduleArg::Step => Schedule::Step { gamma: a.lr_decay.or(file.lr_decay).unwrap_or(0.7) },
         ScheduleArg::Constant => Schedule::Constant,
     };
+    let augment = match (&a.augment, &file.augment) {
+        (Some(g), _) => *g,
+        (None, Some(f)) => f.parse().map_err(|e: String| wgcnn::Error::Train(format!("[train] augment: {e}")))?,
+        (None, None) => wgcnn::data::Augment::default(),
+    };
+    let epochs = a.epochs.or(file.epochs);
+    let from_file: Vec<&str> = file.given().into_iter().filter(|k| !flag_given(a, k)).collect();
+    if !from_file.is_empty() {
+        eprintln!("settings from the model file's [train]: {} (flags override them)", from_file.join(", "));
+    }
     Ok(TrainOptions {
         data: data_dir(a.data.data.as_deref()),
         normalize: a.normalize.clone(),
-        augment: a.augment,
+        augment,
         val_split: a.data.val_split,
         cifar_labels: cifar_labels(a.data.labels),
         cache: !a.data.no_cache,
         model: model_arg(a.model.as_deref(), lenet_config(a))?,
-        batch_size: a.batch_size,
+        batch_size: a.batch_size.or(file.batch_size).unwrap_or(32),
         optimizer,
         config: TrainConfig {
-            epochs: a.epochs.unwrap_or(10),
+            epochs: epochs.unwrap_or(10),
             seed: a.seed,
             shuffle: !a.no_shuffle,
             max_steps: a.steps,
@@ -170,9 +196,26 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
         save: a.save.clone(),
         plot: a.plot.clone(),
         resume: a.resume,
-        epochs_given: a.epochs.is_some(),
+        epochs_given: epochs.is_some(),
         save_every_epoch: a.save_every_epoch,
     })
+}
+
+/// Whether the flag that overrides `[train]` field `key` was given.
+fn flag_given(a: &TrainArgs, key: &str) -> bool {
+    match key {
+        "optimizer" => a.optimizer.is_some(),
+        "lr" => a.lr.is_some(),
+        "momentum" => a.momentum.is_some(),
+        "nesterov" => a.nesterov,
+        "weight_decay" => a.weight_decay.is_some(),
+        "batch_size" => a.batch_size.is_some(),
+        "epochs" => a.epochs.is_some(),
+        "schedule" => a.schedule.is_some(),
+        "lr_decay" => a.lr_decay.is_some(),
+        "augment" => a.augment.is_some(),
+        _ => false,
+    }
 }
 
 fn cifar_labels(l: LabelsArg) -> wgcnn::data::CifarLabels {
