@@ -87,7 +87,7 @@ pub enum Command {
     ///
     /// Pictures are converted to the model's input [C, H, W] (grey or RGB, resized with an antialiased
     /// bilinear filter), normalised per channel and, with --augment, cropped and flipped on the GPU.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Accuracy, loss, per-class accuracy and the confusion matrix of a saved model on the test split of
     /// a data folder (its pictures prepared as the checkpoint records).
     Eval(EvalArgs),

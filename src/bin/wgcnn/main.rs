@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let json_errors = cli.command.json();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Train(a) => train(a),
+        Command::Train(a) => train(*a),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
         Command::Bench(a) => bench(a),
