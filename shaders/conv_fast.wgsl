@@ -17,6 +17,10 @@ override RELU: bool = false;
 // conv2d_direct: read w as the flipped, channel-swapped kernel of the layer, so that a stride-1
 // convolution of dy with padding K-1-pad gives the layer's input gradient.
 override FLIP: bool = false;
+// conv2d_direct: read the weights through the uniform window d_wu (the same bytes as d_w) instead of
+// storage: every weight index is uniform across the workgroup, and software adapters load a uniform
+// buffer at such an index once for all lanes, a storage buffer lane by lane. Needs w within 64 KiB.
+override UW: bool = false;
 
 struct FastConvParams {
     n: u32,
@@ -34,6 +38,7 @@ struct FastConvParams {
 @group(0) @binding(2) var<storage, read> d_w: array<f32>;
 @group(0) @binding(3) var<storage, read> d_b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> d_y: array<f32>;
+@group(0) @binding(5) var<uniform> d_wu: array<vec4<f32>, 4096>;
 
 fn w_index(co: u32, ci: u32, ky: u32, kx: u32) -> u32 {
     if (FLIP) {
@@ -50,7 +55,11 @@ fn x_at(row: u32, ix: i32) -> f32 {
 
 // Weight of channel-block member c (clamped to the last channel; its result is not stored).
 fn w_at(co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32 {
-    return d_w[w_index(min(co0 + c, COUT - 1u), ci, ky, kx)];
+    let i = w_index(min(co0 + c, COUT - 1u), ci, ky, kx);
+    if (UW) {
+        return d_wu[i / 4u][i % 4u];
+    }
+    return d_w[i];
 }
 
 @compute @workgroup_size(WG)

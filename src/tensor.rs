@@ -68,6 +68,12 @@ impl Tensor {
 
     /// A zero-filled tensor.
     pub fn zeros(ctx: &Context, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::zeros_with_room(ctx, label, shape, dtype, 0)
+    }
+
+    /// A zero-filled tensor whose buffer has `room` more bytes after it (so that a uniform window
+    /// bound at any of its views stays inside the buffer; see [`Context::uniform_window_fits`]).
+    pub fn zeros_with_room(ctx: &Context, label: &str, shape: &[usize], dtype: DType, room: u64) -> Result<Tensor> {
         let len = checked_len(label, shape)?;
         let size = padded_bytes(dtype.bytes(len));
         let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
@@ -81,11 +87,14 @@ impl Tensor {
         }
         let _serial = ctx.serial();
         ctx.count_created(1);
-        ctx.count_bytes(size);
+        ctx.count_bytes(size + room);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            size: size + room,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Ok(Tensor {

@@ -266,6 +266,7 @@ fn every_kernel_is_covered_by_this_file() {
         include_str!("kernels_step.rs"),
         include_str!("kernels_norm.rs"),
         include_str!("kernels_tiled.rs"),
+        include_str!("tuning.rs"),
     ]
     .concat();
     for k in Kernel::ALL {

@@ -25,7 +25,10 @@ fn tiled() -> &'static Context {
     CTX.get_or_init(|| {
         let c = Context::new().expect("the GPU tests need an adapter");
         let budget = Budget { tiled: true, ..c.budget() };
-        c.with_budget(budget)
+        let c = c.with_budget(budget);
+        // The tiled kernels are the default variants there; timing would pick lavapipe's favourites.
+        c.set_tuning_in(wgcnn::context::Tuning::Off, None);
+        c
     })
 }
 

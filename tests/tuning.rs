@@ -12,6 +12,7 @@ use common::*;
 use wgcnn::context::Tuning;
 use wgcnn::kernels::conv_1x1::*;
 use wgcnn::kernels::matmul::*;
+use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
 use wgcnn::shape::{Conv2dGeom, LinearGeom};
 
@@ -38,9 +39,13 @@ fn every_variant(
     for i in 0..count {
         c.set_tuning_in(Tuning::Force(i), None);
         out.write_f32(c, &vec![f32::NAN; out.len()]).unwrap();
-        let got = run_f32(build(), out);
+        let launch = build().unwrap();
+        // The vec4 variants run matmul_vec4, the others matmul (or conv2d_direct and its kin).
+        let name = c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default();
+        assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4"), "{name}: {:?}", launch.kernel);
+        let got = run_f32(Ok(launch), out);
         bits.push(got.iter().map(|v| v.to_bits()).collect());
-        names.push(c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default());
+        names.push(name);
     }
     c.set_tuning_in(Tuning::Off, None);
     (bits, names)
@@ -210,4 +215,71 @@ fn wgcnn_tune_values_are_parsed_or_refused() {
     assert_eq!(Tuning::parse("full").unwrap(), Tuning::Full);
     let e = Tuning::parse("fast").unwrap_err().to_string();
     assert!(e.contains("WGCNN_TUNE") && e.contains("off, cached or full"), "{e}");
+}
+
+#[test]
+fn every_conv_variant_gives_the_reference_and_the_same_bits() {
+    use wgcnn::kernels::conv_fast::*;
+    let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    let c = ctx();
+    let geom = |n, c_in, h, w, c_out, k, stride, pad| Conv2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride_h: stride,
+        stride_w: stride,
+        pad_h: pad,
+        pad_w: pad,
+    };
+    // LeNet-5's two layers, batch 1 with ragged sizes, a 3×3 stride-2 layer, and 3×3 with 12 channels.
+    let table = [
+        ("lenet_conv1", geom(2, 1, 28, 28, 6, 5, 1, 2)),
+        ("lenet_conv2", geom(3, 6, 14, 14, 16, 5, 1, 0)),
+        ("batch1_ragged_3x3", geom(1, 3, 9, 7, 5, 3, 1, 1)),
+        ("stride2_3x3", geom(2, 4, 10, 10, 8, 3, 2, 1)),
+        ("3x3_12ch", geom(2, 8, 12, 12, 12, 3, 1, 1)),
+    ];
+    for (seed, (name, g)) in table.iter().enumerate() {
+        let mut r = rng(1000 + seed as u64);
+        let x = r.vec_f32(g.x_len(), -1.0, 1.0);
+        let w = r.vec_f32(g.w_len(), -1.0, 1.0);
+        let b = r.vec_f32(g.c_out, -1.0, 1.0);
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (x64, w64, b64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+        let (xt, bt, dyt) =
+            (upload("x", &[g.x_len()], &x), upload("b", &[g.c_out], &b), upload("dy", &[g.y_len()], &dy));
+        // Weights in a buffer with a uniform window's room (as the parameter arena makes them), and
+        // without (storage variants only).
+        let roomy =
+            wgcnn::Tensor::zeros_with_room(c, "w", &[g.w_len()], wgcnn::DType::F32, wgcnn::kernels::UNIFORM_WINDOW)
+                .unwrap();
+        roomy.write_f32(c, &w).unwrap();
+        let tight = upload("w", &[g.w_len()], &w);
+        let (yt, dxt, dwt) = (zeros("y", &[g.y_len()]), zeros("dx", &[g.x_len()]), zeros("dw", &[g.w_len()]));
+        for (which, wt) in [("window", &roomy), ("storage", &tight)] {
+            let case = format!("{name}/{which}");
+            let (bits, names) =
+                every_variant(12, &yt, || Ok(conv2d_forward_fast(c, name, g, &xt, wt, &bt, &yt)?.unwrap()));
+            assert_eq!(names.iter().any(|n| n.contains("uniform")), which == "window", "{case}: {names:?}");
+            let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+            check(&format!("forward/{case}"), &got, &cpu::conv2d_forward(g, &x64, &w64, &b64), F32_TOL);
+            same_bits(&format!("forward/{case}"), &bits, &names);
+            let (bits, names) =
+                every_variant(12, &dxt, || Ok(conv2d_backward_input_fast(c, name, g, &dyt, wt, &dxt)?.unwrap()));
+            let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+            check(&format!("backward_input/{case}"), &got, &cpu::conv2d_backward_input(g, &dy64, &w64), F32_TOL);
+            same_bits(&format!("backward_input/{case}"), &bits, &names);
+        }
+        let (bits, names) =
+            every_variant(12, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert!(distinct.len() > 1, "{name}: weight-gradient variants {names:?}");
+        let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+        check(&format!("backward_weight/{name}"), &got, &cpu::conv2d_backward_weight(g, &dy64, &x64), F32_TOL);
+        same_bits(&format!("backward_weight/{name}"), &bits, &names);
+    }
 }

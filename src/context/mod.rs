@@ -92,6 +92,8 @@ pub struct Context {
     pub(crate) disk_cache: Mutex<Option<cache::DiskCache>>,
     /// How launches with several variants choose one (`WGCNN_TUNE`; see `context/tune.rs`).
     tuner: Mutex<tune::Tuner>,
+    /// See [`Context::uniform_dummy`].
+    pub(crate) window_dummy: Mutex<Option<crate::tensor::Tensor>>,
     device_error: Arc<Mutex<Option<String>>>,
     created: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
@@ -174,6 +176,7 @@ impl Context {
             pipelines: Mutex::new(HashMap::new()),
             disk_cache: Mutex::new(disk_cache),
             tuner: Mutex::new(tuner),
+            window_dummy: Mutex::new(None),
             device_error,
             created: std::sync::atomic::AtomicU64::new(0),
             bytes: std::sync::atomic::AtomicU64::new(0),

@@ -19,6 +19,12 @@ pub struct Arena {
 impl Arena {
     /// An arena holding `copies` consecutive copies of the layout of `specs` (Adam keeps two moments).
     pub fn new(ctx: &Context, label: &str, specs: &[ParamSpec], copies: usize) -> Result<Arena> {
+        Arena::with_room(ctx, label, specs, copies, 0)
+    }
+
+    /// [`Arena::new`] whose buffer has `room` bytes after the last view (the parameters' arena has a
+    /// uniform window's: any weight can be bound as one, see `conv2d_direct`).
+    pub fn with_room(ctx: &Context, label: &str, specs: &[ParamSpec], copies: usize, room: u64) -> Result<Arena> {
         let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
         let mut offsets = Vec::new();
         let mut at = 0usize;
@@ -28,7 +34,7 @@ impl Arena {
                 at = (at + p.len()).next_multiple_of(align);
             }
         }
-        let whole = Tensor::zeros(ctx, label, &[at], DType::F32)?;
+        let whole = Tensor::zeros_with_room(ctx, label, &[at], DType::F32, room)?;
         let views = offsets
             .iter()
             .zip(specs.iter().cycle())
@@ -110,7 +116,7 @@ impl Params {
         let buffers = Arena::new(ctx, "buffer", &buffer_specs, 1)?;
         buffers.write(ctx, &crate::model::init_params(&buffer_specs, 0))?;
         Ok(Params {
-            values: Arena::new(ctx, "param", &specs, 1)?,
+            values: Arena::with_room(ctx, "param", &specs, 1, crate::kernels::UNIFORM_WINDOW)?,
             grads: Arena::new(ctx, "grad", &specs, 1)?,
             specs,
             buffer_specs,

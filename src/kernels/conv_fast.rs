@@ -11,11 +11,12 @@ use crate::kernels::conv::{check_geom, conv2d_backward_input, conv2d_backward_we
 use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, conv1x1_forward, pointwise};
 use crate::kernels::conv_plan::{channel_block, direct_iters, s2_iters};
 pub use crate::kernels::conv_plan::{
-    conv2d_backward_input_fast_takes, conv2d_forward_fast_takes, conv2d_weight_grad_split, WeightGradSplit,
+    conv2d_backward_input_fast_takes, conv2d_forward_fast_takes, conv2d_weight_grad_split, conv2d_weight_grad_variants,
+    WeightGradSplit,
 };
 use crate::kernels::conv_tiled::{conv2d_backward_input_tiled, conv2d_backward_weight_tiled, conv2d_forward_tiled};
 use crate::kernels::reduce::sum_chunks;
-use crate::kernels::{fast_or, Kernel, Launch};
+use crate::kernels::{fast_or, Kernel, Launch, UNIFORM_WINDOW};
 use crate::shape::Conv2dGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -92,36 +93,80 @@ fn direct(
 ) -> Result<Option<Launch>> {
     let op = Kernel::Conv2dDirect.entry_point();
     let (c_in, h, w, c_out, oh, ow) = io;
-    // 8 columns × up to 4 channels per invocation where rows are at least 8 wide (fewer weight loads
-    // per multiply-add: measured 10-25 % faster on LeNet's layers), else 4 columns × up to 8 channels.
-    let wide = ow >= 8;
-    let cob = channel_block(c_out, if wide { 4 } else { 8 });
-    let oxb = if wide { 8 } else { 4 };
-    let layers = c_out.div_ceil(cob);
-    let blocks = g.n * oh * ow.div_ceil(oxb);
     let iters = direct_iters(c_in, g);
     if iters > ctx.budget().loop_iters {
         return Ok(None);
     }
-    let p = FastConvParams {
-        n: to_u32(op, "batch", g.n)?,
-        total: to_u32(op, "invocations", blocks)?,
-        rows_per_chunk: 0,
-        rows: 0,
-    };
-    let mut consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, (!flip, flip, relu));
-    consts.push(("WIDE", u32::from(wide)));
-    let l = ctx.launch_layered(
-        Kernel::Conv2dDirect,
-        &consts,
-        label,
-        &p,
-        &tensors,
-        blocks as u64,
-        to_u32(op, "channel blocks", layers)?,
-        iters as u64,
-    )?;
+    // The weights through the uniform window where they fit in it (each variant both ways, the
+    // window first); otherwise the window binding gets the context's dummy, which is not read.
+    let weights = tensors[1];
+    let window = weights.byte_len() <= UNIFORM_WINDOW && ctx.uniform_window_fits(weights);
+    let dummy = ctx.uniform_dummy()?;
+    let layouts = direct_variants(c_out, ow);
+    let variants: Vec<(bool, usize, bool)> = [true, false]
+        .into_iter()
+        .filter(|&uw| window || !uw)
+        .flat_map(|uw| layouts.iter().map(move |&(wide, cob)| (wide, cob, uw)))
+        .collect();
+    let names: Vec<String> = variants.iter().map(|&(wide, cob, uw)| direct_name(wide, cob, uw)).collect();
+    let shape = format!(
+        "n{} {c_in}x{h}x{w} -> {c_out}x{oh}x{ow} k{}x{} s{}x{} p{}x{}{}{}",
+        g.n,
+        g.kh,
+        g.kw,
+        g.stride_h,
+        g.stride_w,
+        pad.0,
+        pad.1,
+        if flip { " flip" } else { "" },
+        if relu { " relu" } else { "" }
+    );
+    let l = ctx.tuned("conv2d_direct", shape, &names, |i| {
+        let (wide, cob, uw) = variants[i];
+        let oxb = if wide { 8 } else { 4 };
+        let layers = c_out.div_ceil(cob);
+        let blocks = g.n * oh * ow.div_ceil(oxb);
+        let p = FastConvParams {
+            n: to_u32(op, "batch", g.n)?,
+            total: to_u32(op, "invocations", blocks)?,
+            rows_per_chunk: 0,
+            rows: 0,
+        };
+        let mut consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, (!flip, flip, relu));
+        consts.extend([("WIDE", u32::from(wide)), ("UW", u32::from(uw))]);
+        let [x, wt, b, y] = tensors;
+        ctx.launch_layered(
+            Kernel::Conv2dDirect,
+            &consts,
+            label,
+            &p,
+            &[x, wt, b, y, if uw { wt } else { &dummy }],
+            blocks as u64,
+            to_u32(op, "channel blocks", layers)?,
+            iters as u64,
+        )
+    })?;
     Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
+}
+
+/// The `(wide, channel block)` layouts `conv2d_direct` may run a layer of `c_out` channels and rows
+/// `ow` wide as, the default first: 8 columns × up to 4 channels per invocation where rows are at
+/// least 8 wide (fewer weight loads per multiply-add: measured 10-25 % faster on LeNet's layers on
+/// one Xeon), else 4 columns × up to 8 channels; then the others. Each output adds its products in
+/// the same order in all of them.
+pub fn direct_variants(c_out: usize, ow: usize) -> Vec<(bool, usize)> {
+    let wide = ow >= 8;
+    let mut v = vec![(wide, channel_block(c_out, if wide { 4 } else { 8 }))];
+    for cand in [(true, channel_block(c_out, 4)), (false, channel_block(c_out, 8)), (false, channel_block(c_out, 4))] {
+        if !v.contains(&cand) {
+            v.push(cand);
+        }
+    }
+    v
+}
+
+fn direct_name(wide: bool, cob: usize, uw: bool) -> String {
+    format!("{}ch x {}col{}", cob, if wide { 8 } else { 4 }, if uw { " uniform-w" } else { "" })
 }
 
 /// y = conv(x, w) + b with the register-blocked kernel; `None` when the shape does not fit it.
@@ -264,36 +309,64 @@ pub fn conv2d_backward_weight_fast(
     if let Some(l) = conv2d_backward_weight_tiled(ctx, label, g, dy, x, dw)? {
         return Ok(Some(l));
     }
-    let Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters }) =
-        conv2d_weight_grad_split(g, &ctx.budget())
-    else {
+    let variants = conv2d_weight_grad_variants(g, &ctx.budget());
+    let Some(&WeightGradSplit { rows_per_chunk, chunks, .. }) = variants.first() else {
         return Ok(None);
     };
     let rows = g.n * g.out_h();
-    let total = chunks * g.c_in * g.kh; // per grid layer
-    let p = FastConvParams {
-        n: to_u32(op, "batch", g.n)?,
-        total: to_u32(op, "invocations", total)?,
-        rows_per_chunk: rows_per_chunk as u32,
-        rows: to_u32(op, "rows", rows)?,
-    };
-    let consts =
-        constants(g.c_in, g.h, g.w, g.c_out, g, (g.pad_h, g.pad_w), (g.out_h(), g.out_w()), cob, (false, false, false));
     let out = if chunks == 1 {
         dw.clone()
     } else {
         Tensor::zeros(ctx, &format!("{label}.partial"), &[chunks, g.w_len()], DType::F32)?
     };
-    let first = ctx.launch_layered(
-        Kernel::Conv2dWeightGrad,
-        &consts,
-        label,
-        &p,
-        &[dy, x, &out],
-        total as u64,
-        to_u32(op, "channel blocks", layers)?,
-        iters as u64,
-    )?;
+    let names: Vec<String> = variants.iter().map(|v| format!("{}ch", v.cob)).collect();
+    let shape = format!(
+        "n{} {}x{}x{} -> {}x{}x{} k{}x{} s{}x{} p{}x{} chunks {chunks}",
+        g.n,
+        g.c_in,
+        g.h,
+        g.w,
+        g.c_out,
+        g.out_h(),
+        g.out_w(),
+        g.kh,
+        g.kw,
+        g.stride_h,
+        g.stride_w,
+        g.pad_h,
+        g.pad_w
+    );
+    let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
+        let WeightGradSplit { cob, layers, iters, .. } = variants[i];
+        let total = chunks * g.c_in * g.kh; // per grid layer
+        let p = FastConvParams {
+            n: to_u32(op, "batch", g.n)?,
+            total: to_u32(op, "invocations", total)?,
+            rows_per_chunk: rows_per_chunk as u32,
+            rows: to_u32(op, "rows", rows)?,
+        };
+        let consts = constants(
+            g.c_in,
+            g.h,
+            g.w,
+            g.c_out,
+            g,
+            (g.pad_h, g.pad_w),
+            (g.out_h(), g.out_w()),
+            cob,
+            (false, false, false),
+        );
+        ctx.launch_layered(
+            Kernel::Conv2dWeightGrad,
+            &consts,
+            label,
+            &p,
+            &[dy, x, &out],
+            total as u64,
+            to_u32(op, "channel blocks", layers)?,
+            iters as u64,
+        )
+    })?;
     if chunks == 1 {
         return Ok(Some(first.with_work(2 * g.macs() as u64, 0)));
     }

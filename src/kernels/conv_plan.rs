@@ -82,3 +82,26 @@ pub fn conv2d_weight_grad_split(g: &Conv2dGeom, budget: &Budget) -> Option<Weigh
     let chunks = rows.div_ceil(rows_per_chunk);
     Some(WeightGradSplit { cob, layers, rows_per_chunk, chunks, iters: rows_per_chunk * per_row + fixed })
 }
+
+/// The weight gradient's layouts under `budget`, the default ([`conv2d_weight_grad_split`]) first,
+/// then other channel blocks (at most 4 channels, or 8 when the kernel is at most 5 wide) over the
+/// same rows per chunk: each output adds the same products in the same order in every one, so the
+/// bits do not depend on the choice (autotuning).
+pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<WeightGradSplit> {
+    let Some(first) = conv2d_weight_grad_split(g, budget) else {
+        return Vec::new();
+    };
+    let mut v = vec![first];
+    let per_row = 1 + g.out_w();
+    let mut blocks = vec![channel_block(g.c_out, 4), channel_block(g.c_out, 2)];
+    if g.kw <= 5 {
+        blocks.insert(0, channel_block(g.c_out, 8));
+    }
+    for cob in blocks {
+        let iters = first.rows_per_chunk * per_row + cob * (g.kw + 1) + 1;
+        if iters <= budget.loop_iters && !v.iter().any(|s| s.cob == cob) {
+            v.push(WeightGradSplit { cob, layers: g.c_out.div_ceil(cob), iters, ..first });
+        }
+    }
+    v
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::context::{Context, Guarded};
 use crate::error::{Error, Result};
-use crate::kernels::{dispatch_grid, Access, Kernel, WORKGROUP_SIZE};
+use crate::kernels::{dispatch_grid, Access, Kernel, UNIFORM_WINDOW, WORKGROUP_SIZE};
 use crate::tensor::Tensor;
 
 /// A compute pipeline with its explicit bind-group layout.
@@ -93,6 +93,27 @@ impl Launch {
 }
 
 impl Context {
+    /// Whether `t` can be bound as a uniform window ([`Access::Uniform`]): the adapter binds
+    /// [`UNIFORM_WINDOW`] bytes, `t` starts on the uniform offset alignment, and its buffer holds the
+    /// whole window from there (parameter arenas are made with that room).
+    pub fn uniform_window_fits(&self, t: &Tensor) -> bool {
+        self.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+            && t.offset.is_multiple_of(u64::from(self.limits.min_uniform_buffer_offset_alignment))
+            && t.offset + UNIFORM_WINDOW <= t.buffer.size()
+    }
+
+    /// A zero tensor of [`UNIFORM_WINDOW`] bytes, made once per context: what a kernel with a uniform
+    /// binding gets there when the variant chosen does not read it.
+    pub fn uniform_dummy(&self) -> Result<Tensor> {
+        let mut slot = self.window_dummy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Tensor::zeros(self, "uniform.window", &[(UNIFORM_WINDOW / 4) as usize], crate::tensor::DType::F32)?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
     /// Every pipeline this context has built: kernel and `override` constants (for the portability
     /// tests, which translate exactly these to Metal, HLSL, SPIR-V and GLSL).
     pub fn pipeline_specs(&self) -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
@@ -147,7 +168,10 @@ impl Context {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                    ty: match access {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        a => wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -256,7 +280,16 @@ impl Context {
         }
         let max_binding = self.limits.max_storage_buffer_binding_size;
         let align = u64::from(self.limits.min_storage_buffer_offset_alignment);
-        for t in tensors {
+        for (t, access) in tensors.iter().zip(kernel.bindings()) {
+            if *access == Access::Uniform {
+                if !self.uniform_window_fits(t) {
+                    return Err(crate::error::shape_err(
+                        name,
+                        format!("{} cannot be bound as a {UNIFORM_WINDOW}-byte uniform window", t.label),
+                    ));
+                }
+                continue;
+            }
             if t.byte_len() > max_binding {
                 return Err(Error::Limit {
                     op: name.to_string(),
@@ -287,8 +320,16 @@ impl Context {
         });
         self.queue.write_buffer(&params_buf, 0, bytes);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
-        for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
+        for (i, (t, access)) in tensors.iter().zip(kernel.bindings()).enumerate() {
+            let resource = match access {
+                Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &t.buffer,
+                    offset: t.offset,
+                    size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
+                }),
+                _ => t.binding(),
+            };
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),

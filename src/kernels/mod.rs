@@ -137,14 +137,24 @@ impl ShaderFile {
     }
 }
 
-/// How a kernel uses a storage binding.
+/// How a kernel uses a binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Read-only storage.
     Read,
+    /// Read-write storage.
     ReadWrite,
+    /// A read-only uniform window of [`UNIFORM_WINDOW`] bytes from the tensor's start: software
+    /// adapters load a uniform buffer at an index every invocation shares once for all of them, where
+    /// a storage load is made lane by lane (see `conv2d_direct`'s weights).
+    Uniform,
 }
 
-use Access::{Read as R, ReadWrite as W};
+/// Bytes a [`Access::Uniform`] binding covers (WGSL declares the array at this size): the WebGPU
+/// default for `max_uniform_buffer_binding_size`.
+pub const UNIFORM_WINDOW: u64 = 64 << 10;
+
+use Access::{Read as R, ReadWrite as W, Uniform as U};
 
 macro_rules! kernels {
     ($($variant:ident => $entry:literal, $file:ident, [$($acc:ident),*];)*) => {
@@ -181,7 +191,7 @@ kernels! {
     Conv2dBackwardInput => "conv2d_backward_input", Conv, [R, R, W];
     Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
-    Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W];
+    Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W, U];
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W];
     ReluForward => "relu_forward", Activation, [R, W];
