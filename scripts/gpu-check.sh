@@ -86,6 +86,10 @@ for s in steps:
                 "training_images_per_sec": {str(r["batch"]): r["images_per_sec"] for r in b["training"]},
                 "inference_images_per_sec": b["inference"]["images_per_sec"],
                 "first_step_seconds": b.get("first_step_seconds"),
+                "ceiling_gflops": b.get("ceiling_gflops"),
+                "tuning": b.get("tuning"),
+                # Autotuning: the variant each tuned launch chose, and how (timed, cached, default).
+                "tuned": [f"{t['family']} {t['shape']}: {t['variant']} ({t['how']})" for t in b.get("tuned", [])],
             }
 torch = load("pytorch-lenet5.json")
 summary = {
@@ -110,6 +114,9 @@ md += ["", "| model | train b64 img/s | train b256 img/s | inference img/s |", "
 for name, b in benches.items():
     t = b["training_images_per_sec"]
     md.append(f"| {name} | {t.get('64', 0):.0f} | {t.get('256', 0):.0f} | {b['inference_images_per_sec']:.0f} |")
+md += ["", "Autotuning's choices (WGCNN_TUNE=" + str(next(iter(benches.values()), {}).get("tuning")) + "):"]
+for name, b in benches.items():
+    md += [f"- {name}: " + "; ".join(b["tuned"])]
 if torch:
     t = summary["pytorch_lenet5"]["training_images_per_sec"]
     w = benches.get("lenet5", {}).get("training_images_per_sec", {})

@@ -174,6 +174,11 @@ pub struct BenchArgs {
     /// Augment the training pictures as `train --augment` does (e.g. crop=4,flip)
     #[arg(long, default_value = "none")]
     pub augment: wgcnn::data::Augment,
+    /// Time every model file of this folder [models/] at --batch-sizes: training and inference
+    /// images/s, GFLOP/s, the fraction of the ceiling and dispatches per step, beside each model's
+    /// PyTorch twin on the same CPU threads when python3 imports torch (scripts/torch_bench.py)
+    #[arg(long, num_args = 0..=1, default_missing_value = "models", conflicts_with_all = ["model", "ceiling"])]
+    pub zoo: Option<PathBuf>,
     /// A tiny run for CI: batch 8, one window of 2 steps, inference batch 100
     #[arg(long)]
     pub smoke: bool,

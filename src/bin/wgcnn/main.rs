@@ -396,6 +396,125 @@ fn eval(a: EvalArgs) -> wgcnn::Result<()> {
     Ok(())
 }
 
+/// `wgcnn bench --zoo`: every model file of `dir`, with the PyTorch twin's figures where torch is
+/// importable.
+fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| wgcnn::Error::Train(format!("--zoo {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(wgcnn::Error::Train(format!("--zoo: no model files (*.toml) in {}", dir.display())));
+    }
+    opts.profile = 0;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let torch = std::process::Command::new("python3")
+        .args(["-c", "import torch"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_bench.py");
+    if !json_out {
+        eprintln!("zoo       {} model files of {}", files.len(), dir.display());
+        if !torch {
+            eprintln!("PyTorch   skipped: python3 cannot import torch (pip install torch to time the twins)");
+        }
+    }
+    let mut rows = Vec::new();
+    let mut ceiling = 0.0;
+    for (i, f) in files.iter().enumerate() {
+        opts.model = wgcnn::model::file::load(f)?;
+        // The ceiling once, with the first model.
+        opts.ceiling_side = if i == 0 { session::bench::CEILING_SIDE } else { 0 };
+        let quiet = json_out;
+        let r = session::bench::run(&opts, &mut |line| {
+            if !quiet {
+                eprintln!("{:<15} {line}", opts.model.name);
+            }
+        })?;
+        if i == 0 {
+            ceiling = r.ceiling_gflops;
+        }
+        let twin = if torch {
+            let sizes: Vec<String> = opts.batch_sizes.iter().map(|b| b.to_string()).collect();
+            let out = std::process::Command::new("python3")
+                .arg(&script)
+                .arg(f)
+                .args(["--batch-sizes", &sizes.join(","), "--threads", &threads.to_string()])
+                .args(["--infer-batch", &opts.infer_batch.to_string()])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => serde_json::from_slice::<serde_json::Value>(&o.stdout).ok(),
+                Ok(o) => {
+                    eprintln!("PyTorch twin of {}: {}", f.display(), String::from_utf8_lossy(&o.stderr).trim());
+                    None
+                }
+                Err(e) => {
+                    eprintln!("PyTorch twin of {}: {e}", f.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        rows.push((f.clone(), r, twin));
+    }
+    if json_out {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(f, r, twin)| {
+                serde_json::json!({
+                    "file": f.display().to_string(),
+                    "report": r,
+                    "ceiling_gflops": ceiling,
+                    "ceiling_fraction": r.training.iter().map(|t| t.gflops / ceiling).collect::<Vec<_>>(),
+                    "pytorch": twin,
+                })
+            })
+            .collect();
+        println!("{}", json(&v));
+        return Ok(());
+    }
+    println!("ceiling {ceiling:.2} GFLOP/s (the adapter's best 1024x1024x1024 product); PyTorch on {threads} threads");
+    println!(
+        "{:<15} {:>5} {:>12} {:>8} {:>8} {:>10} {:>12} {:>14} {:>14}",
+        "model",
+        "batch",
+        "train img/s",
+        "GFLOP/s",
+        "ceiling",
+        "dispatches",
+        "infer img/s",
+        "torch train",
+        "torch infer"
+    );
+    for (_, r, twin) in &rows {
+        for t in &r.training {
+            let torch_train = twin
+                .as_ref()
+                .and_then(|j| j["training"][t.batch.to_string()].as_f64())
+                .map_or("-".to_string(), |v| format!("{v:.1}"));
+            let torch_infer =
+                twin.as_ref().and_then(|j| j["inference"].as_f64()).map_or("-".to_string(), |v| format!("{v:.1}"));
+            println!(
+                "{:<15} {:>5} {:>12.1} {:>8.2} {:>7.0}% {:>10} {:>12.1} {:>14} {:>14}",
+                r.model,
+                t.batch,
+                t.images_per_sec,
+                t.gflops,
+                100.0 * t.gflops / ceiling.max(1e-9),
+                t.dispatches_per_step,
+                r.inference.images_per_sec,
+                torch_train,
+                torch_infer
+            );
+        }
+    }
+    Ok(())
+}
+
 fn predict(a: PredictArgs) -> wgcnn::Result<()> {
     let (names, rows) = session::infer::predict(&a.model, &a.images)?;
     if a.json {
@@ -447,6 +566,9 @@ fn bench(a: BenchArgs) -> wgcnn::Result<()> {
     }
     if a.smoke {
         opts.smoke();
+    }
+    if let Some(dir) = &a.zoo {
+        return bench_zoo(dir, opts, a.json);
     }
     if !a.json {
         eprintln!(
