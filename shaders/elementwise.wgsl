@@ -13,10 +13,18 @@ struct AddParams {
 @group(0) @binding(2) var<storage, read> add_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> add_y: array<f32>;
 
-// add_forward: a, b -> y = a + b
+// Apply a ReLU to the sum (the fuse pass's add_relu rule: the end of a residual block).
+override RELU: bool = false;
+
+// add_forward: a, b -> y = a + b (or max(a + b, 0))
 @compute @workgroup_size(WG)
 fn add_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.len) { return; }
-    add_y[i] = add_a[i] + add_b[i];
+    let v = add_a[i] + add_b[i];
+    if (RELU) {
+        add_y[i] = max(v, 0.0);
+    } else {
+        add_y[i] = v;
+    }
 }

@@ -69,7 +69,7 @@ fn sum(ir: &mut Ir, v: ValueId, parts: Vec<ValueId>) -> Result<Option<ValueId>> 
     let Some(mut acc) = it.next() else { return Ok(None) };
     for (k, part) in it.enumerate() {
         let name = format!("{}.grad_sum{}", ir.value(v).name, k + 1);
-        acc = ir.push(&name, Op::Add(AddOp), &[acc, part])?[0];
+        acc = ir.push(&name, Op::Add(AddOp::default()), &[acc, part])?[0];
         if let Some(n) = ir.nodes.last_mut() {
             n.backward = true;
         }
@@ -93,7 +93,7 @@ mod tests {
         let w = ir.add_value("fc.weight", &[4, 3], DType::F32, Role::Param(0));
         let h = ir.push("fc", Op::Linear(LinearOp::Forward), &[x, w]).unwrap()[0];
         let r = ir.push("relu", Op::Act(ActOp::Forward(Activation::Relu)), &[h]).unwrap()[0];
-        let s = ir.push("add", Op::Add(AddOp), &[r, h]).unwrap()[0];
+        let s = ir.push("add", Op::Add(AddOp::default()), &[r, h]).unwrap()[0];
         let f = ir.push("flat", Op::View(ViewOp::Flatten), &[s]).unwrap()[0];
         ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
         ir

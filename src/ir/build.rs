@@ -94,7 +94,7 @@ impl Builder {
                 (Op::Pool(op), vec![])
             }
             LayerOp::Flatten => (Op::View(ViewOp::Flatten), vec![]),
-            LayerOp::Add => (Op::Add(AddOp), vec![]),
+            LayerOp::Add => (Op::Add(AddOp::default()), vec![]),
             LayerOp::Concat => (Op::Concat(ConcatOp::Forward), vec![]),
             LayerOp::GlobalAvgPool => (Op::Pool(PoolOp::GlobalAvg), vec![]),
             LayerOp::BatchNorm2d(bn) => {

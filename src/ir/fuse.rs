@@ -6,6 +6,8 @@
 //!   batch-norm into its weights: a `batchnorm_fold` node computes w' and b' from the conv's weights,
 //!   the batch-norm's parameters and running statistics on each run, and the conv (now with bias b')
 //!   writes the batch-norm's output value.
+//! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
+//!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
 //!   output) is applied by the pool's backward, which then reads the pool's output.
 //!
@@ -14,7 +16,7 @@
 
 use crate::ir::{Ir, ValueId};
 use crate::kernels::activation::Activation;
-use crate::ops::{ActOp, BatchNormOp, ConvOp, Op, PoolOp};
+use crate::ops::{ActOp, AddOp, BatchNormOp, ConvOp, Op, PoolOp};
 use crate::shape::{Conv2dGeom, Pool2dGeom};
 
 /// What the fusion rules ask the kernels.
@@ -35,6 +37,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     let mut done = Vec::new();
     conv_bn_fold(ir, oracle, &mut done);
     conv_relu(ir, oracle, &mut done);
+    add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
     done
 }
@@ -115,9 +118,38 @@ fn conv_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
     }
 }
 
-/// Whether an op's output is a ReLU's (a ReLU, or a conv with its ReLU fused).
+fn add_relu(ir: &mut Ir, done: &mut Rewrites) {
+    let mut i = 0;
+    while i < ir.nodes.len() {
+        let n = &ir.nodes[i];
+        let fire = match &n.op {
+            Op::Add(AddOp { relu: false }) => only_reader(ir, n.outputs[0]).filter(|&r| {
+                ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)) && ir.nodes[r].inputs[0] == n.outputs[0]
+            }),
+            _ => None,
+        };
+        if let Some(r) = fire {
+            let relu = ir.nodes.remove(r);
+            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
+            ir.value_mut(old).alias = Some(new);
+            let add = &mut ir.nodes[i];
+            add.outputs[0] = new;
+            add.name = format!("{}+{}", add.name, relu.name);
+            add.op = Op::Add(AddOp { relu: true });
+            done.push(("add_relu", add.name.clone()));
+        }
+        i += 1;
+    }
+}
+
+/// Whether an op's output is a ReLU's (a ReLU, or a conv or add with its ReLU fused).
 fn applies_relu(op: &Op) -> bool {
-    matches!(op, Op::Act(ActOp::Forward(Activation::Relu)) | Op::Conv(ConvOp::Forward { relu: true, .. }))
+    matches!(
+        op,
+        Op::Act(ActOp::Forward(Activation::Relu))
+            | Op::Conv(ConvOp::Forward { relu: true, .. })
+            | Op::Add(AddOp { relu: true })
+    )
 }
 
 fn pool_relu_mask(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
@@ -192,7 +224,7 @@ mod tests {
         let c = ir.push("c", conv, &[x, w]).unwrap()[0];
         let mut r = ir.push("r", Op::Act(ActOp::Forward(Activation::Relu)), &[c]).unwrap()[0];
         if tap {
-            r = ir.push("t", Op::Add(crate::ops::AddOp), &[r, c]).unwrap()[0];
+            r = ir.push("t", Op::Add(crate::ops::AddOp::default()), &[r, c]).unwrap()[0];
         }
         let p = ir.push("p", Op::Pool(PoolOp::Max { k: 2, stride: 2, pad: 0 }), &[r]).unwrap()[0];
         let f = ir.push("f", Op::View(ViewOp::Flatten), &[p]).unwrap()[0];
@@ -268,5 +300,66 @@ mod tests {
         // Training graphs keep the batch-norm (batch statistics cannot fold).
         let mut train = build::forward(&spec, 2, true).unwrap().ir;
         assert!(fuse(&mut train, &Says(true, false)).iter().all(|(rule, _)| *rule != "conv_bn_fold"));
+    }
+
+    /// A residual block's end: relu(conv(x) + x) → flatten → loss, with gradients; `tap` adds a
+    /// second reader of the sum.
+    fn residual(tap: bool) -> Ir {
+        let mut ir = Ir::default();
+        let x = ir.add_value("x", &[2, 1, 4, 4], DType::F32, Role::Input);
+        let l = ir.add_value("labels", &[2], DType::U32, Role::Labels);
+        let w = ir.add_value("c.weight", &[1, 1, 3, 3], DType::F32, Role::Param(0));
+        let conv = Op::Conv(ConvOp::Forward { stride: 1, pad: 1, relu: false });
+        let c = ir.push("c", conv, &[x, w]).unwrap()[0];
+        let s = ir.push("sum", Op::Add(AddOp::default()), &[c, x]).unwrap()[0];
+        let mut r = ir.push("r", Op::Act(ActOp::Forward(Activation::Relu)), &[s]).unwrap()[0];
+        if tap {
+            r = ir.push("t", Op::Add(AddOp::default()), &[r, s]).unwrap()[0];
+        }
+        let f = ir.push("f", Op::View(ViewOp::Flatten), &[r]).unwrap()[0];
+        ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
+        autodiff(&mut ir).unwrap();
+        ir
+    }
+
+    #[test]
+    fn add_relu_fuses_the_end_of_a_residual_block_and_computes_the_same() {
+        use crate::ir::interp;
+        let unfused = residual(false);
+        let mut ir = unfused.clone();
+        // The conv's output is read by the add only, but no ReLU follows the conv: conv_relu stays off.
+        let done = fuse(&mut ir, &Says(true, true));
+        assert_eq!(done, [("add_relu", "sum+r".to_string())], "{}", ir.dump());
+        assert_eq!(ir.nodes.len(), unfused.nodes.len() - 1);
+        let add = ir.nodes.iter().find(|n| n.name == "sum+r").unwrap();
+        assert_eq!(add.op, Op::Add(AddOp { relu: true }));
+        assert_eq!(ir.value(add.outputs[0]).name, "r");
+        // The ReLU's backward reads the fused add's output.
+        let rb = ir.nodes.iter().find(|n| n.op == Op::Act(ActOp::Backward(Activation::Relu))).unwrap();
+        assert_eq!(rb.inputs[0], add.outputs[0]);
+        // Loss and every gradient as before (f64 interpreter, to rounding).
+        let mut g = crate::rng::Rng::new(5);
+        let x: Vec<f64> = (0..32).map(|_| g.uniform(-1.0, 1.0)).collect();
+        let w: Vec<f64> = (0..9).map(|_| g.uniform(-1.0, 1.0)).collect();
+        let feeds = vec![(ValueId(0), x), (ValueId(1), vec![1.0, 0.0]), (ValueId(2), w)];
+        let (a, b) = (interp::run(&unfused, &feeds).unwrap(), interp::run(&ir, &feeds).unwrap());
+        let loss = unfused.nodes.iter().find(|n| n.name == "loss").unwrap().outputs[0];
+        let dw = (0..unfused.values.len())
+            .map(|i| ValueId(i as u32))
+            .find(|&v| unfused.value(v).role == Role::ParamGrad(0))
+            .unwrap();
+        for v in [loss, dw] {
+            let (pa, pb) = (a.get(v).unwrap(), b.get(v).unwrap());
+            assert!(
+                pa.iter().zip(pb).all(|(p, q)| (p - q).abs() < 1e-12),
+                "{}: {pa:?} vs {pb:?}",
+                unfused.value(v).name
+            );
+        }
+        // A second reader of the sum keeps the ReLU apart.
+        let mut tapped = residual(true);
+        let want = tapped.clone();
+        assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
+        assert_eq!(tapped, want);
     }
 }

@@ -20,6 +20,11 @@ pub struct AddParams {
 
 /// y = a + b (all three of one length).
 pub fn add_forward(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tensor) -> Result<Launch> {
+    add_forward_fused(ctx, label, a, b, y, false)
+}
+
+/// y = a + b, or max(a + b, 0) when `relu` (the end of a residual block in one pass).
+pub fn add_forward_fused(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tensor, relu: bool) -> Result<Launch> {
     let k = Kernel::AddForward;
     let op = k.entry_point();
     let len = a.len();
@@ -30,5 +35,6 @@ pub fn add_forward(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tenso
     b.expect(op, "b", DType::F32, len)?;
     y.expect(op, "y", DType::F32, len)?;
     let p = AddParams { len: to_u32(op, "length", len)?, _pad0: 0, _pad1: 0, _pad2: 0 };
-    Ok(ctx.launch(k, label, &p, &[a, b, y], len as u64, 0)?.with_work(len as u64, 12 * len as u64))
+    let consts = [("RELU", u32::from(relu))];
+    Ok(ctx.launch_with(k, &consts, label, &p, &[a, b, y], len as u64, 0)?.with_work(len as u64, 12 * len as u64))
 }

@@ -1,20 +1,29 @@
 //! add: `[a, b]` → `[a + b]` (one shape). A residual connection in a model, and the node autodiff emits
 //! to sum the gradients of a value with several consumers. Its backward passes dy to both inputs.
+//! With `relu` (set by the fuse pass's `add_relu` rule, after autodiff) it writes `max(a + b, 0)`: the
+//! add and the ReLU at the end of a residual block in one pass.
 
 use crate::context::Context;
 use crate::error::{shape_err, Result};
-use crate::kernels::elementwise::add_forward;
+use crate::kernels::elementwise::add_forward_fused;
 use crate::kernels::Launch;
 use crate::ops::{arity, Grad, Meta, OutMeta, Rules};
 use crate::reference as cpu;
 use crate::tensor::{DType, Tensor};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct AddOp;
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AddOp {
+    /// Apply a ReLU to the sum (fused; see `ir/fuse.rs`).
+    pub relu: bool,
+}
 
 impl Rules for AddOp {
     fn name(&self) -> &'static str {
-        "add"
+        if self.relu {
+            "add+relu"
+        } else {
+            "add"
+        }
     }
 
     fn infer(&self, ins: &[Meta<'_>]) -> Result<Vec<OutMeta>> {
@@ -27,6 +36,10 @@ impl Rules for AddOp {
     }
 
     fn backward(&self, gr: &mut Grad<'_>) -> Result<()> {
+        if self.relu {
+            // The rule fires after autodiff: a fused add is never differentiated.
+            return Err(shape_err("add+relu", "a fused add has no backward (fuse after autodiff)"));
+        }
         if let Some(dy) = gr.dy() {
             for i in 0..2 {
                 if gr.needs(i) {
@@ -38,10 +51,11 @@ impl Rules for AddOp {
     }
 
     fn lower(&self, ctx: &Context, label: &str, ins: &[&Tensor], outs: &[&Tensor]) -> Result<Vec<Launch>> {
-        Ok(vec![add_forward(ctx, label, ins[0], ins[1], outs[0])?])
+        Ok(vec![add_forward_fused(ctx, label, ins[0], ins[1], outs[0], self.relu)?])
     }
 
     fn eval(&self, ins: &[&[f64]], _: &[&[usize]]) -> Result<Vec<Vec<f64>>> {
-        Ok(vec![cpu::add_forward(ins[0], ins[1])])
+        let y = cpu::add_forward(ins[0], ins[1]);
+        Ok(vec![if self.relu { y.into_iter().map(|v| v.max(0.0)).collect() } else { y }])
     }
 }

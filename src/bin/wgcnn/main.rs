@@ -409,6 +409,7 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
         return Err(wgcnn::Error::Train(format!("--zoo: no model files (*.toml) in {}", dir.display())));
     }
     opts.profile = 0;
+    let ceiling_side = opts.ceiling_side;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let torch = std::process::Command::new("python3")
         .args(["-c", "import torch"])
@@ -427,7 +428,7 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
     for (i, f) in files.iter().enumerate() {
         opts.model = wgcnn::model::file::load(f)?;
         // The ceiling once, with the first model.
-        opts.ceiling_side = if i == 0 { session::bench::CEILING_SIDE } else { 0 };
+        opts.ceiling_side = if i == 0 { ceiling_side } else { 0 };
         let quiet = json_out;
         let r = session::bench::run(&opts, &mut |line| {
             if !quiet {
@@ -477,7 +478,10 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
         println!("{}", json(&v));
         return Ok(());
     }
-    println!("ceiling {ceiling:.2} GFLOP/s (the adapter's best 1024x1024x1024 product); PyTorch on {threads} threads");
+    println!(
+        "ceiling {ceiling:.2} GFLOP/s (the adapter's best {ceiling_side}x{ceiling_side}x{ceiling_side} product); \
+         PyTorch on {threads} threads"
+    );
     println!(
         "{:<15} {:>5} {:>12} {:>8} {:>8} {:>10} {:>12} {:>14} {:>14}",
         "model",
