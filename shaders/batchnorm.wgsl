@@ -27,6 +27,8 @@ override HW: u32 = 1u;
 // Elements per invocation of the elementwise kernels (a run inside one plane, so the channel's
 // values load once per run).
 const RUN: u32 = 4u;
+// batchnorm_normalize: apply a ReLU to y (the fuse pass's bn_relu rule).
+override RELU: bool = false;
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 
@@ -100,7 +102,12 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     let scale = invstd * bn_w[ch];
     let shift = bn_b[ch];
     for (var i = r.y; i < r.z; i++) {
-        bn_y[i] = (bn_x[i] - mean) * scale + shift;
+        let v = (bn_x[i] - mean) * scale + shift;
+        if (RELU) {
+            bn_y[i] = max(v, 0.0);
+        } else {
+            bn_y[i] = v;
+        }
     }
 }
 

@@ -103,8 +103,8 @@ impl Builder {
                     return Err(in_node(&l.name, shape_err("batchnorm2d", msg)));
                 }
                 let op = match train {
-                    true => BatchNormOp::Train { eps: bn.eps, momentum: bn.momentum },
-                    false => BatchNormOp::Eval { eps: bn.eps },
+                    true => BatchNormOp::Train { eps: bn.eps, momentum: bn.momentum, relu: false },
+                    false => BatchNormOp::Eval { eps: bn.eps, relu: false },
                 };
                 (Op::BatchNorm(op), self.batchnorm(&l.name, xs[1]))
             }

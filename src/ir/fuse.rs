@@ -6,6 +6,9 @@
 //!   batch-norm into its weights: a `batchnorm_fold` node computes w' and b' from the conv's weights,
 //!   the batch-norm's parameters and running statistics on each run, and the conv (now with bias b')
 //!   writes the batch-norm's output value.
+//! - `bn_relu`: a batch-norm (training or evaluation) whose output only a ReLU reads applies the ReLU
+//!   in its normalisation kernel; its backward reads x and the statistics, never y, and the ReLU's
+//!   backward then reads the batch-norm's output. (The ReLU's backward stays a launch of its own.)
 //! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
 //!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
@@ -37,6 +40,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     let mut done = Vec::new();
     conv_bn_fold(ir, oracle, &mut done);
     conv_relu(ir, oracle, &mut done);
+    bn_relu(ir, &mut done);
     add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
     done
@@ -57,14 +61,14 @@ fn conv_bn_fold(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
         let fire = match &n.op {
             Op::Conv(ConvOp::Forward { relu: false, .. }) if oracle.conv_bn_fold() => only_reader(ir, n.outputs[0])
                 .filter(|&r| {
-                    matches!(ir.nodes[r].op, Op::BatchNorm(BatchNormOp::Eval { .. }))
+                    matches!(ir.nodes[r].op, Op::BatchNorm(BatchNormOp::Eval { relu: false, .. }))
                         && ir.nodes[r].inputs[0] == n.outputs[0]
                 }),
             _ => None,
         };
         if let Some(r) = fire {
             let bn = ir.nodes.remove(r);
-            let Op::BatchNorm(BatchNormOp::Eval { eps }) = bn.op else { unreachable!("matched above") };
+            let Op::BatchNorm(BatchNormOp::Eval { eps, .. }) = bn.op else { unreachable!("matched above") };
             let mut inputs = ir.nodes[i].inputs[1..].to_vec(); // conv weight (and bias)
             inputs.extend_from_slice(&bn.inputs[1..]); // weight, bias, running_mean, running_var
             let name = format!("{}.fold", bn.name);
@@ -118,6 +122,34 @@ fn conv_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
     }
 }
 
+fn bn_relu(ir: &mut Ir, done: &mut Rewrites) {
+    let mut i = 0;
+    while i < ir.nodes.len() {
+        let n = &ir.nodes[i];
+        let fire = match &n.op {
+            Op::BatchNorm(BatchNormOp::Train { relu: false, .. } | BatchNormOp::Eval { relu: false, .. }) => {
+                only_reader(ir, n.outputs[0]).filter(|&r| {
+                    ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)) && ir.nodes[r].inputs[0] == n.outputs[0]
+                })
+            }
+            _ => None,
+        };
+        if let Some(r) = fire {
+            let relu = ir.nodes.remove(r);
+            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
+            ir.value_mut(old).alias = Some(new);
+            let bn = &mut ir.nodes[i];
+            bn.outputs[0] = new;
+            bn.name = format!("{}+{}", bn.name, relu.name);
+            if let Op::BatchNorm(BatchNormOp::Train { relu, .. } | BatchNormOp::Eval { relu, .. }) = &mut bn.op {
+                *relu = true;
+            }
+            done.push(("bn_relu", bn.name.clone()));
+        }
+        i += 1;
+    }
+}
+
 fn add_relu(ir: &mut Ir, done: &mut Rewrites) {
     let mut i = 0;
     while i < ir.nodes.len() {
@@ -149,6 +181,7 @@ fn applies_relu(op: &Op) -> bool {
         Op::Act(ActOp::Forward(Activation::Relu))
             | Op::Conv(ConvOp::Forward { relu: true, .. })
             | Op::Add(AddOp { relu: true })
+            | Op::BatchNorm(BatchNormOp::Train { relu: true, .. } | BatchNormOp::Eval { relu: true, .. })
     )
 }
 
@@ -361,5 +394,53 @@ mod tests {
         let want = tapped.clone();
         assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
         assert_eq!(tapped, want);
+    }
+
+    #[test]
+    fn bn_relu_fuses_a_training_batch_norm_and_its_relu_and_computes_the_same() {
+        use crate::ir::{build, interp};
+        use crate::model::{BatchNorm2d, Conv2d, LayerOp, Linear, ModelBuilder};
+        let spec = ModelBuilder::new("bnrelu", [1, 6, 6], 3)
+            .layer("conv", Conv2d::new(2, 3).bias(false))
+            .layer("bn", BatchNorm2d::default())
+            .layer("relu", Activation::Relu)
+            .layer("flatten", LayerOp::Flatten)
+            .layer("fc", Linear::new(3))
+            .build()
+            .unwrap();
+        let f = build::forward(&spec, 4, true).unwrap();
+        let mut unfused = f.ir.clone();
+        autodiff(&mut unfused).unwrap();
+        let mut ir = unfused.clone();
+        // The conv's ReLU rule does not apply (a batch-norm reads the conv); bn_relu does.
+        let done = fuse(&mut ir, &Says(true, true));
+        assert_eq!(done, [("bn_relu", "bn+relu".to_string())], "{}", ir.dump());
+        let bn = ir.nodes.iter().find(|n| n.name == "bn+relu").unwrap();
+        assert!(matches!(bn.op, Op::BatchNorm(BatchNormOp::Train { relu: true, .. })));
+        let rb = ir.nodes.iter().find(|n| n.op == Op::Act(ActOp::Backward(Activation::Relu))).unwrap();
+        assert_eq!(rb.inputs[0], bn.outputs[0], "the ReLU's backward reads the fused output");
+        // Loss, every parameter's gradient and the running statistics as before (f64, to rounding).
+        let mut r = crate::rng::Rng::new(4);
+        let mut feeds =
+            vec![(f.input, (0..144).map(|_| r.uniform(-1.0, 1.0)).collect()), (f.labels, vec![0.0, 2.0, 1.0, 1.0])];
+        for v in (0..unfused.values.len()).map(|i| ValueId(i as u32)) {
+            let val = unfused.value(v);
+            if matches!(val.role, Role::Param(_) | Role::Buffer(_)) {
+                feeds.push((v, (0..val.len()).map(|_| r.uniform(0.2, 1.0)).collect()));
+            }
+        }
+        let (a, b) = (interp::run(&unfused, &feeds).unwrap(), interp::run(&ir, &feeds).unwrap());
+        let mut compared = 0;
+        for v in (0..unfused.values.len()).map(|i| ValueId(i as u32)) {
+            if matches!(unfused.value(v).role, Role::ParamGrad(_)) || v == f.probs {
+                let (pa, pb) = (a.get(v).unwrap(), b.get(v).unwrap());
+                assert!(pa.iter().zip(pb).all(|(p, q)| (p - q).abs() < 1e-12), "{}", unfused.value(v).name);
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 6, "probabilities and the five parameters' gradients");
+        // Evaluation graphs: with the fold it is conv_bn_fold + conv_relu; without, bn_relu.
+        let mut eval = build::forward(&spec, 2, false).unwrap().ir;
+        assert_eq!(fuse(&mut eval, &Says(false, false)), [("bn_relu", "bn+relu".to_string())]);
     }
 }

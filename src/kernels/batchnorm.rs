@@ -188,6 +188,23 @@ pub fn batchnorm_normalize(
     stats: BnStats<'_>,
     y: &Tensor,
 ) -> Result<Launch> {
+    batchnorm_normalize_fused(ctx, label, g, eps, x, weight, bias, stats, y, false)
+}
+
+/// [`batchnorm_normalize`], with `relu`: y = max(normalised, 0) (the fuse pass's `bn_relu`).
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_normalize_fused(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    eps: f32,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stats: BnStats<'_>,
+    y: &Tensor,
+    relu: bool,
+) -> Result<Launch> {
     let op = Kernel::BatchnormNormalize.entry_point();
     let p = BnParams::new(op, g, eps)?;
     x.expect(op, "x", DType::F32, g.len())?;
@@ -207,7 +224,15 @@ pub fn batchnorm_normalize(
     };
     let len = g.len() as u64;
     Ok(ctx
-        .launch(Kernel::BatchnormNormalize, label, &p, &[x, weight, bias, mean, var, y], len, 0)?
+        .launch_with(
+            Kernel::BatchnormNormalize,
+            &[("RELU", u32::from(relu))],
+            label,
+            &p,
+            &[x, weight, bias, mean, var, y],
+            len,
+            0,
+        )?
         .with_work(4 * len, 8 * len))
 }
 

@@ -7,7 +7,7 @@
 use crate::context::Context;
 use crate::error::{shape_err, Result};
 use crate::kernels::batchnorm::{
-    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grad, batchnorm_running,
+    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize_fused, batchnorm_param_grad, batchnorm_running,
     batchnorm_stats, check_training, BnGeom, BnStats, BnSum,
 };
 use crate::kernels::Launch;
@@ -18,9 +18,10 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Debug, PartialEq)]
 pub enum BatchNormOp {
     /// `[x, weight, bias, running_mean, running_var]` → `[y, stats]`; updates the running statistics.
-    Train { eps: f32, momentum: f32 },
-    /// `[x, weight, bias, running_mean, running_var]` → `[y]`.
-    Eval { eps: f32 },
+    /// With `relu` (set by the fuse pass's `bn_relu` rule, after autodiff) y is max(y, 0).
+    Train { eps: f32, momentum: f32, relu: bool },
+    /// `[x, weight, bias, running_mean, running_var]` → `[y]` (with `relu`, max(y, 0)).
+    Eval { eps: f32, relu: bool },
     /// `[dy, x, stats]` → `[Σ dy · x̂]`, the weight's gradient.
     WeightGrad { eps: f32 },
     /// `[dy, x, stats]` → `[Σ dy]`, the bias's gradient.
@@ -36,7 +37,7 @@ impl BatchNormOp {
     fn eps(&self) -> f32 {
         match *self {
             BatchNormOp::Train { eps, .. }
-            | BatchNormOp::Eval { eps }
+            | BatchNormOp::Eval { eps, .. }
             | BatchNormOp::WeightGrad { eps }
             | BatchNormOp::InputGrad { eps }
             | BatchNormOp::FoldConv { eps } => eps,
@@ -59,11 +60,22 @@ fn check(op: &str, ins: &[Meta<'_>], per_channel: std::ops::Range<usize>) -> Res
     Ok(BnGeom::of(x))
 }
 
+/// `y`, or max(y, 0) elementwise when `relu` (a fused batch-norm + ReLU).
+fn relu_if(relu: bool, y: Vec<f64>) -> Vec<f64> {
+    if relu {
+        y.into_iter().map(|v| v.max(0.0)).collect()
+    } else {
+        y
+    }
+}
+
 impl Rules for BatchNormOp {
     fn name(&self) -> &'static str {
         match self {
-            BatchNormOp::Train { .. } => "batchnorm2d",
-            BatchNormOp::Eval { .. } => "batchnorm2d_eval",
+            BatchNormOp::Train { relu: false, .. } => "batchnorm2d",
+            BatchNormOp::Train { relu: true, .. } => "batchnorm2d+relu",
+            BatchNormOp::Eval { relu: false, .. } => "batchnorm2d_eval",
+            BatchNormOp::Eval { relu: true, .. } => "batchnorm2d_eval+relu",
             BatchNormOp::WeightGrad { .. } => "batchnorm2d_weight_grad",
             BatchNormOp::BiasGrad => "batchnorm2d_bias_grad",
             BatchNormOp::InputGrad { .. } => "batchnorm2d_input_grad",
@@ -115,6 +127,10 @@ impl Rules for BatchNormOp {
     }
 
     fn backward(&self, gr: &mut Grad<'_>) -> Result<()> {
+        if let BatchNormOp::Train { relu: true, .. } = self {
+            // The rule fires after autodiff: a fused batch-norm is never differentiated.
+            return Err(shape_err(self.name(), "a fused batch-norm has no backward (fuse after autodiff)"));
+        }
         let (BatchNormOp::Train { eps, .. }, Some(dy)) = (self, gr.dy()) else { return Ok(()) };
         let eps = *eps;
         let (x, w, stats) = (gr.input(0), gr.input(1), gr.output(1));
@@ -133,14 +149,25 @@ impl Rules for BatchNormOp {
         let g = if ins[0].shape.len() >= 2 { BnGeom::of(&ins[0].shape) } else { BnGeom { n: 1, c: 1, hw: 1 } };
         let eps = self.eps();
         Ok(match self {
-            BatchNormOp::Train { momentum, .. } => vec![
+            BatchNormOp::Train { momentum, relu, .. } => vec![
                 batchnorm_stats(ctx, label, &g, ins[0], outs[1])?,
-                batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], BnStats::Batch(outs[1]), outs[0])?,
+                batchnorm_normalize_fused(
+                    ctx,
+                    label,
+                    &g,
+                    eps,
+                    ins[0],
+                    ins[1],
+                    ins[2],
+                    BnStats::Batch(outs[1]),
+                    outs[0],
+                    *relu,
+                )?,
                 batchnorm_running(ctx, label, &g, *momentum, outs[1], ins[3], ins[4])?,
             ],
-            BatchNormOp::Eval { .. } => {
+            BatchNormOp::Eval { relu, .. } => {
                 let running = BnStats::Running(ins[3], ins[4]);
-                vec![batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0])?]
+                vec![batchnorm_normalize_fused(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0], *relu)?]
             }
             BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
                 let sum = if *self == BatchNormOp::BiasGrad { BnSum::Dy } else { BnSum::DyXhat };
@@ -169,17 +196,17 @@ impl Rules for BatchNormOp {
         let g = if shapes[0].len() >= 2 { BnGeom::of(shapes[0]) } else { BnGeom { n: 1, c: 1, hw: 1 } };
         let eps = f64::from(self.eps());
         Ok(match self {
-            BatchNormOp::Train { momentum, .. } => {
+            BatchNormOp::Train { momentum, relu, .. } => {
                 check_training(self.name(), &g)?;
                 let stats = cpu::batchnorm_stats(&g, ins[0]);
                 let (mean, invstd) = cpu::batchnorm_moments(&g, &stats, eps);
-                let y = cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], &mean, &invstd);
+                let y = relu_if(*relu, cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], &mean, &invstd));
                 let (rm, rv) = cpu::batchnorm_running(&g, &stats, f64::from(*momentum), ins[3], ins[4]);
                 vec![y, stats, rm, rv]
             }
-            BatchNormOp::Eval { .. } => {
+            BatchNormOp::Eval { relu, .. } => {
                 let invstd = cpu::batchnorm_invstd(ins[4], eps);
-                vec![cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], ins[3], &invstd)]
+                vec![relu_if(*relu, cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], ins[3], &invstd))]
             }
             BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
                 let (dw, db) = cpu::batchnorm_param_grads(&g, ins[0], ins[1], ins[2], eps);
