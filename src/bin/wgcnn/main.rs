@@ -416,7 +416,15 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_bench.py");
+    // The twin's timer: the working folder's scripts/ (a source tree), else the one this binary was
+    // built from.
+    let script = [
+        Path::new("scripts/torch_bench.py").to_path_buf(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_bench.py"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| PathBuf::from("scripts/torch_bench.py"));
     if !json_out {
         eprintln!("zoo       {} model files of {}", files.len(), dir.display());
         if !torch {
