@@ -118,3 +118,55 @@ fn the_ceiling_is_the_best_product_on_the_adapter() {
     assert_eq!(number_after(stdout.trim(), "side"), 1024.0);
     assert!(number_after(stdout.trim(), "gflops") > 0.0, "{stdout}");
 }
+
+#[test]
+fn bench_zoo_times_every_model_file_of_a_folder() {
+    // Two model files (LeNet-5 and the residual one) in a folder of their own, a smoke run: one table
+    // row per model and batch size, each with its fraction of the ceiling; the PyTorch columns hold
+    // figures where python3 imports torch and "-" with a line saying it was skipped where not. The
+    // JSON form lists each model's whole report and the tuned launches.
+    let dir = std::env::temp_dir().join(format!("wgcnn-zoo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for m in ["lenet5.toml", "residual-mini.toml"] {
+        std::fs::copy(models.join(m), dir.join(m)).unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not a model").unwrap();
+    let zoo = dir.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["bench", "--zoo", zoo, "--smoke"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("zoo       2 model files"), "{stderr}");
+    let torch = !stderr.contains("PyTorch   skipped: python3 cannot import torch");
+    let rows: Vec<&str> =
+        stdout.lines().filter(|l| l.starts_with("lenet5 ") || l.starts_with("residual-mini ")).collect();
+    assert_eq!(rows.len(), 2, "one row per model at batch 8: {stdout}");
+    for r in &rows {
+        let cells: Vec<&str> = r.split_whitespace().collect();
+        assert_eq!(cells[1], "8", "{r}");
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0 && cells[4].ends_with('%'), "{r}");
+        assert_eq!(cells[7] != "-", torch, "PyTorch column where torch imports, '-' where not: {r}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["bench", "--zoo", zoo, "--smoke", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = json.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|m| m["report"]["training"][0]["images_per_sec"].as_f64().unwrap() > 0.0), "{json}");
+    assert!(list[0]["report"]["tuned"].as_array().is_some_and(|t| !t.is_empty()), "{json}");
+    // An empty folder is an error that says so.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["bench", "--zoo", empty.to_str().unwrap(), "--smoke"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no model files"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
