@@ -29,6 +29,9 @@ override HW: u32 = 1u;
 const RUN: u32 = 4u;
 // batchnorm_normalize: apply a ReLU to y (the fuse pass's bn_relu rule).
 override RELU: bool = false;
+// The backward kernels: dy is the gradient of a fused ReLU's output, masked here by that output
+// (bp_y, bd_y) as the ReLU's backward would (the fuse pass's bn_relu_backward rule).
+override MASK: bool = false;
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 
@@ -44,11 +47,13 @@ fn run_of(t: u32) -> vec3<u32> {
 }
 fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 
-// batchnorm_partial: a (x or dy), b (x for mode 3), stats -> partial [chunks, c]
+// batchnorm_partial: a (x or dy), b (x for mode 3), stats -> partial [chunks, c]; y: the ReLU's output
+// masking dy (with MASK; another operand, unread, without)
 @group(0) @binding(1) var<storage, read> bp_a: array<f32>;
 @group(0) @binding(2) var<storage, read> bp_b: array<f32>;
 @group(0) @binding(3) var<storage, read> bp_stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bp_partial: array<f32>;
+@group(0) @binding(5) var<storage, read> bp_y: array<f32>;
 
 @compute @workgroup_size(WG)
 fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -70,7 +75,8 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         var run = 0.0;
         for (var j = j0; j < min(j0 + 16u, last); j++) {
             let i = ((j / HW) * C + ch) * HW + j % HW;
-            let a = bp_a[i];
+            var a = bp_a[i];
+            if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
             switch p.mode {
                 case 0u, 2u: { run += a; }
                 case 1u: { let d = a - mean; run += d * d; }
@@ -126,7 +132,8 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     br_var[ch] = p.momentum * var_unbiased + (1.0 - p.momentum) * br_var[ch];
 }
 
-// batchnorm_backward_input: dy, x, stats, weight, dweight (Σ dy · x̂), dbias (Σ dy) -> dx
+// batchnorm_backward_input: dy, x, stats, weight, dweight (Σ dy · x̂), dbias (Σ dy) -> dx; y as in
+// batchnorm_partial
 //   dx = weight · invstd · (dy − dbias / m − x̂ · dweight / m)
 @group(0) @binding(1) var<storage, read> bd_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bd_x: array<f32>;
@@ -135,6 +142,7 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @group(0) @binding(5) var<storage, read> bd_dw: array<f32>;
 @group(0) @binding(6) var<storage, read> bd_db: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bd_dx: array<f32>;
+@group(0) @binding(8) var<storage, read> bd_y: array<f32>;
 
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -148,7 +156,9 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let dw_m = bd_dw[ch] * p.inv_m;
     for (var i = r.y; i < r.z; i++) {
         let xhat = (bd_x[i] - mean) * invstd;
-        bd_dx[i] = scale * (bd_dy[i] - db_m - xhat * dw_m);
+        var dy = bd_dy[i];
+        if (MASK) { dy = select(0.0, dy, bd_y[i] > 0.0); }
+        bd_dx[i] = scale * (dy - db_m - xhat * dw_m);
     }
 }
 

@@ -60,7 +60,7 @@ fn batchnorm_kernels_match_the_reference() {
         // Training normalisation.
         let yt = zeros("y", &shape);
         let (mean, invstd) = cpu::batchnorm_moments(&g, &want, f64::from(eps));
-        let y = run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Batch(&stats), &yt), &yt);
+        let y = run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Batch(&stats), &yt, false), &yt);
         let want_y = cpu::batchnorm_normalize(&g, &x64, &w64, &b64, &mean, &invstd);
         check(&format!("batchnorm_normalize/train/{name}"), &y, &want_y, F32_TOL);
         // The running statistics, updated in place.
@@ -71,7 +71,10 @@ fn batchnorm_kernels_match_the_reference() {
         check(&format!("batchnorm_running/var/{name}"), &rvt.to_f32(c).unwrap(), &want_rv, F32_TOL);
         // Evaluation normalisation from the (updated) running statistics.
         let (grm, grv) = (rmt.to_f32(c).unwrap(), rvt.to_f32(c).unwrap());
-        let ye = run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Running(&rmt, &rvt), &yt), &yt);
+        let ye = run_f32(
+            batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Running(&rmt, &rvt), &yt, false),
+            &yt,
+        );
         let inv = cpu::batchnorm_invstd(&to_f64(&grv), f64::from(eps));
         let want_ye = cpu::batchnorm_normalize(&g, &x64, &w64, &b64, &to_f64(&grm), &inv);
         check(&format!("batchnorm_normalize/eval/{name}"), &ye, &want_ye, F32_TOL);
@@ -80,16 +83,69 @@ fn batchnorm_kernels_match_the_reference() {
         let (dwt, dbt) = (zeros("dweight", &[ch]), zeros("dbias", &[ch]));
         let stats64 = to_f64(&got);
         let (want_dw, want_db) = cpu::batchnorm_param_grads(&g, &dy64, &x64, &stats64, f64::from(eps));
-        let dw = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::DyXhat, &dyt, &xt, &stats, &dwt), &dwt);
-        let db = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::Dy, &dyt, &xt, &stats, &dbt), &dbt);
+        let dw = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::DyXhat, &dyt, &xt, &stats, None, &dwt), &dwt);
+        let db = run_f32(batchnorm_param_grad(c, name, &g, eps, BnSum::Dy, &dyt, &xt, &stats, None, &dbt), &dbt);
         check(&format!("batchnorm_param_grad/dweight/{name}"), &dw, &want_dw, sum_tol(abs_sum(&g, &dy64) * 2.0));
         check(&format!("batchnorm_param_grad/dbias/{name}"), &db, &want_db, sum_tol(abs_sum(&g, &dy64)));
         let dxt = zeros("dx", &shape);
-        let launch = batchnorm_backward_input(c, name, &g, eps, &dyt, &xt, &stats, &wtt, &dwt, &dbt, &dxt);
+        let launch = batchnorm_backward_input(c, name, &g, eps, &dyt, &xt, &stats, &wtt, &dwt, &dbt, None, &dxt);
         let dx = run_f32(launch, &dxt);
         let want_dx =
             cpu::batchnorm_backward_input(&g, &dy64, &x64, &stats64, &w64, &to_f64(&dw), &to_f64(&db), f64::from(eps));
         check(&format!("batchnorm_backward_input/{name}"), &dx, &want_dx, F32_TOL);
+        // Fused with a ReLU (bn_relu, bn_relu_backward): the forward against the reference's
+        // max(y, 0), and the backward with dy masked by the ReLU's output against the reference of the
+        // masked dy and, bit for bit, against relu_backward followed by the unmasked kernels.
+        let yr = zeros("y_relu", &shape);
+        let y_relu =
+            run_f32(batchnorm_normalize(c, name, &g, eps, &xt, &wtt, &bt, BnStats::Batch(&stats), &yr, true), &yr);
+        let want_relu: Vec<f64> = want_y.iter().map(|v| v.max(0.0)).collect();
+        check(&format!("batchnorm_normalize/train+relu/{name}"), &y_relu, &want_relu, F32_TOL);
+        let masked = zeros("dy_masked", &shape);
+        let relu_dx = wgcnn::kernels::activation::activation_backward(
+            c,
+            name,
+            wgcnn::kernels::activation::Activation::Relu,
+            &yr,
+            &dyt,
+            &masked,
+        );
+        let masked64 = to_f64(&run_f32(relu_dx, &masked));
+        let (mdw, mdb, mdx) = (zeros("mdw", &[ch]), zeros("mdb", &[ch]), zeros("mdx", &shape));
+        let (dwf, dbf, dxf) = (zeros("dwf", &[ch]), zeros("dbf", &[ch]), zeros("dxf", &shape));
+        for (sum, plain, fused) in [(BnSum::DyXhat, &mdw, &dwf), (BnSum::Dy, &mdb, &dbf)] {
+            c.run(&[&batchnorm_param_grad(c, name, &g, eps, sum, &masked, &xt, &stats, None, plain).unwrap()]).unwrap();
+            c.run(&[&batchnorm_param_grad(c, name, &g, eps, sum, &dyt, &xt, &stats, Some(&yr), fused).unwrap()])
+                .unwrap();
+        }
+        let unfused = batchnorm_backward_input(c, name, &g, eps, &masked, &xt, &stats, &wtt, &mdw, &mdb, None, &mdx);
+        c.run(&[&unfused.unwrap()]).unwrap();
+        let fused = batchnorm_backward_input(c, name, &g, eps, &dyt, &xt, &stats, &wtt, &dwf, &dbf, Some(&yr), &dxf);
+        c.run(&[&fused.unwrap()]).unwrap();
+        let (want_mdw, want_mdb) = cpu::batchnorm_param_grads(&g, &masked64, &x64, &stats64, f64::from(eps));
+        let gdw = dwf.to_f32(c).unwrap();
+        let gdb = dbf.to_f32(c).unwrap();
+        check(&format!("masked/dweight/{name}"), &gdw, &want_mdw, sum_tol(abs_sum(&g, &masked64) * 2.0));
+        check(&format!("masked/dbias/{name}"), &gdb, &want_mdb, sum_tol(abs_sum(&g, &masked64)));
+        let want_mdx = cpu::batchnorm_backward_input(
+            &g,
+            &masked64,
+            &x64,
+            &stats64,
+            &w64,
+            &to_f64(&gdw),
+            &to_f64(&gdb),
+            f64::from(eps),
+        );
+        check(&format!("masked/dx/{name}"), &dxf.to_f32(c).unwrap(), &want_mdx, F32_TOL);
+        for (what, a, b) in [("dweight", &mdw, &dwf), ("dbias", &mdb, &dbf), ("dx", &mdx, &dxf)] {
+            let (a, b) = (a.to_f32(c).unwrap(), b.to_f32(c).unwrap());
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{name}: fused {what} differs from relu_backward + batch-norm"
+            );
+        }
+        assert!(masked64.contains(&0.0) && masked64.iter().any(|&v| v != 0.0), "{name}: the mask masks some");
         if name == "grid_past_65535" {
             assert!(groups(ch) > 65_535 && groups(g.len()) > 65_535);
         }
@@ -110,10 +166,13 @@ fn batchnorm_refuses_what_pytorch_refuses() {
     // Bad eps and momentum, and a wrong-size operand, are typed errors.
     let g = BnGeom { n: 2, c: 3, hw: 1 };
     let (x, w, y) = (zeros("x", &[2, 3, 1, 1]), zeros("w", &[3]), zeros("y", &[2, 3, 1, 1]));
-    assert!(batchnorm_normalize(c, "bn", &g, 0.0, &x, &w, &w, BnStats::Batch(&s), &y).is_err());
+    assert!(batchnorm_normalize(c, "bn", &g, 0.0, &x, &w, &w, BnStats::Batch(&s), &y, false).is_err());
     assert!(batchnorm_running(c, "bn", &g, 1.5, &s, &w, &w).is_err());
     let short = zeros("w", &[2]);
-    let e = batchnorm_normalize(c, "bn", &g, 1e-5, &x, &short, &w, BnStats::Batch(&s), &y).err().unwrap().to_string();
+    let e = batchnorm_normalize(c, "bn", &g, 1e-5, &x, &short, &w, BnStats::Batch(&s), &y, false)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("weight"), "{e}");
 }
 

@@ -8,7 +8,11 @@
 //!   writes the batch-norm's output value.
 //! - `bn_relu`: a batch-norm (training or evaluation) whose output only a ReLU reads applies the ReLU
 //!   in its normalisation kernel; its backward reads x and the statistics, never y, and the ReLU's
-//!   backward then reads the batch-norm's output. (The ReLU's backward stays a launch of its own.)
+//!   backward then reads the batch-norm's output.
+//! - `bn_relu_backward`: that ReLU's backward, where only the batch-norm's backward nodes (weight,
+//!   bias and input gradients) read its result, is applied by those three kernels: they read the
+//!   incoming gradient and the ReLU's output and mask as the ReLU's backward does (the same bits).
+//!   It runs after `pool_relu_mask`, which takes the ReLU's backward first where a max-pool follows.
 //! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
 //!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
@@ -17,7 +21,7 @@
 //! Each rule asks a [`KernelOracle`] whether the shape is taken, so the graph never holds a node the
 //! kernels cannot run.
 
-use crate::ir::{Ir, ValueId};
+use crate::ir::{Ir, Node, ValueId};
 use crate::kernels::activation::Activation;
 use crate::ops::{ActOp, AddOp, BatchNormOp, ConvOp, Op, PoolOp};
 use crate::shape::{Conv2dGeom, Pool2dGeom};
@@ -43,6 +47,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     bn_relu(ir, &mut done);
     add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
+    bn_relu_backward(ir, &mut done);
     done
 }
 
@@ -94,81 +99,126 @@ fn conv_bn_fold(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
 }
 
 fn conv_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
+    let takes = |ir: &Ir, n: &Node| match (&n.op, n.inputs.as_slice()) {
+        (Op::Conv(ConvOp::Forward { stride, pad, relu: false }), [x, w, ..]) => {
+            oracle.conv_relu(&crate::ops::conv::geom(&ir.value(*x).shape, &ir.value(*w).shape, *stride, *pad))
+        }
+        _ => false,
+    };
+    absorb_relu(ir, done, "conv_relu", takes, |op| {
+        if let Op::Conv(ConvOp::Forward { relu, .. }) = op {
+            *relu = true;
+        }
+    });
+}
+
+fn bn_relu(ir: &mut Ir, done: &mut Rewrites) {
+    let takes = |_: &Ir, n: &Node| {
+        matches!(n.op, Op::BatchNorm(BatchNormOp::Train { relu: false, .. } | BatchNormOp::Eval { relu: false, .. }))
+    };
+    absorb_relu(ir, done, "bn_relu", takes, |op| {
+        if let Op::BatchNorm(BatchNormOp::Train { relu, .. } | BatchNormOp::Eval { relu, .. }) = op {
+            *relu = true;
+        }
+    });
+}
+
+fn add_relu(ir: &mut Ir, done: &mut Rewrites) {
+    let takes = |_: &Ir, n: &Node| n.op == Op::Add(AddOp { relu: false });
+    absorb_relu(ir, done, "add_relu", takes, |op| *op = Op::Add(AddOp { relu: true }));
+}
+
+/// Where a node that `takes` says can compute a ReLU has its output read by a ReLU alone, the node
+/// computes the ReLU (`set` marks its op) and writes the ReLU's output value; its own output becomes
+/// a view of that value, and the ReLU node goes.
+fn absorb_relu(
+    ir: &mut Ir,
+    done: &mut Rewrites,
+    rule: &'static str,
+    takes: impl Fn(&Ir, &Node) -> bool,
+    set: impl Fn(&mut Op),
+) {
+    let mut i = 0;
+    while i < ir.nodes.len() {
+        let n = &ir.nodes[i];
+        let fire = if takes(ir, n) {
+            only_reader(ir, n.outputs[0]).filter(|&r| {
+                ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)) && ir.nodes[r].inputs[0] == n.outputs[0]
+            })
+        } else {
+            None
+        };
+        if let Some(r) = fire {
+            let relu = ir.nodes.remove(r);
+            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
+            ir.value_mut(old).alias = Some(new);
+            let n = &mut ir.nodes[i];
+            n.outputs[0] = new;
+            n.name = format!("{}+{}", n.name, relu.name);
+            set(&mut n.op);
+            done.push((rule, n.name.clone()));
+        }
+        i += 1;
+    }
+}
+
+/// Where a ReLU's backward reads the output y of a training batch-norm with that ReLU fused
+/// (`bn_relu`) and only that batch-norm's backward nodes read its result, those nodes take the
+/// ReLU's incoming gradient and y instead and mask the gradient themselves; the ReLU's backward goes.
+fn bn_relu_backward(ir: &mut Ir, done: &mut Rewrites) {
     let mut i = 0;
     while i < ir.nodes.len() {
         let n = &ir.nodes[i];
         let fire = match (&n.op, n.inputs.as_slice()) {
-            (Op::Conv(ConvOp::Forward { stride, pad, relu: false }), [x, w, ..]) => {
-                let g = crate::ops::conv::geom(&ir.value(*x).shape, &ir.value(*w).shape, *stride, *pad);
-                only_reader(ir, n.outputs[0])
-                    .filter(|&r| ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)))
-                    .filter(|_| oracle.conv_relu(&g))
+            (Op::Act(ActOp::Backward(Activation::Relu)), &[y, dy]) => {
+                let dz = n.outputs[0];
+                let bn = ir.producer(y).filter(|&b| {
+                    matches!(ir.nodes[b].op, Op::BatchNorm(BatchNormOp::Train { relu: true, .. }))
+                        && ir.nodes[b].outputs[0] == y
+                });
+                bn.map(|b| (ir.nodes[b].inputs[0], ir.nodes[b].outputs[1]))
+                    .map(|(x, stats)| (ir.readers(dz), x, stats))
+                    .filter(|(readers, x, stats)| {
+                        !readers.is_empty()
+                            && ir.value(dz).role == crate::ir::Role::Temp
+                            && readers.iter().all(|&r| {
+                                let rn = &ir.nodes[r];
+                                let grad = matches!(
+                                    rn.op,
+                                    Op::BatchNorm(
+                                        BatchNormOp::WeightGrad { relu_mask: false, .. }
+                                            | BatchNormOp::BiasGrad { relu_mask: false }
+                                            | BatchNormOp::InputGrad { relu_mask: false, .. }
+                                    )
+                                );
+                                grad && rn.inputs[0] == dz
+                                    && rn.inputs[1] == *x
+                                    && rn.inputs[2] == *stats
+                                    && !rn.inputs[1..].contains(&dz)
+                            })
+                    })
+                    .map(|(readers, ..)| (readers, y, dy))
             }
             _ => None,
         };
-        if let Some(r) = fire {
-            let relu = ir.nodes.remove(r);
-            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
-            ir.value_mut(old).alias = Some(new);
-            let conv = &mut ir.nodes[i];
-            conv.outputs[0] = new;
-            conv.name = format!("{}+{}", conv.name, relu.name);
-            if let Op::Conv(ConvOp::Forward { relu, .. }) = &mut conv.op {
-                *relu = true;
+        if let Some((readers, y, dy)) = fire {
+            let relu_dx = ir.nodes.remove(i);
+            for r in readers {
+                let n = &mut ir.nodes[r - 1]; // (after the ReLU's backward, which is gone)
+                n.inputs[0] = dy;
+                n.inputs.push(y);
+                n.name = format!("{}+{}", relu_dx.name, n.name);
+                if let Op::BatchNorm(
+                    BatchNormOp::WeightGrad { relu_mask, .. }
+                    | BatchNormOp::BiasGrad { relu_mask }
+                    | BatchNormOp::InputGrad { relu_mask, .. },
+                ) = &mut n.op
+                {
+                    *relu_mask = true;
+                }
+                done.push(("bn_relu_backward", n.name.clone()));
             }
-            done.push(("conv_relu", conv.name.clone()));
-        }
-        i += 1;
-    }
-}
-
-fn bn_relu(ir: &mut Ir, done: &mut Rewrites) {
-    let mut i = 0;
-    while i < ir.nodes.len() {
-        let n = &ir.nodes[i];
-        let fire = match &n.op {
-            Op::BatchNorm(BatchNormOp::Train { relu: false, .. } | BatchNormOp::Eval { relu: false, .. }) => {
-                only_reader(ir, n.outputs[0]).filter(|&r| {
-                    ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)) && ir.nodes[r].inputs[0] == n.outputs[0]
-                })
-            }
-            _ => None,
-        };
-        if let Some(r) = fire {
-            let relu = ir.nodes.remove(r);
-            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
-            ir.value_mut(old).alias = Some(new);
-            let bn = &mut ir.nodes[i];
-            bn.outputs[0] = new;
-            bn.name = format!("{}+{}", bn.name, relu.name);
-            if let Op::BatchNorm(BatchNormOp::Train { relu, .. } | BatchNormOp::Eval { relu, .. }) = &mut bn.op {
-                *relu = true;
-            }
-            done.push(("bn_relu", bn.name.clone()));
-        }
-        i += 1;
-    }
-}
-
-fn add_relu(ir: &mut Ir, done: &mut Rewrites) {
-    let mut i = 0;
-    while i < ir.nodes.len() {
-        let n = &ir.nodes[i];
-        let fire = match &n.op {
-            Op::Add(AddOp { relu: false }) => only_reader(ir, n.outputs[0]).filter(|&r| {
-                ir.nodes[r].op == Op::Act(ActOp::Forward(Activation::Relu)) && ir.nodes[r].inputs[0] == n.outputs[0]
-            }),
-            _ => None,
-        };
-        if let Some(r) = fire {
-            let relu = ir.nodes.remove(r);
-            let (old, new) = (ir.nodes[i].outputs[0], relu.outputs[0]);
-            ir.value_mut(old).alias = Some(new);
-            let add = &mut ir.nodes[i];
-            add.outputs[0] = new;
-            add.name = format!("{}+{}", add.name, relu.name);
-            add.op = Op::Add(AddOp { relu: true });
-            done.push(("add_relu", add.name.clone()));
+            continue;
         }
         i += 1;
     }
@@ -412,13 +462,24 @@ mod tests {
         let mut unfused = f.ir.clone();
         autodiff(&mut unfused).unwrap();
         let mut ir = unfused.clone();
-        // The conv's ReLU rule does not apply (a batch-norm reads the conv); bn_relu does.
+        // The conv's ReLU rule does not apply (a batch-norm reads the conv); bn_relu does, and
+        // bn_relu_backward hands the ReLU's backward to the batch-norm's three backward nodes.
         let done = fuse(&mut ir, &Says(true, true));
-        assert_eq!(done, [("bn_relu", "bn+relu".to_string())], "{}", ir.dump());
+        let want = [
+            ("bn_relu", "bn+relu"),
+            ("bn_relu_backward", "relu.dx+bn.dw"),
+            ("bn_relu_backward", "relu.dx+bn.db"),
+            ("bn_relu_backward", "relu.dx+bn.dx"),
+        ]
+        .map(|(r, n)| (r, n.to_string()));
+        assert_eq!(done, want, "{}", ir.dump());
+        assert_eq!(ir.nodes.len(), unfused.nodes.len() - 2);
         let bn = ir.nodes.iter().find(|n| n.name == "bn+relu").unwrap();
         assert!(matches!(bn.op, Op::BatchNorm(BatchNormOp::Train { relu: true, .. })));
-        let rb = ir.nodes.iter().find(|n| n.op == Op::Act(ActOp::Backward(Activation::Relu))).unwrap();
-        assert_eq!(rb.inputs[0], bn.outputs[0], "the ReLU's backward reads the fused output");
+        assert!(ir.nodes.iter().all(|n| n.op != Op::Act(ActOp::Backward(Activation::Relu))));
+        for n in ir.nodes.iter().filter(|n| n.name.starts_with("relu.dx+")) {
+            assert_eq!(n.inputs.last(), Some(&bn.outputs[0]), "{} reads the fused output as its mask", n.name);
+        }
         // Loss, every parameter's gradient and the running statistics as before (f64, to rounding).
         let mut r = crate::rng::Rng::new(4);
         let mut feeds =
@@ -439,6 +500,12 @@ mod tests {
             }
         }
         assert_eq!(compared, 6, "probabilities and the five parameters' gradients");
+        // A second reader of the ReLU's backward result keeps that backward apart.
+        let mut tapped = unfused.clone();
+        let dz = tapped.nodes.iter().find(|n| n.op == Op::Act(ActOp::Backward(Activation::Relu))).unwrap().outputs[0];
+        tapped.push("tap", Op::Add(AddOp::default()), &[dz, dz]).unwrap();
+        let done = fuse(&mut tapped, &Says(true, true));
+        assert_eq!(done, [("bn_relu", "bn+relu".to_string())], "{}", tapped.dump());
         // Evaluation graphs: with the fold it is conv_bn_fold + conv_relu; without, bn_relu.
         let mut eval = build::forward(&spec, 2, false).unwrap().ir;
         assert_eq!(fuse(&mut eval, &Says(false, false)), [("bn_relu", "bn+relu".to_string())]);

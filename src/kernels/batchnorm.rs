@@ -125,7 +125,7 @@ pub fn check_training(op: &str, g: &BnGeom) -> Result<()> {
 }
 
 /// A split reduction per channel: `batchnorm_partial` in `mode` into a scratch buffer, then
-/// `sum_chunks` into `out[offset..offset + c]`.
+/// `sum_chunks` into `out[offset..offset + c]`. With `mask` (a ReLU's output), `a` (dy) is masked by it.
 #[allow(clippy::too_many_arguments)]
 fn reduce(
     ctx: &Context,
@@ -135,6 +135,7 @@ fn reduce(
     a: &Tensor,
     b: &Tensor,
     stats: &Tensor,
+    mask: Option<&Tensor>,
     scratch: &Tensor,
     out: &Tensor,
     offset: usize,
@@ -142,12 +143,14 @@ fn reduce(
     let p = BnParams { mode: mode as u32, offset: offset as u32, ..p };
     let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
     let (c, len) = (p.c as u64, a.len() as u64);
-    let consts = p.consts();
-    let ts = [a, b, stats, scratch];
+    let [cc, hw] = p.consts();
+    let consts = [cc, hw, ("MASK", u32::from(mask.is_some()))];
+    let ts = [a, b, stats, scratch, mask.unwrap_or(a)];
     let partial = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
     let combine = crate::kernels::reduce::sum_chunks_at(ctx, label, scratch, chunks as usize, out, offset, c as usize)?;
     let flops = if mode == BnSum::X || mode == BnSum::Dy { len } else { 3 * len };
-    Ok(partial.then(combine).with_work(flops, 4 * len * if mode == BnSum::DyXhat { 2 } else { 1 }))
+    let reads = if mode == BnSum::DyXhat { 2 } else { 1 } + u64::from(mask.is_some());
+    Ok(partial.then(combine).with_work(flops, 4 * len * reads))
 }
 
 fn scratch(ctx: &Context, label: &str, g: &BnGeom) -> Result<Tensor> {
@@ -163,8 +166,8 @@ pub fn batchnorm_stats(ctx: &Context, label: &str, g: &BnGeom, x: &Tensor, stats
     x.expect(op, "x", DType::F32, g.len())?;
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
     let s = scratch(ctx, label, g)?;
-    let first = reduce(ctx, label, p, BnSum::X, x, x, stats, &s, stats, 0)?;
-    Ok(first.then(reduce(ctx, label, p, BnSum::Centered, x, x, stats, &s, stats, g.c)?))
+    let first = reduce(ctx, label, p, BnSum::X, x, x, stats, None, &s, stats, 0)?;
+    Ok(first.then(reduce(ctx, label, p, BnSum::Centered, x, x, stats, None, &s, stats, g.c)?))
 }
 
 /// Where `batchnorm_normalize` takes the mean and variance from.
@@ -175,25 +178,10 @@ pub enum BnStats<'a> {
     Running(&'a Tensor, &'a Tensor),
 }
 
-/// y = (x − mean) / √(var + eps) · weight + bias, per channel.
+/// y = (x − mean) / √(var + eps) · weight + bias, per channel; with `relu`, max(y, 0) (the fuse
+/// pass's `bn_relu`).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_normalize(
-    ctx: &Context,
-    label: &str,
-    g: &BnGeom,
-    eps: f32,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    stats: BnStats<'_>,
-    y: &Tensor,
-) -> Result<Launch> {
-    batchnorm_normalize_fused(ctx, label, g, eps, x, weight, bias, stats, y, false)
-}
-
-/// [`batchnorm_normalize`], with `relu`: y = max(normalised, 0) (the fuse pass's `bn_relu`).
-#[allow(clippy::too_many_arguments)]
-pub fn batchnorm_normalize_fused(
     ctx: &Context,
     label: &str,
     g: &BnGeom,
@@ -262,7 +250,8 @@ pub fn batchnorm_running(
 }
 
 /// A parameter gradient: `out = Σ dy` ([`BnSum::Dy`], the bias) or `Σ dy · x̂` ([`BnSum::DyXhat`], the
-/// weight) per channel.
+/// weight) per channel. With `mask` (the output y of a ReLU fused after the batch-norm), `dy` is the
+/// gradient of y and is first masked where y ≤ 0, as the ReLU's backward would.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_param_grad(
     ctx: &Context,
@@ -273,6 +262,7 @@ pub fn batchnorm_param_grad(
     dy: &Tensor,
     x: &Tensor,
     stats: &Tensor,
+    mask: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<Launch> {
     let op = "batchnorm_param_grad";
@@ -284,10 +274,14 @@ pub fn batchnorm_param_grad(
     x.expect(op, "x", DType::F32, g.len())?;
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
     out.expect(op, "out", DType::F32, g.c)?;
-    reduce(ctx, label, p, sum, dy, x, stats, &scratch(ctx, label, g)?, out, 0)
+    if let Some(y) = mask {
+        y.expect(op, "mask", DType::F32, g.len())?;
+    }
+    reduce(ctx, label, p, sum, dy, x, stats, mask, &scratch(ctx, label, g)?, out, 0)
 }
 
-/// dx = weight · invstd · (dy − Σdy / m − x̂ · Σ(dy · x̂) / m), from the parameter gradients.
+/// dx = weight · invstd · (dy − Σdy / m − x̂ · Σ(dy · x̂) / m), from the parameter gradients. With
+/// `mask`, dy is masked first as in [`batchnorm_param_grad`].
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward_input(
     ctx: &Context,
@@ -300,6 +294,7 @@ pub fn batchnorm_backward_input(
     weight: &Tensor,
     dweight: &Tensor,
     dbias: &Tensor,
+    mask: Option<&Tensor>,
     dx: &Tensor,
 ) -> Result<Launch> {
     let op = Kernel::BatchnormBackwardInput.entry_point();
@@ -311,10 +306,14 @@ pub fn batchnorm_backward_input(
         t.expect(op, name, DType::F32, g.c)?;
     }
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    if let Some(y) = mask {
+        y.expect(op, "mask", DType::F32, g.len())?;
+    }
     let len = g.len() as u64;
-    let ts = [dy, x, stats, weight, dweight, dbias, dx];
-    let l = ctx.launch(Kernel::BatchnormBackwardInput, label, &p, &ts, g.runs() as u64, RUN as u64)?;
-    Ok(l.with_work(8 * len, 12 * len))
+    let ts = [dy, x, stats, weight, dweight, dbias, dx, mask.unwrap_or(dy)];
+    let consts = [("MASK", u32::from(mask.is_some()))];
+    let l = ctx.launch_with(Kernel::BatchnormBackwardInput, &consts, label, &p, &ts, g.runs() as u64, RUN as u64)?;
+    Ok(l.with_work(8 * len, if mask.is_some() { 16 } else { 12 } * len))
 }
 
 /// A conv followed by an evaluation-form batch-norm, folded: `w' = w · s`, `b' = (b − running_mean) · s +

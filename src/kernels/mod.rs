@@ -200,10 +200,10 @@ kernels! {
     TanhBackward => "tanh_backward", Activation, [R, R, W];
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
     SigmoidBackward => "sigmoid_backward", Activation, [R, R, W];
-    BatchnormPartial => "batchnorm_partial", BatchNorm, [R, R, R, W];
+    BatchnormPartial => "batchnorm_partial", BatchNorm, [R, R, R, W, R];
     BatchnormNormalize => "batchnorm_normalize", BatchNorm, [R, R, R, R, R, W];
     BatchnormRunning => "batchnorm_running", BatchNorm, [R, W, W];
-    BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W];
+    BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W, R];
     BatchnormFold => "batchnorm_fold", BatchNorm, [R, R, R, R, R, R, W, W];
     AddForward => "add_forward", Elementwise, [R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];

@@ -7,7 +7,7 @@
 use crate::context::Context;
 use crate::error::{shape_err, Result};
 use crate::kernels::batchnorm::{
-    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize_fused, batchnorm_param_grad, batchnorm_running,
+    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grad, batchnorm_running,
     batchnorm_stats, check_training, BnGeom, BnStats, BnSum,
 };
 use crate::kernels::Launch;
@@ -22,12 +22,14 @@ pub enum BatchNormOp {
     Train { eps: f32, momentum: f32, relu: bool },
     /// `[x, weight, bias, running_mean, running_var]` → `[y]` (with `relu`, max(y, 0)).
     Eval { eps: f32, relu: bool },
-    /// `[dy, x, stats]` → `[Σ dy · x̂]`, the weight's gradient.
-    WeightGrad { eps: f32 },
-    /// `[dy, x, stats]` → `[Σ dy]`, the bias's gradient.
-    BiasGrad,
-    /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]`.
-    InputGrad { eps: f32 },
+    /// `[dy, x, stats]` → `[Σ dy · x̂]`, the weight's gradient. With `relu_mask` (set by the fuse pass's
+    /// `bn_relu_backward` rule) a last input `y`, the output of the ReLU fused after the batch-norm:
+    /// dy is the gradient of y and counts only where y > 0 (the ReLU's backward, applied here).
+    WeightGrad { eps: f32, relu_mask: bool },
+    /// `[dy, x, stats]` → `[Σ dy]`, the bias's gradient (`relu_mask` as for `WeightGrad`).
+    BiasGrad { relu_mask: bool },
+    /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]` (`relu_mask` as for `WeightGrad`).
+    InputGrad { eps: f32, relu_mask: bool },
     /// `[conv weight, (conv bias,) weight, bias, running_mean, running_var]` → `[w', b']`: the weights of
     /// one conv computing conv + evaluation-form batch-norm (see [`crate::ir::fuse`]).
     FoldConv { eps: f32 },
@@ -38,11 +40,21 @@ impl BatchNormOp {
         match *self {
             BatchNormOp::Train { eps, .. }
             | BatchNormOp::Eval { eps, .. }
-            | BatchNormOp::WeightGrad { eps }
-            | BatchNormOp::InputGrad { eps }
+            | BatchNormOp::WeightGrad { eps, .. }
+            | BatchNormOp::InputGrad { eps, .. }
             | BatchNormOp::FoldConv { eps } => eps,
-            BatchNormOp::BiasGrad => 1.0,
+            BatchNormOp::BiasGrad { .. } => 1.0,
         }
+    }
+
+    /// Whether dy is masked by a fused ReLU's output (the last input).
+    fn relu_mask(&self) -> bool {
+        matches!(
+            self,
+            BatchNormOp::WeightGrad { relu_mask: true, .. }
+                | BatchNormOp::BiasGrad { relu_mask: true }
+                | BatchNormOp::InputGrad { relu_mask: true, .. }
+        )
     }
 }
 
@@ -69,6 +81,14 @@ fn relu_if(relu: bool, y: Vec<f64>) -> Vec<f64> {
     }
 }
 
+/// dy, masked by the fused ReLU's output `y` when `relu_mask` (the ReLU's backward).
+fn masked_dy(relu_mask: bool, dy: &[f64], y: Option<&&[f64]>) -> Vec<f64> {
+    match y {
+        Some(y) if relu_mask => cpu::relu_backward(y, dy),
+        _ => dy.to_vec(),
+    }
+}
+
 impl Rules for BatchNormOp {
     fn name(&self) -> &'static str {
         match self {
@@ -76,9 +96,12 @@ impl Rules for BatchNormOp {
             BatchNormOp::Train { relu: true, .. } => "batchnorm2d+relu",
             BatchNormOp::Eval { relu: false, .. } => "batchnorm2d_eval",
             BatchNormOp::Eval { relu: true, .. } => "batchnorm2d_eval+relu",
-            BatchNormOp::WeightGrad { .. } => "batchnorm2d_weight_grad",
-            BatchNormOp::BiasGrad => "batchnorm2d_bias_grad",
-            BatchNormOp::InputGrad { .. } => "batchnorm2d_input_grad",
+            BatchNormOp::WeightGrad { relu_mask: false, .. } => "batchnorm2d_weight_grad",
+            BatchNormOp::WeightGrad { relu_mask: true, .. } => "relu_backward+batchnorm2d_weight_grad",
+            BatchNormOp::BiasGrad { relu_mask: false } => "batchnorm2d_bias_grad",
+            BatchNormOp::BiasGrad { relu_mask: true } => "relu_backward+batchnorm2d_bias_grad",
+            BatchNormOp::InputGrad { relu_mask: false, .. } => "batchnorm2d_input_grad",
+            BatchNormOp::InputGrad { relu_mask: true, .. } => "relu_backward+batchnorm2d_input_grad",
             BatchNormOp::FoldConv { .. } => "batchnorm_fold",
         }
     }
@@ -96,10 +119,10 @@ impl Rules for BatchNormOp {
                 }
                 Ok(outs)
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
-                arity(op, ins.len(), &[3])?;
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
+                arity(op, ins.len(), &[3 + usize::from(self.relu_mask())])?;
                 let g = check(op, &ins[..2], 0..0)?;
-                if ins[1].0 != x || ins[2].0 != [2, g.c] {
+                if ins[1].0 != x || ins[2].0 != [2, g.c] || (self.relu_mask() && ins[3].0 != x) {
                     return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
                 }
                 Ok(vec![(vec![g.c], DType::F32)])
@@ -116,9 +139,9 @@ impl Rules for BatchNormOp {
                 Ok(vec![(ins[0].0.to_vec(), DType::F32), (vec![c], DType::F32)])
             }
             BatchNormOp::InputGrad { .. } => {
-                arity(op, ins.len(), &[6])?;
+                arity(op, ins.len(), &[6 + usize::from(self.relu_mask())])?;
                 let g = check(op, &[ins[0], ins[3], ins[4], ins[5]], 1..4)?;
-                if ins[1].0 != x || ins[2].0 != [2, g.c] {
+                if ins[1].0 != x || ins[2].0 != [2, g.c] || (self.relu_mask() && ins[6].0 != x) {
                     return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
                 }
                 Ok(vec![(x, DType::F32)])
@@ -134,12 +157,13 @@ impl Rules for BatchNormOp {
         let (BatchNormOp::Train { eps, .. }, Some(dy)) = (self, gr.dy()) else { return Ok(()) };
         let eps = *eps;
         let (x, w, stats) = (gr.input(0), gr.input(1), gr.output(1));
-        let dw = gr.emit("dw", Op::BatchNorm(BatchNormOp::WeightGrad { eps }), &[dy, x, stats])?;
-        let db = gr.emit("db", Op::BatchNorm(BatchNormOp::BiasGrad), &[dy, x, stats])?;
+        let dw = gr.emit("dw", Op::BatchNorm(BatchNormOp::WeightGrad { eps, relu_mask: false }), &[dy, x, stats])?;
+        let db = gr.emit("db", Op::BatchNorm(BatchNormOp::BiasGrad { relu_mask: false }), &[dy, x, stats])?;
         gr.set(1, dw);
         gr.set(2, db);
         if gr.needs(0) {
-            let dx = gr.emit("dx", Op::BatchNorm(BatchNormOp::InputGrad { eps }), &[dy, x, stats, w, dw, db])?;
+            let op = Op::BatchNorm(BatchNormOp::InputGrad { eps, relu_mask: false });
+            let dx = gr.emit("dx", op, &[dy, x, stats, w, dw, db])?;
             gr.set(0, dx);
         }
         Ok(())
@@ -151,7 +175,7 @@ impl Rules for BatchNormOp {
         Ok(match self {
             BatchNormOp::Train { momentum, relu, .. } => vec![
                 batchnorm_stats(ctx, label, &g, ins[0], outs[1])?,
-                batchnorm_normalize_fused(
+                batchnorm_normalize(
                     ctx,
                     label,
                     &g,
@@ -167,14 +191,26 @@ impl Rules for BatchNormOp {
             ],
             BatchNormOp::Eval { relu, .. } => {
                 let running = BnStats::Running(ins[3], ins[4]);
-                vec![batchnorm_normalize_fused(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0], *relu)?]
+                vec![batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0], *relu)?]
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
-                let sum = if *self == BatchNormOp::BiasGrad { BnSum::Dy } else { BnSum::DyXhat };
-                vec![batchnorm_param_grad(ctx, label, &g, eps, sum, ins[0], ins[1], ins[2], outs[0])?]
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
+                let sum = if let BatchNormOp::BiasGrad { .. } = self { BnSum::Dy } else { BnSum::DyXhat };
+                let mask = ins.get(3).copied();
+                vec![batchnorm_param_grad(ctx, label, &g, eps, sum, ins[0], ins[1], ins[2], mask, outs[0])?]
             }
             BatchNormOp::InputGrad { .. } => vec![batchnorm_backward_input(
-                ctx, label, &g, eps, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], outs[0],
+                ctx,
+                label,
+                &g,
+                eps,
+                ins[0],
+                ins[1],
+                ins[2],
+                ins[3],
+                ins[4],
+                ins[5],
+                ins.get(6).copied(),
+                outs[0],
             )?],
             BatchNormOp::FoldConv { .. } => {
                 // A conv without bias folds with a zero bias (made now, at build time).
@@ -208,12 +244,14 @@ impl Rules for BatchNormOp {
                 let invstd = cpu::batchnorm_invstd(ins[4], eps);
                 vec![relu_if(*relu, cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], ins[3], &invstd))]
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad => {
-                let (dw, db) = cpu::batchnorm_param_grads(&g, ins[0], ins[1], ins[2], eps);
-                vec![if *self == BatchNormOp::BiasGrad { db } else { dw }]
+            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
+                let dy = masked_dy(self.relu_mask(), ins[0], ins.get(3));
+                let (dw, db) = cpu::batchnorm_param_grads(&g, &dy, ins[1], ins[2], eps);
+                vec![if let BatchNormOp::BiasGrad { .. } = self { db } else { dw }]
             }
             BatchNormOp::InputGrad { .. } => {
-                vec![cpu::batchnorm_backward_input(&g, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], eps)]
+                let dy = masked_dy(self.relu_mask(), ins[0], ins.get(6));
+                vec![cpu::batchnorm_backward_input(&g, &dy, ins[1], ins[2], ins[3], ins[4], ins[5], eps)]
             }
             BatchNormOp::FoldConv { .. } => {
                 let (bias, bn) = ins.split_at(ins.len() - 4);
