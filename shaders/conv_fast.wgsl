@@ -342,6 +342,118 @@ fn conv2d_weight_grad(
     if (COB > 7u) { store_dw(out, co0 + 7u, ci, ky, a70, vec4<f32>(e7, 0.0, 0.0, 0.0)); }
 }
 
+// conv2d_weight_grad_k3: conv2d_weight_grad for KH = 3, KW <= 4, with the three kernel rows in one
+// invocation: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB), COB <= 4,
+// one vec4 per (channel, kernel row). Each dy value it loads serves three kernel rows instead of one.
+// Every output adds the same products in the same order as in conv2d_weight_grad (a row outside the
+// image adds nothing, a padding column adds d · 0), so the bits are the same.
+fn k3_row(plane: u32, iy: i32) -> u32 {
+    return (plane + u32(clamp(iy, 0, i32(H) - 1))) * W;
+}
+
+fn k3_window(row: u32, c: i32) -> vec4<f32> {
+    return vec4<f32>(gx_at(row, c), gx_at(row, c + 1), gx_at(row, c + 2), gx_at(row, c + 3));
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_weight_grad_k3(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ci = i % CIN;
+    let chunk = i / CIN;
+    let co0 = wid.z * COB;
+    let r0 = chunk * q.rows_per_chunk;
+    let r1 = min(r0 + q.rows_per_chunk, q.rows);
+    // a<c><k>: channel co0 + c, kernel row k, kernel columns 0..3.
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a02 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a22 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
+    var a32 = vec4<f32>(0.0);
+    for (var r = r0; r < r1; r++) {
+        let n = r / OH;
+        let oy = r % OH;
+        let iy = i32(oy * SH) - i32(PH);
+        let v0 = iy >= 0 && iy < i32(H);
+        let v1 = iy + 1 >= 0 && iy + 1 < i32(H);
+        let v2 = iy + 2 >= 0 && iy + 2 < i32(H);
+        let plane = (n * CIN + ci) * H;
+        let row0 = k3_row(plane, iy);
+        let row1 = k3_row(plane, iy + 1);
+        let row2 = k3_row(plane, iy + 2);
+        // Input columns ox·SW - PW + kx for kx = 0..3; with stride 1 the windows slide by one per ox.
+        let b = -i32(PW) - 1;
+        var x0 = k3_window(row0, b);
+        var x1 = k3_window(row1, b);
+        var x2 = k3_window(row2, b);
+        for (var ox = 0u; ox < OW; ox++) {
+            let c = i32(ox * SW) - i32(PW);
+            if (SW == 1u) {
+                x0 = vec4<f32>(x0.yzw, gx_at(row0, c + 3));
+                x1 = vec4<f32>(x1.yzw, gx_at(row1, c + 3));
+                x2 = vec4<f32>(x2.yzw, gx_at(row2, c + 3));
+            } else {
+                x0 = k3_window(row0, c);
+                x1 = k3_window(row1, c);
+                x2 = k3_window(row2, c);
+            }
+            let d0 = dy_at(n, co0, oy, ox);
+            if (v0) { a00 += d0 * x0; }
+            if (v1) { a01 += d0 * x1; }
+            if (v2) { a02 += d0 * x2; }
+            if (COB > 1u) {
+                let d1 = dy_at(n, co0 + 1u, oy, ox);
+                if (v0) { a10 += d1 * x0; }
+                if (v1) { a11 += d1 * x1; }
+                if (v2) { a12 += d1 * x2; }
+            }
+            if (COB > 2u) {
+                let d2 = dy_at(n, co0 + 2u, oy, ox);
+                if (v0) { a20 += d2 * x0; }
+                if (v1) { a21 += d2 * x1; }
+                if (v2) { a22 += d2 * x2; }
+            }
+            if (COB > 3u) {
+                let d3 = dy_at(n, co0 + 3u, oy, ox);
+                if (v0) { a30 += d3 * x0; }
+                if (v1) { a31 += d3 * x1; }
+                if (v2) { a32 += d3 * x2; }
+            }
+        }
+    }
+    let out = chunk * COUT * CIN * KH * KW;
+    let z = vec4<f32>(0.0);
+    store_dw(out, co0, ci, 0u, a00, z);
+    store_dw(out, co0, ci, 1u, a01, z);
+    store_dw(out, co0, ci, 2u, a02, z);
+    if (COB > 1u) {
+        store_dw(out, co0 + 1u, ci, 0u, a10, z);
+        store_dw(out, co0 + 1u, ci, 1u, a11, z);
+        store_dw(out, co0 + 1u, ci, 2u, a12, z);
+    }
+    if (COB > 2u) {
+        store_dw(out, co0 + 2u, ci, 0u, a20, z);
+        store_dw(out, co0 + 2u, ci, 1u, a21, z);
+        store_dw(out, co0 + 2u, ci, 2u, a22, z);
+    }
+    if (COB > 3u) {
+        store_dw(out, co0 + 3u, ci, 0u, a30, z);
+        store_dw(out, co0 + 3u, ci, 1u, a31, z);
+        store_dw(out, co0 + 3u, ci, 2u, a32, z);
+    }
+}
+
 // Write kernel columns 0..KW-1 of one (co, ci, ky) row from two vec4s, when the channel exists.
 fn store_dw(out: u32, co: u32, ci: u32, ky: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (co >= COUT) { return; }

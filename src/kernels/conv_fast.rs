@@ -319,7 +319,8 @@ pub fn conv2d_backward_weight_fast(
     } else {
         Tensor::zeros(ctx, &format!("{label}.partial"), &[chunks, g.w_len()], DType::F32)?
     };
-    let names: Vec<String> = variants.iter().map(|v| format!("{}ch", v.cob)).collect();
+    let names: Vec<String> =
+        variants.iter().map(|v| format!("{}ch{}", v.cob, if v.rows3 { " x 3 rows" } else { "" })).collect();
     let shape = format!(
         "n{} {}x{}x{} -> {}x{}x{} k{}x{} s{}x{} p{}x{} chunks {chunks}",
         g.n,
@@ -337,8 +338,8 @@ pub fn conv2d_backward_weight_fast(
         g.pad_w
     );
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
-        let WeightGradSplit { cob, layers, iters, .. } = variants[i];
-        let total = chunks * g.c_in * g.kh; // per grid layer
+        let WeightGradSplit { cob, layers, iters, rows3, .. } = variants[i];
+        let total = chunks * g.c_in * if rows3 { 1 } else { g.kh }; // per grid layer
         let p = FastConvParams {
             n: to_u32(op, "batch", g.n)?,
             total: to_u32(op, "invocations", total)?,
@@ -357,7 +358,7 @@ pub fn conv2d_backward_weight_fast(
             (false, false, false),
         );
         ctx.launch_layered(
-            Kernel::Conv2dWeightGrad,
+            if rows3 { Kernel::Conv2dWeightGradK3 } else { Kernel::Conv2dWeightGrad },
             &consts,
             label,
             &p,
