@@ -454,6 +454,75 @@ fn conv2d_weight_grad_k3(
     }
 }
 
+// conv2d_weight_grad_rows: conv2d_weight_grad with every kernel row in one invocation, for kernels of
+// at most 5 x 5: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB),
+// COB <= 4, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
+// Each dy value loaded serves KH rows. The accumulators are private arrays indexed by unrolled loops;
+// each output adds the same products in the same order as in conv2d_weight_grad (same bits).
+@compute @workgroup_size(WG)
+fn conv2d_weight_grad_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ci = i % CIN;
+    let chunk = i / CIN;
+    let co0 = wid.z * COB;
+    let r0 = chunk * q.rows_per_chunk;
+    let r1 = min(r0 + q.rows_per_chunk, q.rows);
+    // acc[c * 5 + k]: channel co0 + c, kernel row k, columns 0..3; tail: column 4.
+    var acc: array<vec4<f32>, 20>;
+    var tail: array<f32, 20>;
+    var valid: array<bool, 5>;
+    var rows: array<u32, 5>;
+    var xv: array<vec4<f32>, 5>;
+    var xe: array<f32, 5>;
+    for (var r = r0; r < r1; r++) {
+        let n = r / OH;
+        let oy = r % OH;
+        let top = i32(oy * SH) - i32(PH);
+        let plane = (n * CIN + ci) * H;
+        let b = -i32(PW) - 1;
+        for (var k = 0u; k < KH; k++) {
+            let iy = top + i32(k);
+            valid[k] = iy >= 0 && iy < i32(H);
+            rows[k] = (plane + u32(clamp(iy, 0, i32(H) - 1))) * W;
+            // Input columns ox·SW - PW + kx for kx = 0..4; with stride 1 the window slides by one per ox.
+            xv[k] = vec4<f32>(gx_at(rows[k], b), gx_at(rows[k], b + 1), gx_at(rows[k], b + 2), gx_at(rows[k], b + 3));
+            xe[k] = gx_at(rows[k], b + 4);
+        }
+        for (var ox = 0u; ox < OW; ox++) {
+            let c = i32(ox * SW) - i32(PW);
+            for (var k = 0u; k < KH; k++) {
+                if (SW == 1u) {
+                    xv[k] = vec4<f32>(xv[k].yzw, xe[k]);
+                    xe[k] = gx_at(rows[k], c + 4);
+                } else {
+                    xv[k] = vec4<f32>(gx_at(rows[k], c), gx_at(rows[k], c + 1), gx_at(rows[k], c + 2), gx_at(rows[k], c + 3));
+                    xe[k] = gx_at(rows[k], c + 4);
+                }
+            }
+            for (var cc = 0u; cc < COB; cc++) {
+                let d = dy_at(n, co0 + cc, oy, ox);
+                for (var k = 0u; k < KH; k++) {
+                    if (valid[k]) {
+                        acc[cc * 5u + k] += d * xv[k];
+                        if (KW == 5u) { tail[cc * 5u + k] += d * xe[k]; }
+                    }
+                }
+            }
+        }
+    }
+    let out = chunk * COUT * CIN * KH * KW;
+    for (var cc = 0u; cc < COB; cc++) {
+        for (var k = 0u; k < KH; k++) {
+            store_dw(out, co0 + cc, ci, k, acc[cc * 5u + k], vec4<f32>(tail[cc * 5u + k], 0.0, 0.0, 0.0));
+        }
+    }
+}
+
 // Write kernel columns 0..KW-1 of one (co, ci, ky) row from two vec4s, when the channel exists.
 fn store_dw(out: u32, co: u32, ci: u32, ky: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (co >= COUT) { return; }

@@ -278,8 +278,10 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             every_variant(12, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
         let distinct: std::collections::HashSet<_> = names.iter().collect();
         assert!(distinct.len() > 1, "{name}: weight-gradient variants {names:?}");
-        // 3-row kernels also run conv2d_weight_grad_k3 (every row in one invocation).
+        // 3-row kernels also run conv2d_weight_grad_k3, and kernels up to 5x5 conv2d_weight_grad_rows
+        // (every row in one invocation).
         assert_eq!(names.iter().any(|n| n.ends_with("x 3 rows")), g.kh == 3, "{name}: {names:?}");
+        assert!(names.iter().any(|n| n.ends_with("rows arrays")), "{name}: {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&format!("backward_weight/{name}"), &got, &cpu::conv2d_backward_weight(g, &dy64, &x64), F32_TOL);
         same_bits(&format!("backward_weight/{name}"), &bits, &names);

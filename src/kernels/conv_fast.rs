@@ -12,7 +12,7 @@ use crate::kernels::conv_1x1::{conv1x1_backward_input, conv1x1_backward_weight, 
 use crate::kernels::conv_plan::{channel_block, direct_iters, s2_iters};
 pub use crate::kernels::conv_plan::{
     conv2d_backward_input_fast_takes, conv2d_forward_fast_takes, conv2d_weight_grad_split, conv2d_weight_grad_variants,
-    WeightGradSplit,
+    GradRows, WeightGradSplit,
 };
 use crate::kernels::conv_tiled::{conv2d_backward_input_tiled, conv2d_backward_weight_tiled, conv2d_forward_tiled};
 use crate::kernels::reduce::sum_chunks;
@@ -319,8 +319,14 @@ pub fn conv2d_backward_weight_fast(
     } else {
         Tensor::zeros(ctx, &format!("{label}.partial"), &[chunks, g.w_len()], DType::F32)?
     };
-    let names: Vec<String> =
-        variants.iter().map(|v| format!("{}ch{}", v.cob, if v.rows3 { " x 3 rows" } else { "" })).collect();
+    let names: Vec<String> = variants
+        .iter()
+        .map(|v| match v.rows {
+            GradRows::One => format!("{}ch", v.cob),
+            GradRows::Three => format!("{}ch x 3 rows", v.cob),
+            GradRows::All => format!("{}ch x {} rows arrays", v.cob, g.kh),
+        })
+        .collect();
     let shape = format!(
         "n{} {}x{}x{} -> {}x{}x{} k{}x{} s{}x{} p{}x{} chunks {chunks}",
         g.n,
@@ -338,8 +344,8 @@ pub fn conv2d_backward_weight_fast(
         g.pad_w
     );
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
-        let WeightGradSplit { cob, layers, iters, rows3, .. } = variants[i];
-        let total = chunks * g.c_in * if rows3 { 1 } else { g.kh }; // per grid layer
+        let WeightGradSplit { cob, layers, iters, rows: layout, .. } = variants[i];
+        let total = chunks * g.c_in * if layout == GradRows::One { g.kh } else { 1 }; // per grid layer
         let p = FastConvParams {
             n: to_u32(op, "batch", g.n)?,
             total: to_u32(op, "invocations", total)?,
@@ -358,7 +364,11 @@ pub fn conv2d_backward_weight_fast(
             (false, false, false),
         );
         ctx.launch_layered(
-            if rows3 { Kernel::Conv2dWeightGradK3 } else { Kernel::Conv2dWeightGrad },
+            match layout {
+                GradRows::One => Kernel::Conv2dWeightGrad,
+                GradRows::Three => Kernel::Conv2dWeightGradK3,
+                GradRows::All => Kernel::Conv2dWeightGradRows,
+            },
             &consts,
             label,
             &p,
