@@ -2,13 +2,19 @@
 // An output x[iy] of the layer receives kernel tap ky only when iy + PH - ky is even, so the 2x2 block
 // of input positions (2a + py, 2b + px) splits the taps by parity: tap (ky, kx) feeds exactly the
 // phase py = (ky + PH) % 2, px = (kx + PW) % 2, from dy at (a + (py + PH - ky) / 2, b + ...). One
-// invocation owns one 2x2 block for CB = 4 input channels (the channel block from the workgroup id,
-// so weight loads are uniform) and visits every tap once: no wasted multiply-adds, no divisions.
+// invocation owns one 2x2 block for CB = 4 or 8 input channels (the channel block from the workgroup
+// id, so weight loads are uniform) and visits every tap once: no wasted multiply-adds, no divisions.
+// Every output adds its products in the order (co, ky, kx) whatever CB and UW are (same bits).
 // The plain conv2d_backward_input of conv.wgsl is its test reference.
 
 // The sizes CIN, H, W, COUT, KH, KW, PH, PW, OH, OW: conv_sizes.wgsl (prefixed to this file).
 
-const CB: u32 = 4u;
+// Input channels per invocation: 4 or 8.
+override CB: u32 = 4u;
+// Read the weights through the uniform window s_wu (the same bytes as s_w) instead of storage: each
+// weight index is uniform across the workgroup, and software adapters load a uniform buffer at such
+// an index once for all lanes, a storage buffer lane by lane (see conv_fast.wgsl's UW).
+override UW: bool = false;
 
 struct StridedParams {
     n: u32,
@@ -21,22 +27,30 @@ struct StridedParams {
 @group(0) @binding(1) var<storage, read> s_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> s_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s_dx: array<f32>;
+@group(0) @binding(4) var<uniform> s_wu: array<vec4<f32>, 4096>;
+
+fn w_at(i: u32) -> f32 {
+    if (UW) {
+        return s_wu[i / 4u][i % 4u];
+    }
+    return s_w[i];
+}
 
 // w[co, ci0 + 0..4, ky, kx] (channels past CIN clamped; their results are not stored).
 fn w4(co: u32, ci0: u32, ky: u32, kx: u32) -> vec4<f32> {
     let at = (ky * KW + kx);
     let base = co * CIN;
     return vec4<f32>(
-        s_w[(base + min(ci0, CIN - 1u)) * KH * KW + at],
-        s_w[(base + min(ci0 + 1u, CIN - 1u)) * KH * KW + at],
-        s_w[(base + min(ci0 + 2u, CIN - 1u)) * KH * KW + at],
-        s_w[(base + min(ci0 + 3u, CIN - 1u)) * KH * KW + at],
+        w_at((base + min(ci0, CIN - 1u)) * KH * KW + at),
+        w_at((base + min(ci0 + 1u, CIN - 1u)) * KH * KW + at),
+        w_at((base + min(ci0 + 2u, CIN - 1u)) * KH * KW + at),
+        w_at((base + min(ci0 + 3u, CIN - 1u)) * KH * KW + at),
     );
 }
 
 fn store(n: u32, ci0: u32, iy: u32, ix: u32, v: vec4<f32>) {
     if (iy >= H || ix >= W) { return; }
-    for (var c = 0u; c < CB; c++) {
+    for (var c = 0u; c < 4u; c++) {
         if (ci0 + c < CIN) { s_dx[((n * CIN + ci0 + c) * H + iy) * W + ix] = v[c]; }
     }
 }
@@ -55,11 +69,16 @@ fn conv2d_backward_input_s2(
     let a = (i / bw) % bh;
     let n = i / (bw * bh);
     let ci0 = wid.z * CB;
-    // One accumulator per phase (py, px): a00, a01, a10, a11; each holds CB channels.
+    // One accumulator per phase (py, px): a00, a01, a10, a11 hold channels ci0 .. ci0 + 3, and with
+    // CB = 8 b00 .. b11 channels ci0 + 4 .. ci0 + 7.
     var a00 = vec4<f32>(0.0);
     var a01 = vec4<f32>(0.0);
     var a10 = vec4<f32>(0.0);
     var a11 = vec4<f32>(0.0);
+    var b00 = vec4<f32>(0.0);
+    var b01 = vec4<f32>(0.0);
+    var b10 = vec4<f32>(0.0);
+    var b11 = vec4<f32>(0.0);
     for (var co = 0u; co < COUT; co++) {
         let plane = (n * COUT + co) * OH;
         for (var ky = 0u; ky < KH; ky++) {
@@ -71,11 +90,14 @@ fn conv2d_backward_input_s2(
                 let px = (kx + PW) & 1u;
                 let ox = i32(b) + ((i32(px + PW) - i32(kx)) >> 1u);
                 if (ox < 0 || ox >= i32(OW)) { continue; }
-                let t = s_dy[row + u32(ox)] * w4(co, ci0, ky, kx);
+                let d = s_dy[row + u32(ox)];
+                let t = d * w4(co, ci0, ky, kx);
+                var u = vec4<f32>(0.0);
+                if (CB > 4u) { u = d * w4(co, ci0 + 4u, ky, kx); }
                 if (py == 0u) {
-                    if (px == 0u) { a00 += t; } else { a01 += t; }
+                    if (px == 0u) { a00 += t; b00 += u; } else { a01 += t; b01 += u; }
                 } else {
-                    if (px == 0u) { a10 += t; } else { a11 += t; }
+                    if (px == 0u) { a10 += t; b10 += u; } else { a11 += t; b11 += u; }
                 }
             }
         }
@@ -84,4 +106,10 @@ fn conv2d_backward_input_s2(
     store(n, ci0, 2u * a, 2u * b + 1u, a01);
     store(n, ci0, 2u * a + 1u, 2u * b, a10);
     store(n, ci0, 2u * a + 1u, 2u * b + 1u, a11);
+    if (CB > 4u) {
+        store(n, ci0 + 4u, 2u * a, 2u * b, b00);
+        store(n, ci0 + 4u, 2u * a, 2u * b + 1u, b01);
+        store(n, ci0 + 4u, 2u * a + 1u, 2u * b, b10);
+        store(n, ci0 + 4u, 2u * a + 1u, 2u * b + 1u, b11);
+    }
 }

@@ -249,7 +249,8 @@ pub fn conv2d_backward_input_fast(
 }
 
 /// The stride-2 input gradient (`conv2d_backward_input_s2`): one invocation per 2x2 block of dx and
-/// block of 4 input channels; `None` when the loop is over budget.
+/// block of 4 or 8 input channels, the weights through the uniform window or storage (tuned; the
+/// window with 4 channels first where the weights fit in it); `None` when the loop is over budget.
 fn backward_input_s2(
     ctx: &Context,
     label: &str,
@@ -270,19 +271,48 @@ fn backward_input_s2(
         rows_per_chunk: 0,
         rows: 0,
     };
-    // check_geom: every size fits in u32.
-    let consts = size_consts([g.c_in, g.h, g.w, g.c_out], (g.kh, g.kw), (g.pad_h, g.pad_w), (g.out_h(), g.out_w()));
-    let layers = to_u32(op, "channel blocks", g.c_in.div_ceil(4))?;
-    let l = ctx.launch_layered(
-        Kernel::Conv2dBackwardInputS2,
-        &consts,
-        label,
-        &p,
-        &[dy, w, dx],
-        blocks as u64,
-        layers,
-        iters as u64,
-    )?;
+    let window = w.byte_len() <= UNIFORM_WINDOW && ctx.uniform_window_fits(w);
+    let dummy = ctx.uniform_dummy()?;
+    let variants: Vec<(usize, bool)> = [true, false]
+        .into_iter()
+        .filter(|&uw| window || !uw)
+        .flat_map(|uw| [(4, uw), (8, uw)])
+        .filter(|&(cb, _)| cb == 4 || g.c_in > 4)
+        .collect();
+    let names: Vec<String> =
+        variants.iter().map(|&(cb, uw)| format!("{cb}ch{}", if uw { " uniform-w" } else { "" })).collect();
+    let shape = format!(
+        "n{} {}x{}x{} <- {}x{}x{} k{}x{} p{}x{}",
+        g.n,
+        g.c_in,
+        g.h,
+        g.w,
+        g.c_out,
+        g.out_h(),
+        g.out_w(),
+        g.kh,
+        g.kw,
+        g.pad_h,
+        g.pad_w
+    );
+    let l = ctx.tuned("conv2d_backward_input_s2", shape, &names, |i| {
+        let (cb, uw) = variants[i];
+        // check_geom: every size fits in u32.
+        let mut consts =
+            size_consts([g.c_in, g.h, g.w, g.c_out], (g.kh, g.kw), (g.pad_h, g.pad_w), (g.out_h(), g.out_w())).to_vec();
+        consts.extend([("CB", cb as u32), ("UW", u32::from(uw))]);
+        let layers = to_u32(op, "channel blocks", g.c_in.div_ceil(cb))?;
+        ctx.launch_layered(
+            Kernel::Conv2dBackwardInputS2,
+            &consts,
+            label,
+            &p,
+            &[dy, w, dx, if uw { w } else { &dummy }],
+            blocks as u64,
+            layers,
+            iters as u64,
+        )
+    })?;
     Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }
 
