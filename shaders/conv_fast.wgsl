@@ -21,6 +21,11 @@ override FLIP: bool = false;
 // storage: every weight index is uniform across the workgroup, and software adapters load a uniform
 // buffer at such an index once for all lanes, a storage buffer lane by lane. Needs w within 64 KiB.
 override UW: bool = false;
+// conv2d_direct: read the weights from the uniform window in the packed layout conv2d_pack_weights
+// writes (each kernel row padded to KP = 4 or 8 values, flipped there when FLIP): the component of a
+// weight is then kx % 4, known once the kx loop is unrolled, instead of an index chosen at run time.
+override PACKED: bool = false;
+override KP: u32 = 8u;
 
 struct FastConvParams {
     n: u32,
@@ -55,6 +60,10 @@ fn x_at(row: u32, ix: i32) -> f32 {
 
 // Weight of channel-block member c (clamped to the last channel; its result is not stored).
 fn w_at(co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32 {
+    if (PACKED) {
+        let p = ((min(co0 + c, COUT - 1u) * CIN + ci) * KH + ky) * KP + kx;
+        return d_wu[p / 4u][kx % 4u];
+    }
     let i = w_index(min(co0 + c, COUT - 1u), ci, ky, kx);
     if (UW) {
         return d_wu[i / 4u][i % 4u];
@@ -189,6 +198,27 @@ fn conv2d_direct(
     if (COB > 5u) { store4(n, co0 + 5u, oy, ox0, a5); }
     if (COB > 6u) { store4(n, co0 + 6u, oy, ox0, a6); }
     if (COB > 7u) { store4(n, co0 + 7u, oy, ox0, a7); }
+}
+
+// conv2d_pack_weights: the weights conv2d_direct reads, [COUT, CIN, KH, KW] as it indexes them (the
+// layer's kernel flipped and channel-swapped when FLIP) -> packed [COUT, CIN, KH, KP], each row
+// padded with zeros to KP values (KP = 4 or 8, a multiple of a vec4). Run before each conv that reads
+// them PACKED (the weights change every step).
+@group(0) @binding(1) var<storage, read> pk_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pk_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= COUT * CIN * KH * KP) { return; }
+    let kx = i % KP;
+    let t = i / KP;
+    let ky = t % KH;
+    let ci = (t / KH) % CIN;
+    let co = t / (KH * CIN);
+    var v = 0.0;
+    if (kx < KW) { v = pk_w[w_index(co, ci, ky, kx)]; }
+    pk_out[i] = v;
 }
 
 // Write the columns of `v` that exist, for channel co when it exists.

@@ -19,6 +19,9 @@ use wgcnn::shape::{Conv2dGeom, LinearGeom};
 /// The tests of this file change the shared context's tuning mode one at a time.
 static TUNING: Mutex<()> = Mutex::new(());
 
+/// The kernel each forced variant's launch starts with, over every test of this file.
+static RAN: Mutex<Vec<Kernel>> = Mutex::new(Vec::new());
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wgcnn-tune-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -42,6 +45,7 @@ fn every_variant(
         let launch = build().unwrap();
         // The vec4 variants run matmul_vec4, the others matmul (or conv2d_direct and its kin).
         let name = c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default();
+        RAN.lock().unwrap_or_else(|e| e.into_inner()).push(launch.kernel);
         assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4"), "{name}: {:?}", launch.kernel);
         let got = run_f32(Ok(launch), out);
         bits.push(got.iter().map(|v| v.to_bits()).collect());
@@ -265,16 +269,20 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         for (which, wt) in [("window", &roomy), ("storage", &tight)] {
             let case = format!("{name}/{which}");
             let (bits, names) =
-                every_variant(12, &yt, || Ok(conv2d_forward_fast(c, name, g, &xt, wt, &bt, &yt)?.unwrap()));
+                every_variant(16, &yt, || Ok(conv2d_forward_fast(c, name, g, &xt, wt, &bt, &yt)?.unwrap()));
             assert_eq!(names.iter().any(|n| n.contains("uniform")), which == "window", "{case}: {names:?}");
+            // The packed copy of the weights is the window's whatever buffer the weights are in.
+            assert!(names.iter().any(|n| n.contains("packed-w")), "{case}: {names:?}");
             let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
             check(&format!("forward/{case}"), &got, &cpu::conv2d_forward(g, &x64, &w64, &b64), F32_TOL);
             same_bits(&format!("forward/{case}"), &bits, &names);
             let (bits, names) =
-                every_variant(12, &dxt, || Ok(conv2d_backward_input_fast(c, name, g, &dyt, wt, &dxt)?.unwrap()));
+                every_variant(16, &dxt, || Ok(conv2d_backward_input_fast(c, name, g, &dyt, wt, &dxt)?.unwrap()));
             if g.stride_w == 2 {
                 // conv2d_backward_input_s2: 4 input channels per invocation, and 8 where there are more.
-                assert_eq!(names.iter().any(|n| n.starts_with("8ch")), g.c_in > 4, "{case}: {names:?}");
+                // (One variant alone is not recorded: the names are then an earlier launch's.)
+                let s2_8ch = names.iter().any(|n| n == "8ch" || n == "8ch uniform-w");
+                assert_eq!(s2_8ch, g.c_in > 4, "{case}: {names:?}");
             }
             let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
             check(&format!("backward_input/{case}"), &got, &cpu::conv2d_backward_input(g, &dy64, &w64), F32_TOL);
@@ -291,5 +299,16 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&format!("backward_weight/{name}"), &got, &cpu::conv2d_backward_weight(g, &dy64, &x64), F32_TOL);
         same_bits(&format!("backward_weight/{name}"), &bits, &names);
+    }
+    // Every conv kernel the variants add ran: conv2d_pack_weights (before conv2d_direct's packed-w
+    // variants), conv2d_weight_grad_k3, conv2d_weight_grad_rows and conv2d_backward_input_s2.
+    let ran = RAN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for k in [
+        Kernel::Conv2dPackWeights,
+        Kernel::Conv2dWeightGradK3,
+        Kernel::Conv2dWeightGradRows,
+        Kernel::Conv2dBackwardInputS2,
+    ] {
+        assert!(ran.contains(&k), "{k:?} never ran");
     }
 }
