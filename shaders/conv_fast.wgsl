@@ -210,7 +210,7 @@ fn conv2d_direct(
 @compute @workgroup_size(WG)
 fn conv2d_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i >= COUT * CIN * KH * KP) { return; }
+    if (i >= q.total) { return; } // COUT * CIN * KH * KP
     let kx = i % KP;
     let t = i / KP;
     let ky = t % KH;

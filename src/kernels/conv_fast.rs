@@ -177,11 +177,12 @@ fn direct(
         )?;
         match (src, &packed) {
             (WeightSource::Packed, Some(pk)) => {
+                let pack_params = FastConvParams { total: packed_len as u32, ..p };
                 let pack = ctx.launch_with(
                     Kernel::Conv2dPackWeights,
                     &consts,
                     &format!("{label}.pack"),
-                    &p,
+                    &pack_params,
                     &[wt, pk],
                     packed_len as u64,
                     0,
