@@ -310,6 +310,26 @@ pub fn conv2d_backward_input_fast(
     direct(ctx, label, g, io, pad, (true, false), [dy, w, w, dx])
 }
 
+/// A layer's geometry as the tuning cache keys it: `n64 16x14x14 -> 32x7x7 k3x3 s2x2 p1x1`.
+fn tune_key(g: &Conv2dGeom) -> String {
+    format!(
+        "n{} {}x{}x{} -> {}x{}x{} k{}x{} s{}x{} p{}x{}",
+        g.n,
+        g.c_in,
+        g.h,
+        g.w,
+        g.c_out,
+        g.out_h(),
+        g.out_w(),
+        g.kh,
+        g.kw,
+        g.stride_h,
+        g.stride_w,
+        g.pad_h,
+        g.pad_w
+    )
+}
+
 /// The stride-2 input gradient (`conv2d_backward_input_s2`): one invocation per 2x2 block of dx and
 /// block of 4 or 8 input channels, the weights through the uniform window or storage (tuned; the
 /// window with 4 channels first where the weights fit in it); `None` when the loop is over budget.
@@ -343,21 +363,7 @@ fn backward_input_s2(
         .collect();
     let names: Vec<String> =
         variants.iter().map(|&(cb, uw)| format!("{cb}ch{}", if uw { " uniform-w" } else { "" })).collect();
-    let shape = format!(
-        "n{} {}x{}x{} <- {}x{}x{} k{}x{} p{}x{}",
-        g.n,
-        g.c_in,
-        g.h,
-        g.w,
-        g.c_out,
-        g.out_h(),
-        g.out_w(),
-        g.kh,
-        g.kw,
-        g.pad_h,
-        g.pad_w
-    );
-    let l = ctx.tuned("conv2d_backward_input_s2", shape, &names, |i| {
+    let l = ctx.tuned("conv2d_backward_input_s2", tune_key(g), &names, |i| {
         let (cb, uw) = variants[i];
         // check_geom: every size fits in u32.
         let mut consts =
@@ -419,22 +425,7 @@ pub fn conv2d_backward_weight_fast(
             GradRows::All => format!("{}ch x {} rows arrays", v.cob, g.kh),
         })
         .collect();
-    let shape = format!(
-        "n{} {}x{}x{} -> {}x{}x{} k{}x{} s{}x{} p{}x{} chunks {chunks}",
-        g.n,
-        g.c_in,
-        g.h,
-        g.w,
-        g.c_out,
-        g.out_h(),
-        g.out_w(),
-        g.kh,
-        g.kw,
-        g.stride_h,
-        g.stride_w,
-        g.pad_h,
-        g.pad_w
-    );
+    let shape = format!("{} chunks {chunks}", tune_key(g));
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
         let WeightGradSplit { cob, layers, iters, rows: layout, .. } = variants[i];
         let total = chunks * g.c_in * if layout == GradRows::One { g.kh } else { 1 }; // per grid layer
