@@ -101,7 +101,7 @@ fn direct(
     // storage (each layout every way that applies); the window binding of a storage variant gets
     // the context's dummy, which is not read.
     let weights = tensors[1];
-    let window = weights.byte_len() <= UNIFORM_WINDOW && ctx.uniform_window_fits(weights);
+    let window = ctx.uniform_window_fits(weights);
     let dummy = ctx.uniform_dummy()?;
     // The packed layout (rows padded to a vec4 or two, made by conv2d_pack_weights each run) where
     // it fits in the window; its tensor is made by the variant (at build time).
@@ -160,10 +160,9 @@ fn direct(
             )?),
             _ => None,
         };
-        let window = match (src, &packed) {
-            (WeightSource::Window, _) => wt,
-            (WeightSource::Packed, Some(pk)) => pk,
-            _ => &dummy,
+        let window = match src {
+            WeightSource::Window => wt,
+            _ => packed.as_ref().unwrap_or(&dummy),
         };
         let conv = ctx.launch_layered(
             Kernel::Conv2dDirect,
@@ -175,22 +174,18 @@ fn direct(
             to_u32(op, "channel blocks", layers)?,
             iters as u64,
         )?;
-        match (src, &packed) {
-            (WeightSource::Packed, Some(pk)) => {
-                let pack_params = FastConvParams { total: packed_len as u32, ..p };
-                let pack = ctx.launch_with(
-                    Kernel::Conv2dPackWeights,
-                    &consts,
-                    &format!("{label}.pack"),
-                    &pack_params,
-                    &[wt, pk],
-                    packed_len as u64,
-                    0,
-                )?;
-                Ok(pack.then(conv))
-            }
-            _ => Ok(conv),
-        }
+        let Some(pk) = &packed else { return Ok(conv) };
+        let pack_params = FastConvParams { total: packed_len as u32, ..p };
+        let pack = ctx.launch_with(
+            Kernel::Conv2dPackWeights,
+            &consts,
+            &format!("{label}.pack"),
+            &pack_params,
+            &[wt, pk],
+            packed_len as u64,
+            0,
+        )?;
+        Ok(pack.then(conv))
     })?;
     Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }
@@ -353,7 +348,7 @@ fn backward_input_s2(
         rows_per_chunk: 0,
         rows: 0,
     };
-    let window = w.byte_len() <= UNIFORM_WINDOW && ctx.uniform_window_fits(w);
+    let window = ctx.uniform_window_fits(w);
     let dummy = ctx.uniform_dummy()?;
     let variants: Vec<(usize, bool)> = [true, false]
         .into_iter()

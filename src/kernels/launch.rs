@@ -93,11 +93,13 @@ impl Launch {
 }
 
 impl Context {
-    /// Whether `t` can be bound as a uniform window ([`Access::Uniform`]): the adapter binds
-    /// [`UNIFORM_WINDOW`] bytes, `t` starts on the uniform offset alignment, and its buffer holds the
-    /// whole window from there (parameter arenas are made with that room).
+    /// Whether `t` can be bound as a uniform window ([`Access::Uniform`]): `t` is at most
+    /// [`UNIFORM_WINDOW`] bytes (every value readable through it), the adapter binds that many bytes,
+    /// `t` starts on the uniform offset alignment, and its buffer holds the whole window from there
+    /// (parameter arenas are made with that room).
     pub fn uniform_window_fits(&self, t: &Tensor) -> bool {
-        self.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        t.byte_len() <= UNIFORM_WINDOW
+            && self.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
             && t.offset.is_multiple_of(u64::from(self.limits.min_uniform_buffer_offset_alignment))
             && t.offset + UNIFORM_WINDOW <= t.buffer.size()
     }
