@@ -12,6 +12,10 @@ override COB: u32 = 6u;
 override BIAS: bool = true;
 // conv2d_direct: 8 output columns per invocation (two vec4 per channel, COB <= 4) instead of 4.
 override WIDE: bool = false;
+// conv2d_direct: the output columns one invocation owns, at most 8 (WIDE) or 4: a row OW wide split
+// into equal blocks (10 = 5 + 5, not 8 + 2). The lanes of the accumulators past COLS are neither
+// computed (madd) nor stored, and the compiler drops the input loads only they would read.
+override COLS: u32 = 4u;
 // conv2d_direct: apply ReLU to the result (a conv followed by ReLU in one pass).
 override RELU: bool = false;
 // conv2d_direct: read w as the flipped, channel-swapped kernel of the layer, so that a stride-1
@@ -82,7 +86,7 @@ fn conv2d_direct(
     // Eight named vec4 accumulators (no private array indexed by a loop counter, which a compiler that
     // does not unroll would keep in memory): one vec4 of 4 columns for each of up to 8 channels, or
     // (WIDE) two vec4 of 8 columns for each of up to 4 channels: a<2c> and a<2c+1>.
-    let cols = select(4u, 8u, WIDE);
+    let cols = COLS;
     let oxbs = (OW + cols - 1u) / cols;
     let oxb = i % oxbs;
     let t = i / oxbs;
@@ -117,11 +121,16 @@ fn conv2d_direct(
         a6 = vec4<f32>(d_b[min(co0 + 6u, COUT - 1u)]);
         a7 = vec4<f32>(d_b[min(co0 + 7u, COUT - 1u)]);
     }
+    // The lanes of the second vec4 of a WIDE block that hold columns.
+    let hi = max(COLS, 4u) - 4u;
     let ix0 = i32(ox0 * SW) - i32(PW);
     // Only the kernel rows that land inside the input: [ky_lo, ky_hi).
     let top = i32(oy * SH) - i32(PH);
-    let ky_lo = u32(max(0, -top));
-    let ky_hi = u32(clamp(i32(H) - top, 0, i32(KH)));
+    // (Without row padding, and with every row's window inside the input, the bounds are the kernel's
+    // own: constants, so the loop over rows has a known trip count.)
+    let rows_inside = PH == 0u && (OH - 1u) * SH + KH <= H;
+    let ky_lo = select(u32(max(0, -top)), 0u, rows_inside);
+    let ky_hi = select(u32(clamp(i32(H) - top, 0, i32(KH))), KH, rows_inside);
     for (var ci = 0u; ci < CIN; ci++) {
         for (var ky = ky_lo; ky < ky_hi; ky++) {
             let iy = top + i32(ky);
@@ -143,21 +152,21 @@ fn conv2d_direct(
                     }
                     let w0 = w_at(co0, 0u, ci, ky, kx);
                     a0 += w0 * xv;
-                    a1 += w0 * xw;
+                    a1 = madd(a1, w0, xw, hi);
                     if (COB > 1u) {
                         let w1 = w_at(co0, 1u, ci, ky, kx);
                         a2 += w1 * xv;
-                        a3 += w1 * xw;
+                        a3 = madd(a3, w1, xw, hi);
                     }
                     if (COB > 2u) {
                         let w2 = w_at(co0, 2u, ci, ky, kx);
                         a4 += w2 * xv;
-                        a5 += w2 * xw;
+                        a5 = madd(a5, w2, xw, hi);
                     }
                     if (COB > 3u) {
                         let w3 = w_at(co0, 3u, ci, ky, kx);
                         a6 += w3 * xv;
-                        a7 += w3 * xw;
+                        a7 = madd(a7, w3, xw, hi);
                     }
                 }
                 continue;
@@ -171,33 +180,33 @@ fn conv2d_direct(
                 } else {
                     xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));
                 }
-                a0 += w_at(co0, 0u, ci, ky, kx) * xv;
-                if (COB > 1u) { a1 += w_at(co0, 1u, ci, ky, kx) * xv; }
-                if (COB > 2u) { a2 += w_at(co0, 2u, ci, ky, kx) * xv; }
-                if (COB > 3u) { a3 += w_at(co0, 3u, ci, ky, kx) * xv; }
-                if (COB > 4u) { a4 += w_at(co0, 4u, ci, ky, kx) * xv; }
-                if (COB > 5u) { a5 += w_at(co0, 5u, ci, ky, kx) * xv; }
-                if (COB > 6u) { a6 += w_at(co0, 6u, ci, ky, kx) * xv; }
-                if (COB > 7u) { a7 += w_at(co0, 7u, ci, ky, kx) * xv; }
+                a0 = madd(a0, w_at(co0, 0u, ci, ky, kx), xv, COLS);
+                if (COB > 1u) { a1 = madd(a1, w_at(co0, 1u, ci, ky, kx), xv, COLS); }
+                if (COB > 2u) { a2 = madd(a2, w_at(co0, 2u, ci, ky, kx), xv, COLS); }
+                if (COB > 3u) { a3 = madd(a3, w_at(co0, 3u, ci, ky, kx), xv, COLS); }
+                if (COB > 4u) { a4 = madd(a4, w_at(co0, 4u, ci, ky, kx), xv, COLS); }
+                if (COB > 5u) { a5 = madd(a5, w_at(co0, 5u, ci, ky, kx), xv, COLS); }
+                if (COB > 6u) { a6 = madd(a6, w_at(co0, 6u, ci, ky, kx), xv, COLS); }
+                if (COB > 7u) { a7 = madd(a7, w_at(co0, 7u, ci, ky, kx), xv, COLS); }
             }
         }
     }
     if (WIDE) {
-        store4(n, co0, oy, ox0, a0);
-        store4(n, co0, oy, ox0 + 4u, a1);
-        if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a2); store4(n, co0 + 1u, oy, ox0 + 4u, a3); }
-        if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a4); store4(n, co0 + 2u, oy, ox0 + 4u, a5); }
-        if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a6); store4(n, co0 + 3u, oy, ox0 + 4u, a7); }
+        store4(n, co0, oy, ox0, a0, 4u);
+        store4(n, co0, oy, ox0 + 4u, a1, hi);
+        if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a2, 4u); store4(n, co0 + 1u, oy, ox0 + 4u, a3, hi); }
+        if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a4, 4u); store4(n, co0 + 2u, oy, ox0 + 4u, a5, hi); }
+        if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a6, 4u); store4(n, co0 + 3u, oy, ox0 + 4u, a7, hi); }
         return;
     }
-    store4(n, co0, oy, ox0, a0);
-    if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a1); }
-    if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a2); }
-    if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a3); }
-    if (COB > 4u) { store4(n, co0 + 4u, oy, ox0, a4); }
-    if (COB > 5u) { store4(n, co0 + 5u, oy, ox0, a5); }
-    if (COB > 6u) { store4(n, co0 + 6u, oy, ox0, a6); }
-    if (COB > 7u) { store4(n, co0 + 7u, oy, ox0, a7); }
+    store4(n, co0, oy, ox0, a0, COLS);
+    if (COB > 1u) { store4(n, co0 + 1u, oy, ox0, a1, COLS); }
+    if (COB > 2u) { store4(n, co0 + 2u, oy, ox0, a2, COLS); }
+    if (COB > 3u) { store4(n, co0 + 3u, oy, ox0, a3, COLS); }
+    if (COB > 4u) { store4(n, co0 + 4u, oy, ox0, a4, COLS); }
+    if (COB > 5u) { store4(n, co0 + 5u, oy, ox0, a5, COLS); }
+    if (COB > 6u) { store4(n, co0 + 6u, oy, ox0, a6, COLS); }
+    if (COB > 7u) { store4(n, co0 + 7u, oy, ox0, a7, COLS); }
 }
 
 // conv2d_pack_weights: the weights conv2d_direct reads, [COUT, CIN, KH, KW] as it indexes them (the
@@ -221,16 +230,27 @@ fn conv2d_pack_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     pk_out[i] = v;
 }
 
-// Write the columns of `v` that exist, for channel co when it exists.
-fn store4(n: u32, co: u32, oy: u32, ox0: u32, acc: vec4<f32>) {
-    if (co >= COUT || ox0 >= OW) { return; }
+// acc + w·x in the first `live` lanes (a constant once inlined): the lanes past it are not computed.
+fn madd(acc: vec4<f32>, w: f32, x: vec4<f32>, live: u32) -> vec4<f32> {
+    if (live >= 4u) { return acc + w * x; }
+    var r = acc;
+    if (live > 0u) { r.x = acc.x + w * x.x; }
+    if (live > 1u) { r.y = acc.y + w * x.y; }
+    if (live > 2u) { r.z = acc.z + w * x.z; }
+    return r;
+}
+
+// Write the first `live` columns of `v` (a constant once inlined) that exist, for channel co when it
+// exists.
+fn store4(n: u32, co: u32, oy: u32, ox0: u32, acc: vec4<f32>, live: u32) {
+    if (co >= COUT || ox0 >= OW || live == 0u) { return; }
     var v = acc;
     if (RELU) { v = max(v, vec4<f32>(0.0)); }
     let base = ((n * COUT + co) * OH + oy) * OW + ox0;
     d_y[base] = v.x;
-    if (ox0 + 1u < OW) { d_y[base + 1u] = v.y; }
-    if (ox0 + 2u < OW) { d_y[base + 2u] = v.z; }
-    if (ox0 + 3u < OW) { d_y[base + 3u] = v.w; }
+    if (live > 1u && ox0 + 1u < OW) { d_y[base + 1u] = v.y; }
+    if (live > 2u && ox0 + 2u < OW) { d_y[base + 2u] = v.z; }
+    if (live > 3u && ox0 + 3u < OW) { d_y[base + 3u] = v.w; }
 }
 
 // conv2d_weight_grad: dy, x -> partial [chunks, COUT * CIN * KH * KW]. Invocation i of grid layer z

@@ -219,6 +219,12 @@ fn wgcnn_tune_values_are_parsed_or_refused() {
     assert_eq!(Tuning::parse("full").unwrap(), Tuning::Full);
     let e = Tuning::parse("fast").unwrap_err().to_string();
     assert!(e.contains("WGCNN_TUNE") && e.contains("off, cached or full"), "{e}");
+    assert_eq!(wgcnn::context::parse_tune_budget(" 0.5").unwrap(), std::time::Duration::from_millis(500));
+    assert_eq!(wgcnn::context::parse_tune_budget("0").unwrap(), std::time::Duration::ZERO);
+    for bad in ["-1", "NaN", "5s", "inf"] {
+        let e = wgcnn::context::parse_tune_budget(bad).unwrap_err().to_string();
+        assert!(e.contains("WGCNN_TUNE_BUDGET") && e.contains("seconds"), "{bad}: {e}");
+    }
 }
 
 #[test]
@@ -273,6 +279,17 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             assert_eq!(names.iter().any(|n| n.contains("uniform")), which == "window", "{case}: {names:?}");
             // The packed copy of the weights is the window's whatever buffer the weights are in.
             assert!(names.iter().any(|n| n.contains("packed-w")), "{case}: {names:?}");
+            // Storage where the weights have no window of their own; rows split evenly (LeNet-5's
+            // 10-wide conv2 output as 5 + 5, the 7-wide one as one block of 7).
+            assert_eq!(names.iter().any(|n| n.ends_with("col")), which == "storage", "{case}: {names:?}");
+            let even = match g.w + 2 * g.pad_w - g.kw + 1 {
+                10 => Some("4ch x 5col"),
+                7 => Some("3ch x 7col"),
+                _ => None,
+            };
+            if let Some(even) = even {
+                assert!(names.iter().any(|n| n.starts_with(even)), "{case}: {names:?}");
+            }
             let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
             check(&format!("forward/{case}"), &got, &cpu::conv2d_forward(g, &x64, &w64, &b64), F32_TOL);
             same_bits(&format!("forward/{case}"), &bits, &names);

@@ -26,7 +26,7 @@ use adapter::{backends_from_env, candidates, PRIMARY_BACKENDS};
 pub(crate) use readback::block_on;
 pub use serial::Guarded;
 use serial::SerialLock;
-pub use tune::{TuneChoice, Tuning, TUNE_BUDGET};
+pub use tune::{parse_tune_budget, tune_budget_from_env, TuneChoice, Tuning, TUNE_BUDGET};
 
 /// The limits wgcnn requests: WebGPU defaults (or downlevel ones when the adapter is weaker), with the
 /// buffer, binding and workgroup limits raised to everything the adapter offers.
@@ -118,6 +118,7 @@ impl Context {
         let env = backends_from_env()?;
         let kernels = KernelSet::from_env()?;
         let tuning = Tuning::from_env()?;
+        let tune_budget = tune::tune_budget_from_env()?;
         let adapters = candidates(choice, env).await;
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let idx = select_adapter(&infos, choice).map_err(|e| match e {
@@ -161,7 +162,8 @@ impl Context {
         let budget = Budget::for_adapter(&info);
         let serial = (info.backend == wgpu::Backend::Gl).then(|| Arc::new(parking_lot::ReentrantMutex::new(())));
         let disk_cache = cache::DiskCache::open(&device, &info);
-        let tuner = tune::Tuner::new(tuning, &info);
+        let mut tuner = tune::Tuner::new(tuning, &info);
+        tuner.budget = tune_budget;
         Ok(Context {
             device,
             queue,

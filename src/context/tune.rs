@@ -56,9 +56,33 @@ impl Tuning {
     }
 }
 
-/// Time a context may spend timing variants (a model's first step on a new adapter); shapes met after
-/// it is spent take their default variant, and are timed by a later run.
-pub const TUNE_BUDGET: Duration = Duration::from_secs(2);
+/// Time a context may spend building and timing variants (a model's first steps on a new adapter)
+/// unless `WGCNN_TUNE_BUDGET` says otherwise; shapes met after it is spent take their default
+/// variant, and are timed by a later run. Building (compiling the variants' pipelines) is most of
+/// it the first time: 2 s left most of LeNet-5's backward untuned on lavapipe.
+pub const TUNE_BUDGET: Duration = Duration::from_secs(5);
+
+/// `WGCNN_TUNE_BUDGET`: seconds (unset: [`TUNE_BUDGET`]).
+pub fn tune_budget_from_env() -> Result<Duration> {
+    match std::env::var("WGCNN_TUNE_BUDGET") {
+        Ok(v) if !v.trim().is_empty() => parse_tune_budget(&v),
+        _ => Ok(TUNE_BUDGET),
+    }
+}
+
+/// A `WGCNN_TUNE_BUDGET` value: seconds, a number from 0 (`0` times nothing, like `cached`).
+pub fn parse_tune_budget(v: &str) -> Result<Duration> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e6)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| Error::BadEnv {
+            var: "WGCNN_TUNE_BUDGET",
+            value: v.to_string(),
+            expected: "seconds, a number from 0 (e.g. 5 or 0.5)".into(),
+        })
+}
 
 /// How one launch was chosen, for reports (`wgcnn bench`, `scripts/gpu-check.sh`).
 #[derive(Clone, Debug)]
@@ -85,6 +109,7 @@ pub(crate) struct Tuner {
     /// family + shape → variant name.
     known: HashMap<String, String>,
     spent: Duration,
+    pub(crate) budget: Duration,
     pub(crate) choices: Vec<TuneChoice>,
 }
 
@@ -118,7 +143,15 @@ impl Tuner {
             }),
             _ => None,
         };
-        let mut t = Tuner { mode, path, stamp, known: HashMap::new(), spent: Duration::ZERO, choices: Vec::new() };
+        let mut t = Tuner {
+            mode,
+            path,
+            stamp,
+            known: HashMap::new(),
+            spent: Duration::ZERO,
+            budget: TUNE_BUDGET,
+            choices: Vec::new(),
+        };
         t.load();
         t
     }
@@ -162,25 +195,23 @@ impl Tuner {
     }
 }
 
-/// Seconds one recording of `launch` takes: one untimed run, then the best of two submits of enough
-/// copies to last ~2 ms.
-fn time_launch(ctx: &super::Context, launch: &Launch) -> Result<f64> {
+/// Rounds in which every variant of a shape is timed once (the best of them is its time).
+const TUNE_ROUNDS: usize = 3;
+
+/// Seconds one recording of `launch` takes, after one untimed run.
+fn time_once(ctx: &super::Context, launch: &Launch) -> Result<f64> {
     ctx.run(&[launch])?;
     ctx.wait()?;
-    let t = Instant::now();
-    ctx.run(&[launch])?;
-    ctx.wait()?;
-    let once = t.elapsed().as_secs_f64();
-    let copies = ((2e-3 / once.max(1e-6)) as usize).clamp(1, 32);
+    time_copies(ctx, launch, 1)
+}
+
+/// Seconds per copy of one submit of `copies` recordings of `launch` (enough for ~2 ms).
+fn time_copies(ctx: &super::Context, launch: &Launch, copies: usize) -> Result<f64> {
     let batch: Vec<&Launch> = std::iter::repeat_n(launch, copies).collect();
-    let mut best = once;
-    for _ in 0..2 {
-        let t = Instant::now();
-        ctx.run(&batch)?;
-        ctx.wait()?;
-        best = best.min(t.elapsed().as_secs_f64() / copies as f64);
-    }
-    Ok(best)
+    let t = Instant::now();
+    ctx.run(&batch)?;
+    ctx.wait()?;
+    Ok(t.elapsed().as_secs_f64() / copies as f64)
 }
 
 impl super::Context {
@@ -198,9 +229,10 @@ impl super::Context {
     /// [`Context::set_tuning`] with the cache file in `folder` (`None`: choices kept in memory only).
     pub fn set_tuning_in(&self, mode: Tuning, folder: Option<PathBuf>) {
         let mut t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
-        let choices = std::mem::take(&mut t.choices);
+        let (choices, budget) = (std::mem::take(&mut t.choices), t.budget);
         *t = Tuner::in_folder(mode, &self.info, folder);
         t.choices = choices;
+        t.budget = budget;
     }
 
     /// The tuning cache file of this context, where it has one.
@@ -227,9 +259,9 @@ impl super::Context {
             return build(0);
         }
         let key = format!("{family} {shape}");
-        let (mode, known, spent) = {
+        let (mode, known, spent, budget) = {
             let t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
-            (t.mode, t.known.get(&key).cloned(), t.spent)
+            (t.mode, t.known.get(&key).cloned(), t.spent, t.budget)
         };
         let record = |variant: usize, how: &'static str, timings: Vec<(String, f64)>| {
             let mut t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
@@ -247,7 +279,7 @@ impl super::Context {
             Tuning::Cached | Tuning::Full => match known.and_then(|v| variants.iter().position(|x| *x == v)) {
                 Some(i) => Some((i, "cached")),
                 None if mode == Tuning::Cached => Some((0, "default")),
-                None if spent >= TUNE_BUDGET => Some((0, "budget spent")),
+                None if spent >= budget => Some((0, "budget spent")),
                 None => None,
             },
         };
@@ -256,23 +288,30 @@ impl super::Context {
             return build(i);
         }
         let start = Instant::now();
-        let mut best: Option<(f64, usize, Launch)> = None;
-        let mut timings = Vec::with_capacity(n);
+        // Every variant built and sized first, then timed in turns (each round times each variant
+        // once), so that a burst of load on a shared machine slows one round of all of them rather
+        // than every run of one.
+        let mut runs: Vec<(usize, Launch, usize, f64)> = Vec::with_capacity(n);
         for (i, name) in variants.iter().enumerate() {
             // A variant that cannot be built or run here is left out (logged), never fatal.
-            let timed = build(i).and_then(|launch| Ok((time_launch(self, &launch)?, launch)));
-            let (secs, launch) = match timed {
-                Ok(t) => t,
-                Err(e) => {
-                    log::warn!("tuning {family} {shape}: variant {name} left out: {e}");
-                    continue;
+            match build(i).and_then(|launch| Ok((time_once(self, &launch)?, launch))) {
+                Ok((once, launch)) => {
+                    let copies = ((2e-3 / once.max(1e-6)) as usize).clamp(1, 32);
+                    runs.push((i, launch, copies, once));
                 }
-            };
-            timings.push((name.clone(), secs));
-            if best.as_ref().is_none_or(|b| secs < b.0) {
-                best = Some((secs, i, launch));
+                Err(e) => log::warn!("tuning {family} {shape}: variant {name} left out: {e}"),
             }
         }
+        for _ in 0..TUNE_ROUNDS {
+            for (_, launch, copies, best) in &mut runs {
+                match time_copies(self, launch, *copies) {
+                    Ok(secs) => *best = best.min(secs),
+                    Err(e) => log::warn!("tuning {family} {shape}: a timing run failed: {e}"),
+                }
+            }
+        }
+        let timings: Vec<(String, f64)> = runs.iter().map(|r| (variants[r.0].clone(), r.3)).collect();
+        let best = runs.into_iter().min_by(|a, b| a.3.total_cmp(&b.3)).map(|r| (r.3, r.0, r.1));
         let Some((_, i, launch)) = best else {
             // None ran: the default, whose error (if it has one) is the caller's.
             record(0, "default", timings);
@@ -284,7 +323,11 @@ impl super::Context {
             t.known.insert(key, variants[i].clone());
             t.save();
         }
-        log::info!("tuned {family} {shape}: {} ({timings:?})", variants[i]);
+        log::info!(
+            "tuned {family} {shape} in {:.0} ms: {} ({timings:?})",
+            start.elapsed().as_secs_f64() * 1e3,
+            variants[i]
+        );
         record(i, "timed", timings);
         Ok(launch)
     }

@@ -112,13 +112,15 @@ fn direct(
     // The window first (the default keeps one dispatch per conv); the packed copy costs a second
     // dispatch and timed 3-25 % faster than the plain window on each of five LeNet-5 and resnet-mini
     // shapes on lavapipe (its component index is known at compile time), so tuning takes it there.
-    let sources = [(WeightSource::Window, window), (WeightSource::Packed, packable), (WeightSource::Storage, true)];
-    let variants: Vec<(bool, usize, WeightSource)> = sources
+    // Storage only where the weights themselves fit no window: it timed 1.3-2x slower than either
+    // window on every LeNet-5 shape on lavapipe, and building it would only spend the tuning budget.
+    let sources = [(WeightSource::Window, window), (WeightSource::Packed, packable), (WeightSource::Storage, !window)];
+    let variants: Vec<(usize, usize, WeightSource)> = sources
         .into_iter()
         .filter(|&(_, usable)| usable)
-        .flat_map(|(src, _)| layouts.iter().map(move |&(wide, cob)| (wide, cob, src)))
+        .flat_map(|(src, _)| layouts.iter().map(move |&(cols, cob)| (cols, cob, src)))
         .collect();
-    let names: Vec<String> = variants.iter().map(|&(wide, cob, src)| direct_name(wide, cob, src)).collect();
+    let names: Vec<String> = variants.iter().map(|&(cols, cob, src)| direct_name(cols, cob, src)).collect();
     let shape = format!(
         "n{} {c_in}x{h}x{w} -> {c_out}x{oh}x{ow} k{}x{} s{}x{} p{}x{}{}{}",
         g.n,
@@ -132,10 +134,9 @@ fn direct(
         if relu { " relu" } else { "" }
     );
     let l = ctx.tuned("conv2d_direct", shape, &names, |i| {
-        let (wide, cob, src) = variants[i];
-        let oxb = if wide { 8 } else { 4 };
+        let (cols, cob, src) = variants[i];
         let layers = c_out.div_ceil(cob);
-        let blocks = g.n * oh * ow.div_ceil(oxb);
+        let blocks = g.n * oh * ow.div_ceil(cols);
         let p = FastConvParams {
             n: to_u32(op, "batch", g.n)?,
             total: to_u32(op, "invocations", blocks)?,
@@ -144,7 +145,8 @@ fn direct(
         };
         let mut consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, (!flip, flip, relu));
         consts.extend([
-            ("WIDE", u32::from(wide)),
+            ("WIDE", u32::from(cols > 4)),
+            ("COLS", cols as u32),
             ("UW", u32::from(src == WeightSource::Window)),
             ("PACKED", u32::from(src == WeightSource::Packed)),
             ("KP", kp as u32),
@@ -190,16 +192,20 @@ fn direct(
     Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }
 
-/// The `(wide, channel block)` layouts `conv2d_direct` may run a layer of `c_out` channels and rows
-/// `ow` wide as, the default first: 8 columns × up to 4 channels per invocation where rows are at
-/// least 8 wide (fewer weight loads per multiply-add: measured 10-25 % faster on LeNet's layers on
-/// one Xeon), else 4 columns × up to 8 channels; then the others. Each output adds its products in
-/// the same order in all of them.
-pub fn direct_variants(c_out: usize, ow: usize) -> Vec<(bool, usize)> {
-    let wide = ow >= 8;
-    let mut v = vec![(wide, channel_block(c_out, if wide { 4 } else { 8 }))];
-    for cand in [(true, channel_block(c_out, 4)), (false, channel_block(c_out, 8)), (false, channel_block(c_out, 4))] {
-        if !v.contains(&cand) {
+/// The `(columns, channel block)` layouts `conv2d_direct` may run a layer of `c_out` channels and rows
+/// `ow` wide as, the default first. Where rows are at least 8 wide: up to 8 columns × up to 4
+/// channels per invocation (fewer weight loads per multiply-add: measured 10-25 % faster on LeNet's
+/// layers on one Xeon), the row split into equal blocks so that none is mostly past its end (10 = 5 +
+/// 5: 8 + 2 did 16 columns' work for 10); narrower rows: up to 4 columns × up to 8 channels. Then
+/// the others. Each output adds its products in the same order in all of them.
+pub fn direct_variants(c_out: usize, ow: usize) -> Vec<(usize, usize)> {
+    let even = |max: usize| ow.div_ceil(ow.div_ceil(max));
+    let (wide, narrow) = ((even(8), channel_block(c_out, 4)), (even(4), channel_block(c_out, 8)));
+    let mut v = vec![if ow >= 8 { wide } else { narrow }];
+    for cand in
+        [wide, narrow, (8, channel_block(c_out, 4)), (4, channel_block(c_out, 8)), (even(4), channel_block(c_out, 4))]
+    {
+        if cand.0 >= 1 && !v.contains(&cand) {
             v.push(cand);
         }
     }
@@ -217,13 +223,13 @@ enum WeightSource {
     Storage,
 }
 
-fn direct_name(wide: bool, cob: usize, src: WeightSource) -> String {
+fn direct_name(cols: usize, cob: usize, src: WeightSource) -> String {
     let src = match src {
         WeightSource::Window => " uniform-w",
         WeightSource::Packed => " packed-w",
         WeightSource::Storage => "",
     };
-    format!("{}ch x {}col{src}", cob, if wide { 8 } else { 4 })
+    format!("{cob}ch x {cols}col{src}")
 }
 
 /// y = conv(x, w) + b with the register-blocked kernel; `None` when the shape does not fit it.
