@@ -16,7 +16,8 @@ pub struct Throughput {
     pub median: f64,
 }
 
-fn median(v: &[f64]) -> f64 {
+/// The median of `v` (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     match s.len() {
@@ -41,6 +42,21 @@ pub fn time_training(
     windows: usize,
     steps: usize,
 ) -> Result<Throughput> {
+    Ok(time_training_beside(ctx, trainer, warmup, windows, steps, None)?.0)
+}
+
+/// [`time_training`], and where `ceiling` is given, one run of it right after each window: the
+/// adapter's ceiling as it was while that window ran (GFLOP/s, one per window). A shared machine
+/// whose speed swings within minutes (the development machine's by up to 1.7×) then gives each
+/// window a ratio to a ceiling measured under the same load.
+pub fn time_training_beside(
+    ctx: &Context,
+    trainer: &mut Trainer,
+    warmup: usize,
+    windows: usize,
+    steps: usize,
+    ceiling: Option<&CeilingProbe>,
+) -> Result<(Throughput, Vec<f64>)> {
     let full = trainer.full_steps();
     if full == 0 {
         return Err(Error::Train(format!(
@@ -59,7 +75,7 @@ pub fn time_training(
         trainer.step(ctx, next())?;
     }
     ctx.wait()?;
-    let mut rates = Vec::new();
+    let (mut rates, mut ceilings) = (Vec::new(), Vec::new());
     for _ in 0..windows {
         let t = Instant::now();
         for _ in 0..steps {
@@ -67,9 +83,12 @@ pub fn time_training(
         }
         ctx.wait()?;
         rates.push((steps * trainer.batch_size) as f64 / t.elapsed().as_secs_f64().max(1e-9));
+        if let Some(c) = ceiling {
+            ceilings.push(c.time_once(ctx)?);
+        }
     }
     ctx.check_device_error()?;
-    Ok(Throughput::new(rates))
+    Ok((Throughput::new(rates), ceilings))
 }
 
 /// Forward passes over the evaluator's whole set (one readback at the end of each), `windows` times
@@ -202,24 +221,41 @@ pub fn process_age() -> Option<f64> {
 /// `WGCNN_KERNELS=plain`) on `side`³ (`side` × `side` inputs times a `side` × `side` weight), one
 /// untimed run, then `runs` runs each timed to the GPU's finish; the median is reported.
 pub fn time_ceiling(ctx: &Context, side: usize, runs: usize) -> Result<Throughput> {
-    use crate::shape::LinearGeom;
-    use crate::tensor::{DType, Tensor};
-    let g = LinearGeom { n: side, in_f: side, out_f: side };
-    let mut rng = crate::rng::Rng::new(1);
-    let x = Tensor::from_f32(ctx, "ceiling.x", &[side, side], &rng.vec_f32(g.x_len(), -1.0, 1.0))?;
-    let w = Tensor::from_f32(ctx, "ceiling.w", &[side, side], &rng.vec_f32(g.w_len(), -1.0, 1.0))?;
-    let b = Tensor::zeros(ctx, "ceiling.b", &[side], DType::F32)?;
-    let y = Tensor::zeros(ctx, "ceiling.y", &[side, side], DType::F32)?;
-    let launch = crate::kernels::matmul::linear_forward_auto(ctx, "ceiling", &g, &x, &w, &b, &y)?;
-    let flops = 2.0 * (side as f64).powi(3);
-    ctx.run(&[&launch])?;
-    ctx.wait()?;
-    let mut rates = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let t = Instant::now();
+    let probe = CeilingProbe::new(ctx, side)?;
+    let rates = (0..runs.max(1)).map(|_| probe.time_once(ctx)).collect::<Result<Vec<f64>>>()?;
+    Ok(Throughput::new(rates))
+}
+
+/// The ceiling's product, built (and run once) to be timed whenever asked: [`time_ceiling`], and
+/// between training windows ([`time_training_beside`]).
+pub struct CeilingProbe {
+    launch: crate::kernels::Launch,
+    flops: f64,
+    _buffers: [crate::tensor::Tensor; 4],
+}
+
+impl CeilingProbe {
+    /// Build the `side`³ product and run it once, untimed.
+    pub fn new(ctx: &Context, side: usize) -> Result<CeilingProbe> {
+        use crate::shape::LinearGeom;
+        use crate::tensor::{DType, Tensor};
+        let g = LinearGeom { n: side, in_f: side, out_f: side };
+        let mut rng = crate::rng::Rng::new(1);
+        let x = Tensor::from_f32(ctx, "ceiling.x", &[side, side], &rng.vec_f32(g.x_len(), -1.0, 1.0))?;
+        let w = Tensor::from_f32(ctx, "ceiling.w", &[side, side], &rng.vec_f32(g.w_len(), -1.0, 1.0))?;
+        let b = Tensor::zeros(ctx, "ceiling.b", &[side], DType::F32)?;
+        let y = Tensor::zeros(ctx, "ceiling.y", &[side, side], DType::F32)?;
+        let launch = crate::kernels::matmul::linear_forward_auto(ctx, "ceiling", &g, &x, &w, &b, &y)?;
         ctx.run(&[&launch])?;
         ctx.wait()?;
-        rates.push(flops / t.elapsed().as_secs_f64().max(1e-9) * 1e-9);
+        Ok(CeilingProbe { launch, flops: 2.0 * (side as f64).powi(3), _buffers: [x, w, b, y] })
     }
-    Ok(Throughput::new(rates))
+
+    /// GFLOP/s of one run, timed to the GPU's finish.
+    pub fn time_once(&self, ctx: &Context) -> Result<f64> {
+        let t = Instant::now();
+        ctx.run(&[&self.launch])?;
+        ctx.wait()?;
+        Ok(self.flops / t.elapsed().as_secs_f64().max(1e-9) * 1e-9)
+    }
 }

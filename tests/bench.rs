@@ -94,7 +94,8 @@ fn bench_command_smoke_run_prints_one_json_object() {
     assert!(number_after(json, "gpu_bytes_allocated") > 0.0);
     assert!(number_after(json, "total_ms") > 0.0);
     assert!(json.contains("\"kernel\":\"conv2d_"), "the per-kernel table names the kernels: {json}");
-    // The adapter's ceiling (a 128³ product in a smoke run) and each row's share of it.
+    // The adapter's ceiling (a 128³ product in a smoke run, timed after the one window) and each
+    // row's share of it.
     assert_eq!(number_after(json, "ceiling_side"), 128.0);
     let (ceiling, gflops) = (number_after(json, "ceiling_gflops"), number_after(json, "gflops"));
     assert!(ceiling > 0.0, "{json}");
@@ -148,8 +149,10 @@ fn bench_zoo_times_every_model_file_of_a_folder() {
     for r in &rows {
         let cells: Vec<&str> = r.split_whitespace().collect();
         assert_eq!(cells[1], "8", "{r}");
-        assert!(cells[2].parse::<f64>().unwrap() > 0.0 && cells[4].ends_with('%'), "{r}");
-        assert_eq!(cells[7] != "-", torch, "PyTorch column where torch imports, '-' where not: {r}");
+        // images/s, the ceiling timed beside this model's windows, and the fraction of it.
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0 && cells[4].parse::<f64>().unwrap() > 0.0, "{r}");
+        assert!(cells[5].ends_with('%'), "{r}");
+        assert_eq!(cells[8] != "-", torch, "PyTorch column where torch imports, '-' where not: {r}");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn"))
         .args(["bench", "--zoo", zoo, "--smoke", "--json"])
@@ -160,6 +163,15 @@ fn bench_zoo_times_every_model_file_of_a_folder() {
     assert_eq!(list.len(), 2);
     assert!(list.iter().all(|m| m["report"]["training"][0]["images_per_sec"].as_f64().unwrap() > 0.0), "{json}");
     assert!(list[0]["report"]["tuned"].as_array().is_some_and(|t| !t.is_empty()), "{json}");
+    // Each model's rows carry the ceiling timed after each of its windows, and the fraction of it.
+    for m in list {
+        let row = &m["report"]["training"][0];
+        assert_eq!(row["ceilings"].as_array().map(Vec::len), Some(1), "{json}");
+        let fraction = row["ceiling_fraction"].as_f64().unwrap();
+        let expect = row["gflops"].as_f64().unwrap() / row["ceilings"][0].as_f64().unwrap();
+        assert!((fraction - expect).abs() <= 1e-9 * fraction.max(1.0), "{fraction} vs {expect}");
+        assert_eq!(m["ceiling_fraction"][0].as_f64(), Some(fraction), "{json}");
+    }
     // An empty folder is an error that says so.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

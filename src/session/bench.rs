@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::bench::{
-    peak_rss_bytes, process_age, profile_launches, time_ceiling, time_inference, time_training, TimingSource,
+    median, peak_rss_bytes, process_age, profile_launches, time_ceiling, time_inference, time_training_beside,
+    CeilingProbe, TimingSource,
 };
 use crate::context::Context;
 use crate::data;
@@ -88,7 +89,10 @@ pub struct TrainingRow {
     pub submits_per_step: usize,
     pub flops_per_image: f64,
     pub gflops: f64,
-    /// `gflops` as a fraction of the adapter's ceiling (null when it was not measured).
+    /// The ceiling's GFLOP/s timed right after each window (empty when it was not measured).
+    pub ceilings: Vec<f64>,
+    /// The median over windows of the window's GFLOP/s over the ceiling timed right after it (null
+    /// when the ceiling was not measured).
     pub ceiling_fraction: Option<f64>,
 }
 
@@ -223,6 +227,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     let init = init_params(&spec.params(), 1);
     let opt = Optimizer::Sgd(Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false });
     let (mut training, mut first_step, mut profile) = (Vec::new(), None, None);
+    let mut probe = None;
     for &batch in &opts.batch_sizes {
         let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, batch, opt, &init)?;
         trainer.set_preparation(prep.clone(), opts.augment)?;
@@ -232,9 +237,17 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
             ctx.wait()?;
             first_step = Some(age_at_start + t_main.elapsed().as_secs_f64());
         }
-        let throughput = time_training(&ctx, &mut trainer, opts.warmup, opts.windows, opts.steps)?;
+        // The ceiling's product is built after the first step (whose time is the model's alone), and
+        // timed after each window.
+        if probe.is_none() && opts.ceiling_side > 0 {
+            probe = Some(CeilingProbe::new(&ctx, opts.ceiling_side)?);
+        }
+        let (throughput, ceilings) =
+            time_training_beside(&ctx, &mut trainer, opts.warmup, opts.windows, opts.steps, probe.as_ref())?;
         let launches = trainer.step_launches();
         let flops_per_image = launches.iter().map(|l| l.flops).sum::<u64>() as f64 / trainer.batch_size as f64;
+        let fractions: Vec<f64> =
+            throughput.windows.iter().zip(&ceilings).map(|(r, c)| r * flops_per_image * 1e-9 / c.max(1e-12)).collect();
         if profile.is_none() && opts.profile > 0 {
             let (source, times) = profile_launches(&ctx, &launches, opts.profile)?;
             profile = Some(kernel_table(trainer.batch_size, source, &times));
@@ -247,7 +260,8 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
             flops_per_image,
             gflops: throughput.median * flops_per_image * 1e-9,
             windows: throughput.windows,
-            ceiling_fraction: None,
+            ceiling_fraction: (!fractions.is_empty()).then(|| median(&fractions)),
+            ceilings,
         };
         progress(format!(
             "training  batch {:>4}: {:>8.1} images/s (median of {} windows of {} steps), {:.2} GFLOP/s",
@@ -260,16 +274,17 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     let evaluator = Evaluator::prepared(&ctx, spec, &params, &test_set, opts.infer_batch, &prep.transform())?;
     let infer = time_inference(&ctx, &evaluator, opts.windows)?;
     let gpu_bytes_allocated = ctx.bytes_allocated();
-    // The ceiling last: its buffers are not the model's, and the first step's time is the model's.
-    let ceiling_gflops = match opts.ceiling_side {
-        0 => 0.0,
-        side => time_ceiling(&ctx, side, opts.windows.max(3))?.median,
-    };
+    // The ceiling: the median of its runs beside the training windows.
+    let all: Vec<f64> = training.iter().flat_map(|r| r.ceilings.iter().copied()).collect();
+    let ceiling_gflops = if all.is_empty() { 0.0 } else { median(&all) };
     if ceiling_gflops > 0.0 {
-        training.iter_mut().for_each(|r| r.ceiling_fraction = Some(r.gflops / ceiling_gflops));
         progress(format!(
-            "ceiling   {:.2} GFLOP/s: the adapter's best {s}x{s}x{s} product (wgcnn bench --ceiling)",
+            "ceiling   {:.2} GFLOP/s: the adapter's best {s}x{s}x{s} product (wgcnn bench --ceiling), the median of \
+             {} runs, one after each training window ({:.2}-{:.2})",
             ceiling_gflops,
+            all.len(),
+            all.iter().copied().fold(f64::MAX, f64::min),
+            all.iter().copied().fold(0.0, f64::max),
             s = opts.ceiling_side
         ));
     }
@@ -305,7 +320,11 @@ pub fn render(r: &BenchReport) -> String {
     s += &render_tuning(&r.tuning, &r.tuned);
     for t in &r.training {
         let share = t.ceiling_fraction.map_or(String::new(), |f| {
-            format!(", {:.2} GFLOP/s = {:.0} % of the ceiling ({:.2})", t.gflops, 100.0 * f, r.ceiling_gflops)
+            format!(
+                ", {:.2} GFLOP/s = {:.0} % of the ceiling (the median of each window's ratio to the ceiling run after it)",
+                t.gflops,
+                100.0 * f
+            )
         });
         s += &format!(
             "          batch {:>4}: {} dispatches and 1 submit per step{share}\n",

@@ -432,20 +432,16 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
         }
     }
     let mut rows = Vec::new();
-    let mut ceiling = 0.0;
-    for (i, f) in files.iter().enumerate() {
+    for f in &files {
         opts.model = wgcnn::model::file::load(f)?;
-        // The ceiling once, with the first model.
-        opts.ceiling_side = if i == 0 { ceiling_side } else { 0 };
+        // The ceiling beside every model's windows: each model's fraction is of the ceiling as it
+        // was while that model ran.
         let quiet = json_out;
         let r = session::bench::run(&opts, &mut |line| {
             if !quiet {
                 eprintln!("{:<15} {line}", opts.model.name);
             }
         })?;
-        if i == 0 {
-            ceiling = r.ceiling_gflops;
-        }
         let twin = if torch {
             let sizes: Vec<String> = opts.batch_sizes.iter().map(|b| b.to_string()).collect();
             let out = std::process::Command::new("python3")
@@ -477,8 +473,8 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
                 serde_json::json!({
                     "file": f.display().to_string(),
                     "report": r,
-                    "ceiling_gflops": ceiling,
-                    "ceiling_fraction": r.training.iter().map(|t| t.gflops / ceiling).collect::<Vec<_>>(),
+                    "ceiling_gflops": r.ceiling_gflops,
+                    "ceiling_fraction": r.training.iter().map(|t| t.ceiling_fraction).collect::<Vec<_>>(),
                     "pytorch": twin,
                 })
             })
@@ -487,16 +483,17 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
         return Ok(());
     }
     println!(
-        "ceiling {ceiling:.2} GFLOP/s (the adapter's best {ceiling_side}x{ceiling_side}x{ceiling_side} product); \
-         PyTorch on {threads} threads"
+        "ceiling: the adapter's best {ceiling_side}x{ceiling_side}x{ceiling_side} product, timed after each training \
+         window (the model's median), and each window's ratio to it (the median); PyTorch on {threads} threads"
     );
     println!(
-        "{:<15} {:>5} {:>12} {:>8} {:>8} {:>10} {:>12} {:>14} {:>14}",
+        "{:<15} {:>5} {:>12} {:>8} {:>8} {:>8} {:>10} {:>12} {:>14} {:>14}",
         "model",
         "batch",
         "train img/s",
         "GFLOP/s",
         "ceiling",
+        "of it",
         "dispatches",
         "infer img/s",
         "torch train",
@@ -511,12 +508,13 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
             let torch_infer =
                 twin.as_ref().and_then(|j| j["inference"].as_f64()).map_or("-".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{:<15} {:>5} {:>12.1} {:>8.2} {:>7.0}% {:>10} {:>12.1} {:>14} {:>14}",
+                "{:<15} {:>5} {:>12.1} {:>8.2} {:>8.2} {:>7} {:>10} {:>12.1} {:>14} {:>14}",
                 r.model,
                 t.batch,
                 t.images_per_sec,
                 t.gflops,
-                100.0 * t.gflops / ceiling.max(1e-9),
+                wgcnn::bench::median(&t.ceilings),
+                t.ceiling_fraction.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f)),
                 t.dispatches_per_step,
                 r.inference.images_per_sec,
                 torch_train,
