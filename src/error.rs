@@ -29,6 +29,9 @@ pub enum Error {
     Checkpoint { path: String, detail: String },
     /// A model description (file or builder) is wrong: `at` names the file and layer, `detail` the field.
     Model { at: String, detail: String },
+    /// An ONNX file is malformed or holds what wgcnn cannot run: `path` names the file, `at` the node
+    /// or tensor (empty: the file as a whole).
+    Onnx { path: String, at: String, detail: String },
     /// Training diverged or was given an unusable setting.
     Train(String),
     /// Drawing a picture failed.
@@ -65,6 +68,8 @@ impl fmt::Display for Error {
             Error::Checkpoint { path, detail } => write!(f, "checkpoint {path}: {detail}"),
             Error::Model { at, detail } if at.is_empty() => write!(f, "model: {detail}"),
             Error::Model { at, detail } => write!(f, "model {at}: {detail}"),
+            Error::Onnx { path, at, detail } if at.is_empty() => write!(f, "ONNX file {path}: {detail}"),
+            Error::Onnx { path, at, detail } => write!(f, "ONNX file {path}: {at}: {detail}"),
             Error::Train(e) => write!(f, "training: {e}"),
             Error::Render(e) => write!(f, "drawing a picture: {e}"),
             Error::Interrupted(e) => write!(f, "interrupted: {e}"),

@@ -19,6 +19,7 @@ pub mod graph;
 pub mod ir;
 pub mod kernels;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod reference;
 pub mod rng;

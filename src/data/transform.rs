@@ -62,24 +62,10 @@ impl Normalize {
     /// The (mean, std) per channel of `train` under this choice, for a source of kind `idx` or not.
     pub fn resolve(&self, train: &Dataset, idx: bool) -> Result<(Vec<f32>, Vec<f32>)> {
         let c = train.channels;
-        let plain = (vec![0.0; c], vec![1.0; c]);
         let (mean, std) = match self {
-            Normalize::Auto if idx => plain,
-            Normalize::None => plain,
+            Normalize::Auto if idx => (vec![0.0; c], vec![1.0; c]),
             Normalize::Auto | Normalize::Computed => channel_stats(train),
-            Normalize::Imagenet if c == 3 => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
-            Normalize::Imagenet => {
-                let luma = |v: [f32; 3]| 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
-                (vec![luma(IMAGENET_MEAN); c], vec![luma(IMAGENET_STD); c])
-            }
-            Normalize::Given(m, s) if m.len() == 1 => (vec![m[0]; c], vec![s[0]; c]),
-            Normalize::Given(m, s) if m.len() == c => (m.clone(), s.clone()),
-            Normalize::Given(m, _) => {
-                return Err(Error::Train(format!(
-                    "--normalize gives {} means, the model's input has {c} channels",
-                    m.len()
-                )))
-            }
+            fixed => fixed.without_data(c).map_err(Error::Train)?.unwrap_or((vec![0.0; c], vec![1.0; c])),
         };
         if std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
             return Err(data_err(
@@ -88,6 +74,32 @@ impl Normalize {
             ));
         }
         Ok((mean, std))
+    }
+}
+
+/// Per-channel (mean, std).
+pub type MeanStd = (Vec<f32>, Vec<f32>);
+
+impl Normalize {
+    /// The (mean, std) for `c` channels of a choice that needs no data (`none`, `imagenet`, given
+    /// values); `None` for `auto` (whatever the caller already has); an error for `computed` or a
+    /// count of values that fits no channel count.
+    pub fn without_data(&self, c: usize) -> std::result::Result<Option<MeanStd>, String> {
+        Ok(Some(match self {
+            Normalize::Auto => return Ok(None),
+            Normalize::Computed => return Err("--normalize computed needs the training pictures".into()),
+            Normalize::None => (vec![0.0; c], vec![1.0; c]),
+            Normalize::Imagenet if c == 3 => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
+            Normalize::Imagenet => {
+                let luma = |v: [f32; 3]| 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
+                (vec![luma(IMAGENET_MEAN); c], vec![luma(IMAGENET_STD); c])
+            }
+            Normalize::Given(m, s) if m.len() == 1 => (vec![m[0]; c], vec![s[0]; c]),
+            Normalize::Given(m, s) if m.len() == c => (m.clone(), s.clone()),
+            Normalize::Given(m, _) => {
+                return Err(format!("--normalize gives {} means, the model's input has {c} channels", m.len()))
+            }
+        }))
     }
 }
 

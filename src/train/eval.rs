@@ -148,6 +148,22 @@ pub fn argmax(p: &[f32]) -> usize {
 /// Class probabilities of prepared inputs (each `c·h·w` values in [0, 1]), forward only, in batches of
 /// at most 1,000 inputs (fewer when that does not fit the device).
 pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    forward(ctx, spec, params, inputs, |g| &g.probs)
+}
+
+/// The logits of prepared inputs (as [`predict`], before the softmax): what an exported ONNX graph
+/// gives.
+pub fn logits(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    forward(ctx, spec, params, inputs, |g| &g.logits)
+}
+
+fn forward(
+    ctx: &Context,
+    spec: &ModelSpec,
+    params: &Params,
+    inputs: &[Vec<f32>],
+    out_of: fn(&Graph) -> &Tensor,
+) -> Result<Vec<Vec<f32>>> {
     let [c, h, w] = spec.input;
     if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != c * h * w) {
         return Err(Error::Train(format!("input {i} has {} values, {} expects {c}x{h}x{w}", x.len(), spec.name)));
@@ -169,8 +185,8 @@ pub fn predict(ctx: &Context, spec: &ModelSpec, params: &Params, inputs: &[Vec<f
         ctx.submit_pass("predict", |pass| {
             graph.record_forward(pass);
         })?;
-        let probs = graph.probs.to_f32(ctx)?;
-        out.extend(probs.chunks(spec.classes).map(<[f32]>::to_vec));
+        let values = out_of(graph).to_f32(ctx)?;
+        out.extend(values.chunks(spec.classes).map(<[f32]>::to_vec));
     }
     Ok(out)
 }

@@ -115,6 +115,45 @@ pub enum Command {
     /// every layer with maps (each branch of a DAG), the vectors of the fully connected layers, the class
     /// probabilities, and one overview.
     Visualize(VisualizeArgs),
+    /// Write a saved model as an ONNX file (opset 17) that onnxruntime and other runtimes read.
+    ///
+    /// The graph's input is `input` [N, C, H, W] float32 (any batch), already prepared as the checkpoint
+    /// records: each channel's (pixel / 255 - mean) / std, stated in the file's metadata
+    /// (`input_preparation`); its output is `logits` [N, classes]. Batch-norm becomes an inference-mode
+    /// BatchNormalization, dropout is left out, and every tensor keeps its PyTorch name.
+    Export(ExportArgs),
+    /// Read an ONNX model into a checkpoint and its model file.
+    ///
+    /// The graph may use Conv, Gemm, MatMul (+ Add), Relu, Tanh, Sigmoid, MaxPool, AveragePool,
+    /// GlobalAveragePool, BatchNormalization, Add, Concat, Flatten, Reshape to 2-D, Dropout and
+    /// Identity, with one input [N, C, H, W] of fixed C, H and W; anything else is an error naming the
+    /// node. Layers keep the PyTorch names the graph's tensors have.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The trained model: a checkpoint (safetensors), which names its architecture
+    pub checkpoint: PathBuf,
+    /// The ONNX file to write (written whole or not at all)
+    #[arg(long)]
+    pub onnx: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The ONNX model to read
+    pub onnx: PathBuf,
+    /// The checkpoint to write (safetensors, with the model and its input preparation inside)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The model file to write beside it [default: the checkpoint's path with .toml]
+    #[arg(long)]
+    pub model_file: Option<PathBuf>,
+    /// The input preparation to record: auto (the file's, from a wgcnn export; else none), none
+    /// (x / 255), imagenet (torchvision's pretrained weights), or MEANS/STDS such as 0.5/0.25
+    #[arg(long, default_value = "auto")]
+    pub normalize: String,
 }
 
 #[derive(clap::Args)]

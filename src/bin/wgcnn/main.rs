@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench(a),
         Command::Filters(a) => filters(a),
         Command::Visualize(a) => visualize(a),
+        Command::Export(a) => export(a),
+        Command::Import(a) => import(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -521,6 +523,57 @@ fn bench_zoo(dir: &Path, mut opts: BenchOptions, json_out: bool) -> wgcnn::Resul
                 torch_infer
             );
         }
+    }
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> wgcnn::Result<()> {
+    let (spec, state, prep) = wgcnn::checkpoint::load_prepared(&a.checkpoint)?;
+    wgcnn::onnx::save_onnx(&a.onnx, &spec, &state, &prep)?;
+    let [c, h, w] = spec.input;
+    println!(
+        "wrote {}: {} as ONNX opset {}, input \"{}\" [N, {c}, {h}, {w}] float32, output \"{}\" [N, {}]",
+        a.onnx.display(),
+        spec.name,
+        wgcnn::onnx::OPSET,
+        wgcnn::onnx::INPUT_NAME,
+        wgcnn::onnx::OUTPUT_NAME,
+        spec.classes
+    );
+    if prep.is_plain() {
+        println!("input preparation: pixel / 255");
+    } else {
+        println!("input preparation: (pixel / 255 - mean) / std per channel, mean {:?}, std {:?}", prep.mean, prep.std);
+    }
+    Ok(())
+}
+
+fn import(a: ImportArgs) -> wgcnn::Result<()> {
+    let normalize: wgcnn::data::transform::Normalize =
+        a.normalize.parse().map_err(|e: String| wgcnn::Error::Train(format!("--normalize: {e}")))?;
+    let mut im = wgcnn::onnx::import_file(&a.onnx)?;
+    let c = im.spec.input[0];
+    if let Some((mean, std)) = normalize.without_data(c).map_err(wgcnn::Error::Train)? {
+        if std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
+            return Err(wgcnn::Error::Train(format!("--normalize: every std must be above 0, got {std:?}")));
+        }
+        (im.prep.mean, im.prep.std) = (mean, std);
+        im.notes.retain(|n| !n.contains("preparation"));
+    }
+    let model_file = a.model_file.clone().unwrap_or_else(|| a.out.with_extension("toml"));
+    wgcnn::checkpoint::save_model_prepared(&a.out, &im.spec, &im.state, &im.prep)?;
+    wgcnn::fsio::write_atomic(&model_file, wgcnn::model::file::to_toml(&im.spec).as_bytes())?;
+    let params: usize = im.spec.params().iter().map(|p| p.len()).sum();
+    println!(
+        "imported {} ({} layers, {params} parameters, input {:?}, {} classes)",
+        im.spec.name,
+        im.spec.layers.len(),
+        im.spec.input,
+        im.spec.classes
+    );
+    println!("wrote {} and {}", a.out.display(), model_file.display());
+    for n in &im.notes {
+        println!("note: {n}");
     }
     Ok(())
 }
