@@ -52,6 +52,9 @@ fn options(data: &Path, model: ModelSpec, epochs: usize, batch: usize) -> TrainO
         },
         seed: 1,
         init: None,
+        model_given: false,
+        reset: Vec::new(),
+        freeze: Vec::new(),
         save: None,
         plot: None,
         resume: false,
@@ -356,6 +359,7 @@ fn colour_alone_separates_classes_that_grey_cannot() {
         seed: 1,
         cifar_labels: data::CifarLabels::Fine,
         cache: true,
+        weights: Default::default(),
     };
     let r = wgcnn::session::infer::eval(&ckpt, &opts, &mut |_| {}).unwrap();
     assert_eq!(r.confusion.iter().flatten().sum::<u64>(), r.count as u64);
@@ -364,6 +368,95 @@ fn colour_alone_separates_classes_that_grey_cannot() {
     let plot = dir.join("confusion.png");
     wgcnn::viz::plot_confusion(&plot, &r.classes, &r.confusion, &r.name).unwrap();
     assert!(image::open(&plot).unwrap().width() > 200);
+}
+
+/// The colour model with a batch-norm after its first conv and `classes` outputs.
+fn colour_bn_model(classes: usize) -> ModelSpec {
+    let text = file::to_toml(&colour_model(3))
+        .replace("name = \"relu1\"", "name = \"bn1\"\nop = \"batchnorm2d\"\n\n[[layer]]\nname = \"relu1\"");
+    let text = text
+        .replace("classes = 3", &format!("classes = {classes}"))
+        .replace("out_features = 3", &format!("out_features = {classes}"));
+    file::parse(&text).unwrap()
+}
+
+#[test]
+fn fine_tuning_freezes_resets_and_takes_plain_state_dicts() {
+    let dir = temp("finetune");
+    let mut rng = Rng::new(6);
+    colour_set(&dir, "train", 16, &mut rng);
+    colour_set(&dir, "test", 4, &mut rng);
+    // A two-class copy (no red) for a new head.
+    let two = dir.join("two");
+    for split in ["train", "test"] {
+        for c in ["blue", "green"] {
+            let (from, to) = (dir.join(split).join(c), two.join(split).join(c));
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(&from).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let three = colour_bn_model(3);
+    let mut o = options(&dir, three.clone(), 1, 8);
+    let pre = dir.join("pre.safetensors");
+    o.save = Some(pre.clone());
+    run(&o, &mut |_| {}).unwrap();
+    let before = tensors(&pre);
+    // Freeze everything but the head: the frozen tensors (and the batch-norm's running statistics)
+    // keep every bit, the head moves.
+    let tuned = dir.join("tuned.safetensors");
+    let mut f = options(&dir, three.clone(), 1, 8);
+    (f.init, f.save) = (Some(pre.clone()), Some(tuned.clone()));
+    f.freeze = ["conv1", "bn1", "conv2"].map(String::from).to_vec();
+    run(&f, &mut |_| {}).unwrap();
+    let after = tensors(&tuned);
+    for (name, (_, v)) in &before {
+        let same = after[name].1.iter().map(|x| x.to_bits()).eq(v.iter().map(|x| x.to_bits()));
+        assert_eq!(same, !name.starts_with("fc."), "{name}: frozen tensors keep their bits, the head changes");
+    }
+    // A new head for two classes from the three-class weights (--model FILE --init W --reset fc),
+    // the rest frozen: fc has the new shape, everything else is the pre-trained bits.
+    let two_model = colour_bn_model(2);
+    let new_head = dir.join("two.safetensors");
+    let mut r = options(&two, two_model.clone(), 1, 8);
+    (r.init, r.model_given, r.save) = (Some(pre.clone()), true, Some(new_head.clone()));
+    r.reset = vec!["fc".into()];
+    r.freeze = ["conv1", "bn1", "conv2"].map(String::from).to_vec();
+    run(&r, &mut |_| {}).unwrap();
+    let got = tensors(&new_head);
+    assert_eq!(got["fc.weight"].0, vec![2, 16]);
+    assert_eq!(got["conv2.weight"].1, before["conv2.weight"].1);
+    assert_eq!(got["bn1.running_var"].1, before["bn1.running_var"].1);
+    // Without --reset the three-class head does not fit, and the error says which tensor.
+    let mut strict = r.clone();
+    strict.reset.clear();
+    let e = run(&strict, &mut |_| {}).err().unwrap().to_string();
+    assert!(e.contains("fc.weight") && e.contains("[3, 16]"), "{e}");
+    // Wrong layer names are errors naming them.
+    let mut bad = r.clone();
+    bad.reset = vec!["fc9".into()];
+    let e = run(&bad, &mut |_| {}).err().unwrap().to_string();
+    assert!(e.contains("--reset fc9") && e.contains("no layer of that name"), "{e}");
+    let mut bad = f.clone();
+    bad.freeze = vec!["relu1".into()];
+    let e = run(&bad, &mut |_| {}).err().unwrap().to_string();
+    assert!(e.contains("--freeze relu1") && e.contains("no weights"), "{e}");
+    // A plain state_dict (no metadata, no num_batches_tracked), as safetensors.torch.save_file writes
+    // one: refused alone with what to do, loaded with its model file.
+    let plain = dir.join("plain.safetensors");
+    let list: Vec<(String, Vec<usize>, wgcnn::checkpoint::Data<'_>)> =
+        before.iter().map(|(k, (shape, v))| (k.clone(), shape.clone(), wgcnn::checkpoint::Data::F32(v))).collect();
+    std::fs::write(&plain, wgcnn::checkpoint::to_bytes(&list, &Default::default()).unwrap()).unwrap();
+    let e = wgcnn::checkpoint::load_model(&plain).err().unwrap().to_string();
+    assert!(e.contains("no wgcnn model description") && e.contains("--model FILE.toml"), "{e}");
+    let (state, prep) = wgcnn::checkpoint::load_weights(&plain, &three, &[], 0).unwrap();
+    assert!(prep.is_none());
+    assert_eq!(state.tracked, vec![0]);
+    let (_, pre_state) = wgcnn::checkpoint::load_model(&pre).unwrap();
+    assert_eq!(state.params, pre_state.params);
+    assert_eq!(state.buffers, pre_state.buffers);
 }
 
 #[test]

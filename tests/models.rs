@@ -45,8 +45,17 @@ fn the_shipped_lenet5_file_is_the_built_in_lenet5() {
     assert_eq!(names[..3], ["conv1.weight", "conv1.bias", "conv2.weight"]);
     assert_eq!(spec.params()[4].shape, [120, 400], "in_features inferred through the flatten");
     // Every shipped model file parses, and its canonical form reads back as the same model.
+    // (models/torchvision/ too: full-size networks named as torchvision names them.)
+    let mut files = Vec::new();
     for entry in std::fs::read_dir("models").unwrap() {
         let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path())),
+            false => files.push(path),
+        }
+    }
+    assert!(files.iter().any(|p| p.ends_with("torchvision/resnet18.toml")), "{files:?}");
+    for path in files {
         let spec = file::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(file::parse(&file::to_toml(&spec)).unwrap(), spec, "{}", path.display());
     }
@@ -235,4 +244,26 @@ fn every_shipped_model_file_states_its_training_settings() {
             );
         }
     }
+}
+
+#[test]
+fn the_torchvision_resnet18_file_names_and_shapes_every_tensor_as_torchvision_does() {
+    // torchvision.models.resnet18().state_dict(): 122 tensors; the digest is FNV-1a 64 of the sorted
+    // "name:[shape]" entries joined by commas (num_batches_tracked's shape is []), computed from
+    // torchvision 0.29 (scripts/torchvision_check.py loads such a state_dict strictly).
+    let spec = file::load(Path::new("models/torchvision/resnet18.toml")).unwrap();
+    let mut entries: Vec<String> = spec
+        .params()
+        .iter()
+        .chain(&spec.buffers())
+        .map(|p| format!("{}:{:?}", p.name, p.shape))
+        .chain(spec.tracked().iter().map(|n| format!("{n}:[]")))
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 122);
+    let text = entries.join(",");
+    let digest = wgcnn::fsio::fnv1a(wgcnn::fsio::FNV_OFFSET, text.as_bytes());
+    assert_eq!(digest, 0x31bc_3e31_29ff_dc3c, "{text}");
+    let params: usize = spec.params().iter().map(|p| p.len()).sum();
+    assert_eq!(params, 11_689_512);
 }

@@ -72,15 +72,54 @@ pub fn match_params(r: &mut Reader, specs: &[ParamSpec], prefix: &str) -> Result
 }
 
 /// A whole model's state from a checkpoint: parameters, buffers and counters, every name and shape
-/// checked (as PyTorch's `load_state_dict(strict=True)`) before any data is read.
+/// checked (as PyTorch's `load_state_dict(strict=True)`) before any data is read. A missing
+/// `num_batches_tracked` counter is taken as 0, as PyTorch accepts it.
 pub fn match_state(r: &mut Reader, spec: &ModelSpec) -> Result<ModelState> {
+    match_state_except(r, spec, &[], 0)
+}
+
+/// The layer a tensor of the state belongs to (`layer1.0.conv1.weight` → `layer1.0.conv1`).
+pub fn layer_of(tensor: &str) -> &str {
+    tensor.rsplit_once('.').map_or(tensor, |(l, _)| l)
+}
+
+/// [`match_state`], except that the tensors of the `reset` layers are neither required nor read
+/// (whatever shape the file has for them): they start from PyTorch's initialisation with `seed`, as
+/// a new layer would (e.g. a head for another number of classes).
+pub fn match_state_except(r: &mut Reader, spec: &ModelSpec, reset: &[String], seed: u64) -> Result<ModelState> {
     let (params, buffers, tracked) = (spec.params(), spec.buffers(), spec.tracked());
-    let floats: Vec<String> = params.iter().chain(&buffers).map(|p| p.name.clone()).collect();
-    same_names(r, &floats, &tracked)?;
+    let is_reset = |name: &str| reset.iter().any(|l| l == layer_of(name));
     let all: Vec<ParamSpec> = params.iter().chain(&buffers).cloned().collect();
-    check_shapes(r, &all, &floats)?;
+    let wanted: Vec<ParamSpec> = all.iter().filter(|p| !is_reset(&p.name)).cloned().collect();
+    let floats: Vec<String> = wanted.iter().map(|p| p.name.clone()).collect();
+    let counters_in: Vec<String> = tracked.iter().filter(|n| r.tensors.contains_key(*n)).cloned().collect();
+    // Strict about everything else: the file's tensors of reset layers are left out of the check.
+    let mut missing: Vec<&String> =
+        floats.iter().filter(|n| r.tensors.get(*n).is_none_or(|e| e.dtype != "F32")).collect();
+    missing.extend(counters_in.iter().filter(|n| r.tensors.get(*n).is_none_or(|e| e.dtype != "I64")));
+    let unexpected: Vec<&String> = r
+        .tensors
+        .keys()
+        .filter(|n| {
+            !floats.contains(n) && !counters_in.contains(n) && !all.iter().any(|p| p.name == **n && is_reset(n))
+        })
+        .filter(|n| !(is_reset(n) && tracked.contains(n)))
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(ckpt_err(
+            &r.path,
+            format!(
+                "does not fit this model: missing {missing:?}, unexpected {unexpected:?} (is it from another model?)"
+            ),
+        ));
+    }
+    check_shapes(r, &wanted, &floats)?;
     let mut counters = Vec::with_capacity(tracked.len());
     for n in &tracked {
+        if !counters_in.contains(n) || is_reset(n) {
+            counters.push(0);
+            continue;
+        }
         let shape = r.tensors[n].shape.clone();
         match r.i64(n)?.as_slice() {
             [v] if shape.len() <= 1 && *v >= 0 => counters.push(*v),
@@ -89,7 +128,15 @@ pub fn match_state(r: &mut Reader, spec: &ModelSpec) -> Result<ModelState> {
             }
         }
     }
-    let mut values = values_of(r, &all, &floats)?;
+    let read = values_of(r, &wanted, &floats)?;
+    let fresh = ModelState::init(spec, seed);
+    let fresh_all: Vec<Vec<f32>> = fresh.params.into_iter().chain(fresh.buffers).collect();
+    let mut read = read.into_iter();
+    let mut values: Vec<Vec<f32>> = all
+        .iter()
+        .zip(fresh_all)
+        .map(|(p, f)| if is_reset(&p.name) { f } else { read.next().unwrap_or_default() })
+        .collect();
     let buffers = values.split_off(params.len());
     Ok(ModelState { params: values, buffers, tracked: counters })
 }
@@ -229,7 +276,7 @@ pub fn preparation_from_metadata(
 /// [`load_model`] with the input preparation the checkpoint records.
 pub fn load_prepared(path: &Path) -> Result<(ModelSpec, ModelState, Preparation)> {
     let mut r = Reader::open(path)?;
-    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
+    let spec = spec_of(&r)?;
     let prep = preparation_from_metadata(&r.path.clone(), &r.metadata, &spec)?;
     let state = match_state(&mut r, &spec)?;
     Ok((spec, state, prep))
@@ -238,7 +285,7 @@ pub fn load_prepared(path: &Path) -> Result<(ModelSpec, ModelState, Preparation)
 /// [`load_prepared`] on a checkpoint's bytes (`name` names it in errors).
 pub fn load_prepared_bytes(name: &Path, bytes: Vec<u8>) -> Result<(ModelSpec, ModelState, Preparation)> {
     let mut r = Reader::from_bytes(name, bytes)?;
-    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
+    let spec = spec_of(&r)?;
     let prep = preparation_from_metadata(&r.path.clone(), &r.metadata, &spec)?;
     let state = match_state(&mut r, &spec)?;
     Ok((spec, state, prep))
@@ -310,6 +357,51 @@ pub fn spec_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Resul
     }
 }
 
+/// The model a checkpoint describes ([`spec_from_metadata`]); a file with no wgcnn metadata at all
+/// whose tensors are not LeNet-5's (a PyTorch `state_dict` saved as it comes) is an error saying to
+/// give its model file.
+fn spec_of(r: &Reader) -> Result<ModelSpec> {
+    let spec = spec_from_metadata(&r.path, &r.metadata)?;
+    if r.metadata.keys().any(|k| k.starts_with("wgcnn.")) {
+        return Ok(spec);
+    }
+    let tracked = spec.tracked();
+    let names: Vec<String> = spec.params().iter().chain(&spec.buffers()).map(|p| p.name.clone()).collect();
+    let fits = names.iter().all(|n| r.tensors.contains_key(n))
+        && r.tensors.keys().all(|k| names.contains(k) || tracked.contains(k));
+    if fits {
+        return Ok(spec);
+    }
+    Err(ckpt_err(
+        &r.path,
+        format!(
+            "holds no wgcnn model description, and its {} tensors are not LeNet-5's (a PyTorch state_dict?): give \
+             its model file too: wgcnn eval --model FILE.toml --weights {p}, or wgcnn train --model FILE.toml --init {p}",
+            r.tensors.len(),
+            p = r.path.display()
+        ),
+    ))
+}
+
+/// The weights of `spec` from any safetensors file of its tensors under their PyTorch names (a wgcnn
+/// checkpoint, or a `state_dict` saved with `safetensors.torch.save_file`): strict as
+/// [`match_state`] except for the `reset` layers, which start from PyTorch's initialisation with
+/// `seed`. Also the input preparation the file records, where it records one that fits `spec`.
+pub fn load_weights(
+    path: &Path,
+    spec: &ModelSpec,
+    reset: &[String],
+    seed: u64,
+) -> Result<(ModelState, Option<Preparation>)> {
+    let mut r = Reader::open(path)?;
+    let prep = match r.metadata.contains_key(PREPARATION_KEY) {
+        true => preparation_from_metadata(&r.path.clone(), &r.metadata, spec).ok(),
+        false => None,
+    };
+    let state = match_state_except(&mut r, spec, reset, seed)?;
+    Ok((state, prep))
+}
+
 /// Load a model checkpoint: the model it describes and its state (checked; names and shapes before
 /// any tensor data is read).
 pub fn load_model(path: &Path) -> Result<(ModelSpec, ModelState)> {
@@ -322,7 +414,7 @@ pub fn load_model_bytes(name: &Path, bytes: Vec<u8>) -> Result<(ModelSpec, Model
 }
 
 fn model_from(mut r: Reader) -> Result<(ModelSpec, ModelState)> {
-    let spec = spec_from_metadata(&r.path.clone(), &r.metadata)?;
+    let spec = spec_of(&r)?;
     let state = match_state(&mut r, &spec)?;
     Ok((spec, state))
 }

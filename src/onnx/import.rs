@@ -84,7 +84,10 @@ impl<'a> Importer<'a> {
             *uses.entry(o.name.as_str()).or_default() += 1;
         }
         let name = model.meta("wgcnn.model").map(str::to_string).filter(|s| !s.is_empty());
-        let name = name.or_else(|| Some(g.name.clone()).filter(|s| !s.is_empty())).unwrap_or_else(|| fallback.into());
+        // (torch names every graph main_graph or torch_jit: the file's name says more.)
+        let generic =
+            |s: &String| s.is_empty() || ["main_graph", "torch_jit", "torch-jit-export"].contains(&s.as_str());
+        let name = name.or_else(|| Some(g.name.clone()).filter(|s| !generic(s))).unwrap_or_else(|| fallback.into());
         Ok(Importer {
             path,
             model,
@@ -652,15 +655,17 @@ impl<'a> Importer<'a> {
                     "a wgcnn model ends in logits (its loss applies the softmax): export the network without it",
                 ))
             }
-            op => return Err(node_err(
-                self.path,
-                n,
-                format!(
+            op => {
+                return Err(node_err(
+                    self.path,
+                    n,
+                    format!(
                     "op {op} is not supported; wgcnn runs Conv, Gemm, MatMul (+ Add), Relu, Tanh, Sigmoid, MaxPool, \
                          AveragePool, GlobalAveragePool, BatchNormalization, Add, Concat, Flatten, Reshape to 2-D, \
                          Dropout and Identity"
                 ),
-            )),
+                ))
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::data::{self, CifarLabels, Dataset, LoadOptions, LoadProgress, Picture
 use crate::error::{Error, Result};
 use crate::graph::Params;
 use crate::model::{ModelSpec, ModelState};
-use crate::session::trained_model;
+use crate::session::{trained_model, trained_model_with, Weights};
 use crate::train::{argmax, Evaluator};
 
 /// What `wgcnn eval --json` prints.
@@ -54,6 +54,8 @@ pub struct EvalOptions {
     pub seed: u64,
     pub cifar_labels: CifarLabels,
     pub cache: bool,
+    /// Weights from another file than `model` (then `model` may be a model file).
+    pub weights: Weights,
 }
 
 /// A model's parameters uploaded to a new context.
@@ -103,7 +105,7 @@ fn test_split(
 /// Accuracy, loss, per-class accuracy and the confusion matrix of checkpoint `model` on the test
 /// split of `opts.data`, its pictures prepared as the checkpoint records.
 pub fn eval(model: &Path, opts: &EvalOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<EvalReport> {
-    let (spec, state, prep) = trained_model(model)?;
+    let (spec, state, prep) = trained_model_with(model, &opts.weights)?;
     let (mut test, source) = test_split(opts, &prep, progress)?;
     test.class_names = prep.classes.clone();
     let ctx = Context::new()?;
@@ -147,6 +149,8 @@ pub struct Prediction {
     pub name: String,
     pub probability: f32,
     pub probabilities: Vec<f32>,
+    /// The model's outputs before the softmax.
+    pub logits: Vec<f32>,
 }
 
 /// The model inputs of pictures under `prep` as f32 values (normalised on the CPU): MNIST's digit
@@ -180,11 +184,22 @@ pub fn picture_inputs(prep: &Preparation, images: &[PathBuf]) -> Result<Vec<Vec<
 /// to the model's input and normalised by the same GPU gather as training and `eval`.
 /// Returns the class names and one prediction per picture.
 pub fn predict(model: &Path, images: &[PathBuf]) -> Result<(Vec<String>, Vec<Prediction>)> {
-    let (spec, state, prep) = trained_model(model)?;
+    predict_with(model, &Weights::default(), images)
+}
+
+/// [`predict`] with weights from another file (see [`trained_model_with`]).
+pub fn predict_with(model: &Path, weights: &Weights, images: &[PathBuf]) -> Result<(Vec<String>, Vec<Prediction>)> {
+    let (spec, state, prep) = trained_model_with(model, weights)?;
     let ctx = Context::new()?;
     let params = upload(&spec, &state, &ctx)?;
-    let probs = match prep.pictures {
-        PictureMode::Digits => crate::train::predict(&ctx, &spec, &params, &picture_inputs(&prep, images)?)?,
+    let (logits, probs) = match prep.pictures {
+        PictureMode::Digits => {
+            let inputs = picture_inputs(&prep, images)?;
+            (
+                crate::train::logits(&ctx, &spec, &params, &inputs)?,
+                crate::train::predict(&ctx, &spec, &params, &inputs)?,
+            )
+        }
         PictureMode::Resize => {
             let mut set = Dataset {
                 images: Vec::new(),
@@ -198,13 +213,14 @@ pub fn predict(model: &Path, images: &[PathBuf]) -> Result<(Vec<String>, Vec<Pre
             for p in images {
                 set.images.extend(data::folder::decode_file(p, prep.input)?);
             }
-            Evaluator::prepared(&ctx, &spec, &params, &set, 1000, &prep.transform())?.probabilities(&ctx)?
+            Evaluator::prepared(&ctx, &spec, &params, &set, 1000, &prep.transform())?.logits_and_probabilities(&ctx)?
         }
     };
     let rows = images
         .iter()
         .zip(probs)
-        .map(|(path, p)| {
+        .zip(logits)
+        .map(|((path, p), logits)| {
             let class = argmax(&p);
             Prediction {
                 image: path.display().to_string(),
@@ -212,6 +228,7 @@ pub fn predict(model: &Path, images: &[PathBuf]) -> Result<(Vec<String>, Vec<Pre
                 name: prep.classes.get(class).cloned().unwrap_or_default(),
                 probability: p[class],
                 probabilities: p,
+                logits,
             }
         })
         .collect();
@@ -231,6 +248,7 @@ pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) ->
                 val_split: 0.1,
                 seed: 1,
                 cifar_labels: CifarLabels::Fine,
+                weights: Weights::default(),
                 cache: true,
             };
             let (test, _) = test_split(&opts, &prep, &mut |_| {})?;

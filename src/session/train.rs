@@ -38,8 +38,16 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     /// Seed of the initialisation (the shuffling's seed is in `config`).
     pub seed: u64,
-    /// Start from this checkpoint (and its optimizer state, when saved beside it).
+    /// Start from this checkpoint (and its optimizer state, when saved beside it); with
+    /// `model_given`, from its weights only, loaded into `model`.
     pub init: Option<PathBuf>,
+    /// `model` was chosen (a model file): with `init`, the weights come from `init` and the
+    /// architecture from `model`.
+    pub model_given: bool,
+    /// Layers `init`'s tensors are not taken for: they start from the seed's initialisation.
+    pub reset: Vec<String>,
+    /// Layers whose weights (and batch-norm statistics) training leaves as they start.
+    pub freeze: Vec<String>,
     pub save: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     /// Continue the run recorded in `init` exactly: its settings, data order and position.
@@ -135,9 +143,32 @@ fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState, Option<
         Some(p) if ModelSource::load(p).is_ok_and(|m| matches!(m, ModelSource::File(_))) => {
             Err(Error::Train(format!("--init {} is a model file, not a checkpoint", p.display())))
         }
+        Some(p) if opts.model_given => {
+            crate::train::check_layers(&opts.model, &opts.reset, "--reset")?;
+            let (state, prep) = checkpoint::load_weights(p, &opts.model, &opts.reset, opts.seed)?;
+            Ok((opts.model.clone(), state, prep))
+        }
         Some(p) => {
-            let (spec, values, prep) = checkpoint::load_prepared(p)?;
+            let (spec, mut values, prep) = checkpoint::load_prepared(p)?;
+            crate::train::check_layers(&spec, &opts.reset, "--reset")?;
+            if !opts.reset.is_empty() {
+                let fresh = ModelState::init(&spec, opts.seed);
+                let reset = |name: &str| opts.reset.iter().any(|l| l == checkpoint::layer_of(name));
+                for (i, p) in spec.params().iter().enumerate() {
+                    if reset(&p.name) {
+                        values.params[i] = fresh.params[i].clone();
+                    }
+                }
+                for (i, b) in spec.buffers().iter().enumerate() {
+                    if reset(&b.name) {
+                        values.buffers[i] = fresh.buffers[i].clone();
+                    }
+                }
+            }
             Ok((spec, values, Some(prep)))
+        }
+        None if !opts.reset.is_empty() => {
+            Err(Error::Train("--reset needs --init (the weights the rest start from)".into()))
         }
         None => Ok((opts.model.clone(), ModelState::init(&opts.model, opts.seed), None)),
     }
@@ -187,6 +218,7 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     };
     opts.optimizer.check()?;
     let (spec, init, init_prep) = starting_point(opts)?;
+    crate::train::check_layers(&spec, &opts.freeze, "--freeze")?;
     check_outputs(opts, &spec)?;
     // Before the data is loaded: an impossible crop is known from the model alone.
     opts.augment.check(spec.input)?;
@@ -217,7 +249,13 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
         Some(r) => r.position.clone(),
         None => Position::start(opts.config.seed),
     };
-    if let Some(p) = &opts.init {
+    if !opts.freeze.is_empty() {
+        trainer.freeze(&ctx, &opts.freeze)?;
+    }
+    // The optimizer state beside a checkpoint continues its own run; weights taken into another
+    // model file, or with fresh layers, start a new one.
+    let init = opts.init.as_ref().filter(|_| !opts.model_given && opts.reset.is_empty());
+    if let Some(p) = init {
         match checkpoint::load_optimizer(&ctx, p, &mut trainer)? {
             Some(r) => progress(Progress::Resumed(r.step, record.as_ref().map(|_| &position))),
             None if record.is_some() => {

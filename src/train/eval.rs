@@ -138,7 +138,25 @@ impl Evaluator {
     pub fn probabilities(&self, ctx: &Context) -> Result<Vec<Vec<f32>>> {
         Ok(self.run_with_probabilities(ctx)?.1)
     }
+
+    /// The logits and class probabilities of every item, in order, from the same forward passes.
+    pub fn logits_and_probabilities(&self, ctx: &Context) -> Result<(Rows, Rows)> {
+        let (mut logits, mut probs) = (Vec::with_capacity(self.data.len), Vec::with_capacity(self.data.len));
+        let mut first = 0;
+        while first < self.data.len {
+            let f = self.submit_batch(ctx, first)?;
+            for (t, out) in [(&f.graph.logits, &mut logits), (&f.graph.probs, &mut probs)] {
+                let v = t.to_f32(ctx)?;
+                out.extend(v.chunks(v.len() / f.graph.batch).map(<[f32]>::to_vec));
+            }
+            first += f.graph.batch;
+        }
+        Ok((logits, probs))
+    }
 }
+
+/// One vector per item.
+pub type Rows = Vec<Vec<f32>>;
 
 /// The index of the largest value (the first of equal ones).
 pub fn argmax(p: &[f32]) -> usize {

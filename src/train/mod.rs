@@ -72,14 +72,7 @@ impl Trainer {
         let perm = Tensor::zeros(ctx, "train.permutation", &[data.len()], DType::U32)?;
         let metrics = Metrics::new(ctx, "train")?;
         let batch = batch_size.min(data.len());
-        let feeder = |b: usize| -> Result<Feeder> {
-            let graph = Graph::build(ctx, &spec, &params, &metrics, b, true)?;
-            let gather = train.gathers(ctx, "gather", &transform, &perm, &graph.x, &graph.labels)?;
-            Ok(Feeder { graph, gather })
-        };
-        let full = feeder(batch)?;
-        let rest = data.len() % batch;
-        let tail = if rest > 0 { Some(feeder(rest)?) } else { None };
+        let (full, tail) = feeders(ctx, &spec, &params, &metrics, &train, &perm, &transform, batch)?;
         let augment = Augment::default();
         Ok(Trainer {
             spec,
@@ -96,6 +89,43 @@ impl Trainer {
             augment,
             epoch: 1,
         })
+    }
+
+    /// Freeze the tensors of `layers` (fine-tuning): the optimizer leaves them exactly as they are,
+    /// and a frozen batch-norm keeps its running statistics (it still normalises by the batch's, as
+    /// in training, and its gradient flows to the layers before it). The backward pass still
+    /// computes their gradients; they are not applied. A name that is no layer with tensors is an
+    /// error naming it.
+    pub fn freeze(&mut self, ctx: &Context, layers: &[String]) -> Result<()> {
+        check_layers(&self.spec, layers, "--freeze")?;
+        let frozen: Vec<bool> = self
+            .params
+            .specs
+            .iter()
+            .map(|p| layers.iter().any(|l| l == crate::checkpoint::layer_of(&p.name)))
+            .collect();
+        self.optim.freeze(ctx, &self.params, &frozen)?;
+        // The training graphs again, with the frozen batch-norms' momentum 0: running statistics
+        // updated by nothing (the model itself, saved with the checkpoint, keeps its momentum).
+        let mut graph_spec = self.spec.clone();
+        for l in &mut graph_spec.layers {
+            if let (crate::model::LayerOp::BatchNorm2d(bn), true) = (&mut l.op, layers.contains(&l.name)) {
+                bn.momentum = 0.0;
+            }
+        }
+        let transform = self.prep.transform();
+        let (full, tail) = feeders(
+            ctx,
+            &graph_spec,
+            &self.params,
+            &self.metrics,
+            &self.train,
+            &self.perm,
+            &transform,
+            self.batch_size,
+        )?;
+        (self.full, self.tail) = (full, tail);
+        Ok(())
     }
 
     /// Prepare the training pictures as `prep` says (its normalisation) and augment them with
@@ -145,7 +175,9 @@ impl Trainer {
 
     /// Dispatches per full step (gather + forward + metrics + backward + optimizer) and submits (1).
     pub fn dispatches_per_step(&self) -> usize {
-        self.full.gather.iter().map(Launch::dispatches).sum::<usize>() + self.full.graph.dispatches() + 1
+        self.full.gather.iter().map(Launch::dispatches).sum::<usize>()
+            + self.full.graph.dispatches()
+            + self.optim.launches.len()
     }
 
     /// The launches of a full step in recording order (gather, forward, metrics, backward, optimizer),
@@ -153,7 +185,7 @@ impl Trainer {
     pub fn step_launches(&self) -> Vec<&Launch> {
         let mut v: Vec<&Launch> = self.full.gather.iter().collect();
         v.extend(self.full.graph.launches());
-        v.push(&self.optim.launch);
+        v.extend(self.optim.launches.iter().map(|(l, _)| l));
         v
     }
 
@@ -170,7 +202,7 @@ impl Trainer {
         };
         let g = &f.graph;
         self.train.point(ctx, &f.gather, &self.transform(), &self.perm, first, &g.x, &g.labels)?;
-        self.optim.advance(ctx, self.params.values.whole.len())?;
+        self.optim.advance(ctx)?;
         if let Some(s) = &g.step {
             // Dropout's masks: a hash of this pair (the step count wraps past 2^32 steps).
             s.write_u32(ctx, &[self.seed, self.optim.step as u32])?;
@@ -178,15 +210,60 @@ impl Trainer {
         for t in &mut self.params.tracked {
             t.1 += 1; // this step's forward updates every batch-norm's running statistics
         }
-        let optimizer = &self.optim.launch;
+        let optimizer = &self.optim.launches;
         ctx.submit_pass("train.step", |pass| {
             f.gather.iter().for_each(|l| l.record(pass));
             g.record_forward(pass);
             g.record_backward(pass);
-            optimizer.record(pass);
+            optimizer.iter().for_each(|(l, _)| l.record(pass));
         })?;
         Ok(g.batch)
     }
+}
+
+/// The training graphs of a batch and of the epoch's partial last batch (if any), with their gathers.
+#[allow(clippy::too_many_arguments)]
+fn feeders(
+    ctx: &Context,
+    spec: &ModelSpec,
+    params: &Params,
+    metrics: &Metrics,
+    train: &GpuDataset,
+    perm: &Tensor,
+    transform: &Transform,
+    batch: usize,
+) -> Result<(Feeder, Option<Feeder>)> {
+    let feeder = |b: usize| -> Result<Feeder> {
+        let graph = Graph::build(ctx, spec, params, metrics, b, true)?;
+        let gather = train.gathers(ctx, "gather", transform, perm, &graph.x, &graph.labels)?;
+        Ok(Feeder { graph, gather })
+    };
+    let rest = train.len % batch;
+    Ok((feeder(batch)?, if rest > 0 { Some(feeder(rest)?) } else { None }))
+}
+
+/// Check that each of `layers` is a layer of `spec` that has tensors (`flag` names the option).
+pub fn check_layers(spec: &ModelSpec, layers: &[String], flag: &str) -> Result<()> {
+    let params = spec.params();
+    let owners: Vec<&str> = params.iter().map(|p| crate::checkpoint::layer_of(&p.name)).collect();
+    let mut with: Vec<&str> = owners.clone();
+    with.dedup();
+    for l in layers {
+        if !spec.layers.iter().any(|x| &x.name == l) {
+            return Err(Error::Train(format!(
+                "{flag} {l}: {} has no layer of that name (layers with weights: {})",
+                spec.name,
+                with.join(", ")
+            )));
+        }
+        if !owners.contains(&l.as_str()) {
+            return Err(Error::Train(format!(
+                "{flag} {l}: that layer has no weights (layers with weights: {})",
+                with.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Check a data set's images have the size a model reads, and its labels the model's classes.

@@ -56,26 +56,69 @@ pub struct OptimizerState {
     pub state: Arena,
     /// Updates applied so far (PyTorch's `step`).
     pub step: u64,
-    pub(crate) launch: Launch,
+    /// The updates, each over a run of consecutive trainable tensors (one over the whole arena
+    /// unless some are frozen), with its length in elements.
+    pub(crate) launches: Vec<(Launch, usize)>,
 }
 
 impl OptimizerState {
     pub fn new(ctx: &Context, opt: Optimizer, params: &Params) -> Result<OptimizerState> {
         let copies = opt.state_names().len();
         let state = Arena::new(ctx, "optim", &params.specs, copies)?;
+        let mut o = OptimizerState { opt, state, step: 0, launches: Vec::new() };
+        o.freeze(ctx, params, &vec![false; params.specs.len()])?;
+        Ok(o)
+    }
+
+    /// Update only the tensors not `frozen` (one flag per parameter, in spec order): those are left
+    /// exactly as they are, with their optimizer state. The updates run over each run of consecutive
+    /// trainable tensors (their views are aligned, and the zero padding between them stays zero).
+    pub fn freeze(&mut self, ctx: &Context, params: &Params, frozen: &[bool]) -> Result<()> {
+        if frozen.len() != params.specs.len() {
+            return Err(crate::error::Error::Train(format!(
+                "{} frozen flags for {} parameters",
+                frozen.len(),
+                params.specs.len()
+            )));
+        }
+        let opt = self.opt;
         let (p, g) = (&params.values.whole, &params.grads.whole);
-        // Views of the state arena's halves, each the size of the parameter arena.
-        let half = |i: usize| Tensor {
-            offset: i as u64 * p.byte_len(),
-            shape: p.shape.clone(),
-            label: format!("optim.{}", opt.state_names()[i]),
-            ..state.whole.clone()
+        // Runs [first element, end) of trainable tensors.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut open = false;
+        for (v, &f) in params.values.views.iter().zip(frozen) {
+            let (start, end) = ((v.offset / 4) as usize, (v.offset / 4) as usize + v.len());
+            match (f, open) {
+                (true, _) => open = false,
+                (false, true) => runs.last_mut().expect("an open run").1 = end,
+                (false, false) => {
+                    runs.push((start, end));
+                    open = true;
+                }
+            }
+        }
+        if !frozen.contains(&true) {
+            runs = vec![(0, p.len())];
+        }
+        let view = |t: &Tensor, base: u64, (a, b): (usize, usize), label: String| Tensor {
+            offset: t.offset + base + 4 * a as u64,
+            shape: vec![b - a],
+            label,
+            ..t.clone()
         };
-        let launch = match opt {
-            Optimizer::Sgd(s) => sgd_update(ctx, "optim.sgd", &s, 1, g, p, &half(0))?,
-            Optimizer::Adam(a) => adam_update(ctx, "optim.adam", &a, 1, g, p, &half(0), &half(1))?,
-        };
-        Ok(OptimizerState { opt, state, step: 0, launch })
+        let mut launches = Vec::with_capacity(runs.len());
+        for (i, &r) in runs.iter().enumerate() {
+            let n = |s: &str| if runs.len() > 1 { format!("optim.{s}{i}") } else { format!("optim.{s}") };
+            let (gv, pv) = (view(g, 0, r, n("grad")), view(p, 0, r, n("param")));
+            let half = |k: usize| view(&self.state.whole, k as u64 * p.byte_len(), r, n(opt.state_names()[k]));
+            let launch = match opt {
+                Optimizer::Sgd(s) => sgd_update(ctx, &n("sgd"), &s, self.step.max(1), &gv, &pv, &half(0))?,
+                Optimizer::Adam(a) => adam_update(ctx, &n("adam"), &a, self.step.max(1), &gv, &pv, &half(0), &half(1))?,
+            };
+            launches.push((launch, r.1 - r.0));
+        }
+        self.launches = launches;
+        Ok(())
     }
 
     /// Set the learning rate of the coming updates (a schedule, like `torch.optim.lr_scheduler`).
@@ -87,11 +130,13 @@ impl OptimizerState {
     }
 
     /// Prepare the params of the next update (step + 1) and count it.
-    pub(crate) fn advance(&mut self, ctx: &Context, len: usize) -> Result<()> {
+    pub(crate) fn advance(&mut self, ctx: &Context) -> Result<()> {
         self.step += 1;
-        match self.opt {
-            Optimizer::Sgd(s) => self.launch.set_params(ctx, &s.params(len, self.step)?),
-            Optimizer::Adam(a) => self.launch.set_params(ctx, &a.params(len, self.step)?),
+        for (launch, len) in &self.launches {
+            match self.opt {
+                Optimizer::Sgd(s) => launch.set_params(ctx, &s.params(*len, self.step)?),
+                Optimizer::Adam(a) => launch.set_params(ctx, &a.params(*len, self.step)?),
+            }
         }
         Ok(())
     }

@@ -132,6 +132,25 @@ pub enum Command {
 }
 
 #[derive(clap::Args)]
+pub struct WeightsArgs {
+    /// The weights, when not in --model's own checkpoint: any safetensors file of the model's tensors
+    /// under their PyTorch names, e.g. a state_dict saved with safetensors.torch.save_file (loaded
+    /// strictly; a missing num_batches_tracked is 0)
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// With --weights: the input preparation: none (x / 255), imagenet (torchvision's pretrained
+    /// weights), or MEANS/STDS such as 0.5/0.25 [default: the weights file's, else none]
+    #[arg(long, requires = "weights")]
+    pub normalize: Option<wgcnn::data::Normalize>,
+}
+
+impl WeightsArgs {
+    pub fn weights(&self) -> wgcnn::session::Weights {
+        wgcnn::session::Weights { file: self.weights.clone(), normalize: self.normalize.clone() }
+    }
+}
+
+#[derive(clap::Args)]
 pub struct ExportArgs {
     /// The trained model: a checkpoint (safetensors), which names its architecture
     pub checkpoint: PathBuf,
@@ -228,9 +247,12 @@ pub struct BenchArgs {
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
-    /// The trained model: a checkpoint (safetensors), which names its architecture
+    /// The trained model: a checkpoint (safetensors), which names its architecture; or, with
+    /// --weights, a model file (.toml)
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     /// Pictures to classify
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -341,12 +363,24 @@ pub struct TrainArgs {
     /// Also save to --save after every epoch, so a crash or divergence keeps the last good epoch
     #[arg(long, requires = "save")]
     pub save_every_epoch: bool,
-    /// Start from this checkpoint (its model, weights, and optimizer state when saved beside it)
-    #[arg(long, conflicts_with = "model")]
+    /// Start from this checkpoint (its model, weights, and optimizer state when saved beside it); with
+    /// --model, the model file's architecture and this file's weights: any safetensors file of its
+    /// tensors under their PyTorch names, e.g. a state_dict saved with safetensors.torch.save_file
+    /// (loaded strictly but for --reset layers; a missing num_batches_tracked is 0)
+    #[arg(long)]
     pub init: Option<PathBuf>,
+    /// With --init: start these layers from a fresh initialisation instead (their shapes from the
+    /// model: e.g. a new head for another number of classes, --reset fc); the file's tensors for them
+    /// are not read
+    #[arg(long, num_args = 1.., value_name = "LAYER", requires = "init")]
+    pub reset: Vec<String>,
+    /// Leave these layers' weights exactly as they start (fine-tuning the rest); a frozen batch-norm
+    /// also keeps its running statistics
+    #[arg(long, num_args = 1.., value_name = "LAYER")]
+    pub freeze: Vec<String>,
     /// Continue the run saved in --init exactly where it stopped (Ctrl-C, --save-every-epoch, --steps):
     /// its settings, data order, learning-rate schedule and position come from the checkpoint
-    #[arg(long, requires = "init", conflicts_with_all = ["lr", "schedule", "lr_decay", "momentum", "nesterov",
+    #[arg(long, requires = "init", conflicts_with_all = ["model", "reset", "freeze", "lr", "schedule", "lr_decay", "momentum", "nesterov",
         "weight_decay", "optimizer", "seed", "batch_size", "steps", "no_shuffle", "normalize", "augment", "val_split"])]
     pub resume: bool,
     /// Stop after this many steps in total
@@ -368,9 +402,12 @@ pub struct TrainArgs {
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// The trained model: a checkpoint (safetensors), which names its architecture
+    /// The trained model: a checkpoint (safetensors), which names its architecture; or, with
+    /// --weights, a model file (.toml)
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     #[command(flatten)]
     pub data: DataArgs,
     /// With --val-split: the seed the model was trained with (the same pictures are held out)

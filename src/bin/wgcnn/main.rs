@@ -195,6 +195,9 @@ fn train_options(a: &TrainArgs) -> wgcnn::Result<TrainOptions> {
         },
         seed: a.seed,
         init: a.init.clone(),
+        model_given: a.model.is_some(),
+        reset: a.reset.clone(),
+        freeze: a.freeze.clone(),
         save: a.save.clone(),
         plot: a.plot.clone(),
         resume: a.resume,
@@ -375,6 +378,7 @@ fn eval(a: EvalArgs) -> wgcnn::Result<()> {
         seed: a.seed,
         cifar_labels: cifar_labels(a.data.labels),
         cache: !a.data.no_cache,
+        weights: a.weights.weights(),
     };
     if let Some(p) = &a.plot {
         wgcnn::fsio::check_output(p, 1 << 20)?;
@@ -579,7 +583,7 @@ fn import(a: ImportArgs) -> wgcnn::Result<()> {
 }
 
 fn predict(a: PredictArgs) -> wgcnn::Result<()> {
-    let (names, rows) = session::infer::predict(&a.model, &a.images)?;
+    let (names, rows) = session::infer::predict_with(&a.model, &a.weights.weights(), &a.images)?;
     if a.json {
         println!("{}", json(&rows));
         return Ok(());
