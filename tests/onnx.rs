@@ -366,3 +366,55 @@ fn pytorch_style_graphs_import_matmul_add_reshape_and_module_paths() {
     let orig = import_bytes(Path::new("t.onnx"), &tiny().encode()).unwrap();
     assert_eq!(im.state.params, orig.state.params);
 }
+
+#[test]
+fn mutated_onnx_files_are_errors_or_models_never_panics() {
+    // A deterministic fuzz run over the reader and the importer: byte flips, truncations, insertions
+    // and splices of valid exports (LeNet-5 and resnet-mini: every message kind, batch-norm,
+    // residual adds). Each must import or fail with an error; a panic fails the test. (fuzz/ holds
+    // the same as a cargo-fuzz target for longer runs.)
+    let files: Vec<Vec<u8>> = ["lenet5", "resnet-mini"]
+        .iter()
+        .map(|m| {
+            let spec = file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{m}.toml"))).unwrap();
+            to_onnx(&spec, &state_of(&spec, 1), &prep_of(&spec)).unwrap().encode()
+        })
+        .collect();
+    let mut r = rng(99);
+    let mut below = |n: usize| (r.next_u64() % n.max(1) as u64) as usize;
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..3000 {
+        let mut b = files[i % files.len()].clone();
+        for _ in 0..1 + below(4) {
+            match below(4) {
+                0 => {
+                    let at = below(b.len());
+                    b[at] ^= 1 << below(8);
+                }
+                1 => {
+                    let at = below(b.len());
+                    b.truncate(at);
+                }
+                2 => {
+                    let at = below(b.len() + 1);
+                    let v = below(256) as u8;
+                    b.insert(at, v);
+                }
+                _ => {
+                    let other = &files[below(files.len())];
+                    let (from, len) = (below(other.len()), below(64));
+                    let at = below(b.len() + 1);
+                    let piece: Vec<u8> = other[from..(from + len).min(other.len())].to_vec();
+                    b.splice(at..at, piece);
+                }
+            }
+        }
+        match std::panic::catch_unwind(|| import_bytes(Path::new("fuzz.onnx"), &b).map(|_| ())) {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(_)) => err += 1,
+            Err(_) => panic!("mutation {i} panicked the importer ({} bytes)", b.len()),
+        }
+    }
+    eprintln!("3000 mutated files: {ok} imported, {err} refused with an error");
+    assert!(err > 1000, "most mutations must be refused: {ok} imported");
+}
