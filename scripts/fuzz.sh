@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz wgcnn's readers of untrusted files with cargo-fuzz (libFuzzer) on the nightly toolchain:
 #   scripts/fuzz.sh [SECONDS per target, default 600] [TARGET...]
-# Targets: idx, checkpoint, model_file, picture (fuzz/fuzz_targets/). Seeds come from the repository's
+# Targets: idx, checkpoint, model_file, picture, onnx_import (fuzz/fuzz_targets/). Seeds come from the repository's
 # own files (a labels file, the model files, the pictures of docs/visualize.md) and a small hand-made checkpoint.
 # Not part of CI's default run.
 set -euo pipefail
@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(idx checkpoint model_file picture)
+((${#targets[@]})) || targets=(idx checkpoint model_file picture onnx_import)
 
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 # Seed corpora from files in the repository.
-mkdir -p fuzz/corpus/idx fuzz/corpus/checkpoint fuzz/corpus/model_file fuzz/corpus/picture
+mkdir -p fuzz/corpus/idx fuzz/corpus/checkpoint fuzz/corpus/model_file fuzz/corpus/picture fuzz/corpus/onnx_import
+cp -n fuzz/seeds/onnx/*.onnx fuzz/corpus/onnx_import/ 2>/dev/null || true
 cp -n data/mnist-sample/t10k-labels-idx1-ubyte.gz fuzz/corpus/idx/ 2>/dev/null || true
 cp -n models/*.toml fuzz/corpus/model_file/ 2>/dev/null || true
 for f in docs/img/filters-conv1.png docs/img/maps-0[13]-*.png tests/data/digit*.{png,jpg}; do [ -f "$f" ] && cp -n "$f" fuzz/corpus/picture/; done
