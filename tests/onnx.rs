@@ -418,3 +418,57 @@ fn mutated_onnx_files_are_errors_or_models_never_panics() {
     eprintln!("3000 mutated files: {ok} imported, {err} refused with an error");
     assert!(err > 1000, "most mutations must be refused: {ok} imported");
 }
+
+#[test]
+fn external_data_and_reduce_mean_import_as_torchs_dynamo_exporter_writes_them() {
+    // torch's dynamo exporter keeps the weights in a file beside the graph (external data) and writes
+    // the global average pool as ReduceMean over [2, 3].
+    let spec = wgcnn::model::ModelBuilder::new("gapnet", [1, 6, 6], 3)
+        .layer("conv", wgcnn::model::Conv2d::new(4, 3))
+        .layer("relu", wgcnn::kernels::activation::Activation::Relu)
+        .layer("gap", wgcnn::model::LayerOp::GlobalAvgPool)
+        .layer("flatten", wgcnn::model::LayerOp::Flatten)
+        .layer("fc", wgcnn::model::Linear::new(3))
+        .build()
+        .unwrap();
+    let state = ModelState::init(&spec, 4);
+    let mut m = to_onnx(&spec, &state, &prep_of(&spec)).unwrap();
+    m.metadata.clear();
+    let dir = std::env::temp_dir().join(format!("wgcnn-onnx-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Every weight into one data file, at 4-byte-aligned offsets after a 16-byte header.
+    let mut data = vec![0u8; 16];
+    for t in &mut m.graph.initializers {
+        let offset = data.len();
+        data.extend_from_slice(&t.raw_data);
+        t.external_data = vec![
+            ("location".into(), "gapnet.onnx.data".into()),
+            ("offset".into(), offset.to_string()),
+            ("length".into(), t.raw_data.len().to_string()),
+        ];
+        (t.external, t.raw_data) = (true, Vec::new());
+    }
+    std::fs::write(dir.join("gapnet.onnx.data"), &data).unwrap();
+    let gap = m.graph.nodes.iter_mut().find(|n| n.op_type == "GlobalAveragePool").unwrap();
+    gap.op_type = "ReduceMean".into();
+    gap.attributes = vec![wgcnn::onnx::proto::Attribute::ints("axes", &[2, 3])];
+    let path = dir.join("gapnet.onnx");
+    std::fs::write(&path, m.encode()).unwrap();
+    let im = wgcnn::onnx::import_file(&path).unwrap();
+    assert_eq!(file::to_toml(&im.spec), file::to_toml(&spec));
+    assert_eq!(im.state.params, state.params);
+    // From bytes alone (no folder), and with a location outside the folder: errors that say so.
+    let e = import_bytes(&path, &m.encode()).err().unwrap().to_string();
+    assert!(e.contains("external file"), "{e}");
+    m.graph.initializers[0].external_data[0].1 = "../gapnet.onnx.data".into();
+    std::fs::write(&path, m.encode()).unwrap();
+    let e = wgcnn::onnx::import_file(&path).err().unwrap().to_string();
+    assert!(e.contains("leaves the model's folder"), "{e}");
+    // A data file too short for its tensors.
+    m.graph.initializers[0].external_data[0].1 = "gapnet.onnx.data".into();
+    std::fs::write(dir.join("gapnet.onnx.data"), &data[..20]).unwrap();
+    std::fs::write(&path, m.encode()).unwrap();
+    let e = wgcnn::onnx::import_file(&path).err().unwrap().to_string();
+    assert!(e.contains("past its end"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

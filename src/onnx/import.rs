@@ -32,18 +32,26 @@ pub struct Imported {
 }
 
 /// Read and import an ONNX file.
+/// Read and import an ONNX file; tensors stored as external data (torch's `dynamo=True` exporter
+/// writes them so) are read from the files the model names beside it.
 pub fn import_file(path: &Path) -> Result<Imported> {
     let bytes = std::fs::read(path).map_err(|e| crate::error::io_err(path, e))?;
-    import_bytes(path, &bytes)
+    import_in(path, &bytes, path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }))
 }
 
-/// Import an ONNX model's bytes (`path` names it in errors).
+/// Import an ONNX model's bytes (`path` names it in errors); external data is refused.
 pub fn import_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
+    import_in(path, bytes, None)
+}
+
+fn import_in(path: &Path, bytes: &[u8], dir: Option<&Path>) -> Result<Imported> {
     let p = path.display().to_string();
     let whole = |detail: String| Error::Onnx { path: p.clone(), at: String::new(), detail };
     let model = Model::decode(bytes).map_err(|e| whole(format!("not a readable ONNX model: {e}")))?;
     let fallback = path.file_stem().map_or_else(|| "imported".to_string(), |s| s.to_string_lossy().into_owned());
-    Importer::new(&p, &model, &fallback)?.run()
+    let mut im = Importer::new(&p, &model, &fallback)?;
+    im.dir = dir.map(Path::to_path_buf);
+    im.run()
 }
 
 /// A node's problem, as an error naming it.
@@ -69,6 +77,9 @@ struct Importer<'a> {
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
     taken: Vec<String>,
     notes: Vec<String>,
+    /// The folder external data is read from (a model read from a file), and the files read.
+    dir: Option<std::path::PathBuf>,
+    external: std::cell::RefCell<HashMap<String, Vec<u8>>>,
 }
 
 impl<'a> Importer<'a> {
@@ -100,6 +111,8 @@ impl<'a> Importer<'a> {
             tensors: HashMap::new(),
             taken: vec![INPUT.to_string()],
             notes: Vec::new(),
+            dir: None,
+            external: Default::default(),
         })
     }
 
@@ -275,8 +288,39 @@ impl<'a> Importer<'a> {
                 format!("its {what} {name:?} is computed in the graph; wgcnn needs it as an initializer"),
             )
         })?;
-        let values = t.floats().map_err(|e| node_err(self.path, n, format!("{what} {name:?}: {e}")))?;
+        let err = |e: String| node_err(self.path, n, format!("{what} {name:?}: {e}"));
+        let values = if t.external { t.floats_in(&self.external_bytes(t).map_err(err)?) } else { t.floats() };
+        let values = values.map_err(err)?;
         Ok((t.dims.iter().map(|&d| d as usize).collect(), values))
+    }
+
+    /// The bytes of an external tensor: its slice of a file beside the model (a relative path that
+    /// stays in the model's folder, as the ONNX format requires).
+    fn external_bytes(&self, t: &Tensor) -> std::result::Result<Vec<u8>, String> {
+        let Some(dir) = &self.dir else {
+            return Err("its data is in an external file, which only a model read from a file can reach".into());
+        };
+        let (location, offset, length) = t.external_location()?;
+        let rel = Path::new(&location);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(format!("external data location {location:?} leaves the model's folder"));
+        }
+        let mut files = self.external.borrow_mut();
+        if !files.contains_key(&location) {
+            let full = dir.join(rel);
+            let bytes = std::fs::read(&full).map_err(|e| format!("its external data {}: {e}", full.display()))?;
+            files.insert(location.clone(), bytes);
+        }
+        let bytes = &files[&location];
+        let need = 4 * t.len().ok_or_else(|| format!("dims {:?} are not a size", t.dims))? as u64;
+        let length = length.unwrap_or(need);
+        let end = offset.checked_add(length).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| {
+            format!(
+                "external data {location:?} at offset {offset}, {length} bytes, is past its end ({} bytes)",
+                bytes.len()
+            )
+        })?;
+        Ok(bytes[offset as usize..end as usize].to_vec())
     }
 
     fn int_attr(&self, n: &Node, name: &str, default: i64) -> Result<i64> {
@@ -563,6 +607,39 @@ impl<'a> Importer<'a> {
                 let name = self.layer_name(n, None);
                 self.push(n, name, LayerOp::Pool(pool.stride(s).padding(p)), vec![xs])?;
             }
+            "ReduceMean" => {
+                // The mean over both spatial axes is a global average pool (torch's dynamo exporter
+                // writes AdaptiveAvgPool2d(1) so); with keepdims = 0 a flatten follows.
+                let xs = self.src(n, &x()?)?;
+                let axes = match (self.ints_attr(n, "axes")?, data(1)) {
+                    (Some(a), _) => a,
+                    (None, Some(t)) => self
+                        .constant(&t)
+                        .map(|t| t.ints())
+                        .transpose()
+                        .map_err(|e| node_err(self.path, n, format!("axes: {e}")))?
+                        .ok_or_else(|| node_err(self.path, n, "its axes are computed in the graph"))?,
+                    (None, None) => Vec::new(),
+                };
+                let mut sorted = axes.clone();
+                sorted.sort();
+                if sorted != [2, 3] && sorted != [-2, -1] {
+                    return Err(node_err(
+                        self.path,
+                        n,
+                        format!("a mean over axes {axes:?} is not supported (only over [2, 3]: a global average pool)"),
+                    ));
+                }
+                let name = self.layer_name(n, None);
+                if self.int_attr(n, "keepdims", 1)? != 0 {
+                    self.push(n, name, LayerOp::GlobalAvgPool, vec![xs])?;
+                } else {
+                    self.layers.push(Layer { name: name.clone(), op: LayerOp::GlobalAvgPool, inputs: vec![xs] });
+                    let flat = format!("{name}.flatten");
+                    self.taken.push(flat.clone());
+                    self.push(n, flat, LayerOp::Flatten, vec![name])?;
+                }
+            }
             "GlobalAveragePool" => {
                 let xs = self.src(n, &x()?)?;
                 let name = self.layer_name(n, None);
@@ -661,8 +738,8 @@ impl<'a> Importer<'a> {
                     n,
                     format!(
                     "op {op} is not supported; wgcnn runs Conv, Gemm, MatMul (+ Add), Relu, Tanh, Sigmoid, MaxPool, \
-                         AveragePool, GlobalAveragePool, BatchNormalization, Add, Concat, Flatten, Reshape to 2-D, \
-                         Dropout and Identity"
+                         AveragePool, GlobalAveragePool, ReduceMean over H and W, BatchNormalization, Add, Concat, \
+                         Flatten, Reshape to 2-D, Dropout and Identity"
                 ),
                 ))
             }

@@ -209,8 +209,10 @@ pub struct Tensor {
     pub raw_data: Vec<u8>,
     pub float_data: Vec<f32>,
     pub int64_data: Vec<i64>,
-    /// `data_location = EXTERNAL`: the data lives in another file, which wgcnn does not read.
+    /// `data_location = EXTERNAL`: the data lives in another file (`external_data` says where:
+    /// `location`, `offset`, `length`), read by [`crate::onnx::import_file`] from beside the model.
     pub external: bool,
+    pub external_data: Vec<(String, String)>,
 }
 
 impl Tensor {
@@ -232,7 +234,14 @@ impl Tensor {
         }
         w.int(2, i64::from(self.data_type));
         w.string(8, &self.name);
-        if !self.raw_data.is_empty() || (self.float_data.is_empty() && self.int64_data.is_empty()) {
+        if self.external {
+            for (k, v) in &self.external_data {
+                let mut e = Writer::default();
+                e.string(1, k).string(2, v);
+                w.message(13, &e);
+            }
+            w.int(14, 1);
+        } else if !self.raw_data.is_empty() || (self.float_data.is_empty() && self.int64_data.is_empty()) {
             w.bytes(9, &self.raw_data);
         }
         if !self.float_data.is_empty() {
@@ -258,6 +267,18 @@ impl Tensor {
                 7 => push_ints(&mut t.int64_data, v, "TensorProto.int64_data")?,
                 8 => t.name = as_string(v, "TensorProto.name")?,
                 9 => t.raw_data = as_bytes(v, "TensorProto.raw_data")?.to_vec(),
+                13 => {
+                    let (mut key, mut value) = (String::new(), String::new());
+                    for f in fields(as_bytes(v, "TensorProto.external_data")?) {
+                        let (k, v) = f?;
+                        match k {
+                            1 => key = as_string(v, "StringStringEntryProto.key")?,
+                            2 => value = as_string(v, "StringStringEntryProto.value")?,
+                            _ => {}
+                        }
+                    }
+                    t.external_data.push((key, value));
+                }
                 14 => t.external = as_int(v, "TensorProto.data_location")? == 1,
                 _ => {}
             }
@@ -277,22 +298,40 @@ impl Tensor {
     /// The values of a float32 tensor, checked against its dims.
     pub fn floats(&self) -> DecodeResult<Vec<f32>> {
         if self.external {
-            return Err("its data is in an external file (save the model with its weights inside)".into());
+            return Err("its data is in an external file, which only a model read from a file can reach".into());
         }
+        self.floats_in(&self.raw_data)
+    }
+
+    /// Where its external data lies: (location, offset, length if given).
+    pub fn external_location(&self) -> DecodeResult<(String, u64, Option<u64>)> {
+        let get = |k: &str| self.external_data.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let location = get("location").ok_or("external data without a location")?.to_string();
+        let num = |k: &str| -> DecodeResult<Option<u64>> {
+            get(k)
+                .map(|v| v.trim().parse::<u64>().map_err(|_| format!("external data {k} {v:?} is not a number")))
+                .transpose()
+        };
+        Ok((location, num("offset")?.unwrap_or(0), num("length")?))
+    }
+
+    /// The values of a float32 tensor whose bytes are `raw` (its `raw_data`, or its external data),
+    /// checked against its dims.
+    pub fn floats_in(&self, raw: &[u8]) -> DecodeResult<Vec<f32>> {
         if self.data_type != FLOAT {
             return Err(format!("data type {} ({}), expected float32", self.data_type, type_name(self.data_type)));
         }
         let n = self.len().ok_or_else(|| format!("dims {:?} are not a size", self.dims))?;
-        let values: Vec<f32> = if !self.raw_data.is_empty() {
-            if self.raw_data.len() as u64 != 4 * n as u64 {
+        let values: Vec<f32> = if !raw.is_empty() {
+            if raw.len() as u64 != 4 * n as u64 {
                 return Err(format!(
                     "dims {:?} need {} bytes of float32, raw_data holds {}",
                     self.dims,
                     4 * n as u64,
-                    self.raw_data.len()
+                    raw.len()
                 ));
             }
-            self.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         } else {
             self.float_data.clone()
         };

@@ -125,9 +125,10 @@ pub enum Command {
     /// Read an ONNX model into a checkpoint and its model file.
     ///
     /// The graph may use Conv, Gemm, MatMul (+ Add), Relu, Tanh, Sigmoid, MaxPool, AveragePool,
-    /// GlobalAveragePool, BatchNormalization, Add, Concat, Flatten, Reshape to 2-D, Dropout and
-    /// Identity, with one input [N, C, H, W] of fixed C, H and W; anything else is an error naming the
-    /// node. Layers keep the PyTorch names the graph's tensors have.
+    /// GlobalAveragePool (or ReduceMean over H and W), BatchNormalization, Add, Concat, Flatten,
+    /// Reshape to 2-D, Dropout and Identity, with one input [N, C, H, W] of fixed C, H and W; anything
+    /// else is an error naming the node. Weights may be external data beside the file. Layers keep
+    /// the PyTorch names the graph's tensors have.
     Import(ImportArgs),
 }
 
