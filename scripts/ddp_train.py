@@ -126,6 +126,7 @@ def main():
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(a.seed * 1000 + rank)  # dropout's masks: reproducible, different per process
     if a.batch % world:
         sys.exit(f"--batch {a.batch} does not split evenly over {world} processes")
     share = a.batch // world
