@@ -127,7 +127,13 @@ fn hostile_files_are_refused_from_their_headers_in_bounded_memory() {
     bytes.extend_from_slice(header);
     std::fs::write(&ck, &bytes).unwrap();
     std::fs::OpenOptions::new().write(true).open(&ck).unwrap().set_len(bytes.len() as u64 + 1_500_000_000).unwrap();
+    // Alone, it has no model description (and is not LeNet-5's tensors); with a model file, its
+    // tensors do not fit that model.
     let r = wgcnn(&dir, &["eval", "--model", &s(&ck), "--data", &s(&data)], &[]);
+    r.fails(1, &["no wgcnn model description", "big.weight", "--weights"]);
+    assert_rss(&r);
+    let lenet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet5.toml");
+    let r = wgcnn(&dir, &["eval", "--model", &s(&lenet), "--weights", &s(&ck), "--data", &s(&data)], &[]);
     r.fails(1, &["does not fit this model", "big.weight"]);
     assert_rss(&r);
     // A small PNG that claims 16000x16000 pixels: refused before decoding.

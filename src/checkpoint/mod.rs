@@ -375,9 +375,12 @@ fn spec_of(r: &Reader) -> Result<ModelSpec> {
     Err(ckpt_err(
         &r.path,
         format!(
-            "holds no wgcnn model description, and its {} tensors are not LeNet-5's (a PyTorch state_dict?): give \
-             its model file too: wgcnn eval --model FILE.toml --weights {p}, or wgcnn train --model FILE.toml --init {p}",
+            "holds no wgcnn model description, and its {} tensors ({}{}) are not LeNet-5's (a PyTorch state_dict?): \
+             give its model file too: wgcnn eval --model FILE.toml --weights {p}, or wgcnn train --model FILE.toml \
+             --init {p}",
             r.tensors.len(),
+            r.tensors.keys().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if r.tensors.len() > 3 { ", ..." } else { "" },
             p = r.path.display()
         ),
     ))
