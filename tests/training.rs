@@ -384,3 +384,42 @@ fn dropout_draws_masks_in_training_and_is_the_identity_in_evaluation() {
     let without = wgcnn::train::predict(c, &plain, &params, &inputs).unwrap();
     assert_eq!(with, without);
 }
+
+#[test]
+fn frozen_layers_get_no_backward_and_the_rest_trains_as_without_them() {
+    // LeNet-5 with both convs frozen: no gradient or update for them, no backward below fc1 at all
+    // (fewer dispatches), and fc1..fc3 get the same gradients and updates, bit for bit, as in the
+    // unfrozen run from the same weights and batch.
+    let c = ctx();
+    let data = sample(16);
+    let spec = lenet5(LeNetConfig::default());
+    let init = init_params(&spec.params(), 3);
+    let mut plain = Trainer::new(c, spec.clone(), &data, 8, sgd(), &init).unwrap();
+    let mut frozen = Trainer::new(c, spec.clone(), &data, 8, sgd(), &init).unwrap();
+    frozen.freeze(c, &["conv1".to_string(), "conv2".to_string()]).unwrap();
+    assert!(
+        frozen.dispatches_per_step() + 6 <= plain.dispatches_per_step(),
+        "{} vs {}",
+        frozen.dispatches_per_step(),
+        plain.dispatches_per_step()
+    );
+    for t in [&mut plain, &mut frozen] {
+        t.start_epoch(c, None).unwrap();
+        t.step(c, 0).unwrap();
+    }
+    let (pg, fg) = (plain.params.grads.read(c).unwrap(), frozen.params.grads.read(c).unwrap());
+    let (pw, fw) = (plain.params.values.read(c).unwrap(), frozen.params.values.read(c).unwrap());
+    let bits = |v: &Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (i, p) in spec.params().iter().enumerate() {
+        if p.name.starts_with("conv") {
+            assert!(fg[i].iter().all(|&g| g == 0.0), "{}: no gradient computed", p.name);
+            assert_eq!(bits(&fw[i]), bits(&init[i]), "{}: frozen", p.name);
+            assert_ne!(bits(&pw[i]), bits(&init[i]), "{}: trained without freezing", p.name);
+        } else {
+            assert_eq!(bits(&fg[i]), bits(&pg[i]), "{}: the same gradient", p.name);
+            assert_eq!(bits(&fw[i]), bits(&pw[i]), "{}: the same update", p.name);
+        }
+    }
+    let e = frozen.freeze(c, &["pool1".to_string()]).err().unwrap().to_string();
+    assert!(e.contains("--freeze pool1") && e.contains("no weights"), "{e}");
+}

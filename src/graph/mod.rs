@@ -6,7 +6,7 @@
 use crate::context::{Context, KernelSet};
 use crate::error::{shape_err, Result};
 use crate::ir::fuse::{fuse, KernelOracle, Rewrites};
-use crate::ir::{autodiff::autodiff, build, in_node, memory, Ir, Role, ValueId};
+use crate::ir::{autodiff::autodiff_except, build, in_node, memory, Ir, Role, ValueId};
 use crate::kernels::reduce::{correct_accumulate, sum_accumulate};
 use crate::kernels::Launch;
 use crate::model::ModelSpec;
@@ -75,13 +75,27 @@ impl Graph {
         batch: usize,
         train: bool,
     ) -> Result<Graph> {
+        Graph::build_frozen(ctx, spec, params, metrics, batch, train, &[])
+    }
+
+    /// [`Graph::build`] whose backward leaves out the `frozen` parameters (one flag per parameter):
+    /// no gradient for them, and no backward at all for the part of the graph that only leads to them.
+    pub fn build_frozen(
+        ctx: &Context,
+        spec: &ModelSpec,
+        params: &Params,
+        metrics: &Metrics,
+        batch: usize,
+        train: bool,
+        frozen: &[bool],
+    ) -> Result<Graph> {
         let f = build::forward(spec, batch, train)?;
         if f.params != params.specs {
             return Err(shape_err("graph", "the parameters were made for another model"));
         }
         let mut ir = f.ir;
         if train {
-            autodiff(&mut ir)?;
+            autodiff_except(&mut ir, frozen)?;
         }
         let rewrites = fuse(&mut ir, &Kernels(ctx));
         log::debug!("{} at batch {batch} ({}):\n{}", spec.name, if train { "training" } else { "forward" }, ir.dump());

@@ -11,6 +11,13 @@ use crate::ops::{AddOp, Grad, LossOp, Op};
 
 /// Append the backward graph of `ir` (whose loss node is the last `Loss` forward node).
 pub fn autodiff(ir: &mut Ir) -> Result<()> {
+    autodiff_except(ir, &[])
+}
+
+/// [`autodiff`] for the parameters not `frozen` (one flag per parameter index; missing flags are
+/// false): a frozen parameter gets no gradient, and nodes that only lead to frozen parameters and the
+/// input are not differentiated at all (fine-tuning a head costs only the head's backward).
+pub fn autodiff_except(ir: &mut Ir, frozen: &[bool]) -> Result<()> {
     let forward = ir.nodes.len();
     let root = (0..forward)
         .rev()
@@ -19,7 +26,7 @@ pub fn autodiff(ir: &mut Ir) -> Result<()> {
     // Which values depend on a parameter (and so need a gradient).
     let mut need = vec![false; ir.values.len()];
     for (i, v) in ir.values.iter().enumerate() {
-        need[i] = matches!(v.role, Role::Param(_));
+        need[i] = matches!(v.role, Role::Param(k) if !frozen.get(k).copied().unwrap_or(false));
     }
     for n in &ir.nodes[..forward] {
         if n.inputs.iter().any(|v| need[v.0 as usize]) {
@@ -50,6 +57,12 @@ pub fn autodiff(ir: &mut Ir) -> Result<()> {
     }
     for p in ir.params() {
         let Role::Param(k) = ir.value(p).role else { continue };
+        if frozen.get(k).copied().unwrap_or(false) {
+            // (A batch-norm computes its weight's and bias's sums for its input gradient anyway:
+            // they stay temporaries, not gradients.)
+            pending.remove(&p);
+            continue;
+        }
         if let Some(g) = sum(ir, p, pending.remove(&p).unwrap_or_default())? {
             let name = format!("d.{}", ir.value(p).name);
             let v = ir.value_mut(g);

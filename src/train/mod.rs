@@ -72,7 +72,7 @@ impl Trainer {
         let perm = Tensor::zeros(ctx, "train.permutation", &[data.len()], DType::U32)?;
         let metrics = Metrics::new(ctx, "train")?;
         let batch = batch_size.min(data.len());
-        let (full, tail) = feeders(ctx, &spec, &params, &metrics, &train, &perm, &transform, batch)?;
+        let (full, tail) = feeders(ctx, &spec, &params, &metrics, &train, &perm, &transform, batch, &[])?;
         let augment = Augment::default();
         Ok(Trainer {
             spec,
@@ -93,9 +93,9 @@ impl Trainer {
 
     /// Freeze the tensors of `layers` (fine-tuning): the optimizer leaves them exactly as they are,
     /// and a frozen batch-norm keeps its running statistics (it still normalises by the batch's, as
-    /// in training, and its gradient flows to the layers before it). The backward pass still
-    /// computes their gradients; they are not applied. A name that is no layer with tensors is an
-    /// error naming it.
+    /// in training, and its gradient flows to the layers before it). The backward pass computes no
+    /// gradient for them, nor any backward for the part of the graph that only leads to frozen
+    /// layers. A name that is no layer with tensors is an error naming it.
     pub fn freeze(&mut self, ctx: &Context, layers: &[String]) -> Result<()> {
         check_layers(&self.spec, layers, "--freeze")?;
         let frozen: Vec<bool> = self
@@ -123,6 +123,7 @@ impl Trainer {
             &self.perm,
             &transform,
             self.batch_size,
+            &frozen,
         )?;
         (self.full, self.tail) = (full, tail);
         Ok(())
@@ -232,9 +233,10 @@ fn feeders(
     perm: &Tensor,
     transform: &Transform,
     batch: usize,
+    frozen: &[bool],
 ) -> Result<(Feeder, Option<Feeder>)> {
     let feeder = |b: usize| -> Result<Feeder> {
-        let graph = Graph::build(ctx, spec, params, metrics, b, true)?;
+        let graph = Graph::build_frozen(ctx, spec, params, metrics, b, true, frozen)?;
         let gather = train.gathers(ctx, "gather", transform, perm, &graph.x, &graph.labels)?;
         Ok(Feeder { graph, gather })
     };
