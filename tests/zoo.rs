@@ -123,12 +123,13 @@ fn checkpoints_keep_running_statistics_and_int64_counters() {
     assert_eq!(bits(&state.buffers), bits(&t.params.buffers.read(c).unwrap()), "running statistics round-trip");
     assert_eq!(bits(&state.params), bits(&t.params.values.read(c).unwrap()));
     assert_eq!(state.tracked, vec![3; spec.tracked().len()]);
-    // A checkpoint without a batch-norm's buffers does not fit the model: the error names them.
+    // A checkpoint without a batch-norm's buffers does not fit the model: the error names them (and
+    // not the num_batches_tracked counters, which may be missing, as PyTorch accepts).
     let meta = wgcnn::checkpoint::model_metadata(&spec);
     let short = dir.join("short.safetensors");
     wgcnn::checkpoint::save_params(&short, &spec.params(), &state.params, &meta).unwrap();
     let e = wgcnn::checkpoint::load_model(&short).err().unwrap().to_string();
-    assert!(e.contains("stem.bn.running_mean") && e.contains("num_batches_tracked"), "{e}");
+    assert!(e.contains("stem.bn.running_mean") && !e.contains("num_batches_tracked"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
