@@ -472,3 +472,43 @@ fn external_data_and_reduce_mean_import_as_torchs_dynamo_exporter_writes_them() 
     assert!(e.contains("past its end"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_command_line_exports_and_imports_and_the_import_evaluates_the_same() {
+    // wgcnn train → export → import → eval: the imported checkpoint gives the original's accuracy and
+    // loss on the bundled test files, and import writes the model file beside it.
+    let dir = std::env::temp_dir().join(format!("wgcnn-onnx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgcnn")).args(args).output().unwrap();
+        let (o, e) =
+            (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        (out.status.success(), o, e)
+    };
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/residual-mini.toml");
+    let (ok, _, e) = run(&["train", "--model", model.to_str().unwrap(), "--steps", "3", "--save", &p("r.safetensors")]);
+    assert!(ok, "{e}");
+    let (ok, o, e) = run(&["export", &p("r.safetensors"), "--onnx", &p("r.onnx")]);
+    assert!(ok && o.contains("opset 17") && o.contains("\"logits\""), "{o}{e}");
+    let (ok, o, e) = run(&["import", &p("r.onnx"), "--out", &p("back.safetensors")]);
+    assert!(ok && o.contains("imported residual-mini"), "{o}{e}");
+    assert!(dir.join("back.toml").is_file());
+    let eval = |ckpt: &str| {
+        let (ok, o, e) = run(&["eval", "--model", ckpt, "--json"]);
+        assert!(ok, "{e}");
+        let v: serde_json::Value = serde_json::from_str(o.trim()).unwrap();
+        (v["accuracy"].as_f64().unwrap(), v["loss"].as_f64().unwrap())
+    };
+    assert_eq!(eval(&p("r.safetensors")), eval(&p("back.safetensors")));
+    // The bytes of the checkpoints' tensors are the same too.
+    let (a, b) = (
+        wgcnn::checkpoint::read(&dir.join("r.safetensors")).unwrap(),
+        wgcnn::checkpoint::read(&dir.join("back.safetensors")).unwrap(),
+    );
+    assert_eq!(a.tensors, b.tensors);
+    // A missing file is an error naming it.
+    let (ok, _, e) = run(&["import", &p("nope.onnx"), "--out", &p("x.safetensors")]);
+    assert!(!ok && e.contains("nope.onnx"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
