@@ -26,10 +26,8 @@ another checkpoint (e.g. a one-process run), as one JSON line.
 Needs torch and safetensors (not CI); run from the repository root.
 """
 import argparse
-import gzip
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -40,23 +38,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_check import find, read_idx  # noqa: E402
 from torch_model import ModelFileNet  # noqa: E402
-
-
-def read_idx(path):
-    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndims = data[3]
-    dims = struct.unpack(">" + "I" * ndims, data[4 : 4 + 4 * ndims])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
-
-
-def find(d, stem):
-    for name in (stem + ".gz", stem):
-        if os.path.exists(os.path.join(d, name)):
-            return os.path.join(d, name)
-    sys.exit(f"no {stem}[.gz] in {d}")
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):

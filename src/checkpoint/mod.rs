@@ -48,10 +48,17 @@ pub fn read(path: &Path) -> Result<Loaded> {
 
 /// Check that a checkpoint's header holds exactly the f32 tensors `floats` and the int64 ones `ints`.
 pub(crate) fn same_names(r: &Reader, floats: &[String], ints: &[String]) -> Result<()> {
+    same_names_but(r, floats, ints, &|_| false)
+}
+
+/// [`same_names`], except that the file's tensors for which `ignored` holds are neither required
+/// nor unexpected.
+fn same_names_but(r: &Reader, floats: &[String], ints: &[String], ignored: &dyn Fn(&str) -> bool) -> Result<()> {
     let is = |n: &String, dtype: &str| r.tensors.get(n).is_some_and(|e| e.dtype == dtype);
     let mut missing: Vec<&String> = floats.iter().filter(|n| !is(n, "F32")).collect();
     missing.extend(ints.iter().filter(|n| !is(n, "I64")));
-    let unexpected: Vec<&String> = r.tensors.keys().filter(|n| !floats.contains(n) && !ints.contains(n)).collect();
+    let unexpected: Vec<&String> =
+        r.tensors.keys().filter(|n| !floats.contains(n) && !ints.contains(n) && !ignored(n)).collect();
     if !missing.is_empty() || !unexpected.is_empty() {
         return Err(ckpt_err(
             &r.path,
@@ -94,25 +101,8 @@ pub fn match_state_except(r: &mut Reader, spec: &ModelSpec, reset: &[String], se
     let floats: Vec<String> = wanted.iter().map(|p| p.name.clone()).collect();
     let counters_in: Vec<String> = tracked.iter().filter(|n| r.tensors.contains_key(*n)).cloned().collect();
     // Strict about everything else: the file's tensors of reset layers are left out of the check.
-    let mut missing: Vec<&String> =
-        floats.iter().filter(|n| r.tensors.get(*n).is_none_or(|e| e.dtype != "F32")).collect();
-    missing.extend(counters_in.iter().filter(|n| r.tensors.get(*n).is_none_or(|e| e.dtype != "I64")));
-    let unexpected: Vec<&String> = r
-        .tensors
-        .keys()
-        .filter(|n| {
-            !floats.contains(n) && !counters_in.contains(n) && !all.iter().any(|p| p.name == **n && is_reset(n))
-        })
-        .filter(|n| !(is_reset(n) && tracked.contains(n)))
-        .collect();
-    if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(ckpt_err(
-            &r.path,
-            format!(
-                "does not fit this model: missing {missing:?}, unexpected {unexpected:?} (is it from another model?)"
-            ),
-        ));
-    }
+    let of_reset = |n: &str| is_reset(n) && (all.iter().any(|p| p.name == n) || tracked.iter().any(|t| t == n));
+    same_names_but(r, &floats, &counters_in, &of_reset)?;
     check_shapes(r, &wanted, &floats)?;
     let mut counters = Vec::with_capacity(tracked.len());
     for n in &tracked {
@@ -128,15 +118,24 @@ pub fn match_state_except(r: &mut Reader, spec: &ModelSpec, reset: &[String], se
             }
         }
     }
-    let read = values_of(r, &wanted, &floats)?;
-    let fresh = ModelState::init(spec, seed);
-    let fresh_all: Vec<Vec<f32>> = fresh.params.into_iter().chain(fresh.buffers).collect();
-    let mut read = read.into_iter();
-    let mut values: Vec<Vec<f32>> = all
-        .iter()
-        .zip(fresh_all)
-        .map(|(p, f)| if is_reset(&p.name) { f } else { read.next().unwrap_or_default() })
-        .collect();
+    let mut values = values_of(r, &wanted, &floats)?;
+    if !reset.is_empty() {
+        // Only then a fresh initialisation, whose draws are the seed's whole stream.
+        let fresh = ModelState::init(spec, seed);
+        let mut fresh = fresh.params.into_iter().chain(fresh.buffers);
+        let mut read = values.into_iter();
+        values = all
+            .iter()
+            .map(|p| {
+                let f = fresh.next().unwrap_or_default();
+                if is_reset(&p.name) {
+                    f
+                } else {
+                    read.next().unwrap_or_default()
+                }
+            })
+            .collect();
+    }
     let buffers = values.split_off(params.len());
     Ok(ModelState { params: values, buffers, tracked: counters })
 }
@@ -275,10 +274,15 @@ pub fn preparation_from_metadata(
 
 /// [`load_model`] with the input preparation the checkpoint records.
 pub fn load_prepared(path: &Path) -> Result<(ModelSpec, ModelState, Preparation)> {
+    load_prepared_except(path, &[], 0)
+}
+
+/// [`load_prepared`] with the `reset` layers started afresh (see [`match_state_except`]).
+pub fn load_prepared_except(path: &Path, reset: &[String], seed: u64) -> Result<(ModelSpec, ModelState, Preparation)> {
     let mut r = Reader::open(path)?;
     let spec = spec_of(&r)?;
     let prep = preparation_from_metadata(&r.path.clone(), &r.metadata, &spec)?;
-    let state = match_state(&mut r, &spec)?;
+    let state = match_state_except(&mut r, &spec, reset, seed)?;
     Ok((spec, state, prep))
 }
 

@@ -54,6 +54,12 @@ impl Writer {
     pub fn message(&mut self, field: u32, m: &Writer) -> &mut Self {
         self.bytes(field, &m.buf)
     }
+    /// A `StringStringEntryProto` (key 1, value 2).
+    pub fn entry(&mut self, field: u32, (key, value): &(String, String)) -> &mut Self {
+        let mut e = Writer::default();
+        e.string(1, key).string(2, value);
+        self.message(field, &e)
+    }
 }
 
 /// One field as it arrived.
@@ -165,6 +171,20 @@ fn as_float(v: Value<'_>, what: &str) -> DecodeResult<f32> {
     }
 }
 
+/// A `StringStringEntryProto` field: (key, value).
+fn as_entry(v: Value<'_>, what: &str) -> DecodeResult<(String, String)> {
+    let (mut key, mut value) = (String::new(), String::new());
+    for f in fields(as_bytes(v, what)?) {
+        let (k, v) = f?;
+        match k {
+            1 => key = as_string(v, "StringStringEntryProto.key")?,
+            2 => value = as_string(v, "StringStringEntryProto.value")?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
 /// A repeated int64 field, one element (unpacked) or a packed run.
 fn push_ints(out: &mut Vec<i64>, v: Value<'_>, what: &str) -> DecodeResult<()> {
     match v {
@@ -235,10 +255,8 @@ impl Tensor {
         w.int(2, i64::from(self.data_type));
         w.string(8, &self.name);
         if self.external {
-            for (k, v) in &self.external_data {
-                let mut e = Writer::default();
-                e.string(1, k).string(2, v);
-                w.message(13, &e);
+            for entry in &self.external_data {
+                w.entry(13, entry);
             }
             w.int(14, 1);
         } else if !self.raw_data.is_empty() || (self.float_data.is_empty() && self.int64_data.is_empty()) {
@@ -267,18 +285,7 @@ impl Tensor {
                 7 => push_ints(&mut t.int64_data, v, "TensorProto.int64_data")?,
                 8 => t.name = as_string(v, "TensorProto.name")?,
                 9 => t.raw_data = as_bytes(v, "TensorProto.raw_data")?.to_vec(),
-                13 => {
-                    let (mut key, mut value) = (String::new(), String::new());
-                    for f in fields(as_bytes(v, "TensorProto.external_data")?) {
-                        let (k, v) = f?;
-                        match k {
-                            1 => key = as_string(v, "StringStringEntryProto.key")?,
-                            2 => value = as_string(v, "StringStringEntryProto.value")?,
-                            _ => {}
-                        }
-                    }
-                    t.external_data.push((key, value));
-                }
+                13 => t.external_data.push(as_entry(v, "TensorProto.external_data")?),
                 14 => t.external = as_int(v, "TensorProto.data_location")? == 1,
                 _ => {}
             }
@@ -706,10 +713,8 @@ impl Model {
             o.string(1, domain).int(2, *version);
             w.message(8, &o);
         }
-        for (k, v) in &self.metadata {
-            let mut e = Writer::default();
-            e.string(1, k).string(2, v);
-            w.message(14, &e);
+        for entry in &self.metadata {
+            w.entry(14, entry);
         }
         w.buf
     }
@@ -737,18 +742,7 @@ impl Model {
                     }
                     m.opsets.push((domain, version));
                 }
-                14 => {
-                    let (mut key, mut value) = (String::new(), String::new());
-                    for f in fields(as_bytes(v, "ModelProto.metadata_props")?) {
-                        let (k, v) = f?;
-                        match k {
-                            1 => key = as_string(v, "StringStringEntryProto.key")?,
-                            2 => value = as_string(v, "StringStringEntryProto.value")?,
-                            _ => {}
-                        }
-                    }
-                    m.metadata.push((key, value));
-                }
+                14 => m.metadata.push(as_entry(v, "ModelProto.metadata_props")?),
                 _ => {}
             }
         }

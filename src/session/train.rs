@@ -149,22 +149,8 @@ fn starting_point(opts: &TrainOptions) -> Result<(ModelSpec, ModelState, Option<
             Ok((opts.model.clone(), state, prep))
         }
         Some(p) => {
-            let (spec, mut values, prep) = checkpoint::load_prepared(p)?;
+            let (spec, values, prep) = checkpoint::load_prepared_except(p, &opts.reset, opts.seed)?;
             crate::train::check_layers(&spec, &opts.reset, "--reset")?;
-            if !opts.reset.is_empty() {
-                let fresh = ModelState::init(&spec, opts.seed);
-                let reset = |name: &str| opts.reset.iter().any(|l| l == checkpoint::layer_of(name));
-                for (i, p) in spec.params().iter().enumerate() {
-                    if reset(&p.name) {
-                        values.params[i] = fresh.params[i].clone();
-                    }
-                }
-                for (i, b) in spec.buffers().iter().enumerate() {
-                    if reset(&b.name) {
-                        values.buffers[i] = fresh.buffers[i].clone();
-                    }
-                }
-            }
             Ok((spec, values, Some(prep)))
         }
         None if !opts.reset.is_empty() => {
