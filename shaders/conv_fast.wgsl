@@ -30,6 +30,12 @@ override UW: bool = false;
 // weight is then kx % 4, known once the kx loop is unrolled, instead of an index chosen at run time.
 override PACKED: bool = false;
 override KP: u32 = 8u;
+// conv2d_direct: number the invocations batch-fastest ((oy, column block, n) instead of (n, oy,
+// column block)). Neighbouring invocations then share their output row and columns, so where
+// padding cuts a row's kernel rows short (ky_lo, ky_hi) the bounds agree across them, and an adapter
+// that runs invocations in SIMD lanes (lavapipe) loops over the rows inside the input only, rather than
+// over the union of its lanes' ranges. Each output adds the same products in the same order.
+override NFAST: bool = false;
 
 struct FastConvParams {
     n: u32,
@@ -88,10 +94,14 @@ fn conv2d_direct(
     // (WIDE) two vec4 of 8 columns for each of up to 4 channels: a<2c> and a<2c+1>.
     let cols = COLS;
     let oxbs = (OW + cols - 1u) / cols;
-    let oxb = i % oxbs;
-    let t = i / oxbs;
-    let oy = t % OH;
-    let n = t / OH;
+    var oxb = i % oxbs;
+    var oy = (i / oxbs) % OH;
+    var n = i / (oxbs * OH);
+    if (NFAST) {
+        n = i % q.n;
+        oxb = (i / q.n) % oxbs;
+        oy = i / (q.n * oxbs);
+    }
     let co0 = wid.z * COB;
     let ox0 = oxb * cols;
     var a0 = vec4<f32>(0.0);

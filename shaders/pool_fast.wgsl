@@ -1,7 +1,10 @@
-// Max pooling specialised to one shape with non-overlapping windows (stride = window, the input an
-// exact multiple of it, as in LeNet): every size is an `override` constant, so index arithmetic needs
-// no run-time division, and the backward pass runs one invocation per window that writes the whole
-// window (no gather over covering windows). The plain kernels of pool.wgsl are the references.
+// Max pooling specialised to one shape: every size is an `override` constant, so index arithmetic
+// needs no run-time division and the window loops unroll. With non-overlapping windows (stride =
+// window, the input an exact multiple of it, as in LeNet) the backward pass runs one invocation per
+// window that writes the whole window (the tiles kernels); any other window, stride and padding (an
+// inception branch's 3x3 stride 1, a ResNet stem's 3x3 stride 2) runs the window kernels, which compute
+// what maxpool2d_forward / maxpool2d_backward of pool.wgsl do in the same order (same bits). Those
+// plain kernels are the references.
 
 override H: u32 = 28u;
 override W: u32 = 28u;
@@ -13,6 +16,11 @@ override RELU_MASK: bool = false;
 
 override OH: u32 = H / KH;
 override OW: u32 = W / KW;
+// The window kernels: strides and padding (the tiles kernels take stride = window, no padding).
+override SH: u32 = KH;
+override SW: u32 = KW;
+override PH: u32 = 0u;
+override PW: u32 = 0u;
 
 struct TileParams {
     total: u32, // windows: n * c * OH * OW
@@ -77,4 +85,72 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
             tb_dx[base + at] = select(0.0, d, at == arg);
         }
     }
+}
+
+// maxpool2d_window_forward: x -> y, argmax, as maxpool2d_forward (padding never wins; the first
+// maximum in row-major window order wins).
+@compute @workgroup_size(WG)
+fn maxpool2d_window_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let plane = i / (OW * OH);
+    let base = plane * H * W;
+    var best = 0.0;
+    var best_at = 0xffffffffu;
+    for (var ky = 0u; ky < KH; ky++) {
+        for (var kx = 0u; kx < KW; kx++) {
+            let py = oy * SH + ky;
+            let px = ox * SW + kx;
+            if (py < PH || px < PW || py - PH >= H || px - PW >= W) { continue; }
+            let at = (py - PH) * W + (px - PW);
+            let v = tf_x[base + at];
+            if (best_at == 0xffffffffu || v > best) {
+                best = v;
+                best_at = at;
+            }
+        }
+    }
+    tf_y[i] = best;
+    tf_arg[i] = best_at;
+}
+
+// maxpool2d_window_backward: dy, argmax -> dx, as maxpool2d_backward: one invocation per input
+// element sums, in order of (oy, ox), the gradients of the windows whose argmax it is. A window
+// covers at most ceil(K / S) rows (columns) of outputs per input row (column): constant trip counts.
+@group(0) @binding(1) var<storage, read> wb_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wb_arg: array<u32>;
+@group(0) @binding(3) var<storage, read_write> wb_dx: array<f32>;
+
+// The first output row (column) whose window covers padded input row (column) `i`.
+fn first_covering(i: u32, k: u32, stride: u32) -> u32 {
+    if (i < k) { return 0u; }
+    return (i - k) / stride + 1u;
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_window_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ix = i % W;
+    let iy = (i / W) % H;
+    let plane = i / (W * H);
+    let at = iy * W + ix;
+    let oy0 = first_covering(iy + PH, KH, SH);
+    let ox0 = first_covering(ix + PW, KW, SW);
+    let oy1 = min((iy + PH) / SH, OH - 1u);
+    let ox1 = min((ix + PW) / SW, OW - 1u);
+    var acc = 0.0;
+    for (var ty = 0u; ty < (KH + SH - 1u) / SH; ty++) {
+        let oy = oy0 + ty;
+        if (oy > oy1) { continue; }
+        for (var tx = 0u; tx < (KW + SW - 1u) / SW; tx++) {
+            let ox = ox0 + tx;
+            if (ox > ox1) { continue; }
+            let o = (plane * OH + oy) * OW + ox;
+            if (wb_arg[o] == at) { acc += wb_dy[o]; }
+        }
+    }
+    wb_dx[i] = acc;
 }

@@ -10,6 +10,7 @@ use wgcnn::kernels::concat::{concat_backward, concat_forward};
 use wgcnn::kernels::dropout::{dropout_backward, dropout_forward, DropoutParams};
 use wgcnn::kernels::elementwise::add_forward;
 use wgcnn::kernels::pool::*;
+use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
 use wgcnn::shape::{ConcatGeom, Pool2dGeom};
 
@@ -95,6 +96,8 @@ fn pooling_matches_reference() {
         ("tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4200, 4200, 2, 2)),
         // Padded windows over 4.4M input elements: the backward's grid folds.
         ("pad1_grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 2).padded(1)),
+        // An inception branch's 3x3 stride-1 padded pool with 4.4M outputs: the window forward folds.
+        ("pad1_3s1_grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 1).padded(1)),
     ];
     let c = ctx();
     for (seed, (name, g)) in table.iter().enumerate() {
@@ -116,26 +119,33 @@ fn pooling_matches_reference() {
         let got = run_f32(maxpool2d_backward(c, name, g, &dyt, &argt, &dxt), &dxt);
         check(&format!("maxpool2d_backward/{name}"), &got, &cpu::maxpool2d_backward(g, &dy64, &want_arg), F32_TOL);
 
-        // The tiled kernels (MaxPool2dTilesForward/Backward) where the windows tile the input.
+        // The specialised kernels: MaxPool2dTilesForward/Backward where the windows tile the input,
+        // MaxPool2dWindowForward/Backward elsewhere; both exactly the plain kernels' values (the same
+        // order of comparisons and sums), the backward against the plain kernel's bits.
+        let plain_dx = got;
         let tiled = g.kh == g.stride_h && g.kw == g.stride_w && g.h % g.kh == 0 && g.w % g.kw == 0 && g.pad_h == 0;
-        let fwd = maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap();
-        assert_eq!(fwd.is_some(), tiled, "{name}");
-        if let Some(l) = fwd {
-            yt.write_f32(c, &vec![f32::NAN; g.y_len()]).unwrap();
-            argt.write_u32(c, &vec![u32::MAX; g.y_len()]).unwrap();
-            c.run(&[&l]).unwrap();
-            let exact = Tol { atol: 0.0, rtol: 0.0 };
-            check(&format!("maxpool2d_tiles_forward/{name}"), &yt.to_f32(c).unwrap(), &want_y, exact);
-            check_u32(&format!("maxpool2d_tiles_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
-            dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
-            let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
-            let got = run_f32(Ok(l), &dxt);
-            check(
-                &format!("maxpool2d_tiles_backward/{name}"),
-                &got,
-                &cpu::maxpool2d_backward(g, &dy64, &want_arg),
-                exact,
-            );
+        let fwd =
+            maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().expect("every shape has a fast max-pool");
+        let which = if tiled { "tiles" } else { "window" };
+        let kernel = if tiled { Kernel::MaxPool2dTilesForward } else { Kernel::MaxPool2dWindowForward };
+        assert_eq!(fwd.kernel, kernel, "{name}");
+        yt.write_f32(c, &vec![f32::NAN; g.y_len()]).unwrap();
+        argt.write_u32(c, &vec![u32::MAX; g.y_len()]).unwrap();
+        c.run(&[&fwd]).unwrap();
+        let exact = Tol { atol: 0.0, rtol: 0.0 };
+        check(&format!("maxpool2d_{which}_forward/{name}"), &yt.to_f32(c).unwrap(), &want_y, exact);
+        check_u32(&format!("maxpool2d_{which}_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
+        dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
+        let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
+        let got = run_f32(Ok(l), &dxt);
+        let want_dx = cpu::maxpool2d_backward(g, &dy64, &want_arg);
+        check(&format!("maxpool2d_{which}_backward/{name}"), &got, &want_dx, F32_TOL);
+        let differ = got.iter().zip(&plain_dx).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(
+            differ, 0,
+            "maxpool2d_{which}_backward/{name}: {differ} values differ from maxpool2d_backward's bits"
+        );
+        if tiled {
             // With the mask of a ReLU before the pool (RELU_MASK): the pooled input is relu(x).
             let relu_x: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
             xt.write_f32(c, &relu_x).unwrap();
@@ -154,6 +164,9 @@ fn pooling_matches_reference() {
             let want: Vec<f64> = pooled.iter().zip(&live).map(|(&d, &l)| if l { d } else { 0.0 }).collect();
             check(&format!("maxpool2d_tiles_backward.relu_mask/{name}"), &got, &want, exact);
             xt.write_f32(c, &x).unwrap();
+        } else {
+            // The ReLU mask is for tiles only (the fuse rule asks `tiles`).
+            assert!(maxpool2d_backward_fused(c, name, g, &dyt, &argt, &yt, &dxt, true).unwrap().is_none(), "{name}");
         }
 
         let got = run_f32(avgpool2d_forward(c, name, g, &xt, &yt), &yt);
@@ -165,6 +178,7 @@ fn pooling_matches_reference() {
     assert!(groups(row("grid_past_65535").x_len()) > 65_535);
     assert!(groups(row("tiles_grid_past_65535").y_len()) > 65_535);
     assert!(groups(row("pad1_grid_past_65535").x_len()) > 65_535);
+    assert!(groups(row("pad1_3s1_grid_past_65535").y_len()) > 65_535);
 }
 
 #[test]

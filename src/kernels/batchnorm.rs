@@ -218,8 +218,8 @@ pub fn batchnorm_normalize(
             label,
             &p,
             &[x, weight, bias, mean, var, y],
-            len,
-            0,
+            g.runs() as u64,
+            RUN as u64,
         )?
         .with_work(4 * len, 8 * len))
 }

@@ -167,16 +167,33 @@ fn tile_launch(
     to_u32(op, "input length", g.x_len())?;
     let u = |v: usize| v as u32; // each is <= x_len, checked above
     let mut consts = vec![("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
+    let window_kernel = matches!(kernel, Kernel::MaxPool2dWindowForward | Kernel::MaxPool2dWindowBackward);
+    if window_kernel {
+        consts.extend([
+            ("SH", u(g.stride_h)),
+            ("SW", u(g.stride_w)),
+            ("PH", u(g.pad_h)),
+            ("PW", u(g.pad_w)),
+            ("OH", u(g.out_h())),
+            ("OW", u(g.out_w())),
+        ]);
+    }
     if kernel == Kernel::MaxPool2dTilesBackward {
         consts.push(("RELU_MASK", u32::from(relu_mask)));
     }
-    let p = TileParams { total: u(g.y_len()), _pad0: 0, _pad1: 0, _pad2: 0 };
+    // One invocation per output, except the window backward: one per input element.
+    let (total, iters) = match kernel {
+        Kernel::MaxPool2dWindowBackward => (g.x_len(), covering(g)),
+        _ => (g.y_len(), window(g)),
+    };
+    let p = TileParams { total: u(total), _pad0: 0, _pad1: 0, _pad2: 0 };
     Ok(ctx
-        .launch_with(kernel, &consts, label, &p, tensors, g.y_len() as u64, window(g))?
+        .launch_with(kernel, &consts, label, &p, tensors, total as u64, iters)?
         .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
-/// [`maxpool2d_forward`] specialised to the shape; `None` unless the windows tile the input exactly.
+/// [`maxpool2d_forward`] specialised to the shape: the tiles kernel where the windows tile the input
+/// exactly, else the window kernel (any window, stride and padding; the same bits as the plain one).
 pub fn maxpool2d_forward_fast(
     ctx: &Context,
     label: &str,
@@ -189,13 +206,12 @@ pub fn maxpool2d_forward_fast(
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
-    if !tiles(g) {
-        return Ok(None);
-    }
-    tile_launch(ctx, Kernel::MaxPool2dTilesForward, label, g, &[x, y, argmax], false).map(Some)
+    let kernel = if tiles(g) { Kernel::MaxPool2dTilesForward } else { Kernel::MaxPool2dWindowForward };
+    tile_launch(ctx, kernel, label, g, &[x, y, argmax], false).map(Some)
 }
 
-/// [`maxpool2d_backward`] with one invocation per window; `None` unless the windows tile the input.
+/// [`maxpool2d_backward`] specialised to the shape: one invocation per window where the windows tile
+/// the input, else one per input element (the window kernel; the same bits as the plain one).
 pub fn maxpool2d_backward_fast(
     ctx: &Context,
     label: &str,
@@ -204,6 +220,13 @@ pub fn maxpool2d_backward_fast(
     argmax: &Tensor,
     dx: &Tensor,
 ) -> Result<Option<Launch>> {
+    if !tiles(g) {
+        let op = Kernel::MaxPool2dWindowBackward.entry_point();
+        dy.expect(op, "dy", DType::F32, g.y_len())?;
+        argmax.expect(op, "argmax", DType::U32, g.y_len())?;
+        dx.expect(op, "dx", DType::F32, g.x_len())?;
+        return tile_launch(ctx, Kernel::MaxPool2dWindowBackward, label, g, &[dy, argmax, dx], false).map(Some);
+    }
     // y is bound but not read without the mask; dy has its shape.
     maxpool2d_backward_fused(ctx, label, g, dy, argmax, dy, dx, false)
 }
