@@ -19,9 +19,10 @@ struct BnParams {
     offset: u32,     // the reductions: where in `out` sum_chunks puts the sums; batchnorm_normalize: the variance's
 }
 
-// The channel count and plane size, set per pipeline for the reductions (batchnorm_partial walks a
-// channel element by element: divisions by these become multiplications). The elementwise kernels
-// read them from p and divide once per run.
+// The channel count and plane size, set per pipeline (batchnorm_partial walks a channel element by
+// element, the elementwise kernels find their run's channel: divisions by these become
+// multiplications; a division by a value known only at run time is eight scalar divisions per SIMD
+// step on a software adapter).
 override C: u32 = 1u;
 override HW: u32 = 1u;
 // Elements per invocation of the elementwise kernels (a run inside one plane, so the channel's
@@ -37,13 +38,13 @@ override MASK: bool = false;
 
 fn mean_of(s: f32) -> f32 { return s * p.inv_m; }
 
-// Run t of the elementwise kernels: (channel, first element, end), or a channel of p.c past the end.
+// Run t of the elementwise kernels: (channel, first element, end), or the channel C past the end.
 fn run_of(t: u32) -> vec3<u32> {
-    let runs = (p.hw + RUN - 1u) / RUN;
-    if (t >= p.n * p.c * runs) { return vec3<u32>(p.c, 0u, 0u); }
+    let runs = (HW + RUN - 1u) / RUN;
+    if (t >= p.n * C * runs) { return vec3<u32>(C, 0u, 0u); }
     let plane = t / runs;
-    let first = plane * p.hw + (t % runs) * RUN;
-    return vec3<u32>(plane % p.c, first, min(first + RUN, (plane + 1u) * p.hw));
+    let first = plane * HW + (t % runs) * RUN;
+    return vec3<u32>(plane % C, first, min(first + RUN, (plane + 1u) * HW));
 }
 fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 
@@ -101,13 +102,16 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @compute @workgroup_size(WG)
 fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run_of(flat_index(gid, nwg));
-    if (r.x >= p.c) { return; }
+    if (r.x >= C) { return; }
     let ch = r.x;
     let mean = bn_mean[ch] * p.mean_scale;
     let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
     let scale = invstd * bn_w[ch];
     let shift = bn_b[ch];
-    for (var i = r.y; i < r.z; i++) {
+    // A constant trip count (the run's end checked inside), so the loop unrolls.
+    for (var k = 0u; k < RUN; k++) {
+        let i = r.y + k;
+        if (i >= r.z) { break; }
         let v = (bn_x[i] - mean) * scale + shift;
         if (RELU) {
             bn_y[i] = max(v, 0.0);
@@ -147,14 +151,16 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run_of(flat_index(gid, nwg));
-    if (r.x >= p.c) { return; }
+    if (r.x >= C) { return; }
     let ch = r.x;
     let mean = mean_of(bd_stats[ch]);
-    let invstd = invstd_of(bd_stats[p.c + ch]);
+    let invstd = invstd_of(bd_stats[C + ch]);
     let scale = bd_w[ch] * invstd;
     let db_m = bd_db[ch] * p.inv_m;
     let dw_m = bd_dw[ch] * p.inv_m;
-    for (var i = r.y; i < r.z; i++) {
+    for (var k = 0u; k < RUN; k++) {
+        let i = r.y + k;
+        if (i >= r.z) { break; }
         let xhat = (bd_x[i] - mean) * invstd;
         var dy = bd_dy[i];
         if (MASK) { dy = select(0.0, dy, bd_y[i] > 0.0); }

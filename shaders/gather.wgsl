@@ -35,6 +35,13 @@ struct GatherParams {
     stdev: vec4<f32>,
 }
 
+// p.item_size, p.height · p.width and p.width as constants set per pipeline, so the divisions by them
+// are multiplications (a division by a value known only at run time is eight scalar divisions per
+// SIMD step on a software adapter).
+override ITEM: u32 = 1u;
+override PLANE: u32 = 1u;
+override WIDTH: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: GatherParams;
 @group(0) @binding(1) var<storage, read> images: array<u32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
@@ -54,8 +61,8 @@ fn byte_at_labels(at: u32) -> u32 {
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.batch * p.item_size) { return; }
-    let b = i / p.item_size;
-    let j = i % p.item_size;
+    let b = i / ITEM;
+    let j = i % ITEM;
     let item = indices[p.first + b];
     let shard_end = p.shard_first + p.num_items;
     if (item >= p.total_items) {
@@ -67,7 +74,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     if (item < p.shard_first || item >= shard_end) { return; }
     let local = item - p.shard_first;
-    let plane = p.height * p.width;
+    let plane = PLANE;
     let c = j / plane;
     var at = j;
     var inside = true;
@@ -75,8 +82,8 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
         let h2 = mix32(h1);
         let r = j % plane;
-        var x = r % p.width;
-        let y = r / p.width;
+        var x = r % WIDTH;
+        let y = r / WIDTH;
         if (p.flip != 0u && (h1 & 1u) == 1u) {
             x = p.width - 1u - x;
         }

@@ -107,7 +107,8 @@ impl BnParams {
         })
     }
 
-    /// The pipeline constants of `shaders/batchnorm.wgsl`'s reductions and running update.
+    /// The pipeline constants of `shaders/batchnorm.wgsl`'s reductions and running update (the
+    /// elementwise kernels set them too).
     fn consts(&self) -> [(&'static str, u32); 2] {
         [("C", self.c), ("HW", self.hw)]
     }
@@ -214,7 +215,7 @@ pub fn batchnorm_normalize(
     Ok(ctx
         .launch_with(
             Kernel::BatchnormNormalize,
-            &[("RELU", u32::from(relu))],
+            &[("C", p.c), ("HW", p.hw), ("RELU", u32::from(relu))],
             label,
             &p,
             &[x, weight, bias, mean, var, y],
@@ -311,7 +312,7 @@ pub fn batchnorm_backward_input(
     }
     let len = g.len() as u64;
     let ts = [dy, x, stats, weight, dweight, dbias, dx, mask.unwrap_or(dy)];
-    let consts = [("MASK", u32::from(mask.is_some()))];
+    let consts = [("C", p.c), ("HW", p.hw), ("MASK", u32::from(mask.is_some()))];
     let l = ctx.launch_with(Kernel::BatchnormBackwardInput, &consts, label, &p, &ts, g.runs() as u64, RUN as u64)?;
     Ok(l.with_work(8 * len, if mask.is_some() { 16 } else { 12 } * len))
 }

@@ -41,7 +41,10 @@ fn launch(ctx: &Context, kernel: Kernel, label: &str, g: &ConcatGeom, from: &Ten
         _pad0: 0,
         _pad1: 0,
     };
-    Ok(ctx.launch(kernel, label, &p, &[from, to], g.part_len() as u64, 0)?.with_work(0, 8 * g.part_len() as u64))
+    let consts = [("PART", u(g.c_part * g.hw)), ("GAP", u((g.c_whole - g.c_part) * g.hw))];
+    Ok(ctx
+        .launch_with(kernel, &consts, label, &p, &[from, to], g.part_len() as u64, 0)?
+        .with_work(0, 8 * g.part_len() as u64))
 }
 
 /// Copy `part` into its channel slice of `whole`.

@@ -209,6 +209,14 @@ pub fn gather_shard(
     let p = gather_shard_params(t, shard, indices, first, x, y)?;
     let (images, labels) = (shard.0, shard.1);
     Ok(ctx
-        .launch(Kernel::GatherBatch, label, &p, &[images, labels, indices, x, y], x.len() as u64, 0)?
+        .launch_with(
+            Kernel::GatherBatch,
+            &[("ITEM", p.item_size), ("PLANE", p.height * p.width), ("WIDTH", p.width)],
+            label,
+            &p,
+            &[images, labels, indices, x, y],
+            x.len() as u64,
+            0,
+        )?
         .with_work(0, 5 * x.len() as u64 + 9 * y.len() as u64))
 }
