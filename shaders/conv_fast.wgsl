@@ -402,17 +402,19 @@ fn conv2d_weight_grad(
     if (COB > 7u) { store_dw(out, co0 + 7u, ci, ky, a70, vec4<f32>(e7, 0.0, 0.0, 0.0)); }
 }
 
-// conv2d_weight_grad_k3: conv2d_weight_grad for KH = 3, KW <= 4, with the three kernel rows in one
+// conv2d_weight_grad_k3: conv2d_weight_grad for 3 x 3 kernels, with the three kernel rows in one
 // invocation: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB), COB <= 4,
-// one vec4 per (channel, kernel row). Each dy value it loads serves three kernel rows instead of one.
+// one vec3 per (channel, kernel row). Each dy value it loads serves three kernel rows instead of one.
+// (A vec4 with an unused lane cost a third more time on lavapipe, which keeps each component of a
+// vector in SIMD registers of its own: a quarter more multiply-adds and registers, and spills.)
 // Every output adds the same products in the same order as in conv2d_weight_grad (a row outside the
 // image adds nothing, a padding column adds d · 0), so the bits are the same.
 fn k3_row(plane: u32, iy: i32) -> u32 {
     return (plane + u32(clamp(iy, 0, i32(H) - 1))) * W;
 }
 
-fn k3_window(row: u32, c: i32) -> vec4<f32> {
-    return vec4<f32>(gx_at(row, c), gx_at(row, c + 1), gx_at(row, c + 2), gx_at(row, c + 3));
+fn k3_window(row: u32, c: i32) -> vec3<f32> {
+    return vec3<f32>(gx_at(row, c), gx_at(row, c + 1), gx_at(row, c + 2));
 }
 
 @compute @workgroup_size(WG)
@@ -428,19 +430,19 @@ fn conv2d_weight_grad_k3(
     let co0 = wid.z * COB;
     let r0 = chunk * q.rows_per_chunk;
     let r1 = min(r0 + q.rows_per_chunk, q.rows);
-    // a<c><k>: channel co0 + c, kernel row k, kernel columns 0..3.
-    var a00 = vec4<f32>(0.0);
-    var a01 = vec4<f32>(0.0);
-    var a02 = vec4<f32>(0.0);
-    var a10 = vec4<f32>(0.0);
-    var a11 = vec4<f32>(0.0);
-    var a12 = vec4<f32>(0.0);
-    var a20 = vec4<f32>(0.0);
-    var a21 = vec4<f32>(0.0);
-    var a22 = vec4<f32>(0.0);
-    var a30 = vec4<f32>(0.0);
-    var a31 = vec4<f32>(0.0);
-    var a32 = vec4<f32>(0.0);
+    // a<c><k>: channel co0 + c, kernel row k, kernel columns 0..2.
+    var a00 = vec3<f32>(0.0);
+    var a01 = vec3<f32>(0.0);
+    var a02 = vec3<f32>(0.0);
+    var a10 = vec3<f32>(0.0);
+    var a11 = vec3<f32>(0.0);
+    var a12 = vec3<f32>(0.0);
+    var a20 = vec3<f32>(0.0);
+    var a21 = vec3<f32>(0.0);
+    var a22 = vec3<f32>(0.0);
+    var a30 = vec3<f32>(0.0);
+    var a31 = vec3<f32>(0.0);
+    var a32 = vec3<f32>(0.0);
     for (var r = r0; r < r1; r++) {
         let n = r / OH;
         let oy = r % OH;
@@ -452,7 +454,7 @@ fn conv2d_weight_grad_k3(
         let row0 = k3_row(plane, iy);
         let row1 = k3_row(plane, iy + 1);
         let row2 = k3_row(plane, iy + 2);
-        // Input columns ox·SW - PW + kx for kx = 0..3; with stride 1 the windows slide by one per ox.
+        // Input columns ox·SW - PW + kx for kx = 0..2; with stride 1 the windows slide by one per ox.
         let b = -i32(PW) - 1;
         var x0 = k3_window(row0, b);
         var x1 = k3_window(row1, b);
@@ -460,9 +462,9 @@ fn conv2d_weight_grad_k3(
         for (var ox = 0u; ox < OW; ox++) {
             let c = i32(ox * SW) - i32(PW);
             if (SW == 1u) {
-                x0 = vec4<f32>(x0.yzw, gx_at(row0, c + 3));
-                x1 = vec4<f32>(x1.yzw, gx_at(row1, c + 3));
-                x2 = vec4<f32>(x2.yzw, gx_at(row2, c + 3));
+                x0 = vec3<f32>(x0.yz, gx_at(row0, c + 2));
+                x1 = vec3<f32>(x1.yz, gx_at(row1, c + 2));
+                x2 = vec3<f32>(x2.yz, gx_at(row2, c + 2));
             } else {
                 x0 = k3_window(row0, c);
                 x1 = k3_window(row1, c);
@@ -494,23 +496,23 @@ fn conv2d_weight_grad_k3(
     }
     let out = chunk * COUT * CIN * KH * KW;
     let z = vec4<f32>(0.0);
-    store_dw(out, co0, ci, 0u, a00, z);
-    store_dw(out, co0, ci, 1u, a01, z);
-    store_dw(out, co0, ci, 2u, a02, z);
+    store_dw(out, co0, ci, 0u, vec4<f32>(a00, 0.0), z);
+    store_dw(out, co0, ci, 1u, vec4<f32>(a01, 0.0), z);
+    store_dw(out, co0, ci, 2u, vec4<f32>(a02, 0.0), z);
     if (COB > 1u) {
-        store_dw(out, co0 + 1u, ci, 0u, a10, z);
-        store_dw(out, co0 + 1u, ci, 1u, a11, z);
-        store_dw(out, co0 + 1u, ci, 2u, a12, z);
+        store_dw(out, co0 + 1u, ci, 0u, vec4<f32>(a10, 0.0), z);
+        store_dw(out, co0 + 1u, ci, 1u, vec4<f32>(a11, 0.0), z);
+        store_dw(out, co0 + 1u, ci, 2u, vec4<f32>(a12, 0.0), z);
     }
     if (COB > 2u) {
-        store_dw(out, co0 + 2u, ci, 0u, a20, z);
-        store_dw(out, co0 + 2u, ci, 1u, a21, z);
-        store_dw(out, co0 + 2u, ci, 2u, a22, z);
+        store_dw(out, co0 + 2u, ci, 0u, vec4<f32>(a20, 0.0), z);
+        store_dw(out, co0 + 2u, ci, 1u, vec4<f32>(a21, 0.0), z);
+        store_dw(out, co0 + 2u, ci, 2u, vec4<f32>(a22, 0.0), z);
     }
     if (COB > 3u) {
-        store_dw(out, co0 + 3u, ci, 0u, a30, z);
-        store_dw(out, co0 + 3u, ci, 1u, a31, z);
-        store_dw(out, co0 + 3u, ci, 2u, a32, z);
+        store_dw(out, co0 + 3u, ci, 0u, vec4<f32>(a30, 0.0), z);
+        store_dw(out, co0 + 3u, ci, 1u, vec4<f32>(a31, 0.0), z);
+        store_dw(out, co0 + 3u, ci, 2u, vec4<f32>(a32, 0.0), z);
     }
 }
 

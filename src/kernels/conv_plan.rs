@@ -67,7 +67,7 @@ pub struct WeightGradSplit {
 pub enum GradRows {
     /// One row (`conv2d_weight_grad`).
     One,
-    /// All three rows of a 3-row kernel at most 4 wide, in named registers (`conv2d_weight_grad_k3`).
+    /// All three rows of a 3 x 3 kernel, in named registers (`conv2d_weight_grad_k3`).
     Three,
     /// Every row of a kernel of at most 5 x 5, in private arrays (`conv2d_weight_grad_rows`).
     All,
@@ -126,7 +126,7 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
             v.push(WeightGradSplit { cob, layers: g.c_out.div_ceil(cob), iters, ..first });
         }
     }
-    // 3-row kernels: every row in one invocation, so each dy value loaded serves three rows. These
+    // 3x3 kernels: every row in one invocation, so each dy value loaded serves three rows. These
     // come first (the default without tuning): on lavapipe they ran 1.3-1.7x faster than one row per
     // invocation on six of resnet-mini's seven 3x3 weight gradients.
     let mut first_rows = Vec::new();
@@ -137,7 +137,7 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
         if iters > budget.loop_iters {
             continue;
         }
-        if g.kh == 3 && g.kw <= 4 && !first_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
+        if g.kh == 3 && g.kw == 3 && !first_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
             first_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::Three, ..first });
         }
         if g.kh > 1 && g.kh <= 5 && g.kw <= 5 && !all_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
