@@ -332,9 +332,11 @@ fn conv2d_weight_grad(
         var x1 = vec4<f32>(gx_at(row, b + 3), gx_at(row, b + 4), gx_at(row, b + 5), gx_at(row, b + 6));
         for (var ox = 0u; ox < OW; ox++) {
             let c = i32(ox * SW) - i32(PW);
-            if (SW == 1u) {
+            if (SW == 1u && KW > 4u) {
                 x0 = vec4<f32>(x0.yzw, x1.x);
                 x1 = vec4<f32>(x1.yzw, gx_at(row, c + 7));
+            } else if (SW == 1u) {
+                x0 = vec4<f32>(x0.yzw, gx_at(row, c + 3));
             } else {
                 x0 = vec4<f32>(gx_at(row, c), gx_at(row, c + 1), gx_at(row, c + 2), gx_at(row, c + 3));
                 if (KW > 4u) {
@@ -342,46 +344,46 @@ fn conv2d_weight_grad(
                 }
             }
             let d0 = dy_at(n, co0, oy, ox);
-            a00 += d0 * x0;
+            a00 = madd(a00, d0, x0, KW);
             if (five) { e0 += d0 * x1.x; }
             if (wide) { a01 += d0 * x1; }
             if (COB > 1u) {
                 let d1 = dy_at(n, co0 + 1u, oy, ox);
-                a10 += d1 * x0;
+                a10 = madd(a10, d1, x0, KW);
                 if (five) { e1 += d1 * x1.x; }
                 if (wide) { a11 += d1 * x1; }
             }
             if (COB > 2u) {
                 let d2 = dy_at(n, co0 + 2u, oy, ox);
-                a20 += d2 * x0;
+                a20 = madd(a20, d2, x0, KW);
                 if (five) { e2 += d2 * x1.x; }
                 if (wide) { a21 += d2 * x1; }
             }
             if (COB > 3u) {
                 let d3 = dy_at(n, co0 + 3u, oy, ox);
-                a30 += d3 * x0;
+                a30 = madd(a30, d3, x0, KW);
                 if (five) { e3 += d3 * x1.x; }
                 if (wide) { a31 += d3 * x1; }
             }
             if (COB > 4u) {
                 let d4 = dy_at(n, co0 + 4u, oy, ox);
-                a40 += d4 * x0;
-                e4 += d4 * x1.x;
+                a40 = madd(a40, d4, x0, KW);
+                if (five) { e4 += d4 * x1.x; }
             }
             if (COB > 5u) {
                 let d5 = dy_at(n, co0 + 5u, oy, ox);
-                a50 += d5 * x0;
-                e5 += d5 * x1.x;
+                a50 = madd(a50, d5, x0, KW);
+                if (five) { e5 += d5 * x1.x; }
             }
             if (COB > 6u) {
                 let d6 = dy_at(n, co0 + 6u, oy, ox);
-                a60 += d6 * x0;
-                e6 += d6 * x1.x;
+                a60 = madd(a60, d6, x0, KW);
+                if (five) { e6 += d6 * x1.x; }
             }
             if (COB > 7u) {
                 let d7 = dy_at(n, co0 + 7u, oy, ox);
-                a70 += d7 * x0;
-                e7 += d7 * x1.x;
+                a70 = madd(a70, d7, x0, KW);
+                if (five) { e7 += d7 * x1.x; }
             }
         }
     }
