@@ -137,6 +137,8 @@ fn pooling_matches_reference() {
         check_u32(&format!("maxpool2d_{which}_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
         dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
         let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
+        let kernel = if tiled { Kernel::MaxPool2dTilesBackward } else { Kernel::MaxPool2dWindowBackward };
+        assert_eq!(l.kernel, kernel, "{name}");
         let got = run_f32(Ok(l), &dxt);
         let want_dx = cpu::maxpool2d_backward(g, &dy64, &want_arg);
         check(&format!("maxpool2d_{which}_backward/{name}"), &got, &want_dx, F32_TOL);
