@@ -144,7 +144,8 @@ pub struct TileParams {
     pub _pad2: u32,
 }
 
-/// Whether the shape-specialised max-pool kernels apply: windows that tile the input exactly.
+/// Whether the tiles kernels apply (windows that tile the input exactly; the window kernels take the
+/// rest).
 pub fn tiles(g: &Pool2dGeom) -> bool {
     g.stride_h == g.kh
         && g.stride_w == g.kw
