@@ -155,7 +155,8 @@ pub fn tiles(g: &Pool2dGeom) -> bool {
         && g.pad_w == 0
 }
 
-fn tile_launch(
+/// One launch of a `pool_fast.wgsl` kernel (tiles or window) with `g`'s sizes as pipeline constants.
+fn specialised_launch(
     ctx: &Context,
     kernel: Kernel,
     label: &str,
@@ -203,12 +204,12 @@ pub fn maxpool2d_forward_fast(
     y: &Tensor,
     argmax: &Tensor,
 ) -> Result<Option<Launch>> {
-    let op = Kernel::MaxPool2dTilesForward.entry_point();
+    let kernel = if tiles(g) { Kernel::MaxPool2dTilesForward } else { Kernel::MaxPool2dWindowForward };
+    let op = kernel.entry_point();
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
-    let kernel = if tiles(g) { Kernel::MaxPool2dTilesForward } else { Kernel::MaxPool2dWindowForward };
-    tile_launch(ctx, kernel, label, g, &[x, y, argmax], false).map(Some)
+    specialised_launch(ctx, kernel, label, g, &[x, y, argmax], false).map(Some)
 }
 
 /// [`maxpool2d_backward`] specialised to the shape: one invocation per window where the windows tile
@@ -226,7 +227,7 @@ pub fn maxpool2d_backward_fast(
         dy.expect(op, "dy", DType::F32, g.y_len())?;
         argmax.expect(op, "argmax", DType::U32, g.y_len())?;
         dx.expect(op, "dx", DType::F32, g.x_len())?;
-        return tile_launch(ctx, Kernel::MaxPool2dWindowBackward, label, g, &[dy, argmax, dx], false).map(Some);
+        return specialised_launch(ctx, Kernel::MaxPool2dWindowBackward, label, g, &[dy, argmax, dx], false).map(Some);
     }
     // y is bound but not read without the mask; dy has its shape.
     maxpool2d_backward_fused(ctx, label, g, dy, argmax, dy, dx, false)
@@ -253,7 +254,7 @@ pub fn maxpool2d_backward_fused(
     if !tiles(g) {
         return Ok(None);
     }
-    tile_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, y, dx], relu_mask).map(Some)
+    specialised_launch(ctx, Kernel::MaxPool2dTilesBackward, label, g, &[dy, argmax, y, dx], relu_mask).map(Some)
 }
 
 /// Max-pool forward, specialised where possible unless `ctx.kernels` is [`crate::KernelSet::Plain`].
