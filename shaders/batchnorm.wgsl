@@ -10,13 +10,13 @@ struct BnParams {
     hw: u32,
     chunk: u32,      // elements of one channel per partial sum
     chunks: u32,     // partial sums per channel
-    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 Σ dy, 3 Σ dy · x̂
+    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 both Σ dy and Σ dy · x̂
     eps: f32,
     momentum: f32,
     inv_m: f32,      // 1 / (n · hw)
     unbias: f32,     // m / (m − 1): the running variance is the unbiased one
     mean_scale: f32, // batchnorm_normalize: 1 / m for batch sums, 1 for running statistics
-    offset: u32,     // the reductions: where in `out` sum_chunks puts the sums; batchnorm_normalize: the variance's
+    offset: u32,     // batchnorm_normalize: where the variance starts in its source
 }
 
 // The channel count and plane size, set per pipeline (batchnorm_partial walks a channel element by
@@ -48,8 +48,10 @@ fn run_of(t: u32) -> vec3<u32> {
 }
 fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 
-// batchnorm_partial: a (x or dy), b (x for mode 3), stats -> partial [chunks, c]; y: the ReLU's output
-// masking dy (with MASK; another operand, unread, without)
+// batchnorm_partial: a (x or dy), b (x for mode 2), stats -> partial [chunks, c]; y: the ReLU's output
+// masking dy (with MASK; another operand, unread, without). Mode 2 reads dy once for both parameter
+// gradients: partial [2, chunks, c], Σ dy in the first half and Σ dy · x̂ in the second, each added in
+// the same order as a sum of its own.
 @group(0) @binding(1) var<storage, read> bp_a: array<f32>;
 @group(0) @binding(2) var<storage, read> bp_b: array<f32>;
 @group(0) @binding(3) var<storage, read> bp_stats: array<f32>;
@@ -67,26 +69,42 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let last = min(first + p.chunk, m);
     var mean = 0.0;
     var invstd = 1.0;
-    if (p.mode == 1u || p.mode == 3u) { mean = mean_of(bp_stats[ch]); }
-    if (p.mode == 3u) { invstd = invstd_of(bp_stats[C + ch]); }
+    if (p.mode != 0u) { mean = mean_of(bp_stats[ch]); }
+    if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
     // Runs of 16 summed on their own, then added up: a rounding chain of ~16 + chunk/16 additions
     // instead of chunk (3x closer to the exact sum on LeNet-sized channels).
+    // Element j of the channel is at base + off, base = (j / HW · C + ch) · HW and off = j % HW, both
+    // stepped along with j (a division per element costs more than the sum it feeds).
+    var base = ((first / HW) * C + ch) * HW;
+    var off = first % HW;
     var acc = 0.0;
+    var acc_xhat = 0.0;
     for (var j0 = first; j0 < last; j0 += 16u) {
         var run = 0.0;
+        var run_xhat = 0.0;
         for (var j = j0; j < min(j0 + 16u, last); j++) {
-            let i = ((j / HW) * C + ch) * HW + j % HW;
+            let i = base + off;
+            off += 1u;
+            if (off == HW) {
+                off = 0u;
+                base += C * HW;
+            }
             var a = bp_a[i];
             if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
             switch p.mode {
-                case 0u, 2u: { run += a; }
+                case 0u: { run += a; }
                 case 1u: { let d = a - mean; run += d * d; }
-                default: { run += a * ((bp_b[i] - mean) * invstd); }
+                default: {
+                    run += a;
+                    run_xhat += a * ((bp_b[i] - mean) * invstd);
+                }
             }
         }
         acc += run;
+        acc_xhat += run_xhat;
     }
     bp_partial[t] = acc;
+    if (p.mode == 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
 }
 
 // batchnorm_normalize: x, weight, bias, mean source, variance source -> y

@@ -10,7 +10,7 @@ struct ReduceParams {
     span: u32,  // elements (rows) per workgroup of sum_accumulate and correct_accumulate
     store: u32, // 1: workgroup g stores its sum at acc[g]; 0: acc[0] += the sum
     offset: u32, // sum_chunks: where in `out` the sums go (out[offset + i])
-    _pad0: u32,
+    first: u32,  // sum_chunks: where in `partial` the chunks start
     _pad1: u32,
     _pad2: u32,
 }
@@ -104,7 +104,8 @@ fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     am_out[n] = row_argmax_of(n);
 }
 
-// sum_chunks: partial [cols, n] -> out[offset + i] = Σ_c partial[c, i] in order of c, i < n. The second
+// sum_chunks: partial [cols, n] from element `first` -> out[offset + i] = Σ_c partial[c, i] in order of c,
+// i < n. The second
 // pass of every split reduction (conv2d/linear backward weight and bias, batch-norm's per-channel sums).
 @group(0) @binding(1) var<storage, read> sc_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sc_out: array<f32>;
@@ -115,7 +116,7 @@ fn sum_chunks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (i >= p.n) { return; }
     var acc = 0.0;
     for (var c = 0u; c < p.cols; c++) {
-        acc += sc_partial[c * p.n + i];
+        acc += sc_partial[p.first + c * p.n + i];
     }
     sc_out[p.offset + i] = acc;
 }

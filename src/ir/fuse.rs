@@ -9,8 +9,8 @@
 //! - `bn_relu`: a batch-norm (training or evaluation) whose output only a ReLU reads applies the ReLU
 //!   in its normalisation kernel; its backward reads x and the statistics, never y, and the ReLU's
 //!   backward then reads the batch-norm's output.
-//! - `bn_relu_backward`: that ReLU's backward, where only the batch-norm's backward nodes (weight,
-//!   bias and input gradients) read its result, is applied by those three kernels: they read the
+//! - `bn_relu_backward`: that ReLU's backward, where only the batch-norm's backward nodes (the
+//!   parameter gradients and the input gradient) read its result, is applied by those two kernels: they read the
 //!   incoming gradient and the ReLU's output and mask as the ReLU's backward does (the same bits).
 //!   It runs after `pool_relu_mask`, which takes the ReLU's backward first where a max-pool follows.
 //! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
@@ -186,8 +186,7 @@ fn bn_relu_backward(ir: &mut Ir, done: &mut Rewrites) {
                                 let grad = matches!(
                                     rn.op,
                                     Op::BatchNorm(
-                                        BatchNormOp::WeightGrad { relu_mask: false, .. }
-                                            | BatchNormOp::BiasGrad { relu_mask: false }
+                                        BatchNormOp::ParamGrads { relu_mask: false, .. }
                                             | BatchNormOp::InputGrad { relu_mask: false, .. }
                                     )
                                 );
@@ -209,9 +208,7 @@ fn bn_relu_backward(ir: &mut Ir, done: &mut Rewrites) {
                 n.inputs.push(y);
                 n.name = format!("{}+{}", relu_dx.name, n.name);
                 if let Op::BatchNorm(
-                    BatchNormOp::WeightGrad { relu_mask, .. }
-                    | BatchNormOp::BiasGrad { relu_mask }
-                    | BatchNormOp::InputGrad { relu_mask, .. },
+                    BatchNormOp::ParamGrads { relu_mask, .. } | BatchNormOp::InputGrad { relu_mask, .. },
                 ) = &mut n.op
                 {
                     *relu_mask = true;
@@ -463,15 +460,11 @@ mod tests {
         autodiff(&mut unfused).unwrap();
         let mut ir = unfused.clone();
         // The conv's ReLU rule does not apply (a batch-norm reads the conv); bn_relu does, and
-        // bn_relu_backward hands the ReLU's backward to the batch-norm's three backward nodes.
+        // bn_relu_backward hands the ReLU's backward to the batch-norm's two backward nodes.
         let done = fuse(&mut ir, &Says(true, true));
-        let want = [
-            ("bn_relu", "bn+relu"),
-            ("bn_relu_backward", "relu.dx+bn.dw"),
-            ("bn_relu_backward", "relu.dx+bn.db"),
-            ("bn_relu_backward", "relu.dx+bn.dx"),
-        ]
-        .map(|(r, n)| (r, n.to_string()));
+        let want =
+            [("bn_relu", "bn+relu"), ("bn_relu_backward", "relu.dx+bn.dw_db"), ("bn_relu_backward", "relu.dx+bn.dx")]
+                .map(|(r, n)| (r, n.to_string()));
         assert_eq!(done, want, "{}", ir.dump());
         assert_eq!(ir.nodes.len(), unfused.nodes.len() - 2);
         let bn = ir.nodes.iter().find(|n| n.name == "bn+relu").unwrap();

@@ -55,10 +55,8 @@ pub enum BnSum {
     X = 0,
     /// Σ (x − mean)², the mean from the statistics' first half.
     Centered = 1,
-    /// Σ dy (the bias gradient).
-    Dy = 2,
-    /// Σ dy · x̂ (the weight gradient).
-    DyXhat = 3,
+    /// Σ dy (the bias gradient) and Σ dy · x̂ (the weight gradient), in one pass over dy and x.
+    Grads = 2,
 }
 
 /// Mirrors `struct BnParams` in `shaders/batchnorm.wgsl`.
@@ -126,7 +124,8 @@ pub fn check_training(op: &str, g: &BnGeom) -> Result<()> {
 }
 
 /// A split reduction per channel: `batchnorm_partial` in `mode` into a scratch buffer, then
-/// `sum_chunks` into `out[offset..offset + c]`. With `mask` (a ReLU's output), `a` (dy) is masked by it.
+/// `sum_chunks` of each sum it made into its `(out, offset)`: `out[offset..offset + c]`. With `mask`
+/// (a ReLU's output), `a` (dy) is masked by it.
 #[allow(clippy::too_many_arguments)]
 fn reduce(
     ctx: &Context,
@@ -138,24 +137,40 @@ fn reduce(
     stats: &Tensor,
     mask: Option<&Tensor>,
     scratch: &Tensor,
-    out: &Tensor,
-    offset: usize,
+    outs: &[(&Tensor, usize)],
 ) -> Result<Launch> {
-    let p = BnParams { mode: mode as u32, offset: offset as u32, ..p };
+    let p = BnParams { mode: mode as u32, ..p };
     let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
     let (c, len) = (p.c as u64, a.len() as u64);
     let [cc, hw] = p.consts();
     let consts = [cc, hw, ("MASK", u32::from(mask.is_some()))];
     let ts = [a, b, stats, scratch, mask.unwrap_or(a)];
-    let partial = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
-    let combine = crate::kernels::reduce::sum_chunks_at(ctx, label, scratch, chunks as usize, out, offset, c as usize)?;
-    let flops = if mode == BnSum::X || mode == BnSum::Dy { len } else { 3 * len };
-    let reads = if mode == BnSum::DyXhat { 2 } else { 1 } + u64::from(mask.is_some());
-    Ok(partial.then(combine).with_work(flops, 4 * len * reads))
+    let mut l = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
+    for (k, &(out, offset)) in outs.iter().enumerate() {
+        let from = k * (chunks * c) as usize;
+        let sums = crate::kernels::reduce::sum_chunks_from(
+            ctx,
+            label,
+            scratch,
+            from,
+            chunks as usize,
+            out,
+            offset,
+            c as usize,
+        );
+        l = l.then(sums?);
+    }
+    let (flops, reads) = match mode {
+        BnSum::X => (len, 1),
+        BnSum::Centered => (3 * len, 1),
+        BnSum::Grads => (4 * len, 2),
+    };
+    Ok(l.with_work(flops, 4 * len * (reads + u64::from(mask.is_some()))))
 }
 
-fn scratch(ctx: &Context, label: &str, g: &BnGeom) -> Result<Tensor> {
-    Tensor::zeros(ctx, &format!("{label}.partial"), &[g.chunks().1, g.c], DType::F32)
+/// Scratch for `sums` split reductions per channel (`[sums, chunks, c]`).
+fn scratch(ctx: &Context, label: &str, g: &BnGeom, sums: usize) -> Result<Tensor> {
+    Tensor::zeros(ctx, &format!("{label}.partial"), &[sums, g.chunks().1, g.c], DType::F32)
 }
 
 /// Batch statistics of `x`: `stats = [Σ x, Σ (x − mean)²]` per channel (`[2, c]`), two passes so the
@@ -166,9 +181,9 @@ pub fn batchnorm_stats(ctx: &Context, label: &str, g: &BnGeom, x: &Tensor, stats
     check_training(op, g)?;
     x.expect(op, "x", DType::F32, g.len())?;
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
-    let s = scratch(ctx, label, g)?;
-    let first = reduce(ctx, label, p, BnSum::X, x, x, stats, None, &s, stats, 0)?;
-    Ok(first.then(reduce(ctx, label, p, BnSum::Centered, x, x, stats, None, &s, stats, g.c)?))
+    let s = scratch(ctx, label, g, 1)?;
+    let first = reduce(ctx, label, p, BnSum::X, x, x, stats, None, &s, &[(stats, 0)])?;
+    Ok(first.then(reduce(ctx, label, p, BnSum::Centered, x, x, stats, None, &s, &[(stats, g.c)])?))
 }
 
 /// Where `batchnorm_normalize` takes the mean and variance from.
@@ -250,39 +265,40 @@ pub fn batchnorm_running(
     ctx.launch_with(Kernel::BatchnormRunning, &p.consts(), &label, &p, &ts, g.c as u64, 0)
 }
 
-/// A parameter gradient: `out = Σ dy` ([`BnSum::Dy`], the bias) or `Σ dy · x̂` ([`BnSum::DyXhat`], the
-/// weight) per channel. With `mask` (the output y of a ReLU fused after the batch-norm), `dy` is the
-/// gradient of y and is first masked where y ≤ 0, as the ReLU's backward would.
+/// The parameter gradients in one pass over `dy` and `x`: `dweight = Σ dy · x̂` and `dbias = Σ dy` per
+/// channel, each added in the same fixed order as a reduction of its own. With `mask` (the output y of a
+/// ReLU fused after the batch-norm), `dy` is the gradient of y and is first masked where y ≤ 0, as the
+/// ReLU's backward would.
 #[allow(clippy::too_many_arguments)]
-pub fn batchnorm_param_grad(
+pub fn batchnorm_param_grads(
     ctx: &Context,
     label: &str,
     g: &BnGeom,
     eps: f32,
-    sum: BnSum,
     dy: &Tensor,
     x: &Tensor,
     stats: &Tensor,
     mask: Option<&Tensor>,
-    out: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
 ) -> Result<Launch> {
-    let op = "batchnorm_param_grad";
-    if !matches!(sum, BnSum::Dy | BnSum::DyXhat) {
-        return Err(shape_err(op, format!("{sum:?} is not a parameter gradient")));
-    }
+    let op = "batchnorm_param_grads";
     let p = BnParams::new(op, g, eps)?;
     dy.expect(op, "dy", DType::F32, g.len())?;
     x.expect(op, "x", DType::F32, g.len())?;
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
-    out.expect(op, "out", DType::F32, g.c)?;
+    dweight.expect(op, "dweight", DType::F32, g.c)?;
+    dbias.expect(op, "dbias", DType::F32, g.c)?;
     if let Some(y) = mask {
         y.expect(op, "mask", DType::F32, g.len())?;
     }
-    reduce(ctx, label, p, sum, dy, x, stats, mask, &scratch(ctx, label, g)?, out, 0)
+    to_u32(op, "scratch length", 2 * g.chunks().1 * g.c)?;
+    let s = scratch(ctx, label, g, 2)?;
+    reduce(ctx, label, p, BnSum::Grads, dy, x, stats, mask, &s, &[(dbias, 0), (dweight, 0)])
 }
 
 /// dx = weight · invstd · (dy − Σdy / m − x̂ · Σ(dy · x̂) / m), from the parameter gradients. With
-/// `mask`, dy is masked first as in [`batchnorm_param_grad`].
+/// `mask`, dy is masked first as in [`batchnorm_param_grads`].
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward_input(
     ctx: &Context,

@@ -24,14 +24,15 @@ pub struct ReduceParams {
     pub store: u32,
     /// `sum_chunks`: where in `out` the sums go.
     pub offset: u32,
-    pub _pad0: u32,
+    /// `sum_chunks`: where in `partial` the chunks start.
+    pub first: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
 
 impl ReduceParams {
     fn new(n: u32, cols: u32, span: u32, store: u32) -> ReduceParams {
-        ReduceParams { n, cols, span, store, offset: 0, _pad0: 0, _pad1: 0, _pad2: 0 }
+        ReduceParams { n, cols, span, store, offset: 0, first: 0, _pad1: 0, _pad2: 0 }
     }
 }
 
@@ -140,6 +141,22 @@ pub fn sum_chunks_at(
     offset: usize,
     n: usize,
 ) -> Result<Launch> {
+    sum_chunks_from(ctx, label, partial, 0, chunks, out, offset, n)
+}
+
+/// [`sum_chunks_at`] of the `[chunks, n]` partial sums starting at element `from` of `partial` (one
+/// of several reductions a kernel wrote into one scratch buffer).
+#[allow(clippy::too_many_arguments)]
+pub fn sum_chunks_from(
+    ctx: &Context,
+    label: &str,
+    partial: &Tensor,
+    from: usize,
+    chunks: usize,
+    out: &Tensor,
+    offset: usize,
+    n: usize,
+) -> Result<Launch> {
     let op = Kernel::SumChunks.entry_point();
     if chunks == 0 || n == 0 {
         return Err(shape_err(op, if chunks == 0 { "zero chunks" } else { "zero sums" }));
@@ -148,9 +165,19 @@ pub fn sum_chunks_at(
         return Err(shape_err(op, format!("sums {offset}..{offset}+{n} run past the {} of out", out.len())));
     }
     out.expect(op, "out", DType::F32, out.len())?;
-    partial.expect(op, "partial", DType::F32, chunks * n)?;
+    if chunks.checked_mul(n).and_then(|len| len.checked_add(from)).is_none_or(|end| end > partial.len()) {
+        return Err(shape_err(
+            op,
+            format!("{chunks} x {n} sums from {from} run past the {} of partial", partial.len()),
+        ));
+    }
+    partial.expect(op, "partial", DType::F32, partial.len())?;
     to_u32(op, "partial length", partial.len())?;
-    let p = ReduceParams { offset: to_u32(op, "offset", offset)?, ..ReduceParams::new(n as u32, chunks as u32, 0, 0) };
+    let p = ReduceParams {
+        offset: to_u32(op, "offset", offset)?,
+        first: from as u32,
+        ..ReduceParams::new(n as u32, chunks as u32, 0, 0)
+    };
     let label = format!("{label}.sum_chunks");
     ctx.launch(Kernel::SumChunks, &label, &p, &[partial, out], n as u64, chunks as u64)
 }

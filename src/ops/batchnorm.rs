@@ -2,13 +2,13 @@
 //! `[y, stats]` with the batch statistics' sums saved for the backward, and the running statistics
 //! updated in place (the only op that writes an input: [`Rules::updates`]). Evaluation: the same inputs
 //! → `[y]` from the running statistics. The backward emits the weight and bias gradients (split
-//! reductions of dy · x̂ and dy) and the input gradient, which reads them.
+//! reductions of dy · x̂ and dy, one node and one pass over dy) and the input gradient, which reads them.
 
 use crate::context::Context;
 use crate::error::{shape_err, Result};
 use crate::kernels::batchnorm::{
-    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grad, batchnorm_running,
-    batchnorm_stats, check_training, BnGeom, BnStats, BnSum,
+    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grads, batchnorm_running,
+    batchnorm_stats, check_training, BnGeom, BnStats,
 };
 use crate::kernels::Launch;
 use crate::ops::{arity, Grad, Meta, Op, OutMeta, Rules};
@@ -22,13 +22,12 @@ pub enum BatchNormOp {
     Train { eps: f32, momentum: f32, relu: bool },
     /// `[x, weight, bias, running_mean, running_var]` → `[y]` (with `relu`, max(y, 0)).
     Eval { eps: f32, relu: bool },
-    /// `[dy, x, stats]` → `[Σ dy · x̂]`, the weight's gradient. With `relu_mask` (set by the fuse pass's
-    /// `bn_relu_backward` rule) a last input `y`, the output of the ReLU fused after the batch-norm:
-    /// dy is the gradient of y and counts only where y > 0 (the ReLU's backward, applied here).
-    WeightGrad { eps: f32, relu_mask: bool },
-    /// `[dy, x, stats]` → `[Σ dy]`, the bias's gradient (`relu_mask` as for `WeightGrad`).
-    BiasGrad { relu_mask: bool },
-    /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]` (`relu_mask` as for `WeightGrad`).
+    /// `[dy, x, stats]` → `[Σ dy · x̂, Σ dy]`, the weight's and the bias's gradients. With `relu_mask`
+    /// (set by the fuse pass's `bn_relu_backward` rule) a last input `y`, the output of the ReLU fused
+    /// after the batch-norm: dy is the gradient of y and counts only where y > 0 (the ReLU's backward,
+    /// applied here).
+    ParamGrads { eps: f32, relu_mask: bool },
+    /// `[dy, x, stats, weight, dweight, dbias]` → `[dx]` (`relu_mask` as for `ParamGrads`).
     InputGrad { eps: f32, relu_mask: bool },
     /// `[conv weight, (conv bias,) weight, bias, running_mean, running_var]` → `[w', b']`: the weights of
     /// one conv computing conv + evaluation-form batch-norm (see [`crate::ir::fuse`]).
@@ -40,21 +39,15 @@ impl BatchNormOp {
         match *self {
             BatchNormOp::Train { eps, .. }
             | BatchNormOp::Eval { eps, .. }
-            | BatchNormOp::WeightGrad { eps, .. }
+            | BatchNormOp::ParamGrads { eps, .. }
             | BatchNormOp::InputGrad { eps, .. }
             | BatchNormOp::FoldConv { eps } => eps,
-            BatchNormOp::BiasGrad { .. } => 1.0,
         }
     }
 
     /// Whether dy is masked by a fused ReLU's output (the last input).
     fn relu_mask(&self) -> bool {
-        matches!(
-            self,
-            BatchNormOp::WeightGrad { relu_mask: true, .. }
-                | BatchNormOp::BiasGrad { relu_mask: true }
-                | BatchNormOp::InputGrad { relu_mask: true, .. }
-        )
+        matches!(self, BatchNormOp::ParamGrads { relu_mask: true, .. } | BatchNormOp::InputGrad { relu_mask: true, .. })
     }
 }
 
@@ -96,10 +89,8 @@ impl Rules for BatchNormOp {
             BatchNormOp::Train { relu: true, .. } => "batchnorm2d+relu",
             BatchNormOp::Eval { relu: false, .. } => "batchnorm2d_eval",
             BatchNormOp::Eval { relu: true, .. } => "batchnorm2d_eval+relu",
-            BatchNormOp::WeightGrad { relu_mask: false, .. } => "batchnorm2d_weight_grad",
-            BatchNormOp::WeightGrad { relu_mask: true, .. } => "relu_backward+batchnorm2d_weight_grad",
-            BatchNormOp::BiasGrad { relu_mask: false } => "batchnorm2d_bias_grad",
-            BatchNormOp::BiasGrad { relu_mask: true } => "relu_backward+batchnorm2d_bias_grad",
+            BatchNormOp::ParamGrads { relu_mask: false, .. } => "batchnorm2d_param_grads",
+            BatchNormOp::ParamGrads { relu_mask: true, .. } => "relu_backward+batchnorm2d_param_grads",
             BatchNormOp::InputGrad { relu_mask: false, .. } => "batchnorm2d_input_grad",
             BatchNormOp::InputGrad { relu_mask: true, .. } => "relu_backward+batchnorm2d_input_grad",
             BatchNormOp::FoldConv { .. } => "batchnorm_fold",
@@ -119,13 +110,13 @@ impl Rules for BatchNormOp {
                 }
                 Ok(outs)
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
+            BatchNormOp::ParamGrads { .. } => {
                 arity(op, ins.len(), &[3 + usize::from(self.relu_mask())])?;
                 let g = check(op, &ins[..2], 0..0)?;
                 if ins[1].0 != x || ins[2].0 != [2, g.c] || (self.relu_mask() && ins[3].0 != x) {
                     return Err(shape_err(op, format!("dy, x and stats do not match: {ins:?}")));
                 }
-                Ok(vec![(vec![g.c], DType::F32)])
+                Ok(vec![(vec![g.c], DType::F32), (vec![g.c], DType::F32)])
             }
             BatchNormOp::FoldConv { .. } => {
                 arity(op, ins.len(), &[5, 6])?;
@@ -157,8 +148,11 @@ impl Rules for BatchNormOp {
         let (BatchNormOp::Train { eps, .. }, Some(dy)) = (self, gr.dy()) else { return Ok(()) };
         let eps = *eps;
         let (x, w, stats) = (gr.input(0), gr.input(1), gr.output(1));
-        let dw = gr.emit("dw", Op::BatchNorm(BatchNormOp::WeightGrad { eps, relu_mask: false }), &[dy, x, stats])?;
-        let db = gr.emit("db", Op::BatchNorm(BatchNormOp::BiasGrad { relu_mask: false }), &[dy, x, stats])?;
+        let grads =
+            gr.emit_all("dw_db", Op::BatchNorm(BatchNormOp::ParamGrads { eps, relu_mask: false }), &[dy, x, stats])?;
+        let &[dw, db] = grads.as_slice() else {
+            return Err(shape_err(self.name(), format!("parameter gradients with {} outputs", grads.len())));
+        };
         gr.set(1, dw);
         gr.set(2, db);
         if gr.needs(0) {
@@ -193,10 +187,9 @@ impl Rules for BatchNormOp {
                 let running = BnStats::Running(ins[3], ins[4]);
                 vec![batchnorm_normalize(ctx, label, &g, eps, ins[0], ins[1], ins[2], running, outs[0], *relu)?]
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
-                let sum = if let BatchNormOp::BiasGrad { .. } = self { BnSum::Dy } else { BnSum::DyXhat };
+            BatchNormOp::ParamGrads { .. } => {
                 let mask = ins.get(3).copied();
-                vec![batchnorm_param_grad(ctx, label, &g, eps, sum, ins[0], ins[1], ins[2], mask, outs[0])?]
+                vec![batchnorm_param_grads(ctx, label, &g, eps, ins[0], ins[1], ins[2], mask, outs[0], outs[1])?]
             }
             BatchNormOp::InputGrad { .. } => vec![batchnorm_backward_input(
                 ctx,
@@ -244,10 +237,10 @@ impl Rules for BatchNormOp {
                 let invstd = cpu::batchnorm_invstd(ins[4], eps);
                 vec![relu_if(*relu, cpu::batchnorm_normalize(&g, ins[0], ins[1], ins[2], ins[3], &invstd))]
             }
-            BatchNormOp::WeightGrad { .. } | BatchNormOp::BiasGrad { .. } => {
+            BatchNormOp::ParamGrads { .. } => {
                 let dy = masked_dy(self.relu_mask(), ins[0], ins.get(3));
                 let (dw, db) = cpu::batchnorm_param_grads(&g, &dy, ins[1], ins[2], eps);
-                vec![if let BatchNormOp::BiasGrad { .. } = self { db } else { dw }]
+                vec![dw, db]
             }
             BatchNormOp::InputGrad { .. } => {
                 let dy = masked_dy(self.relu_mask(), ins[0], ins.get(6));

@@ -150,12 +150,18 @@ impl Grad<'_> {
     }
     /// Append a backward node named `<node>.<suffix>` with one output, and return that output.
     pub fn emit(&mut self, suffix: &str, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
+        let outs = self.emit_all(suffix, op, inputs)?;
+        let name = || format!("{}.{suffix}", self.node.name);
+        outs.first().copied().ok_or_else(|| shape_err(&name(), "a gradient node without an output"))
+    }
+    /// Append a backward node named `<node>.<suffix>` and return all its outputs.
+    pub fn emit_all(&mut self, suffix: &str, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>> {
         let name = format!("{}.{suffix}", self.node.name);
         let outs = self.ir.push(&name, op, inputs)?;
         if let Some(n) = self.ir.nodes.last_mut() {
             n.backward = true;
         }
-        outs.first().copied().ok_or_else(|| shape_err(&name, "a gradient node without an output"))
+        Ok(outs)
     }
     /// Input `i`'s gradient is `v`.
     pub fn set(&mut self, i: usize, v: ValueId) {
