@@ -1,5 +1,9 @@
-//! Turning a user's picture into an MNIST-like 28×28 input: grey, white ink on black, the ink's
-//! bounding box scaled to fit 20×20 and centred in 28×28 (as the MNIST set was prepared).
+//! Turning a user's picture into an MNIST-like 28×28 input as the MNIST set was prepared: grey, white
+//! ink on black, the ink's bounding box scaled to fit 20×20 (aspect kept), then placed so that the
+//! ink's centre of mass falls on pixel (14, 14) of the 28×28 field — where it lies in MNIST's own
+//! digits (the bundled sample's mean is (14.0, 14.0), spread 0.3 pixel). A digit whose centre of mass
+//! is far off its box's centre (a 7, a 1 with a flag) therefore sits off-centre, as in MNIST; the box
+//! is kept inside the field (the placement is clamped), so no ink is cut off.
 //!
 //! Polarity: MNIST digits are light on a dark background. A picture whose border is, on average,
 //! lighter than mid-grey (a dark digit on white paper) is inverted first.
@@ -12,6 +16,9 @@ use crate::error::{data_err, io_err, Result};
 pub const SIDE: usize = 28;
 /// Side of the box the digit is scaled into (MNIST's 20×20 inside 28×28).
 const INNER: f32 = 20.0;
+/// Where MNIST puts a digit's centre of mass: pixel (14, 14), whose centre is at 14.5 in continuous
+/// coordinates (pixel i covers [i, i + 1)).
+const MASS_AT: f32 = 14.5;
 
 /// The most pixels a picture may have (40 megapixels, e.g. 8000×5000): larger ones are refused from
 /// their header, before decoding, so a small file cannot demand gigabytes.
@@ -127,7 +134,18 @@ pub fn to_mnist(pixels: &[u8], w: usize, h: usize) -> Vec<f32> {
     let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
     let scale = INNER / bw.max(bh);
     let (ow, oh) = (bw * scale, bh * scale);
-    let (ox, oy) = ((SIDE as f32 - ow) / 2.0, (SIDE as f32 - oh) / 2.0);
+    // The ink's centre of mass in the box (continuous coordinates: pixel x covers [x, x + 1)), which
+    // area-average resampling carries to (c - x0) · scale + ox in the output.
+    let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let v = f64::from(ink[y * w + x]);
+            (mass, mx, my) = (mass + v, mx + v * (x - x0) as f64, my + v * (y - y0) as f64);
+        }
+    }
+    let (cx, cy) = ((mx / mass) as f32 + 0.5, (my / mass) as f32 + 0.5);
+    let place = |c: f32, extent: f32| (MASS_AT - c * scale).clamp(0.0, SIDE as f32 - extent);
+    let (ox, oy) = (place(cx, ow), place(cy, oh));
     // Area-average resampling: each output pixel averages the source pixels it covers.
     let mut out = vec![0.0f32; SIDE * SIDE];
     for (i, o) in out.iter_mut().enumerate() {
@@ -167,15 +185,79 @@ mod tests {
         }
         let d = to_mnist(&px, w, h);
         assert_eq!(d.len(), 784);
-        let mass: f32 = d.iter().sum();
-        let cx: f32 = d.iter().enumerate().map(|(i, v)| (i % 28) as f32 * v).sum::<f32>() / mass;
-        let cy: f32 = d.iter().enumerate().map(|(i, v)| (i / 28) as f32 * v).sum::<f32>() / mass;
-        assert!((cx - 13.5).abs() < 1.0 && (cy - 13.5).abs() < 1.0, "centre ({cx}, {cy})");
+        let (cx, cy) = centre_of_mass(&d);
+        assert!((cx - 14.0).abs() < 0.05 && (cy - 14.0).abs() < 0.05, "centre of mass ({cx}, {cy})");
         assert!(d[14 * 28 + 14] > 0.9, "the bar is white after inversion");
         assert_eq!(d[0], 0.0, "the background is black");
         // 20 rows tall after scaling 30 → 20.
         let rows = (0..28).filter(|y| d[y * 28 + 14] > 0.5).count();
         assert!((19..=21).contains(&rows), "{rows} rows");
+    }
+
+    /// The centre of mass of a 28×28 input, in pixel indices.
+    fn centre_of_mass(d: &[f32]) -> (f32, f32) {
+        let mass: f32 = d.iter().sum();
+        let cx = d.iter().enumerate().map(|(i, v)| (i % SIDE) as f32 * v).sum::<f32>() / mass;
+        let cy = d.iter().enumerate().map(|(i, v)| (i / SIDE) as f32 * v).sum::<f32>() / mass;
+        (cx, cy)
+    }
+
+    /// Columns (rows) holding ink brighter than 0.25: the first and the last.
+    fn ink_span(d: &[f32], column: bool) -> (usize, usize) {
+        let lit: Vec<usize> = (0..SIDE)
+            .filter(|&a| (0..SIDE).any(|b| d[if column { b * SIDE + a } else { a * SIDE + b }] > 0.25))
+            .collect();
+        (lit[0], lit[lit.len() - 1])
+    }
+
+    #[test]
+    fn a_seven_is_placed_by_its_centre_of_mass_not_its_box() {
+        // A 7 drawn as lines on 200×200 white paper: a top bar and a stem going down-left.
+        // Its ink is mostly at the top, so its box sits lower than centred, as MNIST's 7s do.
+        let (w, h) = (200, 200);
+        let mut px = vec![255u8; w * h];
+        for y in 40..52 {
+            for x in 50..150 {
+                px[y * w + x] = 0;
+            }
+        }
+        for y in 52..170 {
+            let x = 136 - (y - 52) * 60 / 118;
+            for dx in 0..14 {
+                px[y * w + x + dx] = 0;
+            }
+        }
+        let d = to_mnist(&px, w, h);
+        let (cx, cy) = centre_of_mass(&d);
+        assert!((cx - 14.0).abs() < 0.05 && (cy - 14.0).abs() < 0.05, "centre of mass ({cx}, {cy})");
+        let (top, bottom) = ink_span(&d, false);
+        assert!(top > 4 && bottom <= 27, "rows {top}..={bottom}: lower than a centred box (4..=23)");
+        let (left, right) = ink_span(&d, true);
+        assert!(right - left + 1 >= 15, "columns {left}..={right}: the box is 100 · 20 / 130 ≈ 15.4 wide");
+    }
+
+    #[test]
+    fn a_lopsided_mark_keeps_its_box_inside_the_field() {
+        // A long thin line with a heavy blob at its top: its centre of mass sits near the box's top,
+        // where placing it at (14, 14) would push the box's bottom out; the box is clamped inside.
+        let (w, h) = (100, 100);
+        let mut px = vec![0u8; w * h];
+        for y in 0..100 {
+            for x in 48..53 {
+                px[y * w + x] = 255;
+            }
+        }
+        for y in 0..20 {
+            for x in 20..80 {
+                px[y * w + x] = 255;
+            }
+        }
+        let d = to_mnist(&px, w, h);
+        let (top, bottom) = ink_span(&d, false);
+        assert_eq!((top, bottom), (8, 27), "the 20-tall box, clamped at the bottom edge");
+        let total: f32 = d.iter().sum();
+        let (_, cy) = centre_of_mass(&d);
+        assert!(cy < 14.0 && total > 20.0, "centre of mass {cy}, ink {total}");
     }
 
     #[test]
