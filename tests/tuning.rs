@@ -254,6 +254,9 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         ("3x3_12ch", geom(2, 8, 12, 12, 12, 3, 1, 1)),
         // Stride 2 with 6 input channels: the stride-2 input gradient's 8-channel block, partly empty.
         ("stride2_6ch_odd", geom(1, 6, 9, 9, 5, 3, 2, 1)),
+        // The 3x3 weight gradient's 16-channel block, and 35 channels in blocks of 12, the last short.
+        ("3x3_16ch", geom(2, 3, 6, 5, 16, 3, 1, 1)),
+        ("3x3_35ch_stride2", geom(1, 2, 7, 6, 35, 3, 2, 1)),
     ];
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(1000 + seed as u64);
@@ -316,6 +319,14 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         // 3-row kernels also run conv2d_weight_grad_k3, and kernels up to 5x5 conv2d_weight_grad_rows
         // (every row in one invocation).
         assert_eq!(names.iter().any(|n| n.ends_with("x 3 rows")), g.kh == 3, "{name}: {names:?}");
+        let widest = match *name {
+            "3x3_16ch" => Some("16ch x 3 rows"),
+            "3x3_35ch_stride2" => Some("12ch x 3 rows"),
+            _ => None,
+        };
+        if let Some(widest) = widest {
+            assert_eq!(names.first().map(String::as_str), Some(widest), "{name}: the widest block first: {names:?}");
+        }
         assert!(names.iter().any(|n| n.ends_with("rows arrays")), "{name}: {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&format!("backward_weight/{name}"), &got, &cpu::conv2d_backward_weight(g, &dy64, &x64), F32_TOL);
