@@ -3,8 +3,8 @@
 //!
 //! Data flows one way: [`context`] (adapter, device) → [`tensor`] (GPU buffers) → [`kernels`] (one
 //! WGSL entry point per op and gradient) — each checked against [`mod@reference`], the plain CPU loops.
-// One `unsafe` call, allowed where it is made: wgpu's pipeline cache from wgcnn's own file
-// (`context/cache.rs`).
+// Two `unsafe` calls, allowed where they are made: wgpu's pipeline cache from wgcnn's own file
+// (`context/cache.rs`), and shader modules without naga's forced loop bounding (`kernels/launch.rs`).
 #![deny(unsafe_code)]
 
 pub mod bench;
