@@ -96,8 +96,9 @@ pub enum Command {
     /// Models trained on pictures: each is converted to the model's channels, resized to its input and
     /// normalised as the checkpoint records. Models trained on IDX digits (28x28 grey): each picture is
     /// converted to grey; when its border is lighter than mid-grey (dark ink on white paper) it is
-    /// inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and centred in
-    /// 28x28, as MNIST was prepared (28x28 pictures are used as they are, after inversion).
+    /// inverted to MNIST's white-on-black; the ink's bounding box is scaled to 20x20 and placed in
+    /// 28x28 with the ink's centre of mass at pixel (14, 14), as MNIST was prepared (28x28 pictures
+    /// are used as they are, after inversion).
     Predict(PredictArgs),
     /// Headless benchmark: a model's (default LeNet-5) training images/s at each batch size, inference images/s, time to
     /// the first finished step, peak memory, and a per-kernel table from GPU timestamp queries.
