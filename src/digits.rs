@@ -178,11 +178,7 @@ mod tests {
         // A 60×40 white picture with a black 10×30 bar off-centre.
         let (w, h) = (60, 40);
         let mut px = vec![255u8; w * h];
-        for y in 5..35 {
-            for x in 40..50 {
-                px[y * w + x] = 0;
-            }
-        }
+        fill(&mut px, w, 40..50, 5..35, 0);
         let d = to_mnist(&px, w, h);
         assert_eq!(d.len(), 784);
         let (cx, cy) = centre_of_mass(&d);
@@ -192,6 +188,13 @@ mod tests {
         // 20 rows tall after scaling 30 → 20.
         let rows = (0..28).filter(|y| d[y * 28 + 14] > 0.5).count();
         assert!((19..=21).contains(&rows), "{rows} rows");
+    }
+
+    /// Paint the rectangle `xs` × `ys` of a `w`-wide grey picture with `v`.
+    fn fill(px: &mut [u8], w: usize, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>, v: u8) {
+        for y in ys {
+            px[y * w + xs.start..y * w + xs.end].fill(v);
+        }
     }
 
     /// The centre of mass of a 28×28 input, in pixel indices.
@@ -216,16 +219,10 @@ mod tests {
         // Its ink is mostly at the top, so its box sits lower than centred, as MNIST's 7s do.
         let (w, h) = (200, 200);
         let mut px = vec![255u8; w * h];
-        for y in 40..52 {
-            for x in 50..150 {
-                px[y * w + x] = 0;
-            }
-        }
+        fill(&mut px, w, 50..150, 40..52, 0);
         for y in 52..170 {
             let x = 136 - (y - 52) * 60 / 118;
-            for dx in 0..14 {
-                px[y * w + x + dx] = 0;
-            }
+            fill(&mut px, w, x..x + 14, y..y + 1, 0);
         }
         let d = to_mnist(&px, w, h);
         let (cx, cy) = centre_of_mass(&d);
@@ -242,16 +239,8 @@ mod tests {
         // where placing it at (14, 14) would push the box's bottom out; the box is clamped inside.
         let (w, h) = (100, 100);
         let mut px = vec![0u8; w * h];
-        for y in 0..100 {
-            for x in 48..53 {
-                px[y * w + x] = 255;
-            }
-        }
-        for y in 0..20 {
-            for x in 20..80 {
-                px[y * w + x] = 255;
-            }
-        }
+        fill(&mut px, w, 48..53, 0..100, 255);
+        fill(&mut px, w, 20..80, 0..20, 255);
         let d = to_mnist(&px, w, h);
         let (top, bottom) = ink_span(&d, false);
         assert_eq!((top, bottom), (8, 27), "the 20-tall box, clamped at the bottom edge");
