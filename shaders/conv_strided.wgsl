@@ -9,7 +9,8 @@
 
 // The sizes CIN, H, W, COUT, KH, KW, PH, PW, OH, OW: conv_sizes.wgsl (prefixed to this file).
 
-// Input channels per invocation: 4 or 8, and 12 or 16 for 3x3 kernels with padding 1.
+// Input channels per invocation: 4 or 8; up to 16 for 3x3 kernels with padding 1 (their path keeps
+// four blocks of accumulators, the general loop two).
 override CB: u32 = 4u;
 // Read the weights through the uniform window s_wu (the same bytes as s_w) instead of storage: each
 // weight index is uniform across the workgroup, and software adapters load a uniform buffer at such
@@ -101,7 +102,7 @@ fn conv2d_backward_input_s2(
     var e00 = vec4<f32>(0.0); var e01 = vec4<f32>(0.0); var e10 = vec4<f32>(0.0); var e11 = vec4<f32>(0.0);
     // 3x3, padding 1 (the zoo's downsampling convs): the taps of a 2x2 block read only the four dy
     // values (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1), so each is loaded once per co, not once per
-    // tap (4 loads instead of 9). Those past dy's edge are 0 and add 0 · w where the loop below skips
+    // tap (4 loads instead of 9). Those past dy's edge are 0 and add 0 · w where the general loop skips
     // the tap: a sum that starts at +0 is unchanged by adding ±0 (same bits).
     if (KH == 3u && KW == 3u && PH == 1u && PW == 1u) {
         let in_a1 = a + 1u < OH;
@@ -121,26 +122,27 @@ fn conv2d_backward_input_s2(
             if (CB > 8u) { taps_3x3(&c00, &c01, &c10, &c11, co, ci0 + 8u, d); }
             if (CB > 12u) { taps_3x3(&e00, &e01, &e10, &e11, co, ci0 + 12u, d); }
         }
-    }
-    for (var co = 0u; co < select(COUT, 0u, KH == 3u && KW == 3u && PH == 1u && PW == 1u); co++) {
-        let plane = (n * COUT + co) * OH;
-        for (var ky = 0u; ky < KH; ky++) {
-            let py = (ky + PH) & 1u;
-            let oy = i32(a) + ((i32(py + PH) - i32(ky)) >> 1u);
-            if (oy < 0 || oy >= i32(OH)) { continue; }
-            let row = (plane + u32(oy)) * OW;
-            for (var kx = 0u; kx < KW; kx++) {
-                let px = (kx + PW) & 1u;
-                let ox = i32(b) + ((i32(px + PW) - i32(kx)) >> 1u);
-                if (ox < 0 || ox >= i32(OW)) { continue; }
-                let d = s_dy[row + u32(ox)];
-                let t = d * w4(co, ci0, ky, kx);
-                var u = vec4<f32>(0.0);
-                if (CB > 4u) { u = d * w4(co, ci0 + 4u, ky, kx); }
-                if (py == 0u) {
-                    if (px == 0u) { a00 += t; b00 += u; } else { a01 += t; b01 += u; }
-                } else {
-                    if (px == 0u) { a10 += t; b10 += u; } else { a11 += t; b11 += u; }
+    } else {
+        for (var co = 0u; co < COUT; co++) {
+            let plane = (n * COUT + co) * OH;
+            for (var ky = 0u; ky < KH; ky++) {
+                let py = (ky + PH) & 1u;
+                let oy = i32(a) + ((i32(py + PH) - i32(ky)) >> 1u);
+                if (oy < 0 || oy >= i32(OH)) { continue; }
+                let row = (plane + u32(oy)) * OW;
+                for (var kx = 0u; kx < KW; kx++) {
+                    let px = (kx + PW) & 1u;
+                    let ox = i32(b) + ((i32(px + PW) - i32(kx)) >> 1u);
+                    if (ox < 0 || ox >= i32(OW)) { continue; }
+                    let d = s_dy[row + u32(ox)];
+                    let t = d * w4(co, ci0, ky, kx);
+                    var u = vec4<f32>(0.0);
+                    if (CB > 4u) { u = d * w4(co, ci0 + 4u, ky, kx); }
+                    if (py == 0u) {
+                        if (px == 0u) { a00 += t; b00 += u; } else { a01 += t; b01 += u; }
+                    } else {
+                        if (px == 0u) { a10 += t; b10 += u; } else { a11 += t; b11 += u; }
+                    }
                 }
             }
         }
