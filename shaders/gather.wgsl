@@ -13,6 +13,15 @@
 // mirrored left-right when `flip` is set and a coin says so. The draws are a counter-based hash of
 // (seed, epoch, item): every element of an item agrees on them, reruns and resumed runs are
 // bit-identical, and the CPU reference (src/reference/gather.rs) recomputes the same ones.
+//
+// Warping (training only, when `warp` or `thick` is not zero), for pictures of strokes such as drawn
+// digits: each item is rotated by an angle in [-warp.x, warp.x] radians, slanted by a shear factor in
+// [-warp.y, warp.y] (x += k y), scaled by a factor in [1 - warp.z, 1 + warp.z] and moved by up to warp.w
+// pixels on each axis, about the picture's centre, with bilinear sampling (zero outside); then its
+// strokes are thickened (a maximum over 8 points on a circle of radius t around the sample) or thinned
+// (a minimum) for a radius t in [-thick, thick] pixels. Flip and crop apply first, as without warping.
+// The sums differ from the CPU reference's only by the rounding of sin and cos; bilinear sampling is
+// continuous, so the values differ by as little.
 
 struct GatherParams {
     batch: u32,
@@ -29,10 +38,11 @@ struct GatherParams {
     flip: u32, // 1: random horizontal flips
     seed: u32,
     epoch: u32,
-    _pad0: u32,
+    thick: f32, // largest stroke radius change in pixels (0: none)
     _pad1: u32,
     mean: vec4<f32>,
     stdev: vec4<f32>,
+    warp: vec4<f32>, // rotation (radians), shear factor, scale change, shift (pixels): the largest of each
 }
 
 // p.item_size, p.height · p.width and p.width as constants set per pipeline, so the divisions by them
@@ -57,6 +67,76 @@ fn byte_at_labels(at: u32) -> u32 {
     return (labels[at / 4u] >> (8u * (at % 4u))) & 0xffu;
 }
 
+// A draw in [-1, 1) from a hash (24 bits, so the CPU reference gets the same float).
+fn signed_unit(h: u32) -> f32 {
+    return f32(h >> 8u) * (2.0 / 16777216.0) - 1.0;
+}
+
+// The picture's value at (sx, sy) (pixel centres at integer + 0.5), bilinear, zero outside.
+fn bilinear(base: u32, sx: f32, sy: f32) -> f32 {
+    let fx = sx - 0.5;
+    let fy = sy - 0.5;
+    let x0 = floor(fx);
+    let y0 = floor(fy);
+    let wx = fx - x0;
+    let wy = fy - y0;
+    let ix = i32(x0);
+    let iy = i32(y0);
+    let w = i32(p.width);
+    let h = i32(p.height);
+    var v = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var k = 0; k < 4; k++) {
+        let x = ix + (k & 1);
+        let y = iy + (k >> 1);
+        if (x >= 0 && x < w && y >= 0 && y < h) {
+            v[k] = f32(byte_at_images(base + u32(y * w + x)));
+        }
+    }
+    let top = v[0] + (v[1] - v[0]) * wx;
+    let bottom = v[2] + (v[3] - v[2]) * wx;
+    return top + (bottom - top) * wy;
+}
+
+// The warped value of output pixel (x, y) (already flipped) of the plane at `base`, crop offset
+// (ox, oy) in pixels; h the item's hash.
+fn warped(base: u32, x: u32, y: u32, ox: f32, oy: f32, h: u32) -> f32 {
+    let h3 = mix32(h);
+    let h4 = mix32(h3);
+    let h5 = mix32(h4);
+    let h6 = mix32(h5);
+    let h7 = mix32(h6);
+    let h8 = mix32(h7);
+    let angle = signed_unit(h3) * p.warp.x;
+    let k = signed_unit(h4) * p.warp.y;
+    let s = 1.0 + signed_unit(h5) * p.warp.z;
+    let cx = f32(p.width) * 0.5;
+    let cy = f32(p.height) * 0.5;
+    // Undo the move, the rotation, the shear and the scale, in that order.
+    let u = f32(x) + 0.5 - cx - signed_unit(h6) * p.warp.w;
+    let v = f32(y) + 0.5 - cy - signed_unit(h7) * p.warp.w;
+    let c = cos(angle);
+    let sn = sin(angle);
+    let ry = c * v - sn * u;
+    let rx = c * u + sn * v;
+    let sx = (rx - k * ry) / s + cx + ox;
+    let sy = ry / s + cy + oy;
+    var value = bilinear(base, sx, sy);
+    let t = signed_unit(h8) * p.thick;
+    if (t != 0.0) {
+        let r = abs(t);
+        let d = r * 0.70710677;
+        var around = array<vec2<f32>, 8>(
+            vec2(r, 0.0), vec2(-r, 0.0), vec2(0.0, r), vec2(0.0, -r),
+            vec2(d, d), vec2(-d, d), vec2(d, -d), vec2(-d, -d),
+        );
+        for (var i = 0; i < 8; i++) {
+            let o = bilinear(base, sx + around[i].x, sy + around[i].y);
+            if (t > 0.0) { value = max(value, o); } else { value = min(value, o); }
+        }
+    }
+    return value;
+}
+
 @compute @workgroup_size(WG)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
@@ -78,6 +158,24 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let c = j / plane;
     var at = j;
     var inside = true;
+    let warping = any(p.warp != vec4(0.0)) || p.thick != 0.0;
+    if (warping) {
+        let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
+        let h2 = mix32(h1);
+        let r = j % plane;
+        var x = r % WIDTH;
+        let y = r / WIDTH;
+        if (p.flip != 0u && (h1 & 1u) == 1u) {
+            x = p.width - 1u - x;
+        }
+        let span = 2u * p.pad + 1u;
+        let ox = f32((h1 >> 1u) % span) - f32(p.pad);
+        let oy = f32(h2 % span) - f32(p.pad);
+        let value = warped(local * p.item_size + c * plane, x, y, ox, oy, h2);
+        out_x[i] = (value / p.divisor - p.mean[c]) / p.stdev[c];
+        if (j == 0u) { out_y[b] = byte_at_labels(local); }
+        return;
+    }
     if (p.pad > 0u || p.flip != 0u) {
         let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
         let h2 = mix32(h1);

@@ -322,7 +322,7 @@ fn colour_alone_separates_classes_that_grey_cannot() {
     for channels in [3, 1] {
         let mut o = options(&dir, colour_model(channels), 12, 32);
         o.config.shuffle = true;
-        o.augment = Augment { crop: 4, flip: true };
+        o.augment = Augment { crop: 4, flip: true, ..Augment::default() };
         o.optimizer = Optimizer::Adam(wgcnn::kernels::optim::Adam { lr: 0.01, ..Default::default() });
         o.save = Some(dir.join(format!("c{channels}.safetensors")));
         let r = run(&o, &mut |_| {}).unwrap();
@@ -473,7 +473,8 @@ fn augmented_runs_resume_bit_identically() {
     };
     let mut o = options(&dir, colour_model(3), 2, 16);
     o.config.shuffle = true;
-    o.augment = Augment { crop: 3, flip: true };
+    // Every kind of draw, so an exact resume covers the warp's too.
+    o.augment = Augment { crop: 3, flip: true, rotate: 10.0, shear: 8.0, scale: 0.1, shift: 1.5, thick: 0.5 };
     let straight = run_to("straight", &o);
     // Interrupt in the second epoch (60 pictures: 4 steps an epoch), as Ctrl-C does, then resume.
     let stopped = dir.join("stopped.safetensors");
@@ -830,8 +831,9 @@ fn the_command_line_trains_on_a_folder_and_speaks_in_class_names() {
     let line = r.ok().stdout.clone();
     assert!(line.contains("test/red/0000.png: ") && line.contains("red:") && line.contains("blue:"), "{line}");
     cli::wgcnn(&dir, &["train", "--data", ".", "--normalize", "0.5/0"], &env).fails(2, &["--normalize", "must be > 0"]);
-    cli::wgcnn(&dir, &["train", "--data", ".", "--augment", "rotate=5"], &env)
-        .fails(2, &["rotate=5", "crop=N or flip"]);
+    cli::wgcnn(&dir, &["train", "--data", ".", "--augment", "spin=5"], &env)
+        .fails(2, &["spin=5", "crop=N, flip, rotate=DEG"]);
+    cli::wgcnn(&dir, &["train", "--data", ".", "--augment", "rotate=500"], &env).fails(2, &["rotate=500", "below 180"]);
     // LeNet-5 (1 channel, 10 classes) on this 3-class folder: an error naming both counts.
     cli::wgcnn(&dir, &["train", "--data", ".", "--steps", "1"], &env)
         .fails(1, &["3 classes (blue, green, red)", "lenet5 has 10"]);

@@ -252,6 +252,112 @@ fn augmentation_draws_are_uniform() {
 }
 
 #[test]
+fn gather_warps_as_the_reference() {
+    // Random rotation, shear, scale, shift and stroke thickness (`--augment rotate=..`), alone and with
+    // crop and flip, against the CPU reference: grey digits, ragged RGB, batch 1, a set split into shards,
+    // a grid past 65,535 workgroups. Tolerance |Δ| ≤ 1e-4 (values within ±10): the shader's sin and cos
+    // round differently from Rust's (a few ULP of an angle), which moves a sample by under 1e-5 pixels,
+    // and bilinear sampling is continuous in its position; labels exact.
+    use wgcnn::kernels::gather::{Transform, Warp};
+    let c = ctx();
+    let mut r = rng(711);
+    let tol = Tol { atol: 1e-4, rtol: 0.0 };
+    let full = Warp { rotate: 0.3, shear: 0.25, scale: 0.2, shift: 2.5, thick: 1.2 };
+    for (name, items, chw, batch, pad, flip, warp, shard) in [
+        ("grey_all", 30usize, [1usize, 28usize, 28usize], 40usize, 0u32, false, full, 30usize),
+        ("rgb_crop_flip_warp", 17, [3, 9, 11], 20, 2, true, full, 17),
+        ("thick_only", 12, [1, 12, 10], 12, 0, false, Warp { thick: 1.5, ..Warp::default() }, 12),
+        ("rotate_only", 12, [1, 13, 13], 12, 0, false, Warp { rotate: 3.0, ..Warp::default() }, 12),
+        ("batch1", 3, [1, 8, 8], 1, 1, true, full, 3),
+        ("sharded", 23, [1, 6, 7], 16, 0, false, full, 10),
+        ("grid_past_65535", 20, [1, 28, 28], 6000, 0, false, full, 20),
+    ] {
+        let item = chw.iter().product::<usize>();
+        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        if batch > 1 {
+            indices[batch / 2] = items as u32 + 1;
+        }
+        let mut t = Transform::plain(255.0, item);
+        t.chw = chw;
+        for ch in 0..chw[0] {
+            t.mean[ch] = r.uniform(0.1, 0.6) as f32;
+            t.std[ch] = r.uniform(0.1, 0.4) as f32;
+        }
+        (t.pad, t.flip, t.warp, t.seed, t.epoch) = (pad, flip, warp, 99, 2);
+        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
+        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
+        run_sharded_gather(name, &t, (&images, &labels), shard, &idt, (&xt, &yt));
+        let (want_x, want_y) = cpu::gather_batch_transformed(&t, &images, &labels, &indices);
+        check(&format!("gather_batch.warp.x/{name}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
+        check_u32(&format!("gather_batch.warp.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+        // A warp changes the pictures: not the plain gather's values.
+        let (plain_x, _) =
+            cpu::gather_batch_transformed(&Transform { warp: Warp::default(), ..t }, &images, &labels, &indices);
+        let moved = plain_x.iter().zip(&want_x).filter(|(a, b)| (*a - *b).abs() > 0.1).count();
+        assert!(moved > want_x.len() / 10, "{name}: the warp moved only {moved} of {} values", want_x.len());
+    }
+    assert!(groups(6000 * 784) > 65_535);
+}
+
+#[test]
+fn warp_moves_ink_where_its_draw_says() {
+    // The reference's meaning, checked by geometry: a smooth blob of ink at (10, 11) in a 28x28 picture
+    // lands, after an item's warp, with its centre of mass at the draw's affine image of (10, 11) —
+    // scaled, slanted (x += k·y), rotated and moved about the centre (14, 14) — to 0.15 px; a stroke
+    // grown (thick > 0) holds more ink than the plain picture and a thinned one less.
+    use wgcnn::kernels::gather::{Transform, Warp};
+    let (h, w) = (28usize, 28usize);
+    let blob: Vec<u8> = (0..h * w)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5);
+            let d2 = (x - 10.0).powi(2) + (y - 11.0).powi(2);
+            (255.0 * (-d2 / 4.5).exp()).round() as u8
+        })
+        .collect();
+    let mut t = Transform::plain(255.0, h * w);
+    t.chw = [1, h, w];
+    (t.seed, t.epoch) = (5, 1);
+    t.warp = Warp { rotate: 0.4, shear: 0.3, scale: 0.2, shift: 2.0, thick: 0.0 };
+    let ink = |pic: &dyn Fn(usize, usize) -> f32| {
+        let (mut m, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+        for y in 0..h {
+            for x in 0..w {
+                let v = f64::from(pic(x, y));
+                (m, mx, my) = (m + v, mx + v * (x as f64 + 0.5), my + v * (y as f64 + 0.5));
+            }
+        }
+        (m, mx / m, my / m)
+    };
+    let (m0, _, _) = ink(&|x, y| f32::from(blob[y * w + x]));
+    for item in 0..40u32 {
+        let d = cpu::warp_of(&t, item);
+        let (_, gx, gy) = ink(&|x, y| cpu::warped(&d, &blob, [h, w], [x, y], [0.0, 0.0]));
+        let (px, py) = ((10.0 - 14.0) * d.scale, (11.0 - 14.0) * d.scale);
+        let px = px + d.shear * py;
+        let (c, s) = (d.angle.cos(), d.angle.sin());
+        let (qx, qy) = (c * px - s * py + 14.0 + d.shift[0], s * px + c * py + 14.0 + d.shift[1]);
+        let err = ((gx - f64::from(qx)).powi(2) + (gy - f64::from(qy)).powi(2)).sqrt();
+        assert!(err < 0.15, "item {item}: ink at ({gx:.2}, {gy:.2}), the draw {d:?} puts it at ({qx:.2}, {qy:.2})");
+    }
+    t.warp = Warp { thick: 1.0, ..Warp::default() };
+    let (mut grown, mut thinned) = (0, 0);
+    for item in 0..40u32 {
+        let d = cpu::warp_of(&t, item);
+        let (m, _, _) = ink(&|x, y| cpu::warped(&d, &blob, [h, w], [x, y], [0.0, 0.0]));
+        if d.thick > 0.05 {
+            assert!(m > m0 * 1.02, "item {item}: thick {} but ink {m:.0} vs {m0:.0}", d.thick);
+            grown += 1;
+        } else if d.thick < -0.05 {
+            assert!(m < m0 * 0.98, "item {item}: thick {} but ink {m:.0} vs {m0:.0}", d.thick);
+            thinned += 1;
+        }
+    }
+    assert!(grown > 5 && thinned > 5, "{grown} grown, {thinned} thinned of 40");
+}
+
+#[test]
 fn reductions_match_reference() {
     let c = ctx();
     let table = [

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Dataset;
 use crate::error::{data_err, Error, Result};
+use crate::kernels::gather::Warp;
 
 /// How inputs are normalised (`--normalize`).
 #[derive(Clone, Debug, PartialEq)]
@@ -127,33 +128,93 @@ pub fn channel_stats(d: &Dataset) -> (Vec<f32>, Vec<f32>) {
     hist.iter().map(moments).unzip()
 }
 
-/// How the training split is augmented (`--augment crop=4,flip`), on the GPU in the gather.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the training split is augmented (`--augment crop=4,flip`, `--augment rotate=12,shear=15,thick=1`),
+/// on the GPU in the gather. Every item draws its own crop offset, flip and warp from `(seed, epoch, item)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Augment {
     /// Random crop of the picture padded with this many zero pixels on each side (0: none).
     pub crop: u32,
     /// Random horizontal flips.
     pub flip: bool,
+    /// Random rotation by up to this many degrees either way.
+    #[serde(default)]
+    pub rotate: f32,
+    /// Random slant (shear `x += tan(a)·y`) by up to this many degrees either way.
+    #[serde(default)]
+    pub shear: f32,
+    /// Random scale by a factor in `[1 − scale, 1 + scale]`.
+    #[serde(default)]
+    pub scale: f32,
+    /// Random shift by up to this many pixels on each axis (continuous, unlike `crop`).
+    #[serde(default)]
+    pub shift: f32,
+    /// Random stroke thickness: each picture's strokes grow or shrink by up to this many pixels.
+    #[serde(default)]
+    pub thick: f32,
 }
+
+const AUGMENT_HELP: &str = "expected none or a comma list of crop=N, flip, rotate=DEG, shear=DEG, scale=F, shift=PX, \
+     thick=PX (e.g. crop=4,flip or rotate=12,shear=15,scale=0.1,shift=2,thick=1)";
 
 impl std::str::FromStr for Augment {
     type Err = String;
-    /// `none`, or a comma list of `crop=N` and `flip`.
+    /// `none`, or a comma list of `crop=N`, `flip`, `rotate=DEG`, `shear=DEG`, `scale=F`, `shift=PX`
+    /// and `thick=PX`.
     fn from_str(s: &str) -> std::result::Result<Augment, String> {
         let mut a = Augment::default();
-        if s == "none" {
+        if s.trim() == "none" {
             return Ok(a);
         }
         for part in s.split(',').map(str::trim) {
+            let number = |n: &str, what: &str, max: f32| -> std::result::Result<f32, String> {
+                let v: f32 = n.trim().parse().map_err(|e| format!("{part}: {e} ({what})"))?;
+                if !(v.is_finite() && (0.0..max).contains(&v)) {
+                    return Err(format!("{part}: {what} must be at least 0 and below {max}"));
+                }
+                Ok(v)
+            };
             match part.split_once('=') {
                 None if part == "flip" => a.flip = true,
                 Some(("crop", n)) => {
-                    a.crop = n.parse().map_err(|e| format!("crop={n}: {e} (a padding in pixels)"))?;
+                    a.crop = n.trim().parse().map_err(|e| format!("crop={n}: {e} (a padding in pixels)"))?;
                 }
-                _ => return Err(format!("{part:?}: expected crop=N or flip (e.g. crop=4,flip)")),
+                Some(("rotate", n)) => a.rotate = number(n, "an angle in degrees", 180.0)?,
+                Some(("shear", n)) => a.shear = number(n, "an angle in degrees", 60.0)?,
+                Some(("scale", n)) => a.scale = number(n, "a relative size change", 1.0)?,
+                Some(("shift", n)) => a.shift = number(n, "a distance in pixels", 1e6)?,
+                Some(("thick", n)) => a.thick = number(n, "a stroke radius change in pixels", 1e6)?,
+                _ => return Err(format!("{part:?}: {AUGMENT_HELP}")),
             }
         }
         Ok(a)
+    }
+}
+
+impl std::fmt::Display for Augment {
+    /// The `--augment` spelling that parses back to `self` (`none` when nothing is augmented).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.crop > 0 {
+            parts.push(format!("crop={}", self.crop));
+        }
+        if self.flip {
+            parts.push("flip".into());
+        }
+        for (name, v) in [
+            ("rotate", self.rotate),
+            ("shear", self.shear),
+            ("scale", self.scale),
+            ("shift", self.shift),
+            ("thick", self.thick),
+        ] {
+            if v != 0.0 {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if parts.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&parts.join(","))
     }
 }
 
@@ -162,12 +223,74 @@ impl Augment {
         *self == Augment::default()
     }
 
+    /// The gather's warp: the angles in radians, the shear as a factor.
+    pub fn warp(&self) -> Warp {
+        Warp {
+            rotate: self.rotate.to_radians(),
+            shear: self.shear.to_radians().tan(),
+            scale: self.scale,
+            shift: self.shift,
+            thick: self.thick,
+        }
+    }
+
     /// Check the augmentation fits a model input `[C, H, W]`: the crop's padding must be smaller than
-    /// the picture.
+    /// the picture, the shift smaller than half of it and the stroke change smaller than a quarter; every
+    /// figure finite and in its range (as the parser checks, for values built in code or read from a
+    /// resume record).
     pub fn check(&self, [_, h, w]: [usize; 3]) -> Result<()> {
+        let bad = |what: String| Err(Error::Train(format!("--augment {what} for the {h}x{w} input")));
+        let side = h.min(w) as f32;
         if self.crop as usize >= h.min(w) {
-            return Err(Error::Train(format!("--augment crop={} must be smaller than the {h}x{w} input", self.crop)));
+            return bad(format!("crop={} must be smaller than the picture", self.crop));
+        }
+        if !(self.shift.is_finite() && self.shift >= 0.0 && self.shift < side / 2.0) {
+            return bad(format!("shift={} must be at least 0 and smaller than half the picture", self.shift));
+        }
+        if !(self.thick.is_finite() && self.thick >= 0.0 && self.thick < side / 4.0) {
+            return bad(format!("thick={} must be at least 0 and smaller than a quarter of the picture", self.thick));
+        }
+        for (name, v, max) in [("rotate", self.rotate, 180.0), ("shear", self.shear, 60.0), ("scale", self.scale, 1.0)]
+        {
+            if !(v.is_finite() && (0.0..max).contains(&v)) {
+                return bad(format!("{name}={v} must be at least 0 and below {max}"));
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Augment;
+
+    #[test]
+    fn augment_parses_prints_and_checks() {
+        let a: Augment = "rotate=12, shear=15,scale=0.1,shift=2,thick=1,crop=2,flip".parse().unwrap();
+        let want = Augment { crop: 2, flip: true, rotate: 12.0, shear: 15.0, scale: 0.1, shift: 2.0, thick: 1.0 };
+        assert_eq!(a, want);
+        assert_eq!(a.to_string(), "crop=2,flip,rotate=12,shear=15,scale=0.1,shift=2,thick=1");
+        assert_eq!(a.to_string().parse::<Augment>().unwrap(), a, "the printed form parses back");
+        assert_eq!("none".parse::<Augment>().unwrap().to_string(), "none");
+        let w = a.warp();
+        assert!((w.rotate - 12f32.to_radians()).abs() < 1e-7 && (w.shear - 15f32.to_radians().tan()).abs() < 1e-7);
+        assert!(a.check([1, 28, 28]).is_ok());
+        for (bad, says) in [
+            ("rotate=-1", "at least 0"),
+            ("rotate=180", "below 180"),
+            ("shear=60", "below 60"),
+            ("scale=1", "below 1"),
+            ("shift=nan", "shift=nan"),
+            ("thick=x", "thick=x"),
+            ("spin=3", "rotate=DEG"),
+        ] {
+            let e = bad.parse::<Augment>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // The picture bounds the shift and the stroke change.
+        let e = Augment { shift: 14.0, ..Augment::default() }.check([1, 28, 28]).unwrap_err().to_string();
+        assert!(e.contains("shift=14") && e.contains("28x28"), "{e}");
+        let e = Augment { thick: 2.0, ..Augment::default() }.check([1, 8, 8]).unwrap_err().to_string();
+        assert!(e.contains("thick=2"), "{e}");
     }
 }

@@ -12,8 +12,8 @@ use crate::tensor::{DType, Tensor};
 pub const MAX_CHANNELS: usize = 4;
 
 /// What the gather does to each item's bytes: `x = (byte / divisor − mean[c]) / std[c]` for an item
-/// laid out as `[channels, height, width]`, after a random crop (`pad`) and horizontal flip (`flip`)
-/// drawn from `(seed, epoch, item)`. [`Transform::plain`] is `x = byte / divisor`.
+/// laid out as `[channels, height, width]`, after a random crop (`pad`), horizontal flip (`flip`) and
+/// warp (`warp`) drawn from `(seed, epoch, item)`. [`Transform::plain`] is `x = byte / divisor`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Transform {
     pub divisor: f32,
@@ -24,8 +24,33 @@ pub struct Transform {
     /// Random-crop padding in pixels (0: none).
     pub pad: u32,
     pub flip: bool,
+    /// Random rotation, slant, scale, shift and stroke thickness (all zero: none).
+    pub warp: Warp,
     pub seed: u32,
     pub epoch: u32,
+}
+
+/// The largest random warp of an item (`shaders/gather.wgsl`): each item draws its own rotation, shear
+/// factor, scale, shift and stroke radius change uniformly in `[-max, max]` (the scale in
+/// `[1 − scale, 1 + scale]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Warp {
+    /// Radians.
+    pub rotate: f32,
+    /// `x += k·y` for `k` up to this.
+    pub shear: f32,
+    /// Relative size change.
+    pub scale: f32,
+    /// Pixels on each axis.
+    pub shift: f32,
+    /// Stroke radius change in pixels: a maximum (thicker) or minimum (thinner) over a circle of this radius.
+    pub thick: f32,
+}
+
+impl Warp {
+    pub fn is_none(&self) -> bool {
+        *self == Warp::default()
+    }
 }
 
 impl Transform {
@@ -39,14 +64,15 @@ impl Transform {
             std: [1.0; MAX_CHANNELS],
             pad: 0,
             flip: false,
+            warp: Warp::default(),
             seed: 0,
             epoch: 0,
         }
     }
 
-    /// Whether items are cropped or flipped.
+    /// Whether items are cropped, flipped or warped.
     pub fn augments(&self) -> bool {
-        self.pad > 0 || self.flip
+        self.pad > 0 || self.flip || !self.warp.is_none()
     }
 }
 
@@ -73,10 +99,13 @@ pub struct GatherParams {
     pub flip: u32,
     pub seed: u32,
     pub epoch: u32,
-    pub _pad0: u32,
+    /// The largest stroke radius change (0: none).
+    pub thick: f32,
     pub _pad1: u32,
     pub mean: [f32; 4],
     pub std: [f32; 4],
+    /// The largest rotation (radians), shear factor, scale change and shift (pixels).
+    pub warp: [f32; 4],
 }
 
 /// Check the operands of a plain gather (`x = byte / divisor`) and build its params for the batch
@@ -146,6 +175,12 @@ pub fn gather_shard_params(
     if t.pad as usize >= h.min(w) && t.pad > 0 {
         return Err(shape_err(op, format!("crop padding {} must be smaller than the {h}x{w} picture", t.pad)));
     }
+    let wp = t.warp;
+    if [wp.rotate, wp.shear, wp.scale, wp.shift, wp.thick].iter().any(|v| !(v.is_finite() && *v >= 0.0))
+        || wp.scale >= 1.0
+    {
+        return Err(shape_err(op, format!("warp {wp:?}: needs finite values ≥ 0 and a scale change below 1")));
+    }
     images.expect(op, "images", DType::U8, images.len())?;
     labels.expect(op, "labels", DType::U8, num_items)?;
     indices.expect(op, "indices", DType::U32, indices.len())?;
@@ -171,10 +206,11 @@ pub fn gather_shard_params(
         flip: u32::from(t.flip),
         seed: t.seed,
         epoch: t.epoch,
-        _pad0: 0,
+        thick: wp.thick,
         _pad1: 0,
         mean,
         std,
+        warp: [wp.rotate, wp.shear, wp.scale, wp.shift],
     })
 }
 

@@ -81,7 +81,8 @@ pub struct TrainSettings {
     pub schedule: Option<String>,
     /// With `schedule = "step"`: the factor per epoch.
     pub lr_decay: Option<f64>,
-    /// As `--augment`: `none`, or `crop=N`, `flip`, comma-separated.
+    /// As `--augment`: `none`, or `crop=N`, `flip`, `rotate=DEG`, `shear=DEG`, `scale=F`, `shift=PX`,
+    /// `thick=PX`, comma-separated.
     pub augment: Option<String>,
 }
 

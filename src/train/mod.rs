@@ -147,6 +147,7 @@ impl Trainer {
     fn transform(&self) -> Transform {
         let mut t = self.prep.transform();
         (t.pad, t.flip, t.seed, t.epoch) = (self.augment.crop, self.augment.flip, self.seed, self.epoch);
+        t.warp = self.augment.warp();
         t
     }
 

@@ -313,8 +313,10 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     pub normalize: wgcnn::data::Normalize,
     /// Augment the training pictures on the GPU: crop=N (a random crop of the picture padded by N
-    /// zero pixels), flip (random horizontal flips), e.g. crop=4,flip [default: the model file's
-    /// [train] augment, else none (flipped digits are wrong digits)]
+    /// zero pixels), flip (random horizontal flips), and for drawn strokes rotate=DEG, shear=DEG
+    /// (slant), scale=F (size x [1-F, 1+F]), shift=PX, thick=PX (strokes thicker or thinner), each drawn
+    /// per picture up to the given amount; e.g. crop=4,flip or rotate=12,shear=15,scale=0.1,shift=2,thick=1
+    /// [default: the model file's [train] augment, else none (flipped digits are wrong digits)]
     #[arg(long)]
     pub augment: Option<wgcnn::data::Augment>,
     /// Epochs to train [default: the model file's [train] epochs, else 10; with --resume, the saved run's]

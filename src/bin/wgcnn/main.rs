@@ -297,15 +297,7 @@ fn print_progress(p: Progress<'_>, opts: &TrainOptions, log_every: usize, tty: b
                 let f = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(",");
                 format!("mean {} std {}", f(&prep.mean), f(&prep.std))
             };
-            let aug = match (augment.crop, augment.flip) {
-                (0, false) => "none".to_string(),
-                (c, f) => [(c > 0).then(|| format!("crop={c}")), f.then(|| "flip".into())]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(","),
-            };
-            eprintln!("input {c}x{h}x{w}, normalised {norm}, augmentation {aug}");
+            eprintln!("input {c}x{h}x{w}, normalised {norm}, augmentation {augment}");
         }
         Progress::Event(Event::Step { epoch, step, steps_per_epoch, loss, accuracy, images_per_sec }) => {
             let (step, of) = (*step, *steps_per_epoch);
