@@ -281,6 +281,25 @@ fn one_epoch_on_the_bundled_sample_learns_to_read_digits() {
 }
 
 #[test]
+fn the_page_s_shipped_model_reads_the_bundled_test_digits() {
+    // web/static/model/lenet5.safetensors, trained with the drawn-digit augmentation (docs/browser.md:
+    // `wgcnn train --epochs 20 --augment rotate=15,shear=20,scale=0.15,shift=2,thick=1 --seed 1`), stays
+    // a good reader of MNIST's own digits: measured 98.85 % of the sample's 2,000 test digits on
+    // lavapipe; issue 23 asks for at least 97.5 %. (How it reads drawn digits is the browser test's.)
+    let c = ctx();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/static/model/lenet5.safetensors");
+    let (spec, state, prep) = wgcnn::checkpoint::load_prepared(&path).unwrap();
+    assert_eq!(spec.name, "lenet5");
+    let test = data::load(&data::bundled_dir(), Split::Test).unwrap();
+    let mut params = wgcnn::graph::Params::new(c, &spec).unwrap();
+    params.write_state(c, &state).unwrap();
+    let ev = Evaluator::prepared(c, &spec, &params, &test, 1000, &prep.transform()).unwrap();
+    let r = ev.run(c).unwrap();
+    eprintln!("shipped model: {:.2} % of {} test digits, loss {:.4}", 100.0 * r.accuracy, test.len(), r.loss);
+    assert!(r.accuracy >= 0.975, "the shipped model reads {:.2} % of the test digits", 100.0 * r.accuracy);
+}
+
+#[test]
 fn impossible_graphs_fail_at_build_naming_the_layer() {
     let c = ctx();
     let spec = lenet5(LeNetConfig::default());

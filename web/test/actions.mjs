@@ -54,8 +54,9 @@ export async function clearDrawing(page) {
   await settle(page);
 }
 
-/** Draw the strokes with the mouse (many small moves), then return the settled prediction. */
-export async function drawDigit(page, strokes) {
+/** Draw the strokes with the mouse or, `by: 'touch'`, a finger (many small moves), then return the
+ * settled prediction. */
+export async function drawDigit(page, strokes, { by = 'mouse', spacing = 4 } = {}) {
   await focus(page);
   const canvas = await page.$('#draw');
   await canvas.scrollIntoView();
@@ -63,7 +64,13 @@ export async function drawDigit(page, strokes) {
   const size = await page.$eval('#draw', (c) => [c.width, c.height]);
   const at = ([x, y]) => [box.x + (x * box.width) / size[0], box.y + (y * box.height) / size[1]];
   for (const stroke of strokes) {
-    const pts = densify(stroke).map(at);
+    const pts = densify(stroke, spacing).map(at);
+    if (by === 'touch') {
+      await page.touchscreen.touchStart(...pts[0]);
+      for (const p of pts.slice(1)) await page.touchscreen.touchMove(...p);
+      await page.touchscreen.touchEnd();
+      continue;
+    }
     await page.mouse.move(...pts[0]);
     await page.mouse.down();
     for (const p of pts.slice(1)) await page.mouse.move(...p);
