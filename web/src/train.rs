@@ -121,7 +121,7 @@ impl Engine {
     }
 
     /// End the run: evaluate on the test split (unless `evaluate` is false), then put the trained
-    /// weights on display. Returns `{testLoss, testAccuracy}` (both `null` when not evaluated).
+    /// model on display beside the loaded one, which stays (`selectModel` switches between them). Returns `{testLoss, testAccuracy}` (both `null` when not evaluated).
     #[wasm_bindgen(js_name = finishTraining)]
     pub async fn finish_training(&self, evaluate: Option<bool>) -> Result<JsValue, JsError> {
         let _busy = Busy::take(&self.busy)?;
@@ -141,7 +141,8 @@ impl Engine {
         }
         let (spec, prep) = (t.trainer.spec.clone(), t.trainer.prep.clone());
         drop(t);
-        self.show(spec, state, prep)?;
+        let (shown, _) = self.build(spec, state, prep)?;
+        self.show_trained(shown);
         let out = js_sys::Object::new();
         set(&out, "testLoss", eval.map_or(JsValue::NULL, |e| e.loss.to_js()));
         set(&out, "testAccuracy", eval.map_or(JsValue::NULL, |e| e.accuracy.to_js()));

@@ -5,7 +5,9 @@
 import init, { Engine } from './pkg/wgcnn_web.js';
 import { clearCanvas, drawingPixels, setupDrawing, showInputOnCanvas } from './draw.js';
 import { renderFilters, renderLayers, renderProbs } from './render.js';
-import { fetchBytes, redrawCurve, setTraining, setupTraining, train, trainingHistory } from './train.js';
+import {
+  fetchBytes, panelState, redrawCurve, setTraining, setupTraining, showPanel, train, trainingHistory,
+} from './train.js';
 import { about, clearError, el, setStatus, showError } from './ui.js';
 
 const MODEL_URL = 'model/lenet5.safetensors';
@@ -18,6 +20,12 @@ let engine = null;
 let lastPrediction = null;
 let source = { kind: 'drawing' }; // what the shown prediction is of: the drawing or a picture {kind, bytes, name}
 let modelSummary = '';
+// The two models the page keeps: the loaded one (shipped, or a file) and the one trained here, each
+// with its summary and its training panel (null: not trained in this page); `showing` is on display.
+const models = { loaded: null, trained: null };
+let showing = 'loaded';
+let lastComparison = null; // the other model's reading of the current source, or null
+let layerGraph = []; // the model on display's layers and what each reads (engine.layerGraph)
 
 // ---------- the engine queue ----------
 
@@ -89,10 +97,39 @@ async function predictSource() {
       });
     }
     showPrediction(pred, blank);
+    await compareSource(src, blank);
     return pred;
   } catch (e) {
     showError(src.kind === 'picture' ? about('Could not classify', src.name, e) : 'Prediction failed', e);
     throw e;
+  }
+}
+
+/** With two models, the other one's reading of the same source, in #compare. */
+async function compareSource(src, blank) {
+  const other = showing === 'loaded' ? models.trained : models.loaded;
+  if (!other || blank) {
+    lastComparison = null;
+    el.compare.hidden = true;
+    return;
+  }
+  let c;
+  try {
+    c = src.kind === 'picture'
+      ? await enqueue(() => engine.comparePicture(src.bytes, src.name))
+      : await enqueue(() => {
+        const { px, width, height } = drawingPixels();
+        return engine.compare(px, width, height);
+      });
+  } catch (e) {
+    c = null; // a picture the other model cannot read (another input): no comparison
+  }
+  lastComparison = c && { class: c.class, probabilities: Array.from(c.probabilities) };
+  el.compare.hidden = !c;
+  if (c) {
+    const name = c.classes && c.classes[c.class] !== undefined ? c.classes[c.class] : String(c.class);
+    const which = showing === 'loaded' ? 'the model trained here' : 'the loaded model';
+    el.compare.textContent = `The other model, ${which}, reads ${name} (${(100 * c.probabilities[c.class]).toFixed(1)} %).`;
   }
 }
 
@@ -104,7 +141,7 @@ function showPrediction(pred, blank = false) {
   el.prediction.querySelector('.digit').textContent = blank ? '–' : name;
   el.prediction.querySelector('.prob').textContent = blank ? 'draw a digit' : `${(100 * probs[best]).toFixed(1)} %`;
   renderProbs(probs, blank ? -1 : best, pred.classes);
-  renderLayers(pred);
+  renderLayers(pred, layerGraph);
 }
 
 async function refreshFilters() {
@@ -115,12 +152,46 @@ async function refreshFilters() {
 
 async function loadModelBytes(bytes, name) {
   const summary = await enqueue(() => engine.loadModel(bytes, name));
-  modelSummary = summary;
-  el.modelName.textContent = summary;
-  await refreshFilters();
-  requestPredict();
+  // The loaded model replaces the loaded one before it; a model trained here stays beside it.
+  if (showing === 'trained' && models.trained) models.trained.panel = panelState();
+  models.loaded = { summary, panel: null };
+  await display('loaded');
   return summary;
 }
+
+/** Show model `which` ('loaded' or 'trained'): its name, panel, filters and predictions. */
+async function display(which) {
+  const m = models[which];
+  if (!m) throw new Error(which === 'trained' ? 'no model has been trained in this page yet' : 'no model is loaded');
+  await enqueue(() => engine.selectModel(which === 'trained'));
+  showing = which;
+  modelSummary = m.summary;
+  el.modelName.textContent = m.summary;
+  showPanel(m.panel);
+  el.modelSwitch.hidden = !models.trained;
+  el.showLoaded.textContent = `Loaded: ${models.loaded ? models.loaded.summary.split(' (')[0] : '—'}`;
+  el.showTrained.textContent = models.trained ? `Trained here (${models.trained.steps} steps)` : 'Trained here';
+  el.showLoaded.setAttribute('aria-pressed', String(which === 'loaded'));
+  el.showTrained.setAttribute('aria-pressed', String(which === 'trained'));
+  layerGraph = Array.from(await enqueue(() => engine.layerGraph()));
+  await refreshFilters();
+  requestPredict();
+}
+
+/** Switch the display to the other model (the buttons of #model-switch). */
+async function switchTo(which) {
+  if (which === showing) return;
+  try {
+    if (showing === 'trained' && models.trained) models.trained.panel = panelState();
+    await display(which);
+    clearError();
+    setStatus(which === 'trained' ? 'Showing the model trained here' : 'Showing the loaded model');
+  } catch (e) {
+    showError('Could not switch models', e);
+  }
+}
+el.showLoaded.addEventListener('click', () => switchTo('loaded'));
+el.showTrained.addEventListener('click', () => switchTo('trained'));
 
 el.modelFile.addEventListener('change', async () => {
   const file = el.modelFile.files[0];
@@ -134,6 +205,43 @@ el.modelFile.addEventListener('change', async () => {
   } catch (e) {
     showError(about('Could not load', file.name, e), e);
     setStatus('Kept the previous model');
+  }
+});
+
+// The zoo: models/index.json (written by web/build.sh) lists the model files; picking one loads it
+// with fresh random weights, to train here.
+async function setupZoo() {
+  let zoo = [];
+  try {
+    zoo = JSON.parse(new TextDecoder().decode(await fetchBytes('models/index.json')));
+  } catch (e) {
+    el.zoo.disabled = true;
+    el.zoo.title = `The zoo is not available: ${e instanceof Error ? e.message : e}`;
+    return;
+  }
+  for (const m of zoo) {
+    const o = document.createElement('option');
+    o.value = m.file;
+    o.textContent = m.name;
+    o.title = m.about;
+    el.zoo.append(o);
+  }
+}
+
+el.zoo.addEventListener('change', async () => {
+  const file = el.zoo.value;
+  if (!file) return;
+  setStatus(`Loading ${file}…`);
+  try {
+    const summary = await loadModelBytes(await fetchBytes(`models/${file}`), file);
+    clearError();
+    setStatus(`Loaded ${file}: train it here`);
+    return summary;
+  } catch (e) {
+    showError(about('Could not load', file, e), e);
+    setStatus('Kept the previous model');
+  } finally {
+    el.zoo.value = '';
   }
 });
 
@@ -181,13 +289,14 @@ el.download.addEventListener('click', async () => {
 setupTraining({
   engine: () => engine,
   enqueue,
+  // The engine has put the new model on display beside the loaded one (a model trained before it is
+  // replaced): it gets the run's panel.
   onTrained: async (steps, accuracy) => {
     const base = modelSummary.split(' — ')[0] || 'model';
     const tested = accuracy === 'not tested' ? '' : `, test accuracy ${accuracy}`;
-    modelSummary = `${base} — trained here, ${steps} steps${tested}`;
-    el.modelName.textContent = modelSummary;
-    await refreshFilters();
-    requestPredict();
+    models.trained = { summary: `${base} — trained here, ${steps} steps${tested}`, panel: panelState(), steps };
+    showing = 'trained';
+    await display('trained');
   },
 });
 
@@ -208,6 +317,7 @@ async function start() {
     throw new Error(`${NO_WEBGPU} (${e instanceof Error ? e.message : e})`);
   }
   el.adapter.textContent = engine.adapter;
+  await setupZoo();
   setStatus('Loading the trained LeNet-5…');
   await loadModelBytes(await fetchBytes(MODEL_URL), 'lenet5.safetensors');
   await queue; // the first prediction (of the blank canvas)
@@ -256,7 +366,14 @@ window.wgcnnPage = {
   ready,
   idle,
   get lastPrediction() { return lastPrediction; },
+  get lastComparison() { return lastComparison; },
   get history() { return trainingHistory(); },
+  /** Which model is on display and the two models' summaries (null: none of that kind). */
+  get models() {
+    return { showing, loaded: models.loaded && models.loaded.summary, trained: models.trained && models.trained.summary };
+  },
+  /** Put 'loaded' or 'trained' on display, as #model-switch's buttons do. */
+  show: (which) => switchTo(which),
   predictPicture: async (bytes, name) => plain(await classifyPicture(Uint8Array.from(bytes), name)),
   /** The model on display as a checkpoint (engine.saveModel), base64. */
   modelBase64: async () => {

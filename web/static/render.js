@@ -74,14 +74,21 @@ function paintLayer(canvas, shape, values) {
 
 const shapeText = (shape) => shape.join('×');
 
-/** One figure: name, shape, canvas. */
-function figure(name, shape, kind) {
+/** One figure: name, shape, canvas; `reads` (optional) names the layers it reads when they are not the
+ * figure before it (a branch starting, or branches joining). */
+function figure(name, shape, kind, reads = '') {
   const fig = document.createElement('figure');
-  fig.className = `layer ${kind}`;
+  fig.className = `layer ${kind}${reads ? ' branch' : ''}`;
   const cap = document.createElement('figcaption');
   cap.innerHTML = '<b></b> <span class="shape"></span>';
   cap.querySelector('b').textContent = name;
   cap.querySelector('.shape').textContent = shapeText(shape);
+  if (reads) {
+    const r = document.createElement('span');
+    r.className = 'reads';
+    r.textContent = ` ← ${reads}`;
+    cap.append(r);
+  }
   const canvas = document.createElement('canvas');
   canvas.className = 'fmap';
   canvas.dataset.layer = name;
@@ -91,16 +98,38 @@ function figure(name, shape, kind) {
 
 let layersKey = ''; // the names and shapes on display: the figures are rebuilt only when they change
 
-/** The input, every layer in model order, then the class probabilities. */
-export function renderLayers(pred) {
+/**
+ * What each shown layer reads, when that is not the layer shown before it: the start of a branch or
+ * the join of several (`graph`: the engine's layerGraph). Layers not shown (views such as flatten) pass
+ * their input through.
+ */
+function branchInputs(entries, graph) {
+  const reads = new Map(graph.map((l) => [l.name, Array.from(l.inputs)]));
+  const shown = new Set(entries.map((e) => e.name));
+  const source = (name) => { // a hidden layer stands for what it reads
+    let n = name;
+    while (!shown.has(n) && reads.has(n) && reads.get(n).length === 1) n = reads.get(n)[0];
+    return n;
+  };
+  return entries.map((e, i) => {
+    const ins = (reads.get(e.name) || []).map(source);
+    const before = i > 0 ? entries[i - 1].name : null;
+    return ins.length && !(ins.length === 1 && ins[0] === before) ? ins.join(' + ') : '';
+  });
+}
+
+/** The input, every layer in model order, then the class probabilities; `graph` (optional): the
+ * engine's layerGraph, to mark where branches start and join. */
+export function renderLayers(pred, graph = []) {
   const entries = [
-    { name: 'input', shape: [1, 28, 28], values: pred.input, kind: 'input' },
+    { name: 'input', shape: pred.inputShape ? Array.from(pred.inputShape) : [1, 28, 28], values: pred.input, kind: 'input' },
     ...Array.from(pred.layers, (l) => ({ name: l.name, shape: Array.from(l.shape), values: l.values, kind: 'hidden' })),
     { name: 'softmax', shape: [pred.probabilities.length], values: pred.probabilities, kind: 'output' },
   ];
-  const key = entries.map((e) => `${e.name}:${shapeText(e.shape)}`).join('|');
+  const reads = branchInputs(entries, graph);
+  const key = entries.map((e, i) => `${e.name}:${shapeText(e.shape)}:${reads[i]}`).join('|');
   if (key !== layersKey) {
-    el.layers.replaceChildren(...entries.map((e) => figure(e.name, e.shape, e.kind)));
+    el.layers.replaceChildren(...entries.map((e, i) => figure(e.name, e.shape, e.kind, reads[i])));
     layersKey = key;
   }
   const canvases = el.layers.querySelectorAll('canvas.fmap');
@@ -178,6 +207,8 @@ export function drawCurve(history, plan) {
   const m = { l: 40, r: 40, t: 30, b: 24 }; // the top margin holds the legend
   const w = cssW - m.l - m.r, h = cssH - m.t - m.b;
   const maxStep = Math.max(plan, ...history.map((p) => p.step), 1);
+  el.curve.dataset.steps = String(maxStep); // the x axis's end, and the points drawn (read by the test)
+  el.curve.dataset.points = String(history.length);
   const maxLoss = Math.max(0.5, ...history.map((p) => p.loss)) * 1.05;
   const x = (s) => m.l + (s / maxStep) * w;
   const yl = (v) => m.t + h - (v / maxLoss) * h;

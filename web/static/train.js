@@ -1,5 +1,7 @@
 // Training in the page: fetch the MNIST sample once, train a fresh model in chunks of engine calls,
-// draw the curve and stats as it goes, then test it and hand the new weights to the page.
+// draw the curve and stats as it goes, then test it and hand the new model to the page, which shows it
+// beside the loaded one. The panel (curve and stats) describes one model: panelState/showPanel let the
+// page keep each model's and show the one on display.
 import { drawCurve } from './render.js';
 import { clearError, el, setStatus, showError } from './ui.js';
 
@@ -37,13 +39,28 @@ export const trainingHistory = () => history;
 /** Draw the training curve of the current/last run. */
 export const redrawCurve = () => drawCurve(history, plan);
 
+/** What the panel shows for a model that was not trained in this page. */
+export const NOT_TRAINED = 'not trained in this page: Train makes a new model beside this one';
+
+/** The panel as it is now (the run's curve and stats), to show again with showPanel. */
+export const panelState = () => ({ history: history.map((h) => ({ ...h })), plan, stats: el.stats.textContent });
+
+/** Show a model's panel (from panelState), or NOT_TRAINED's empty one for `null`. */
+export function showPanel(state) {
+  history = state ? state.history.map((h) => ({ ...h })) : [];
+  plan = state ? state.plan : 0;
+  el.stats.textContent = state ? state.stats : NOT_TRAINED;
+  redrawCurve();
+}
+
 /** Enable and disable the controls for training (`on`) and for whether the engine is ready. */
 export function setTraining(on) {
   training = on;
   el.train.disabled = on || !engine();
   el.stop.disabled = !on;
-  el.modelFile.disabled = on || !engine();
+  el.modelFile.disabled = el.zoo.disabled = on || !engine();
   el.steps.disabled = on;
+  el.showLoaded.disabled = el.showTrained.disabled = on || !engine();
   el.picture.disabled = el.download.disabled = !engine();
 }
 
@@ -63,7 +80,7 @@ async function trainChunks(steps, perEpoch) {
   }
 }
 
-/** After training: test (when `evaluate`), show the results and put the new weights on display. */
+/** After training: test (when `evaluate`), show the results and put the new model on display. */
 async function finishRun(info, batch, evaluate) {
   setStatus(evaluate ? 'Testing on the 2,000 held-out digits…' : 'Finishing…');
   const test = await enqueue(() => engine().finishTraining(evaluate));
@@ -74,7 +91,10 @@ async function finishRun(info, batch, evaluate) {
     : `test accuracy ${accuracy}, test loss ${test.testLoss.toFixed(4)} on ${thousands(info.testCount)} digits`;
   el.stats.textContent = `${stepsDone} steps (${thousands(info.trainCount)} training digits, batch ${batch}): ` +
     tested + (last ? ` · ${thousands(last.imagesPerSecond)} images/s` : '');
-  setStatus(stopRequested ? 'Training stopped; using the new weights' : 'Trained; using the new weights');
+  plan = Math.max(stepsDone, 1); // the axis fits the steps done (fewer than asked after Stop)
+  redrawCurve();
+  setStatus(stopRequested ? 'Training stopped; showing the new model beside the other'
+    : 'Trained; showing the new model beside the other');
   await deps.onTrained(stepsDone, accuracy);
   return test;
 }

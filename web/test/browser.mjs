@@ -12,9 +12,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DIGITS, clearDrawing, drawDigit, expectDigit, loadBadModel, loadModel, modelState } from './actions.mjs';
-import { check, launch, nativePredict, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
+import {
+  DIGITS, clearDrawing, drawDigit, expectDigit, focus, loadBadModel, loadModel, modelState, settle,
+} from './actions.mjs';
+import { check, launch, nativePredict, openPage, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
 import { checkNoWebGpu, checkZoo, comparePlans, openGpuPage } from './plans.mjs';
+import { drawnDigits } from './strokes.mjs';
 
 function parseArgs(argv) {
   const opts = {
@@ -37,6 +40,9 @@ const READY_TIMEOUT = 120_000;
 const TRAIN_TIMEOUT = 600_000;
 const TRAIN_STEPS = 50;
 const TRAIN_SEED = 1;
+// The run that is stopped: asked for this many steps, stopped after this many chunks of 10.
+const STOP_ASKED = 5000;
+const STOP_AFTER_CHUNKS = 3;
 // The GPU's plans (tiled kernels) run about 9x slower than the adapter's on SwiftShader: both pages
 // train LeNet-5 for 20 steps, and three zoo models that between them use every other op (dropout;
 // batch-norm, concat, average pooling; add, global average pooling, stride 2, 1x1 convs) for 2.
@@ -44,6 +50,14 @@ const GPU_STEPS = 20;
 const ZOO = ['alexnet-mini', 'densenet-mini', 'resnet-mini'];
 const ZOO_STEPS = 2;
 const PARITY_TOLERANCE = 1e-4;
+// Drawn digits (strokes.mjs): this many of each class, half by mouse and half by touch, every
+// variation 1.5 times scripts/drawn_digits.py's default ranges (rotations to ±22°, slants to ±0.5);
+// the shipped model must read DRAWN_OVERALL of them right and DRAWN_PER_CLASS_MIN of every class.
+const DRAWN_PER_CLASS = 10;
+const DRAWN_SPREAD = 1.5;
+const DRAWN_SEED = 23;
+const DRAWN_OVERALL = 0.97;
+const DRAWN_PER_CLASS_MIN = 0.9;
 const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../models'); // the repo's model files
 
 /**
@@ -143,6 +157,47 @@ async function checkLayerCanvases(t) {
   return `${r.length} canvases: ${r.map((c) => c.layer).join(' → ')}`;
 }
 
+/**
+ * Digits drawn as people draw them — slanted, rotated, small and large, off-centre — as mouse and touch
+ * strokes (strokes.mjs, seeded): the shipped model reads at least DRAWN_OVERALL of them right and
+ * DRAWN_PER_CLASS_MIN of every class.
+ */
+async function checkDrawnDigits(t) {
+  const set = drawnDigits(DRAWN_SEED, DRAWN_PER_CLASS, DRAWN_SPREAD);
+  const per = Array.from({ length: 10 }, () => ({ right: 0, n: 0 }));
+  const by = { mouse: { right: 0, n: 0 }, touch: { right: 0, n: 0 } };
+  const confused = new Map();
+  for (const d of set) {
+    await clearDrawing(t.page);
+    const p = await drawDigit(t.page, d.strokes, { by: d.by, spacing: 8 });
+    check(p, `no prediction after drawing a ${d.digit} by ${d.by}`);
+    const ok = p.cls === d.digit;
+    per[d.digit].n++;
+    by[d.by].n++;
+    if (ok) {
+      per[d.digit].right++;
+      by[d.by].right++;
+    } else {
+      const key = `${d.digit} read as ${p.cls}`;
+      confused.set(key, (confused.get(key) ?? 0) + 1);
+    }
+  }
+  const pct = (a) => (100 * a.right) / a.n;
+  const right = per.reduce((s, c) => s + c.right, 0);
+  console.log(`# drawn digits: ${right}/${set.length} = ${((100 * right) / set.length).toFixed(1)} % ` +
+    `(mouse ${pct(by.mouse).toFixed(1)} %, touch ${pct(by.touch).toFixed(1)} %)`);
+  console.log(`# per class: ${per.map((c, d) => `${d}: ${pct(c).toFixed(0)} %`).join(', ')}`);
+  if (confused.size) console.log(`# confusions: ${[...confused].map(([k, n]) => `${k} ×${n}`).join(', ')}`);
+  check(by.touch.n > 0 && by.mouse.n > 0, 'the set has no touch or no mouse strokes');
+  check(right >= DRAWN_OVERALL * set.length,
+    `${right}/${set.length} drawn digits read right, below ${100 * DRAWN_OVERALL} %`);
+  const weak = per.map((c, d) => [d, c]).filter(([, c]) => c.right < DRAWN_PER_CLASS_MIN * c.n);
+  check(!weak.length, `classes below ${100 * DRAWN_PER_CLASS_MIN} %: ` +
+    weak.map(([d, c]) => `${d} (${c.right}/${c.n})`).join(', '));
+  return `${right}/${set.length} right (${((100 * right) / set.length).toFixed(1)} %), every class ≥ ` +
+    `${Math.min(...per.map(pct)).toFixed(0)} %`;
+}
+
 /** Parity with the native binary on the same picture and checkpoint (default: the shipped one). */
 async function checkParity(t, model = t.model) {
   const { opts } = t;
@@ -175,6 +230,16 @@ async function checkCorrupt(t) {
   fs.writeFileSync(bad, Buffer.concat([Buffer.from('this is not a safetensors checkpoint\n'), noise]));
   const s = await loadBadModel(t.page, bad);
   console.log(`# #error: ${s.error}`);
+  // In words first, the engine's message (a header length, a byte cap) behind the Details toggle.
+  const shown = await t.page.evaluate(() => ({
+    summary: document.querySelector('#error .summary')?.textContent ?? '',
+    details: document.querySelector('#error details pre')?.textContent ?? '',
+    open: document.querySelector('#error details')?.open ?? null,
+  }));
+  check(/not a model checkpoint/.test(shown.summary), `#error's summary does not say what is wrong: "${shown.summary}"`);
+  check(!/\d{6,}/.test(shown.summary), `#error's summary quotes raw figures: "${shown.summary}"`);
+  check(/header length/.test(shown.details) && shown.open === false,
+    `the engine's message is not behind a closed Details toggle: "${shown.details}" (open: ${shown.open})`);
   check(s.name === t.shipped.name, `#model-name changed to "${s.name}"`);
   check(s.filterHash === t.shipped.filterHash, 'the filters changed');
   const again = await expectDigit(t.page, 1);
@@ -222,6 +287,11 @@ async function checkTraining(t) {
   const error = await t.page.$eval('#error', (e) => e.textContent.trim());
   check(!error, `#error: ${error}`);
   const ips = h.reduce((s, p) => s + p.imagesPerSecond, 0) / h.length;
+  const m = await t.page.evaluate(() => window.wgcnnPage.models);
+  check(m.showing === 'trained', `after training, the page shows the ${m.showing} model`);
+  check(m.loaded === t.shipped.name, `the loaded model is "${m.loaded}", not the shipped "${t.shipped.name}"`);
+  const axis = await t.page.$eval('#curve', (c) => Number(c.dataset.steps));
+  check(axis === TRAIN_STEPS, `the curve's axis ends at ${axis}, not at the ${TRAIN_STEPS} steps done`);
   return `loss ${first.toFixed(3)} → ${last.toFixed(3)}, ${ips.toFixed(0)} images/s, ` +
     `test accuracy ${(100 * r.test.testAccuracy).toFixed(2)} % (loss ${r.test.testLoss.toFixed(4)})`;
 }
@@ -239,19 +309,175 @@ async function checkDownload(t) {
   return `${bytes.length} bytes; ${await checkParity(t, file)}`;
 }
 
-/** After training: the shipped checkpoint again, a 7 drawn; the training curve and stats stay. */
+/**
+ * The zoo in the page: inception-mini picked from #zoo loads with fresh weights; its maps show every
+ * layer of every branch (each named in the model file), where each branch starts (← pool1) and where the
+ * four join (← the four branches); it trains here and its maps still show every branch.
+ */
+async function checkZooInPage(t) {
+  const { page } = t;
+  const file = 'inception-mini.toml';
+  const text = fs.readFileSync(path.join(MODELS, file), 'utf8');
+  const layers = [...text.split('[[layer]]').slice(1)].map((b) => ({
+    name: /^\s*name\s*=\s*"([^"]+)"/m.exec(b)[1],
+    op: /^\s*op\s*=\s*"([^"]+)"/m.exec(b)[1],
+    inputs: (/^\s*inputs\s*=\s*\[([^\]]*)\]/m.exec(b)?.[1] ?? '').match(/"[^"]+"/g)?.map((q) => q.slice(1, -1)) ?? [],
+  }));
+  const marker = '(test: loading the zoo)';
+  await page.$eval('#model-name', (e, m) => { e.textContent = m; }, marker);
+  await page.select('#zoo', file);
+  await page.waitForFunction((m) => document.querySelector('#model-name').textContent !== m, { timeout: 60_000 }, marker);
+  await settle(page);
+  const maps = async () => page.evaluate(() => Array.from(document.querySelectorAll('#layers figure'), (f) => ({
+    layer: f.querySelector('canvas').dataset.layer,
+    reads: f.querySelector('.reads')?.textContent.replace(/^\s*←\s*/, '') ?? '',
+  })));
+  const name = await page.$eval('#model-name', (e) => e.textContent.trim());
+  check(/^inception-mini/.test(name), `#model-name "${name}" after picking ${file}`);
+  const check_maps = (shown, when) => {
+    const names = new Set(shown.map((m) => m.layer));
+    const missing = layers.filter((l) => l.op !== 'flatten' && !names.has(l.name)).map((l) => l.name);
+    check(!missing.length, `${when}: layers without a map: ${missing.join(', ')}`);
+    const cat = layers.find((l) => l.op === 'concat');
+    const joined = shown.find((m) => m.layer === cat.name);
+    check(joined && joined.reads === cat.inputs.join(' + '),
+      `${when}: ${cat.name} should read ← ${cat.inputs.join(' + ')}, shows "${joined && joined.reads}"`);
+    const starts = layers.filter((l) => l.inputs.length === 1 && l.inputs[0] === 'pool1').map((l) => l.name);
+    const marked = shown.filter((m) => starts.includes(m.layer) && m.reads === 'pool1').length;
+    check(starts.length === 4 && marked >= 3, `${when}: ${marked} of the ${starts.length} branch starts marked ← pool1`);
+    return shown.length;
+  };
+  const n = check_maps(await maps(), 'fresh');
+  const r = await withTimeout(page.evaluate(() => window.wgcnnPage.train(2, { seed: 1, evaluate: false })),
+    TRAIN_TIMEOUT, 'training inception-mini');
+  check(r.history.length && Number.isFinite(r.history[0].loss), `no loss from training inception-mini: ${JSON.stringify(r.history)}`);
+  await settle(page);
+  const m = await page.evaluate(() => window.wgcnnPage.models);
+  check(m.showing === 'trained' && /^inception-mini/.test(m.trained), `after training: ${JSON.stringify(m)}`);
+  check_maps(await maps(), 'trained');
+  return `"${name}": ${n} maps, the four branches from pool1 joined at inc1.cat; trained 2 steps here (loss ${r.history[0].loss.toFixed(3)})`;
+}
+
+/** The panel as shown: #train-stats, the curve's axis end and points, #model-name, which model. */
+const panel = (page) =>
+  page.evaluate(() => {
+    const c = document.querySelector('#curve');
+    return {
+      stats: document.querySelector('#train-stats').textContent.trim(),
+      axis: Number(c.dataset.steps),
+      points: Number(c.dataset.points),
+      name: document.querySelector('#model-name').textContent.trim(),
+      showing: window.wgcnnPage.models.showing,
+      compare: document.querySelector('#compare').hidden ? '' : document.querySelector('#compare').textContent.trim(),
+    };
+  });
+
+/** Click a button and wait for the page to settle. */
+async function click(page, selector) {
+  await page.click(selector);
+  await settle(page);
+}
+
+/**
+ * Training beside the shipped model: a run stopped early keeps both models; the trained one is shown
+ * with its own panel (the axis fits the steps done) and reads the drawing beside the shipped one, whose
+ * reading is unchanged to the bit; switching shows each model with its own name, filters and panel.
+ */
+async function checkStopAndSwitch(t) {
+  const { page } = t;
+  await loadModel(page, t.model);
+  await clearDrawing(page);
+  const before = await drawDigit(page, DIGITS[7]);
+  check(before.cls === 7, `the shipped model reads the 7 as ${before.cls}`);
+  await page.evaluate((n, seed) => { window.__stopRun = window.wgcnnPage.train(n, { seed }); }, STOP_ASKED, TRAIN_SEED + 1);
+  await page.waitForFunction((k) => window.wgcnnPage.history.length >= k, { timeout: TRAIN_TIMEOUT, polling: 100 }, STOP_AFTER_CHUNKS);
+  await page.click('#train-stop');
+  const r = await withTimeout(page.evaluate(() => window.__stopRun), TRAIN_TIMEOUT, 'the stopped run');
+  await settle(page);
+  const done = r.history[r.history.length - 1].step;
+  check(done < STOP_ASKED, `Stop did not stop the run: ${done} of ${STOP_ASKED} steps`);
+  const trained = await panel(page);
+  check(trained.showing === 'trained', `after Stop the page shows the ${trained.showing} model`);
+  check(trained.axis === done, `the curve's axis ends at ${trained.axis}, not at the ${done} steps done`);
+  check(trained.points === r.history.length, `${trained.points} points drawn for ${r.history.length} chunks`);
+  check(trained.stats.startsWith(`${done} steps`), `#train-stats does not describe the run: "${trained.stats}"`);
+  check(trained.name.includes(`trained here, ${done} steps`), `#model-name "${trained.name}"`);
+  const cmp = await page.evaluate(() => window.wgcnnPage.lastComparison);
+  check(cmp, `no comparison shown beside the trained model (#compare: "${trained.compare}")`);
+  check(cmp.probabilities.every((p, i) => p === before.probs[i]),
+    "the shipped model's reading beside the trained one differs from its reading before training");
+  // The shipped model again: the same reading to the bit, its own name, filters and (empty) panel.
+  await click(page, '#show-loaded');
+  const shipped = await panel(page);
+  const again = await page.evaluate(() => Array.from(window.wgcnnPage.lastPrediction.probabilities));
+  const state = await modelState(page);
+  check(shipped.showing === 'loaded' && shipped.name === t.shipped.name, `showing "${shipped.name}" (${shipped.showing})`);
+  check(state.filterHash === t.shipped.filterHash, "the filters are not the shipped model's");
+  check(again.every((p, i) => p === before.probs[i]), `the shipped model's probabilities changed: ${again} vs ${before.probs}`);
+  check(shipped.points === 0 && /not trained in this page/.test(shipped.stats),
+    `the shipped model's panel shows the run: "${shipped.stats}", ${shipped.points} points`);
+  check(shipped.compare.includes('trained here'), `#compare: "${shipped.compare}"`);
+  // And back: the trained model's panel returns with it.
+  await click(page, '#show-trained');
+  const back = await panel(page);
+  check(back.showing === 'trained' && back.stats === trained.stats && back.axis === done && back.points === trained.points,
+    `the trained model's panel did not come back: ${JSON.stringify(back)}`);
+  return `stopped at ${done} of ${STOP_ASKED} steps; both kept; the shipped model's 10 probabilities unchanged ` +
+    `(to the bit) after switching; panels: "${shipped.stats.slice(0, 40)}…" / "${back.stats.slice(0, 40)}…"`;
+}
+
+/** The shipped checkpoint loaded again after training: it replaces the loaded model, the trained one stays. */
 async function checkReloadAfterTraining(t) {
   const s = await loadModel(t.page, t.model);
   check(s.name === t.shipped.name, `#model-name "${s.name}", not "${t.shipped.name}"`);
   check(s.filterHash === t.shipped.filterHash, "the filters are not the shipped checkpoint's");
   const digit = await expectDigit(t.page, 7);
-  const run = await t.page.evaluate(() => ({
-    points: window.wgcnnPage.history.length,
-    stats: document.querySelector('#train-stats').textContent.trim(),
-  }));
-  check(run.points >= 5, `only ${run.points} points left in the training history`);
-  check(/test accuracy/.test(run.stats), `#train-stats no longer shows the run: "${run.stats}"`);
-  return `"${s.name}", predicted ${digit}; curve (${run.points} points) and stats kept`;
+  const p = await panel(t.page);
+  const m = await t.page.evaluate(() => window.wgcnnPage.models);
+  check(m.showing === 'loaded' && m.trained, `after loading: showing ${m.showing}, trained model ${m.trained}`);
+  check(/not trained in this page/.test(p.stats), `#train-stats describes another model: "${p.stats}"`);
+  return `"${s.name}", predicted ${digit}; the trained model kept beside it ("${m.trained}")`;
+}
+
+/**
+ * A phone: a new page at 390×844 CSS pixels (touch, a mobile viewport) starts, fits the screen's width
+ * without sideways scrolling, keeps its drawing canvas and buttons on screen and large enough to use,
+ * and reads a 7 drawn by a finger.
+ */
+async function checkPhone(t) {
+  const page = await openPage(t.browser, t.log, 'phone');
+  try {
+    await page.setViewport({ width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    await page.goto(t.url, { waitUntil: 'load' });
+    await page.waitForFunction(() => document.body.dataset.ready, { timeout: READY_TIMEOUT, polling: 250 });
+    const m = await page.evaluate(() => {
+      const box = (sel) => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        return { left: r.left, right: r.right, width: r.width, height: r.height };
+      };
+      return {
+        ready: document.body.dataset.ready,
+        inner: window.innerWidth,
+        scroll: document.documentElement.scrollWidth,
+        draw: box('#draw'),
+        controls: ['#clear', '#train', '#download', 'label.button'].map((sel) => ({ sel, ...box(sel) })),
+      };
+    });
+    check(m.ready === '1', 'the page did not start on a phone-sized viewport');
+    check(m.scroll <= m.inner + 1, `the page is ${m.scroll} px wide on a ${m.inner} px screen: it scrolls sideways`);
+    check(m.draw.left >= 0 && m.draw.right <= m.inner + 1 && m.draw.width >= 0.75 * m.inner,
+      `the drawing canvas spans ${m.draw.left.toFixed(0)}–${m.draw.right.toFixed(0)} px of ${m.inner}`);
+    const bad = m.controls.filter((c) => c.right > m.inner + 1 || c.height < 30);
+    check(!bad.length, `controls off screen or too small to tap: ${bad.map((c) => `${c.sel} ${c.height.toFixed(0)} px high, ` +
+      `right edge ${c.right.toFixed(0)}`).join('; ')}`);
+    await clearDrawing(page);
+    const p = await drawDigit(page, DIGITS[7], { by: 'touch' });
+    check(p && p.cls === 7, `a 7 drawn by a finger on the phone reads as ${p && p.cls}`);
+    return `${m.inner} px wide, no sideways scroll; canvas ${m.draw.width.toFixed(0)} px; a 7 by touch read as 7 (p = ${p.prob.toFixed(3)})`;
+  } finally {
+    await page.close();
+    await focus(t.page);
+  }
 }
 
 async function takeScreenshot(t) {
@@ -267,6 +493,8 @@ async function takeScreenshot(t) {
 async function runChecks(t) {
   await step('the page becomes ready', () => checkReady(t));
   for (const digit of [1, 0, 7]) await step(`drawing a ${digit}`, () => expectDigit(t.page, digit));
+  await step(`${10 * DRAWN_PER_CLASS} digits drawn by mouse and touch, slanted and off-centre, read right`,
+    () => checkDrawnDigits(t));
   await step('every layer canvas shows a picture', () => checkLayerCanvases(t));
   await step('parity with native wgcnn predict', () => checkParity(t));
   await step('loading a checkpoint through #model-file', () => checkCheckpoint(t));
@@ -284,10 +512,14 @@ async function runChecks(t) {
     () => checkZoo(t, MODELS, ZOO, ZOO_STEPS, TRAIN_TIMEOUT));
   await step(`LeNet-5 trains ${GPU_STEPS} steps with the same losses and weights under both plans`,
     () => checkGpuTraining(t));
+  await step('inception-mini from the zoo shows every branch and trains in the page', () => checkZooInPage(t));
   await step(`training ${TRAIN_STEPS} steps in the page`, () => checkTraining(t));
   await step('the trained model, downloaded, predicts natively as in the page', () => checkDownload(t));
-  await step('the shipped checkpoint again after training', () => checkReloadAfterTraining(t));
+  await step('a run stopped early keeps both models; switching shows each with its own panel',
+    () => checkStopAndSwitch(t));
+  await step('the shipped checkpoint loaded again after training', () => checkReloadAfterTraining(t));
   await step(`screenshot ${t.opts.screenshot}`, () => takeScreenshot(t));
+  await step('the page on a phone-sized viewport', () => checkPhone(t));
 }
 
 async function main() {
