@@ -262,16 +262,32 @@ fn the_three_commands_work_end_to_end() {
     assert_eq!((png.width(), png.height()), (900, 640));
     // visualize: the default input (first test digit), then a picture of a digit drawn dark on white.
     let files = wgcnn(&["visualize", "--model", &d("m.safetensors"), "--out", &d("vis")]);
-    assert_eq!(files.lines().count(), 11, "{files}");
+    assert_eq!(files.lines().count(), 12, "{files}");
     let digit = image::GrayImage::from_fn(90, 120, |x, y| {
         let on = (40..52).contains(&x) && (15..105).contains(&y) || (25..65).contains(&x) && (15..27).contains(&y);
         image::Luma([if on { 20 } else { 240 }])
     });
     digit.save(dir.join("seven.png")).unwrap();
     let files = wgcnn(&["visualize", "--model", &d("m.safetensors"), &d("seven.png"), "--out", &d("vis7")]);
-    for f in files.lines() {
+    for f in files.lines().filter(|f| f.ends_with(".png")) {
         assert!(distinct_colours(&decode(Path::new(f))) > 5, "{f} looks blank");
     }
+    // The numbers behind the pictures: layers.json holds the input as fed, every layer in model order
+    // and the probabilities, which are predict's for the same picture to 1e-6 (visualize runs the plain
+    // kernels, to show each conv's own output, predict the fused ones: sums in another order; measured
+    // 3e-8).
+    assert!(files.lines().any(|f| f.ends_with("layers.json")), "{files}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("vis7/layers.json")).unwrap()).unwrap();
+    let names: Vec<&str> = doc["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["conv1", "relu1", "pool1"], "{names:?}");
+    assert_eq!(doc["layers"][0]["shape"], serde_json::json!([6, 28, 28]));
+    assert_eq!(doc["layers"][0]["values"].as_array().unwrap().len(), 6 * 28 * 28);
+    assert_eq!(doc["input"].as_array().unwrap().len(), 784);
+    let (_, rows) = wgcnn::session::infer::predict(&dir.join("m.safetensors"), &[dir.join("seven.png")]).unwrap();
+    let probs: Vec<f32> = serde_json::from_value(doc["probabilities"].clone()).unwrap();
+    let diff = probs.iter().zip(&rows[0].probabilities).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(probs.len() == 10 && diff <= 1e-6, "layers.json's probabilities differ from predict's by {diff:e}");
     // filters on a photo-like JPEG.
     let photo = dir.join("photo.png");
     photo_like(&photo, 200, 150);

@@ -267,5 +267,30 @@ pub fn visualize(model: &Path, image: Option<&Path>, data: &Path, out: &Path) ->
     let acts = crate::viz::run_layers(&ctx, &spec, &params, &input)?;
     let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
         spec.params().iter().zip(state.params).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();
-    crate::viz::write_visualize_prepared(&weights, &acts, out, &prep.mean, &prep.std)
+    let mut files = crate::viz::write_visualize_prepared(&weights, &acts, out, &prep.mean, &prep.std)?;
+    files.push(write_layers_json(&acts, out)?);
+    Ok(files)
+}
+
+/// The numbers behind `visualize`'s pictures, as `OUT/layers.json`: the model, the input as fed
+/// (prepared and normalised, `[c, h, w]`), every layer's output in model order (`name`, `shape`
+/// without the batch, `values` flat in NCHW order) and the class probabilities.
+fn write_layers_json(acts: &crate::viz::Activations, out: &Path) -> Result<PathBuf> {
+    let layers: Vec<serde_json::Value> = acts
+        .layers
+        .iter()
+        .map(|(name, shape, values)| serde_json::json!({ "name": name, "shape": shape, "values": values }))
+        .collect();
+    let doc = serde_json::json!({
+        "model": acts.model,
+        "input_shape": acts.input_shape,
+        "input": acts.input,
+        "layers": layers,
+        "probabilities": acts.probs,
+    });
+    let path = out.join("layers.json");
+    let text = serde_json::to_string(&doc)
+        .map_err(|e| Error::Io { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+    crate::fsio::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
 }

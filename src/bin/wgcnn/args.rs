@@ -114,7 +114,8 @@ pub enum Command {
     Filters(FiltersArgs),
     /// Pictures of what a trained model sees for one input: its conv filters, the feature maps after
     /// every layer with maps (each branch of a DAG), the vectors of the fully connected layers, the class
-    /// probabilities, and one overview.
+    /// probabilities, and one overview; layers.json holds the numbers (the input as fed, every layer's
+    /// output, the probabilities).
     Visualize(VisualizeArgs),
     /// Write a saved model as an ONNX file (opset 17) that onnxruntime and other runtimes read.
     ///
