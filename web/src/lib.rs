@@ -22,7 +22,7 @@ use wgcnn::data::folder::decode_bytes;
 use wgcnn::data::prep::grey_to_input;
 use wgcnn::data::PictureMode;
 use wgcnn::graph::{Graph, Metrics, Params};
-use wgcnn::model::{file, ModelSpec, ModelState};
+use wgcnn::model::{file, LayerOp, ModelSpec, ModelState};
 use wgcnn::{AdapterChoice, Context, KernelSet};
 
 use js::{set, ToJs};
@@ -184,6 +184,39 @@ impl Engine {
             set(&o, "op", JsValue::from_str(l.op.name()));
             let inputs = if l.inputs.is_empty() { std::slice::from_ref(&previous) } else { l.inputs.as_slice() };
             set(&o, "inputs", inputs.iter().map(|n| JsValue::from_str(n)).collect::<js_sys::Array>().into());
+            // What a unit's explanation needs: the window of convs and pools, the tensors' names.
+            let window = |o: &js_sys::Object, k: usize, stride: usize, padding: usize| {
+                set(o, "kernel", k.to_js());
+                set(o, "stride", stride.to_js());
+                set(o, "padding", padding.to_js());
+            };
+            let tensor = |o: &js_sys::Object, key: &str, suffix: &str| {
+                set(o, key, JsValue::from_str(&format!("{}.{suffix}", l.name)));
+            };
+            match l.op {
+                LayerOp::Conv2d(c) => {
+                    window(&o, c.kernel_size, c.stride, c.padding);
+                    tensor(&o, "weight", "weight");
+                    if c.bias {
+                        tensor(&o, "bias", "bias");
+                    }
+                }
+                LayerOp::Linear(f) => {
+                    tensor(&o, "weight", "weight");
+                    if f.bias {
+                        tensor(&o, "bias", "bias");
+                    }
+                }
+                LayerOp::Pool(p) => window(&o, p.kernel_size, p.stride, p.padding),
+                LayerOp::BatchNorm2d(b) => {
+                    set(&o, "eps", f64::from(b.eps).to_js());
+                    tensor(&o, "weight", "weight");
+                    tensor(&o, "bias", "bias");
+                    tensor(&o, "mean", "running_mean");
+                    tensor(&o, "var", "running_var");
+                }
+                _ => {}
+            }
             out.push(&o);
             previous.clone_from(&l.name);
         }
@@ -256,6 +289,22 @@ impl Engine {
     }
 
     /// The model on display as a wgcnn checkpoint (the bytes `wgcnn train --save` writes).
+    /// Every parameter and buffer of the model on display, as the GPU holds them:
+    /// `[{name, shape, values}]` (a unit's explanation reads its weights from these).
+    pub async fn tensors(&self) -> Result<JsValue, JsError> {
+        let _busy = Busy::take(&self.busy)?;
+        let shown = self.shown.borrow();
+        let s = shown.as_ref().ok_or_else(no_model)?;
+        let state = s.params.read_state_async(&self.ctx.borrow()).await.map_err(js_err)?;
+        let out = js_sys::Array::new();
+        let specs =
+            s.spec.params().into_iter().zip(&state.params).chain(s.spec.buffers().into_iter().zip(&state.buffers));
+        for (p, v) in specs {
+            out.push(&js::layer(&p.name, &p.shape, v));
+        }
+        Ok(out.into())
+    }
+
     #[wasm_bindgen(js_name = saveModel)]
     pub async fn save_model(&self) -> Result<Vec<u8>, JsError> {
         let _busy = Busy::take(&self.busy)?;
@@ -378,6 +427,9 @@ impl Engine {
         set(&out, "probabilities", probs.as_slice().to_js());
         set(&out, "input", input.as_slice().to_js());
         set(&out, "inputShape", s.spec.input.map(|v| v as f32).as_slice().to_js());
+        // `input` before normalisation; the network reads (input − mean[c]) / std[c].
+        set(&out, "mean", s.prep.mean.as_slice().to_js());
+        set(&out, "std", s.prep.std.as_slice().to_js());
         let names = js_sys::Array::new();
         s.prep.classes.iter().for_each(|n| {
             names.push(&JsValue::from_str(n));

@@ -4,7 +4,8 @@
 // paints results, train.js runs training, ui.js has the elements, status and errors.
 import init, { Engine } from './pkg/wgcnn_web.js';
 import { clearCanvas, drawingPixels, setupDrawing, showInputOnCanvas } from './draw.js';
-import { renderFilters, renderLayers, renderProbs } from './render.js';
+import { clearMarks, markCells, paintTiles, renderFilters, renderLayers, renderProbs, unitAt } from './render.js';
+import { describe, explainUnit } from './explain.js';
 import {
   fetchBytes, panelState, redrawCurve, setTraining, setupTraining, showPanel, train, trainingHistory,
 } from './train.js';
@@ -26,6 +27,8 @@ const models = { loaded: null, trained: null };
 let showing = 'loaded';
 let lastComparison = null; // the other model's reading of the current source, or null
 let layerGraph = []; // the model on display's layers and what each reads (engine.layerGraph)
+let modelTensors = null; // the model on display's weights and buffers (engine.tensors), read on first use
+let lastUnit = null; // the unit last explained: {layer, index}
 
 // ---------- the engine queue ----------
 
@@ -142,11 +145,95 @@ function showPrediction(pred, blank = false) {
   el.prediction.querySelector('.prob').textContent = blank ? 'draw a digit' : `${(100 * probs[best]).toFixed(1)} %`;
   renderProbs(probs, blank ? -1 : best, pred.classes);
   renderLayers(pred, layerGraph);
+  if (lastUnit) { // the values changed: explain the same unit again with them
+    const { layer, index } = lastUnit;
+    lastUnit = null;
+    showUnit(layer, index).catch(() => hideUnit());
+  }
 }
 
 async function refreshFilters() {
   renderFilters(await enqueue(() => engine.filters()));
 }
+
+// ---------- a unit's explanation ----------
+
+function hideUnit() {
+  lastUnit = null;
+  el.unit.hidden = true;
+  el.unit.replaceChildren();
+  clearMarks();
+}
+
+/**
+ * Explain unit `index` of layer `name` of the prediction on display: the text in #unit, the unit
+ * outlined, the cells it reads outlined in the layers below it and its field in the input. Returns the
+ * explanation (explain.js), or null for a layer with nothing to explain (the input, the softmax).
+ */
+async function showUnit(name, index) {
+  const pred = lastPrediction;
+  if (!pred || !layerGraph.some((l) => l.name === name)) { hideUnit(); return null; }
+  if (!modelTensors) modelTensors = Array.from(await enqueue(() => engine.tensors()));
+  const e = explainUnit(pred, layerGraph, modelTensors, name, index);
+  if (!e) { hideUnit(); return null; }
+  lastUnit = { layer: name, index };
+  clearMarks();
+  const canvasOf = (layer) => el.layers.querySelector(`canvas.fmap[data-layer="${CSS.escape(layer)}"]`);
+  const single = (at) => ({ tile: at.c, y0: at.y, y1: at.y, x0: at.x, x1: at.x });
+  const own = canvasOf(name);
+  if (own) markCells(own, [single(e.at)], 'cell');
+  for (const r of e.reads) {
+    const c = canvasOf(r.layer);
+    if (!c) continue;
+    if (r.cells) markCells(c, r.cells.map(single), 'field');
+    if (r.box) {
+      const tiles = r.channels === 'all' ? [...Array(Number(c.dataset.count) || 0).keys()] : r.channels;
+      markCells(c, tiles.map((t) => ({ tile: t, ...r.box })), 'field');
+    }
+  }
+  if (e.winner) { const c = canvasOf(e.reads[0].layer); if (c) markCells(c, [single(e.winner)], 'winner'); }
+  const input = canvasOf('input');
+  if (e.inputBox && input && !e.reads.some((r) => r.layer === 'input')) {
+    markCells(input, [...Array(Number(input.dataset.count) || 0).keys()].map((t) => ({ tile: t, ...e.inputBox })), 'field');
+  }
+  const lines = describe(e).map((t) => { const p = document.createElement('p'); p.textContent = t; return p; });
+  const parts = [...lines];
+  if (e.weights) { // the filter and the patch it multiplies, one tile per input channel
+    const row = document.createElement('div');
+    row.className = 'row';
+    for (const [label, v] of [['filter', e.weights], [`${e.reads[0].layer} patch`, e.patch]]) {
+      const fig = document.createElement('figure');
+      const cap = document.createElement('figcaption');
+      cap.textContent = label;
+      const cv = document.createElement('canvas');
+      cv.className = 'filter';
+      const [cin, k] = v.shape;
+      paintTiles(cv, v.values, cin, k, k, Math.min(cin, 8), Math.max(3, Math.round(24 / k)));
+      fig.append(cap, cv);
+      row.append(fig);
+    }
+    parts.push(row);
+  }
+  el.unit.replaceChildren(...parts);
+  el.unit.hidden = false;
+  return e;
+}
+
+/** Pointing at (or tapping) a cell of a layer's canvas explains it. */
+function onLayerPointer(ev) {
+  const c = ev.target;
+  if (!(c instanceof HTMLCanvasElement) || !c.classList.contains('fmap')) return;
+  const px = (ev.offsetX * c.width) / c.clientWidth;
+  const py = (ev.offsetY * c.height) / c.clientHeight;
+  const index = unitAt(c, px, py);
+  if (index < 0 || (lastUnit && lastUnit.layer === c.dataset.layer && lastUnit.index === index)) return;
+  showUnit(c.dataset.layer, index).catch((e) => showError('Could not explain the unit', e));
+}
+el.layers.addEventListener('pointermove', onLayerPointer);
+el.layers.addEventListener('pointerdown', onLayerPointer);
+el.unit.title = 'Click (or press Escape) to close';
+el.unit.addEventListener('click', hideUnit);
+document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') hideUnit(); });
 
 // ---------- model: load, picture, download ----------
 
@@ -174,6 +261,8 @@ async function display(which) {
   el.showLoaded.setAttribute('aria-pressed', String(which === 'loaded'));
   el.showTrained.setAttribute('aria-pressed', String(which === 'trained'));
   layerGraph = Array.from(await enqueue(() => engine.layerGraph()));
+  modelTensors = null;
+  hideUnit();
   await refreshFilters();
   requestPredict();
 }
@@ -372,6 +461,8 @@ window.wgcnnPage = {
   get models() {
     return { showing, loaded: models.loaded && models.loaded.summary, trained: models.trained && models.trained.summary };
   },
+  /** Explain unit `index` of layer `name` as pointing at it does; returns the explanation. */
+  explainUnit: async (name, index) => JSON.parse(JSON.stringify(await showUnit(name, index))),
   /** Put 'loaded' or 'trained' on display, as #model-switch's buttons do. */
   show: (which) => switchTo(which),
   predictPicture: async (bytes, name) => plain(await classifyPicture(Uint8Array.from(bytes), name)),

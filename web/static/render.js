@@ -28,7 +28,7 @@ export function renderProbs(probs, best, names) {
 // ---------- layers and filters ----------
 
 /** Paint values into a canvas as a grid of tiles (each tileH × tileW values, `scale` px per value, 1 px transparent gaps). */
-function paintTiles(canvas, values, count, tileH, tileW, cols, scale) {
+export function paintTiles(canvas, values, count, tileH, tileW, cols, scale) {
   const rows = Math.ceil(count / cols);
   const W = cols * (tileW * scale + 1) - 1;
   const H = rows * (tileH * scale + 1) - 1;
@@ -54,6 +54,53 @@ function paintTiles(canvas, values, count, tileH, tileW, cols, scale) {
     }
   }
   canvas.getContext('2d').putImageData(img, 0, 0);
+  Object.assign(canvas.dataset, { tileH, tileW, cols, scale, count }); // for unitAt and markCells
+}
+
+/** The flat index of the unit under canvas pixel (px, py) of a canvas painted by paintTiles, or -1. */
+export function unitAt(canvas, px, py) {
+  const { tileH, tileW, cols, scale, count } = Object.fromEntries(
+    Object.entries(canvas.dataset).filter(([k]) => k !== 'layer').map(([k, v]) => [k, Number(v)]));
+  if (!scale) return -1;
+  const sx = tileW * scale + 1;
+  const sy = tileH * scale + 1;
+  const col = Math.floor(px / sx);
+  const row = Math.floor(py / sy);
+  const ix = Math.floor((px - col * sx) / scale);
+  const iy = Math.floor((py - row * sy) / scale);
+  const tile = row * cols + col;
+  if (col < 0 || col >= cols || ix >= tileW || iy >= tileH || ix < 0 || iy < 0 || tile >= count) return -1;
+  return (tile * tileH + iy) * tileW + ix;
+}
+
+/**
+ * Outline cells of a painted canvas: `marks` are {tile, y0, y1, x0, x1} in the canvas's tiles (a
+ * vector's cell i is tile i); `kind` is a class of the outline ('field', 'cell', 'winner').
+ */
+export function markCells(canvas, marks, kind) {
+  const fig = canvas.closest('figure');
+  const { tileH, tileW, cols, scale } = Object.fromEntries(
+    ['tileH', 'tileW', 'cols', 'scale'].map((k) => [k, Number(canvas.dataset[k])]));
+  if (!fig || !scale) return;
+  const k = canvas.clientWidth / canvas.width;
+  for (const m of marks) {
+    const left = (m.tile % cols) * (tileW * scale + 1) + m.x0 * scale;
+    const top = Math.floor(m.tile / cols) * (tileH * scale + 1) + m.y0 * scale;
+    const box = document.createElement('div');
+    box.className = `mark ${kind}`;
+    Object.assign(box.style, {
+      left: `${canvas.offsetLeft + left * k - 1}px`,
+      top: `${canvas.offsetTop + top * k - 1}px`,
+      width: `${(m.x1 - m.x0 + 1) * scale * k}px`,
+      height: `${(m.y1 - m.y0 + 1) * scale * k}px`,
+    });
+    fig.append(box);
+  }
+}
+
+/** Remove every outline markCells drew. */
+export function clearMarks() {
+  for (const m of document.querySelectorAll('#layers .mark')) m.remove();
 }
 
 /** Draw one layer's values: [c,h,w] as c tiles, anything else as a strip of cells. */
@@ -121,6 +168,7 @@ function branchInputs(entries, graph) {
 /** The input, every layer in model order, then the class probabilities; `graph` (optional): the
  * engine's layerGraph, to mark where branches start and join. */
 export function renderLayers(pred, graph = []) {
+  clearMarks(); // the values changed: the outlines described the last ones
   const entries = [
     { name: 'input', shape: pred.inputShape ? Array.from(pred.inputShape) : [1, 28, 28], values: pred.input, kind: 'input' },
     ...Array.from(pred.layers, (l) => ({ name: l.name, shape: Array.from(l.shape), values: l.values, kind: 'hidden' })),

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 export const el = {
   adapter: $('adapter'), status: $('status'), error: $('error'),
   draw: $('draw'), clear: $('clear'), picture: $('picture-file'), sourceNote: $('source-note'),
-  prediction: $('prediction'), probs: $('probs'), layers: $('layers'), filters: $('filters'),
+  prediction: $('prediction'), probs: $('probs'), layers: $('layers'), filters: $('filters'), unit: $('unit'),
   modelFile: $('model-file'), modelName: $('model-name'), download: $('download'),
   zoo: $('zoo'), modelSwitch: $('model-switch'), showLoaded: $('show-loaded'), showTrained: $('show-trained'), compare: $('compare'),
   steps: $('train-steps'), train: $('train'), stop: $('train-stop'), curve: $('curve'), stats: $('train-stats'),

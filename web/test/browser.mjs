@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import {
   DIGITS, clearDrawing, drawDigit, expectDigit, focus, loadBadModel, loadModel, modelState, settle,
 } from './actions.mjs';
-import { check, launch, nativePredict, openPage, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
+import { check, launch, nativeLayers, nativePredict, openPage, secs, serve, step, stopServer, t0, withTimeout } from './harness.mjs';
 import { checkNoWebGpu, checkZoo, comparePlans, openGpuPage } from './plans.mjs';
 import { drawnDigits } from './strokes.mjs';
 
@@ -218,6 +218,134 @@ async function checkParity(t, model = t.model) {
   return `class ${web.class}, max |difference| ${max.toExponential(3)}`;
 }
 
+// Units explained (LeNet-5's geometry, from models/lenet5.toml): [layer, channel, row, column] and the
+// windows behind them. The sums and values must equal the native engine's to UNIT_TOLERANCE (relative to
+// max(1, |value|)): the page's and visualize's forward passes run the same plain kernels.
+const UNITS = [
+  ['conv1', 2, 5, 7], ['conv1', 0, 0, 0], ['relu1', 4, 13, 20], ['pool1', 3, 6, 6], ['conv2', 5, 4, 3],
+  ['conv2', 15, 9, 9], ['pool2', 10, 2, 2], ['fc1', 17, 0, 0], ['fc2', 40, 0, 0], ['fc3', 4, 0, 0],
+];
+const WINDOWS = { conv1: { k: 5, s: 1, p: 2 }, pool1: { k: 2, s: 2, p: 0 }, conv2: { k: 5, s: 1, p: 0 }, pool2: { k: 2, s: 2, p: 0 } };
+const READS = { conv1: 'input', relu1: 'conv1', pool1: 'relu1', conv2: 'pool1', relu2: 'conv2', pool2: 'relu2', fc1: 'pool2', fc2: 'relu3', fc3: 'relu4' };
+const UNIT_TOLERANCE = 1e-5;
+
+/**
+ * Point at a unit, see why: with a drawn 7 on display (the shipped model), units of conv, ReLU,
+ * pool and linear layers are explained (the page's hook, as pointing does) and checked against the
+ * native engine's values for the same drawing (its PNG through `wgcnn visualize`: layers.json): the unit's value and
+ * the explanation's sum (Σ w·x + b, the max, the ReLU), every value of the conv's patch, the max pool's
+ * winner, the linear unit's strongest inputs, and the receptive field in the layer read and in the input
+ * against LeNet-5's geometry. Then a real mouse hover over a conv2 cell shows the same in #unit.
+ */
+async function checkUnits(t) {
+  const { page } = t;
+  // A drawn 7, saved as the canvas's PNG, so the page and the native binary prepare the same bytes.
+  await clearDrawing(page);
+  await drawDigit(page, DIGITS[7]);
+  const png = Buffer.from(await page.$eval('#draw', (c) => c.toDataURL('image/png').split(',')[1]), 'base64');
+  const drawing = path.join(t.tmp, 'drawn-7.png');
+  fs.writeFileSync(drawing, png);
+  const shownPred = await page.evaluate((b) => window.wgcnnPage.predictPicture(b, 'drawn-7.png'), [...png]);
+  check(shownPred.class === 7, `the drawn 7, as a picture, reads as ${shownPred.class}`);
+  const native = await nativeLayers(path.resolve(t.opts.wgcnn), t.model, drawing, path.join(t.tmp, 'vis'));
+  const layer = (n) => {
+    if (n === 'input') return { shape: native.input_shape, values: native.input };
+    const l = native.layers.find((x) => x.name === n);
+    check(l, `no ${n} in layers.json`);
+    return l;
+  };
+  const chw = (shape) => (shape.length === 3 ? shape : [shape[0], 1, 1]);
+  const valueAt = (l, c, y, x) => { const [, h, w] = chw(l.shape); return l.values[(c * h + y) * w + x]; };
+  const near = (a, b) => Math.abs(a - b) / Math.max(1, Math.abs(b));
+  let worst = 0;
+  const seen = [];
+  for (const [name, c, y, x] of UNITS) {
+    const own = layer(name);
+    const [, h, w] = chw(own.shape);
+    const index = (c * h + y) * w + x;
+    const e = await page.evaluate((n, i) => window.wgcnnPage.explainUnit(n, i), name, index);
+    const what = `${name}[${c}, ${y}, ${x}]`;
+    check(e, `${what}: no explanation`);
+    const want = own.values[index];
+    const d = Math.max(near(e.value, want), near(e.sum, want));
+    worst = Math.max(worst, d);
+    check(d <= UNIT_TOLERANCE, `${what}: the page shows ${e.value} (sum ${e.sum}), natively ${want}`);
+    const read = layer(READS[name]);
+    check(e.reads[0].layer === READS[name], `${what} reads ${e.reads[0].layer}, not ${READS[name]}`);
+    const win = WINDOWS[name];
+    if (win) {
+      const [, rh, rw] = chw(read.shape);
+      const span = (v, size) => [Math.max(0, v * win.s - win.p), Math.min(size - 1, v * win.s - win.p + win.k - 1)];
+      const [y0, y1] = span(y, rh);
+      const [x0, x1] = span(x, rw);
+      const b = e.reads[0].box;
+      check(b.y0 === y0 && b.y1 === y1 && b.x0 === x0 && b.x1 === x1,
+        `${what}: the field in ${READS[name]} is ${JSON.stringify(b)}, LeNet-5's geometry gives rows ${y0}–${y1}, columns ${x0}–${x1}`);
+    }
+    if (e.patch) { // every value the filter multiplies is the native value at its place
+      const [cin, k] = e.patch.shape;
+      for (let ci = 0; ci < cin; ci++) {
+        for (let ky = 0; ky < k; ky++) {
+          for (let kx = 0; kx < k; kx++) {
+            const yy = y * win.s - win.p + ky;
+            const xx = x * win.s - win.p + kx;
+            const [, rh, rw] = chw(read.shape);
+            const nv = yy >= 0 && yy < rh && xx >= 0 && xx < rw ? valueAt(read, ci, yy, xx) : 0;
+            const pv = e.patch.values[(ci * k + ky) * k + kx];
+            worst = Math.max(worst, near(pv, nv));
+            check(near(pv, nv) <= UNIT_TOLERANCE, `${what}: patch value ${pv} at (${ci}, ${yy}, ${xx}), natively ${nv}`);
+          }
+        }
+      }
+    }
+    if (e.winner) {
+      let best = -Infinity;
+      for (let yy = y * 2; yy < y * 2 + 2; yy++) for (let xx = x * 2; xx < x * 2 + 2; xx++) best = Math.max(best, valueAt(read, c, yy, xx));
+      check(near(e.winner.value, best) <= UNIT_TOLERANCE && near(valueAt(read, c, e.winner.y, e.winner.x), best) <= UNIT_TOLERANCE,
+        `${what}: the winner ${JSON.stringify(e.winner)}, natively the window's max is ${best}`);
+    }
+    if (e.strongest) {
+      for (const p of e.strongest) {
+        worst = Math.max(worst, near(p.input, read.values[p.i]));
+        check(near(p.input, read.values[p.i]) <= UNIT_TOLERANCE, `${what}: strongest input #${p.i} is ${p.input}, natively ${read.values[p.i]}`);
+      }
+      const mags = e.strongest.map((p) => Math.abs(p.product));
+      check(mags.every((m, i) => !i || m <= mags[i - 1]), `${what}: the strongest inputs are not in order`);
+    }
+    seen.push(e);
+  }
+  // The field in the input picture of conv2[5, 4, 3]: pool1 rows 4–8 ← conv1 rows 8–17 ← input rows 6–19
+  // (columns: 3–7 ← 6–15 ← 4–17).
+  const c2 = seen.find((e) => e.layer === 'conv2');
+  check(JSON.stringify(c2.inputBox) === JSON.stringify({ y0: 6, y1: 19, x0: 4, x1: 17 }),
+    `conv2[5, 4, 3]'s field in the input is ${JSON.stringify(c2.inputBox)}, not rows 6–19, columns 4–17`);
+  // A real hover over that cell: the panel and the outlines.
+  const target = await page.evaluate(() => {
+    const cv = document.querySelector('canvas.fmap[data-layer="conv2"]');
+    cv.scrollIntoView({ block: 'center' });
+    const r = cv.getBoundingClientRect();
+    const { tileH, tileW, cols, scale } = Object.fromEntries(['tileH', 'tileW', 'cols', 'scale'].map((k) => [k, Number(cv.dataset[k])]));
+    const [c, y, x] = [5, 4, 3];
+    const px = (c % cols) * (tileW * scale + 1) + (x + 0.5) * scale;
+    const py = Math.floor(c / cols) * (tileH * scale + 1) + (y + 0.5) * scale;
+    return { x: r.left + (px * r.width) / cv.width, y: r.top + (py * r.height) / cv.height };
+  });
+  await page.mouse.move(target.x - 30, target.y - 30);
+  await page.mouse.move(target.x, target.y);
+  await page.waitForFunction(() => !document.querySelector('#unit').hidden &&
+    /conv2 \(conv2d\) channel 5, row 4, column 3/.test(document.querySelector('#unit').textContent), { timeout: 30_000 });
+  const shown = await page.evaluate(() => ({
+    text: document.querySelector('#unit').textContent,
+    marks: Object.fromEntries(['cell', 'field'].map((k) => [k, document.querySelectorAll(`#layers .mark.${k}`).length])),
+    canvases: document.querySelectorAll('#unit canvas').length,
+  }));
+  check(/conv2 \(conv2d\) channel 5, row 4, column 3/.test(shown.text), `#unit after hovering: "${shown.text.slice(0, 200)}"`);
+  check(shown.marks.cell === 1 && shown.marks.field === 6 + 1, `outlines: ${JSON.stringify(shown.marks)} (want the cell, 6 pool1 tiles and the input)`);
+  check(shown.canvases === 2, `${shown.canvases} canvases in #unit (want the filter and the patch)`);
+  return `${UNITS.length} units of conv, ReLU, pool and linear layers: values and sums within ${worst.toExponential(2)} ` +
+    `of the native engine's; fields as LeNet-5's geometry; hovering conv2[5, 4, 3] shows "${shown.text.slice(0, 60)}…"`;
+}
+
 /** The shipped checkpoint through #model-file; its state is kept as t.shipped for the later checks. */
 async function checkCheckpoint(t) {
   t.shipped = await loadModel(t.page, t.model);
@@ -323,10 +451,12 @@ async function checkZooInPage(t) {
     op: /^\s*op\s*=\s*"([^"]+)"/m.exec(b)[1],
     inputs: (/^\s*inputs\s*=\s*\[([^\]]*)\]/m.exec(b)?.[1] ?? '').match(/"[^"]+"/g)?.map((q) => q.slice(1, -1)) ?? [],
   }));
+  await focus(page); // the GPU page was in front: a background tab runs no animation frames
   const marker = '(test: loading the zoo)';
   await page.$eval('#model-name', (e, m) => { e.textContent = m; }, marker);
   await page.select('#zoo', file);
-  await page.waitForFunction((m) => document.querySelector('#model-name').textContent !== m, { timeout: 60_000 }, marker);
+  await page.waitForFunction((m) => document.querySelector('#model-name').textContent !== m,
+    { timeout: 60_000, polling: 100 }, marker);
   await settle(page);
   const maps = async () => page.evaluate(() => Array.from(document.querySelectorAll('#layers figure'), (f) => ({
     layer: f.querySelector('canvas').dataset.layer,
@@ -484,6 +614,8 @@ async function takeScreenshot(t) {
   const file = t.opts.screenshot;
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   await t.page.evaluate(() => window.scrollTo(0, 0));
+  // A unit explained, as pointing at it shows: conv2, channel 5, row 4, column 3.
+  await t.page.evaluate(() => window.wgcnnPage.explainUnit('conv2', (5 * 10 + 4) * 10 + 3));
   await t.page.screenshot({ path: file, fullPage: true });
   return `${fs.statSync(file).size} bytes`;
 }
@@ -497,6 +629,7 @@ async function runChecks(t) {
     () => checkDrawnDigits(t));
   await step('every layer canvas shows a picture', () => checkLayerCanvases(t));
   await step('parity with native wgcnn predict', () => checkParity(t));
+  await step('pointing at units of conv, pool and linear layers explains them as the native engine computes', () => checkUnits(t));
   await step('loading a checkpoint through #model-file', () => checkCheckpoint(t));
   await step('a corrupt checkpoint is reported and the previous model kept', () => checkCorrupt(t));
   await step('a model file (models/lenet5.toml) loads', () => checkModelFile(t));

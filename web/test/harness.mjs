@@ -183,3 +183,21 @@ export function nativePredict(bin, model, picture) {
       });
   });
 }
+
+/** `wgcnn visualize` of `picture` with `model` into `out`: resolves with its layers.json. */
+export function nativeLayers(bin, model, picture, out) {
+  return new Promise((resolve, reject) => {
+    execFile(bin, ['visualize', '--model', model, '--out', out, picture], { timeout: 300_000, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`${bin} visualize failed: ${err.message}\nstderr: ${stderr.slice(0, 2000)}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(fs.readFileSync(path.join(out, 'layers.json'), 'utf8')));
+        } catch (e) {
+          reject(new Error(`${out}/layers.json: ${e.message}`));
+        }
+      });
+  });
+}
