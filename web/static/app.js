@@ -461,6 +461,8 @@ window.wgcnnPage = {
   get models() {
     return { showing, loaded: models.loaded && models.loaded.summary, trained: models.trained && models.trained.summary };
   },
+  /** The model on display's layers (engine.layerGraph). */
+  get layerGraph() { return JSON.parse(JSON.stringify(layerGraph)); },
   /** Explain unit `index` of layer `name` as pointing at it does; returns the explanation. */
   explainUnit: async (name, index) => JSON.parse(JSON.stringify(await showUnit(name, index))),
   /** Put 'loaded' or 'trained' on display, as #model-switch's buttons do. */

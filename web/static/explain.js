@@ -76,6 +76,20 @@ export function receptiveField(pred, graph, name, y, x) {
 const tensorOf = (tensors, name) => name && tensors.find((t) => t.name === name);
 
 /**
+ * Whether layer `name`'s map already holds its ReLU's output: the engine runs batch norm + ReLU (and
+ * add + ReLU) as one kernel, so the map shown for the batch norm (or add) equals the ReLU's after it.
+ */
+function fusedWithRelu(pred, graph, name, own) {
+  return graph.some((g) => {
+    if (g.op !== 'relu' || g.inputs.length !== 1 || g.inputs[0] !== name) return false;
+    const r = valuesOf(pred, g.name);
+    if (!r || r.values.length !== own.values.length) return false;
+    for (let i = 0; i < r.values.length; i++) if (r.values[i] !== own.values[i]) return false;
+    return true;
+  });
+}
+
+/**
  * Explain unit `index` (flat, in the layer's [c, h, w] order) of layer `name` of prediction `pred`:
  * `graph` is the engine's layerGraph, `tensors` its tensors(). Returns
  * `{layer, op, at: {c, y, x}, value, reads: [{layer, box, channels}], inputBox, ...}` with, by op:
@@ -176,8 +190,10 @@ export function explainUnit(pred, graph, tensors, name, index) {
   } else if (l.op === 'batchnorm2d') {
     const g = (key) => tensorOf(tensors, l[key]).values[c];
     const v = at(first, c, y, x);
-    out.sum = ((v - g('mean')) / Math.sqrt(g('var') + l.eps)) * g('weight') + g('bias');
-    out.formula = { input: v, mean: g('mean'), var: g('var'), eps: l.eps, gamma: g('weight'), beta: g('bias') };
+    const bn = ((v - g('mean')) / Math.sqrt(g('var') + l.eps)) * g('weight') + g('bias');
+    const relu = fusedWithRelu(pred, graph, name, own);
+    out.sum = relu ? Math.max(0, bn) : bn;
+    out.formula = { input: v, mean: g('mean'), var: g('var'), eps: l.eps, gamma: g('weight'), beta: g('bias'), normalised: bn, relu };
     out.reads.push({ layer: first.name, box: field.get(first.name), channels: [c] });
   } else if (l.op === 'relu' || l.op === 'tanh' || l.op === 'sigmoid' || l.op === 'dropout') {
     const v = at(first, c, y, x);
@@ -186,8 +202,10 @@ export function explainUnit(pred, graph, tensors, name, index) {
     out.reads.push({ layer: first.name, box: field.get(first.name), channels: [c] });
   } else if (l.op === 'add') {
     const parts = ins.map((v) => at(v, c, y, x));
-    out.sum = parts.reduce((a, b) => a + b, 0);
-    out.formula = { parts };
+    const total = parts.reduce((a, b) => a + b, 0);
+    const relu = fusedWithRelu(pred, graph, name, own);
+    out.sum = relu ? Math.max(0, total) : total;
+    out.formula = { parts, total, relu };
     for (const v of ins) out.reads.push({ layer: v.name, box: field.get(v.name), channels: [c] });
   } else if (l.op === 'concat') {
     let offset = 0;
@@ -240,11 +258,13 @@ export function describe(e) {
     lines.push(`the mean of ${read.layer} channel ${e.at.c}, ${box(read.box)} (${e.count} cells) = ${f4(e.sum)}`);
   } else if (e.op === 'batchnorm2d') {
     const f = e.formula;
-    lines.push(`(${f4(f.input)} − ${f4(f.mean)}) / √(${f4(f.var)} + ${f.eps}) × ${f4(f.gamma)} + ${f4(f.beta)} = ${f4(e.sum)}`);
+    lines.push(`(${f4(f.input)} − ${f4(f.mean)}) / √(${f4(f.var)} + ${f.eps}) × ${f4(f.gamma)} + ${f4(f.beta)} = ${f4(f.normalised)}` +
+      (f.relu ? `; with its ReLU (one kernel, so this map shows both): ${f4(e.sum)}` : ''));
   } else if (e.formula && 'input' in e.formula) {
     lines.push(`${e.op}(${f4(e.formula.input)}) = ${f4(e.sum)}, from ${read.layer} at the same place`);
   } else if (e.op === 'add') {
-    lines.push(`${e.reads.map((r) => r.layer).join(' + ')}: ${e.formula.parts.map(f4).join(' + ')} = ${f4(e.sum)}`);
+    lines.push(`${e.reads.map((r) => r.layer).join(' + ')}: ${e.formula.parts.map(f4).join(' + ')} = ${f4(e.formula.total)}` +
+      (e.formula.relu ? `; with its ReLU (one kernel, so this map shows both): ${f4(e.sum)}` : ''));
   } else if (e.op === 'concat') {
     lines.push(`channel ${e.formula.channel} of ${e.formula.from}`);
   }

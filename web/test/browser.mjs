@@ -245,6 +245,7 @@ async function checkUnits(t) {
   const png = Buffer.from(await page.$eval('#draw', (c) => c.toDataURL('image/png').split(',')[1]), 'base64');
   const drawing = path.join(t.tmp, 'drawn-7.png');
   fs.writeFileSync(drawing, png);
+  t.drawing = drawing; // for checkEveryOp
   const shownPred = await page.evaluate((b) => window.wgcnnPage.predictPicture(b, 'drawn-7.png'), [...png]);
   check(shownPred.class === 7, `the drawn 7, as a picture, reads as ${shownPred.class}`);
   const native = await nativeLayers(path.resolve(t.opts.wgcnn), t.model, drawing, path.join(t.tmp, 'vis'));
@@ -485,7 +486,50 @@ async function checkZooInPage(t) {
   const m = await page.evaluate(() => window.wgcnnPage.models);
   check(m.showing === 'trained' && /^inception-mini/.test(m.trained), `after training: ${JSON.stringify(m)}`);
   check_maps(await maps(), 'trained');
-  return `"${name}": ${n} maps, the four branches from pool1 joined at inc1.cat; trained 2 steps here (loss ${r.history[0].loss.toFixed(3)})`;
+  const explained = await checkEveryOp(t, 'inception-mini');
+  // resnet-mini (fresh): stride-2 and 1x1 convs, add, global average pooling.
+  const resnet = await loadModel(page, path.join(MODELS, 'resnet-mini.toml'));
+  const explainedRes = await checkEveryOp(t, 'resnet-mini');
+  // densenet-mini (fresh): average pooling, concat of a dense block.
+  const densenet = await loadModel(page, path.join(MODELS, 'densenet-mini.toml'));
+  const explainedDense = await checkEveryOp(t, 'densenet-mini');
+  return `"${name}": ${n} maps, the four branches from pool1 joined at inc1.cat; trained 2 steps here ` +
+    `(loss ${r.history[0].loss.toFixed(3)}); one unit of every layer explained as natively: ${explained}; ` +
+    `"${resnet.name}": ${explainedRes}; "${densenet.name}": ${explainedDense}`;
+}
+
+/**
+ * Every op of the model on display explained as the native engine computes it: the model downloaded,
+ * the drawn 7 (checkUnits) classified in the page and by `wgcnn visualize` with that checkpoint, then
+ * one unit of every shown layer (its largest) explained; its value and the explanation's sum
+ * (conv, batch norm with its running statistics, ReLU, pools, add, concat, global average pool,
+ * linear) must equal the native value to UNIT_TOLERANCE. Returns "ops: worst difference".
+ */
+async function checkEveryOp(t, label) {
+  const { page } = t;
+  const ckpt = path.join(t.tmp, `${label}.safetensors`);
+  fs.writeFileSync(ckpt, Buffer.from(await page.evaluate(() => window.wgcnnPage.modelBase64()), 'base64'));
+  const png = [...fs.readFileSync(t.drawing)];
+  await page.evaluate((b) => window.wgcnnPage.predictPicture(b, 'drawn-7.png'), png);
+  await settle(page);
+  const native = await nativeLayers(path.resolve(t.opts.wgcnn), ckpt, t.drawing, path.join(t.tmp, `vis-${label}`));
+  const graph = await page.evaluate(() => window.wgcnnPage.layerGraph);
+  const ops = new Set();
+  let worst = 0;
+  for (const l of graph) {
+    const nl = native.layers.find((x) => x.name === l.name);
+    if (!nl) continue; // a view (flatten), not shown
+    // The unit of largest |value|: never one a ReLU clamped to 0, where a wrong sum could hide.
+    const index = nl.values.reduce((best, v, i, a) => (Math.abs(v) > Math.abs(a[best]) ? i : best), 0);
+    const e = await page.evaluate((n, i) => window.wgcnnPage.explainUnit(n, i), l.name, index);
+    check(e && typeof e.sum === 'number', `${label} ${l.name} (${l.op}): no sum in the explanation`);
+    const want = nl.values[index];
+    const d = Math.max(Math.abs(e.value - want), Math.abs(e.sum - want)) / Math.max(1, Math.abs(want));
+    check(d <= UNIT_TOLERANCE, `${label} ${l.name} (${l.op}) unit ${index}: the page shows ${e.value}, its explanation sums to ${e.sum}, natively ${want}`);
+    worst = Math.max(worst, d);
+    ops.add(l.op);
+  }
+  return `${[...ops].sort().join(', ')}: within ${worst.toExponential(2)}`;
 }
 
 /** The panel as shown: #train-stats, the curve's axis end and points, #model-name, which model. */
@@ -645,7 +689,8 @@ async function runChecks(t) {
     () => checkZoo(t, MODELS, ZOO, ZOO_STEPS, TRAIN_TIMEOUT));
   await step(`LeNet-5 trains ${GPU_STEPS} steps with the same losses and weights under both plans`,
     () => checkGpuTraining(t));
-  await step('inception-mini from the zoo shows every branch and trains in the page', () => checkZooInPage(t));
+  await step('inception-mini from the zoo shows every branch and trains in the page; every op explained as natively',
+    () => checkZooInPage(t));
   await step(`training ${TRAIN_STEPS} steps in the page`, () => checkTraining(t));
   await step('the trained model, downloaded, predicts natively as in the page', () => checkDownload(t));
   await step('a run stopped early keeps both models; switching shows each with its own panel',
