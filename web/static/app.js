@@ -172,7 +172,7 @@ function hideUnit() {
  */
 async function showUnit(name, index) {
   const pred = lastPrediction;
-  if (!pred || !layerGraph.some((l) => l.name === name)) { hideUnit(); return null; }
+  if (!pred || !(name === 'input' || name === 'softmax' || layerGraph.some((l) => l.name === name))) { hideUnit(); return null; }
   if (!modelTensors) modelTensors = Array.from(await enqueue(() => engine.tensors()));
   const e = explainUnit(pred, layerGraph, modelTensors, name, index);
   if (!e) { hideUnit(); return null; }
@@ -193,7 +193,7 @@ async function showUnit(name, index) {
   }
   if (e.winner) { const c = canvasOf(e.reads[0].layer); if (c) markCells(c, [single(e.winner)], 'winner'); }
   const input = canvasOf('input');
-  if (e.inputBox && input && !e.reads.some((r) => r.layer === 'input')) {
+  if (e.inputBox && input && name !== 'input' && !e.reads.some((r) => r.layer === 'input')) {
     markCells(input, [...Array(Number(input.dataset.count) || 0).keys()].map((t) => ({ tile: t, ...e.inputBox })), 'field');
   }
   const lines = describe(e).map((t) => { const p = document.createElement('p'); p.textContent = t; return p; });

@@ -98,6 +98,8 @@ function fusedWithRelu(pred, graph, name, own) {
  * average pool `{sum, count}`, batch norm, activations, add and concat `{formula, sum}`.
  */
 export function explainUnit(pred, graph, tensors, name, index) {
+  if (name === 'softmax') return explainSoftmax(pred, graph, index);
+  if (name === 'input') return explainInput(pred, index);
   const byName = new Map(graph.map((l) => [l.name, l]));
   const l = byName.get(name);
   const own = valuesOf(pred, name);
@@ -231,13 +233,42 @@ export function explainUnit(pred, graph, tensors, name, index) {
   return out;
 }
 
+/** A class probability: exp(z_k − max z) / Σ_j exp(z_j − max z) over the last layer's outputs (the logits). */
+function explainSoftmax(pred, graph, k) {
+  const last = graph[graph.length - 1];
+  const logits = valuesOf(pred, last.name);
+  if (!logits) return null;
+  const z = Array.from(logits.values);
+  const m = Math.max(...z);
+  const total = z.reduce((a, v) => a + Math.exp(v - m), 0);
+  const n = z.length;
+  return {
+    layer: 'softmax', op: 'softmax', shape: [n], index: k, at: { c: k, y: 0, x: 0 }, value: pred.probabilities[k],
+    sum: Math.exp(z[k] - m) / total, formula: { logit: z[k], max: m, total },
+    reads: [{ layer: last.name, box: { y0: 0, y1: 0, x0: 0, x1: 0 }, channels: [...Array(n).keys()] }], inputBox: null, channels: n,
+  };
+}
+
+/** A cell of the input: the picture's value there and what the network reads, (v − mean) / std. */
+function explainInput(pred, index) {
+  const v = valuesOf(pred, 'input');
+  const [C, H, W] = v.shape;
+  const c = Math.floor(index / (H * W));
+  const y = Math.floor((index % (H * W)) / W);
+  const x = index % W;
+  return {
+    layer: 'input', op: 'input', shape: v.shape, index, at: { c, y, x }, value: pred.input[index], sum: v.values[index],
+    formula: { picture: pred.input[index], fed: v.values[index] }, reads: [], inputBox: { y0: y, y1: y, x0: x, x1: x }, channels: C,
+  };
+}
+
 const f4 = (v) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toFixed(4));
 
 /** The explanation as lines of text for the page's #unit panel. */
 export function describe(e) {
   const where = e.shape.length === 3 && e.shape[1] * e.shape[2] > 1
     ? `channel ${e.at.c}, row ${e.at.y}, column ${e.at.x}` : `unit ${e.index}`;
-  const lines = [`${e.layer} (${e.op}) ${where} = ${f4(e.value)} on the GPU`];
+  const lines = [`${e.layer} (${e.op}) ${where} = ${f4(e.value)} ${e.op === 'input' ? 'in the prepared picture' : 'on the GPU'}`];
   const box = (b) => (b ? `rows ${b.y0}–${b.y1}, columns ${b.x0}–${b.x1}` : '');
   const read = e.reads[0];
   if (e.op === 'conv2d') {
@@ -267,6 +298,13 @@ export function describe(e) {
       (e.formula.relu ? `; with its ReLU (one kernel, so this map shows both): ${f4(e.sum)}` : ''));
   } else if (e.op === 'concat') {
     lines.push(`channel ${e.formula.channel} of ${e.formula.from}`);
+  } else if (e.op === 'softmax') {
+    const f = e.formula;
+    lines.push(`exp(${f4(f.logit)} − ${f4(f.max)}) / Σ exp(z − ${f4(f.max)}) over the ${e.channels} outputs of ` +
+      `${read.layer} (Σ = ${f4(f.total)}) = ${f4(e.sum)}`);
+  } else if (e.op === 'input') {
+    lines.push(`the prepared picture's value ${f4(e.formula.picture)}; the network reads ${f4(e.formula.fed)} (after its normalisation)`);
+    return lines;
   }
   if (e.inputBox) lines.push(`In the input picture it sees ${box(e.inputBox)}.`);
   return lines;

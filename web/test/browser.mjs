@@ -315,6 +315,14 @@ async function checkUnits(t) {
     }
     seen.push(e);
   }
+  // The class probability and an input cell explain themselves too.
+  const soft = await page.evaluate(() => window.wgcnnPage.explainUnit('softmax', 7));
+  const ds = Math.max(Math.abs(soft.value - native.probabilities[7]), Math.abs(soft.sum - native.probabilities[7]));
+  check(ds <= UNIT_TOLERANCE && soft.reads[0].layer === 'fc3', `softmax[7]: ${JSON.stringify(soft)}, natively ${native.probabilities[7]}`);
+  const pixel = (14 * 28) + 14;
+  const inp = await page.evaluate((i) => window.wgcnnPage.explainUnit('input', i), pixel);
+  check(Math.abs(inp.sum - native.input[pixel]) <= UNIT_TOLERANCE, `input[14, 14]: the page feeds ${inp.sum}, natively ${native.input[pixel]}`);
+  worst = Math.max(worst, ds);
   // The field in the input picture of conv2[5, 4, 3]: pool1 rows 4–8 ← conv1 rows 8–17 ← input rows 6–19
   // (columns: 3–7 ← 6–15 ← 4–17).
   const c2 = seen.find((e) => e.layer === 'conv2');
@@ -343,7 +351,7 @@ async function checkUnits(t) {
   check(/conv2 \(conv2d\) channel 5, row 4, column 3/.test(shown.text), `#unit after hovering: "${shown.text.slice(0, 200)}"`);
   check(shown.marks.cell === 1 && shown.marks.field === 6 + 1, `outlines: ${JSON.stringify(shown.marks)} (want the cell, 6 pool1 tiles and the input)`);
   check(shown.canvases === 2, `${shown.canvases} canvases in #unit (want the filter and the patch)`);
-  return `${UNITS.length} units of conv, ReLU, pool and linear layers: values and sums within ${worst.toExponential(2)} ` +
+  return `${UNITS.length} units of conv, ReLU, pool and linear layers, a class probability and an input cell: values and sums within ${worst.toExponential(2)} ` +
     `of the native engine's; fields as LeNet-5's geometry; hovering conv2[5, 4, 3] shows "${shown.text.slice(0, 60)}…"`;
 }
 
