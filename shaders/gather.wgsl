@@ -156,10 +156,11 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let local = item - p.shard_first;
     let plane = PLANE;
     let c = j / plane;
-    var at = j;
-    var inside = true;
+    let base = local * p.item_size;
+    var value = 0.0;
     let warping = any(p.warp != vec4(0.0)) || p.thick != 0.0;
-    if (warping) {
+    if (warping || p.pad > 0u || p.flip != 0u) {
+        // The item's flip and crop offset (dx, dy) in [0, 2 pad], shared by the crop and the warp.
         let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
         let h2 = mix32(h1);
         let r = j % plane;
@@ -169,33 +170,21 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             x = p.width - 1u - x;
         }
         let span = 2u * p.pad + 1u;
-        let ox = f32((h1 >> 1u) % span) - f32(p.pad);
-        let oy = f32(h2 % span) - f32(p.pad);
-        let value = warped(local * p.item_size + c * plane, x, y, ox, oy, h2);
-        out_x[i] = (value / p.divisor - p.mean[c]) / p.stdev[c];
-        if (j == 0u) { out_y[b] = byte_at_labels(local); }
-        return;
-    }
-    if (p.pad > 0u || p.flip != 0u) {
-        let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
-        let h2 = mix32(h1);
-        let r = j % plane;
-        var x = r % WIDTH;
-        let y = r / WIDTH;
-        if (p.flip != 0u && (h1 & 1u) == 1u) {
-            x = p.width - 1u - x;
+        let dx = (h1 >> 1u) % span;
+        let dy = h2 % span;
+        if (warping) {
+            value = warped(base + c * plane, x, y, f32(dx) - f32(p.pad), f32(dy) - f32(p.pad), h2);
+        } else {
+            // The source pixel (x + dx - pad, y + dy - pad); outside is padding.
+            let sx = x + dx;
+            let sy = y + dy;
+            if (sx >= p.pad && sx < p.width + p.pad && sy >= p.pad && sy < p.height + p.pad) {
+                value = f32(byte_at_images(base + c * plane + (sy - p.pad) * p.width + (sx - p.pad)));
+            }
         }
-        // The source pixel (x + dx - pad, y + dy - pad) with dx, dy in [0, 2 pad]; outside is padding.
-        let span = 2u * p.pad + 1u;
-        let sx = x + (h1 >> 1u) % span;
-        let sy = y + h2 % span;
-        inside = sx >= p.pad && sx < p.width + p.pad && sy >= p.pad && sy < p.height + p.pad;
-        at = c * plane + (sy - p.pad) * p.width + (sx - p.pad);
+    } else {
+        value = f32(byte_at_images(base + j));
     }
-    var byte = 0u;
-    if (inside) {
-        byte = byte_at_images(local * p.item_size + at);
-    }
-    out_x[i] = (f32(byte) / p.divisor - p.mean[c]) / p.stdev[c];
+    out_x[i] = (value / p.divisor - p.mean[c]) / p.stdev[c];
     if (j == 0u) { out_y[b] = byte_at_labels(local); }
 }

@@ -18,7 +18,8 @@ pub fn augmentation_of(t: &Transform, item: u32) -> (u32, u32, bool) {
 
 /// [`gather_batch`] with normalisation and augmentation: element `(c, y, x)` of item `i` reads the
 /// byte at `(c, y + dy − pad, x' + dx − pad)` (0 outside the picture) where `x' = width − 1 − x` when
-/// flipped, then `x = (byte / divisor − mean[c]) / std[c]`.
+/// flipped (with a warp, [`warped`]'s value at `(x', y)` with that crop offset instead of the byte), then
+/// `x = (byte / divisor − mean[c]) / std[c]`.
 pub fn gather_batch_transformed(t: &Transform, images: &[u8], labels: &[u8], indices: &[u32]) -> (Vec<f32>, Vec<u32>) {
     let item = images.len() / labels.len();
     let [_, h, w] = t.chw;
@@ -33,32 +34,28 @@ pub fn gather_batch_transformed(t: &Transform, images: &[u8], labels: &[u8], ind
         }
         let src = &images[i as usize * item..(i as usize + 1) * item];
         let (dx, dy, flip) = if t.augments() { augmentation_of(t, i) } else { (t.pad, t.pad, false) };
-        if !t.warp.is_none() {
-            let draw = warp_of(t, i);
-            let (ox, oy) = (dx as f32 - t.pad as f32, dy as f32 - t.pad as f32);
-            for j in 0..item {
-                let (c, r) = (j / plane, j % plane);
-                let (mut px, py) = (r % w, r / w);
-                if flip {
-                    px = w - 1 - px;
-                }
-                let v = warped(&draw, &src[c * plane..(c + 1) * plane], [h, w], [px, py], [ox, oy]);
-                x.push((v / t.divisor - t.mean[c]) / t.std[c]);
-            }
-            y.push(u32::from(labels[i as usize]));
-            continue;
-        }
+        let draw = (!t.warp.is_none()).then(|| warp_of(t, i));
+        let pad = t.pad as usize;
         for j in 0..item {
             let (c, r) = (j / plane, j % plane);
             let (mut px, py) = (r % w, r / w);
             if flip {
                 px = w - 1 - px;
             }
-            let (sx, sy) = (px + dx as usize, py + dy as usize);
-            let pad = t.pad as usize;
-            let inside = sx >= pad && sx < w + pad && sy >= pad && sy < h + pad;
-            let byte = if inside { src[c * plane + (sy - pad) * w + (sx - pad)] } else { 0 };
-            x.push((f32::from(byte) / t.divisor - t.mean[c]) / t.std[c]);
+            let channel = &src[c * plane..(c + 1) * plane];
+            let value = match &draw {
+                Some(d) => warped(d, channel, [h, w], [px, py], [dx as f32 - pad as f32, dy as f32 - pad as f32]),
+                None => {
+                    let (sx, sy) = (px + dx as usize, py + dy as usize);
+                    let inside = sx >= pad && sx < w + pad && sy >= pad && sy < h + pad;
+                    if inside {
+                        f32::from(channel[(sy - pad) * w + (sx - pad)])
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            x.push((value / t.divisor - t.mean[c]) / t.std[c]);
         }
         y.push(u32::from(labels[i as usize]));
     }
