@@ -179,6 +179,48 @@ fn run_sharded_gather(
     c.run(&launches.iter().collect::<Vec<_>>()).unwrap();
 }
 
+/// A random gather case: `items` pictures of `chw` bytes with labels below 10, `batch` indices into
+/// them, and a transform normalising each channel by a random mean and deviation (no augmentation).
+fn random_gather_case(
+    r: &mut wgcnn::rng::Rng,
+    items: usize,
+    chw: [usize; 3],
+    batch: usize,
+) -> (Vec<u8>, Vec<u8>, Vec<u32>, wgcnn::kernels::gather::Transform) {
+    let item = chw.iter().product::<usize>();
+    let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
+    let indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+    let mut t = wgcnn::kernels::gather::Transform::plain(255.0, item);
+    t.chw = chw;
+    for ch in 0..chw[0] {
+        t.mean[ch] = r.uniform(0.1, 0.6) as f32;
+        t.std[ch] = r.uniform(0.1, 0.4) as f32;
+    }
+    (images, labels, indices, t)
+}
+
+/// Gather `indices` under `t` on the GPU (the set split into shards of `shard` items) and check x and
+/// y against the CPU reference (`what` names the check); returns the reference's x.
+fn check_gather(
+    what: &str,
+    t: &wgcnn::kernels::gather::Transform,
+    (images, labels): (&[u8], &[u8]),
+    indices: &[u32],
+    shard: usize,
+    tol: Tol,
+) -> Vec<f32> {
+    let c = ctx();
+    let (batch, item) = (indices.len(), t.chw.iter().product::<usize>());
+    let idt = Tensor::from_u32(c, "indices", &[batch], indices).unwrap();
+    let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
+    run_sharded_gather(what, t, (images, labels), shard, &idt, (&xt, &yt));
+    let (want_x, want_y) = cpu::gather_batch_transformed(t, images, labels, indices);
+    check(&format!("{what}.x"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
+    check_u32(&format!("{what}.y"), &yt.to_u32(c).unwrap(), &want_y);
+    want_x
+}
+
 #[test]
 fn gather_batch_normalises_and_augments_as_the_reference() {
     // Per-channel normalisation, random crops (zero padding) and flips drawn from (seed, epoch, item),
@@ -186,7 +228,6 @@ fn gather_batch_normalises_and_augments_as_the_reference() {
     // past 65,535 workgroups, and a set split into shards. Tolerance: WGSL lets a division be 2.5 ULP
     // off, so |Δ| ≤ 1e-6 + 1e-6·|ref| (values are within ±10); labels exact.
     use wgcnn::kernels::gather::Transform;
-    let c = ctx();
     let mut r = rng(710);
     let tol = Tol { atol: 1e-6, rtol: 1e-6 };
     for (name, items, chw, batch, pad, flip, shard) in [
@@ -198,24 +239,10 @@ fn gather_batch_normalises_and_augments_as_the_reference() {
         ("sharded", 23, [3, 6, 7], 16, 1, true, 10),
         ("grid_past_65535", 40, [3, 32, 32], 1400, 4, true, 40),
     ] {
-        let item = chw.iter().product::<usize>();
-        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
-        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
-        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        let (images, labels, mut indices, mut t) = random_gather_case(&mut r, items, chw, batch);
         indices[batch / 2] = items as u32 + 1; // past the end: zeros, label u32::MAX
-        let mut t = Transform::plain(255.0, item);
-        t.chw = chw;
-        for ch in 0..chw[0] {
-            t.mean[ch] = r.uniform(0.1, 0.6) as f32;
-            t.std[ch] = r.uniform(0.1, 0.4) as f32;
-        }
         (t.pad, t.flip, t.seed, t.epoch) = (pad, flip, 12345, 3);
-        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
-        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        run_sharded_gather(name, &t, (&images, &labels), shard, &idt, (&xt, &yt));
-        let (want_x, want_y) = cpu::gather_batch_transformed(&t, &images, &labels, &indices);
-        check(&format!("gather_batch.x/{name}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
-        check_u32(&format!("gather_batch.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+        check_gather(&format!("gather_batch/{name}"), &t, (&images, &labels), &indices, shard, tol);
         if t.augments() {
             // The draws change with the epoch and differ between items.
             let (dx, dy, f) = cpu::augmentation_of(&t, 0);
@@ -259,7 +286,6 @@ fn gather_warps_as_the_reference() {
     // round differently from Rust's (a few ULP of an angle), which moves a sample by under 1e-5 pixels,
     // and bilinear sampling is continuous in its position; labels exact.
     use wgcnn::kernels::gather::{Transform, Warp};
-    let c = ctx();
     let mut r = rng(711);
     let tol = Tol { atol: 1e-4, rtol: 0.0 };
     let full = Warp { rotate: 0.3, shear: 0.25, scale: 0.2, shift: 2.5, thick: 1.2 };
@@ -272,26 +298,12 @@ fn gather_warps_as_the_reference() {
         ("sharded", 23, [1, 6, 7], 16, 0, false, full, 10),
         ("grid_past_65535", 20, [1, 28, 28], 6000, 0, false, full, 20),
     ] {
-        let item = chw.iter().product::<usize>();
-        let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
-        let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
-        let mut indices: Vec<u32> = (0..batch).map(|_| r.below(items as u64) as u32).collect();
+        let (images, labels, mut indices, mut t) = random_gather_case(&mut r, items, chw, batch);
         if batch > 1 {
             indices[batch / 2] = items as u32 + 1;
         }
-        let mut t = Transform::plain(255.0, item);
-        t.chw = chw;
-        for ch in 0..chw[0] {
-            t.mean[ch] = r.uniform(0.1, 0.6) as f32;
-            t.std[ch] = r.uniform(0.1, 0.4) as f32;
-        }
         (t.pad, t.flip, t.warp, t.seed, t.epoch) = (pad, flip, warp, 99, 2);
-        let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
-        let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        run_sharded_gather(name, &t, (&images, &labels), shard, &idt, (&xt, &yt));
-        let (want_x, want_y) = cpu::gather_batch_transformed(&t, &images, &labels, &indices);
-        check(&format!("gather_batch.warp.x/{name}"), &xt.to_f32(c).unwrap(), &to_f64(&want_x), tol);
-        check_u32(&format!("gather_batch.warp.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
+        let want_x = check_gather(&format!("gather_batch.warp/{name}"), &t, (&images, &labels), &indices, shard, tol);
         // A warp changes the pictures: not the plain gather's values.
         let (plain_x, _) =
             cpu::gather_batch_transformed(&Transform { warp: Warp::default(), ..t }, &images, &labels, &indices);
