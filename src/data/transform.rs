@@ -166,10 +166,10 @@ impl std::str::FromStr for Augment {
             return Ok(a);
         }
         for part in s.split(',').map(str::trim) {
-            let number = |n: &str, what: &str, max: f32| -> std::result::Result<f32, String> {
+            let number = |n: &str, what: &str| -> std::result::Result<f32, String> {
                 let v: f32 = n.trim().parse().map_err(|e| format!("{part}: {e} ({what})"))?;
-                if !(v.is_finite() && (0.0..max).contains(&v)) {
-                    return Err(format!("{part}: {what} must be at least 0 and below {max}"));
+                if !v.is_finite() {
+                    return Err(format!("{part}: not a finite number ({what})"));
                 }
                 Ok(v)
             };
@@ -178,14 +178,15 @@ impl std::str::FromStr for Augment {
                 Some(("crop", n)) => {
                     a.crop = n.trim().parse().map_err(|e| format!("crop={n}: {e} (a padding in pixels)"))?;
                 }
-                Some(("rotate", n)) => a.rotate = number(n, "an angle in degrees", 180.0)?,
-                Some(("shear", n)) => a.shear = number(n, "an angle in degrees", 60.0)?,
-                Some(("scale", n)) => a.scale = number(n, "a relative size change", 1.0)?,
-                Some(("shift", n)) => a.shift = number(n, "a distance in pixels", 1e6)?,
-                Some(("thick", n)) => a.thick = number(n, "a stroke radius change in pixels", 1e6)?,
+                Some(("rotate", n)) => a.rotate = number(n, "an angle in degrees")?,
+                Some(("shear", n)) => a.shear = number(n, "an angle in degrees")?,
+                Some(("scale", n)) => a.scale = number(n, "a relative size change")?,
+                Some(("shift", n)) => a.shift = number(n, "a distance in pixels")?,
+                Some(("thick", n)) => a.thick = number(n, "a stroke radius change in pixels")?,
                 _ => return Err(format!("{part:?}: {AUGMENT_HELP}")),
             }
         }
+        a.check_ranges()?;
         Ok(a)
     }
 }
@@ -234,27 +235,42 @@ impl Augment {
         }
     }
 
-    /// Check the augmentation fits a model input `[C, H, W]`: the crop's padding must be smaller than
-    /// the picture, the shift smaller than half of it and the stroke change smaller than a quarter; every
-    /// figure finite and in its range (as the parser checks, for values built in code or read from a
-    /// resume record).
+    /// The limits that hold whatever the picture: every figure finite and at least 0, rotate below 180,
+    /// shear below 60 and scale below 1 (the parser's checks and [`Augment::check`]'s first).
+    fn check_ranges(&self) -> std::result::Result<(), String> {
+        let figures = [
+            ("rotate", self.rotate, 180.0),
+            ("shear", self.shear, 60.0),
+            ("scale", self.scale, 1.0),
+            ("shift", self.shift, f32::INFINITY),
+            ("thick", self.thick, f32::INFINITY),
+        ];
+        for (name, v, max) in figures {
+            if !(v.is_finite() && (0.0..max).contains(&v)) {
+                return Err(match max.is_finite() {
+                    true => format!("{name}={v} must be at least 0 and below {max}"),
+                    false => format!("{name}={v} must be a finite number, at least 0"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the augmentation fits a model input `[C, H, W]`: the ranges above (for values built in
+    /// code or read from a resume record), the crop's padding smaller than the picture, the shift
+    /// smaller than half of it and the stroke change smaller than a quarter.
     pub fn check(&self, [_, h, w]: [usize; 3]) -> Result<()> {
         let bad = |what: String| Err(Error::Train(format!("--augment {what} for the {h}x{w} input")));
+        self.check_ranges().or_else(bad)?;
         let side = h.min(w) as f32;
         if self.crop as usize >= h.min(w) {
             return bad(format!("crop={} must be smaller than the picture", self.crop));
         }
-        if !(self.shift.is_finite() && self.shift >= 0.0 && self.shift < side / 2.0) {
-            return bad(format!("shift={} must be at least 0 and smaller than half the picture", self.shift));
+        if self.shift >= side / 2.0 {
+            return bad(format!("shift={} must be smaller than half the picture", self.shift));
         }
-        if !(self.thick.is_finite() && self.thick >= 0.0 && self.thick < side / 4.0) {
-            return bad(format!("thick={} must be at least 0 and smaller than a quarter of the picture", self.thick));
-        }
-        for (name, v, max) in [("rotate", self.rotate, 180.0), ("shear", self.shear, 60.0), ("scale", self.scale, 1.0)]
-        {
-            if !(v.is_finite() && (0.0..max).contains(&v)) {
-                return bad(format!("{name}={v} must be at least 0 and below {max}"));
-            }
+        if self.thick >= side / 4.0 {
+            return bad(format!("thick={} must be smaller than a quarter of the picture", self.thick));
         }
         Ok(())
     }
