@@ -223,12 +223,6 @@ impl Engine {
         Ok(out.into())
     }
 
-    /// Whether the model on display is the one trained in the page.
-    #[wasm_bindgen(getter, js_name = trainedShown)]
-    pub fn trained_shown(&self) -> bool {
-        self.trained_shown.get()
-    }
-
     /// The other model's reading of a drawing (`{class, probabilities, classes}`, no layers), or `null`
     /// when there is no other model.
     pub async fn compare(&self, pixels: Vec<u8>, width: usize, height: usize) -> Result<JsValue, JsError> {
@@ -268,24 +262,6 @@ impl Engine {
         let prep = self.shown.borrow().as_ref().ok_or_else(no_model)?.prep.clone();
         let input = picture_input(&prep, &bytes, &name)?;
         self.run(input).await
-    }
-
-    /// The conv layers' weights of the model on display: `{name, shape: [c_out, c_in, kh, kw], values}`.
-    pub async fn filters(&self) -> Result<JsValue, JsError> {
-        let _busy = Busy::take(&self.busy)?;
-        let (specs, state) = {
-            let shown = self.shown.borrow();
-            let s = shown.as_ref().ok_or_else(no_model)?;
-            let ctx = self.ctx.borrow();
-            (s.params.specs.clone(), s.params.values.read_async(&ctx).await.map_err(js_err)?)
-        };
-        let out = js_sys::Array::new();
-        for (p, v) in specs.iter().zip(state) {
-            if p.shape.len() == 4 {
-                out.push(&js::layer(&p.name, &p.shape, &v));
-            }
-        }
-        Ok(out.into())
     }
 
     /// The model on display as a wgcnn checkpoint (the bytes `wgcnn train --save` writes).

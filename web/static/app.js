@@ -4,7 +4,9 @@
 // paints results, train.js runs training, ui.js has the elements, status and errors.
 import init, { Engine } from './pkg/wgcnn_web.js';
 import { clearCanvas, drawingPixels, setupDrawing, showInputOnCanvas } from './draw.js';
-import { clearMarks, markCells, paintTiles, renderFilters, renderLayers, renderProbs, unitAt } from './render.js';
+import {
+  clearMarks, markCells, paintTiles, renderFilters, renderLayers, renderProbs, tiling, unitAt,
+} from './render.js';
 import { describe, explainUnit } from './explain.js';
 import {
   fetchBytes, panelState, redrawCurve, setTraining, setupTraining, showPanel, train, trainingHistory,
@@ -27,7 +29,7 @@ const models = { loaded: null, trained: null };
 let showing = 'loaded';
 let lastComparison = null; // the other model's reading of the current source, or null
 let layerGraph = []; // the model on display's layers and what each reads (engine.layerGraph)
-let modelTensors = null; // the model on display's weights and buffers (engine.tensors), read on first use
+let modelTensors = []; // the model on display's weights and buffers (engine.tensors): its filters, its units' weights
 let lastUnit = null; // the unit last explained: {layer, index}
 
 // ---------- the engine queue ----------
@@ -152,8 +154,10 @@ function showPrediction(pred, blank = false) {
   }
 }
 
-async function refreshFilters() {
-  renderFilters(await enqueue(() => engine.filters()));
+/** Read the model on display's tensors once (one readback) and draw its conv filters (the 4-D ones). */
+async function refreshTensors() {
+  modelTensors = Array.from(await enqueue(() => engine.tensors()));
+  renderFilters(modelTensors.filter((t) => t.shape.length === 4));
 }
 
 // ---------- a unit's explanation ----------
@@ -172,14 +176,15 @@ function hideUnit() {
  */
 async function showUnit(name, index) {
   const pred = lastPrediction;
-  if (!pred || !(name === 'input' || name === 'softmax' || layerGraph.some((l) => l.name === name))) { hideUnit(); return null; }
-  if (!modelTensors) modelTensors = Array.from(await enqueue(() => engine.tensors()));
+  const known = name === 'input' || name === 'softmax' || layerGraph.some((l) => l.name === name);
+  if (!pred || !layerGraph.length || !known) { hideUnit(); return null; }
   const e = explainUnit(pred, layerGraph, modelTensors, name, index);
   if (!e) { hideUnit(); return null; }
   lastUnit = { layer: name, index };
   clearMarks();
   const canvasOf = (layer) => el.layers.querySelector(`canvas.fmap[data-layer="${CSS.escape(layer)}"]`);
   const single = (at) => ({ tile: at.c, y0: at.y, y1: at.y, x0: at.x, x1: at.x });
+  const everyTile = (c) => [...Array(tiling(c).count).keys()];
   const own = canvasOf(name);
   if (own) markCells(own, [single(e.at)], 'cell');
   for (const r of e.reads) {
@@ -187,14 +192,14 @@ async function showUnit(name, index) {
     if (!c) continue;
     if (r.cells) markCells(c, r.cells.map(single), 'field');
     if (r.box) {
-      const tiles = r.channels === 'all' ? [...Array(Number(c.dataset.count) || 0).keys()] : r.channels;
+      const tiles = r.channels === 'all' ? everyTile(c) : r.channels;
       markCells(c, tiles.map((t) => ({ tile: t, ...r.box })), 'field');
     }
   }
   if (e.winner) { const c = canvasOf(e.reads[0].layer); if (c) markCells(c, [single(e.winner)], 'winner'); }
   const input = canvasOf('input');
   if (e.inputBox && input && name !== 'input' && !e.reads.some((r) => r.layer === 'input')) {
-    markCells(input, [...Array(Number(input.dataset.count) || 0).keys()].map((t) => ({ tile: t, ...e.inputBox })), 'field');
+    markCells(input, everyTile(input).map((t) => ({ tile: t, ...e.inputBox })), 'field');
   }
   const lines = describe(e).map((t) => { const p = document.createElement('p'); p.textContent = t; return p; });
   const parts = [...lines];
@@ -250,6 +255,8 @@ async function loadModelBytes(bytes, name) {
 async function display(which) {
   const m = models[which];
   if (!m) throw new Error(which === 'trained' ? 'no model has been trained in this page yet' : 'no model is loaded');
+  layerGraph = []; // nothing is explained until the new model's layers and tensors are read
+  hideUnit();
   await enqueue(() => engine.selectModel(which === 'trained'));
   showing = which;
   modelSummary = m.summary;
@@ -260,10 +267,8 @@ async function display(which) {
   el.showTrained.textContent = models.trained ? `Trained here (${models.trained.steps} steps)` : 'Trained here';
   el.showLoaded.setAttribute('aria-pressed', String(which === 'loaded'));
   el.showTrained.setAttribute('aria-pressed', String(which === 'trained'));
+  await refreshTensors();
   layerGraph = Array.from(await enqueue(() => engine.layerGraph()));
-  modelTensors = null;
-  hideUnit();
-  await refreshFilters();
   requestPredict();
 }
 

@@ -57,10 +57,13 @@ export function paintTiles(canvas, values, count, tileH, tileW, cols, scale) {
   Object.assign(canvas.dataset, { tileH, tileW, cols, scale, count }); // for unitAt and markCells
 }
 
+/** How paintTiles laid a canvas out: `{tileH, tileW, cols, scale, count}` (all 0 when it did not). */
+export const tiling = (canvas) =>
+  Object.fromEntries(['tileH', 'tileW', 'cols', 'scale', 'count'].map((k) => [k, Number(canvas.dataset[k]) || 0]));
+
 /** The flat index of the unit under canvas pixel (px, py) of a canvas painted by paintTiles, or -1. */
 export function unitAt(canvas, px, py) {
-  const { tileH, tileW, cols, scale, count } = Object.fromEntries(
-    Object.entries(canvas.dataset).filter(([k]) => k !== 'layer').map(([k, v]) => [k, Number(v)]));
+  const { tileH, tileW, cols, scale, count } = tiling(canvas);
   if (!scale) return -1;
   const sx = tileW * scale + 1;
   const sy = tileH * scale + 1;
@@ -79,8 +82,7 @@ export function unitAt(canvas, px, py) {
  */
 export function markCells(canvas, marks, kind) {
   const fig = canvas.closest('figure');
-  const { tileH, tileW, cols, scale } = Object.fromEntries(
-    ['tileH', 'tileW', 'cols', 'scale'].map((k) => [k, Number(canvas.dataset[k])]));
+  const { tileH, tileW, cols, scale } = tiling(canvas);
   if (!fig || !scale) return;
   const k = canvas.clientWidth / canvas.width;
   for (const m of marks) {
