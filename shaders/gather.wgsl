@@ -51,6 +51,9 @@ struct GatherParams {
 override ITEM: u32 = 1u;
 override PLANE: u32 = 1u;
 override WIDTH: u32 = 1u;
+// Whether the launch may crop, flip or warp (set per pipeline: a plain gather compiles without the
+// augmentation's code, which a software adapter otherwise pays for on every element).
+override AUGMENT: bool = true;
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
 @group(0) @binding(1) var<storage, read> images: array<u32>;
@@ -159,7 +162,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let base = local * p.item_size;
     var value = 0.0;
     let warping = any(p.warp != vec4(0.0)) || p.thick != 0.0;
-    if (warping || p.pad > 0u || p.flip != 0u) {
+    if (AUGMENT && (warping || p.pad > 0u || p.flip != 0u)) {
         // The item's flip and crop offset (dx, dy) in [0, 2 pad], shared by the crop and the warp.
         let h1 = mix32(item ^ mix32(p.epoch ^ mix32(p.seed)));
         let h2 = mix32(h1);

@@ -514,3 +514,25 @@ fn a_sharded_gpu_dataset_feeds_the_same_batches() {
         assert!(feed(&whole, first) == feed(&split, first), "batch at {first} differs across shards");
     }
 }
+
+#[test]
+fn a_plain_gather_refuses_an_augmenting_transform() {
+    // A gather built for plain batches is compiled without the crop, flip and warp code (the AUGMENT
+    // constant): pointing it at an augmenting transform is an error, not plain batches in disguise; one
+    // built with that transform takes it, and a plain transform as well.
+    let c = ctx();
+    let data = sample(100);
+    let d = wgcnn::data::GpuDataset::upload(c, "d", &data).unwrap();
+    let pt = Tensor::from_u32(c, "perm", &[100], &(0..100).collect::<Vec<u32>>()).unwrap();
+    let (x, y) = (zeros("x", &[10, 784]), zeros_u32("y", &[10]));
+    let plain = wgcnn::kernels::gather::Transform::plain(255.0, 784);
+    let flip = wgcnn::kernels::gather::Transform { flip: true, ..plain };
+    let built_plain = d.gathers(c, "g", &plain, &pt, &x, &y).unwrap();
+    assert_eq!(built_plain[0].constant("AUGMENT"), Some(0));
+    let e = d.point(c, &built_plain, &flip, &pt, 0, &x, &y).unwrap_err().to_string();
+    assert!(e.contains("built for plain batches"), "{e}");
+    let built_flip = d.gathers(c, "g", &flip, &pt, &x, &y).unwrap();
+    assert_eq!(built_flip[0].constant("AUGMENT"), Some(1));
+    d.point(c, &built_flip, &flip, &pt, 0, &x, &y).unwrap();
+    d.point(c, &built_flip, &plain, &pt, 0, &x, &y).unwrap();
+}

@@ -152,7 +152,7 @@ fn every_model_file_trains_deterministically_whatever_the_tuning() {
             if spec.input[0] == 3 {
                 let (mean, std) = wgcnn::data::prep::channel_stats(&data);
                 let prep = wgcnn::data::Preparation { mean, std, ..t.prep.clone() };
-                t.set_preparation(prep, wgcnn::data::Augment { crop: 4, flip: true, ..Default::default() }).unwrap();
+                t.set_preparation(c, prep, wgcnn::data::Augment { crop: 4, flip: true, ..Default::default() }).unwrap();
             }
             t.set_seed(9);
             t.start_epoch(c, None).unwrap();

@@ -3,7 +3,7 @@
 use super::Dataset;
 use crate::context::Context;
 use crate::error::{data_err, Error, Result};
-use crate::kernels::gather::{gather_shard, gather_shard_params, Transform};
+use crate::kernels::gather::{augments, gather_shard, gather_shard_params, Transform};
 use crate::kernels::Launch;
 use crate::tensor::Tensor;
 
@@ -134,7 +134,15 @@ impl GpuDataset {
         y: &Tensor,
     ) -> Result<()> {
         for (l, (im, lb, f)) in launches.iter().zip(&self.shards) {
-            l.set_params(ctx, &gather_shard_params(t, (im, lb, *f, self.len), indices, first, x, y)?);
+            let p = gather_shard_params(t, (im, lb, *f, self.len), indices, first, x, y)?;
+            // A gather built for plain batches is compiled without the augmentation's code.
+            if augments(&p) && l.constant("AUGMENT") == Some(0) {
+                return Err(crate::error::shape_err(
+                    &l.label,
+                    "the gather was built for plain batches; build it with the augmenting transform",
+                ));
+            }
+            l.set_params(ctx, &p);
         }
         Ok(())
     }

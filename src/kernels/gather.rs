@@ -231,6 +231,12 @@ pub fn gather_batch(
     gather_shard(ctx, label, &t, (images, labels, 0, labels.len()), indices, first, x, y)
 }
 
+/// Whether a gather with params `p` crops, flips or warps (else the plain pipeline, compiled without
+/// that code, does it).
+pub fn augments(p: &GatherParams) -> bool {
+    p.pad > 0 || p.flip != 0 || p.thick != 0.0 || p.warp != [0.0; 4]
+}
+
 /// [`gather_batch`] with transform `t` for one shard of a data set (see [`gather_shard_params`]).
 pub fn gather_shard(
     ctx: &Context,
@@ -247,7 +253,12 @@ pub fn gather_shard(
     Ok(ctx
         .launch_with(
             Kernel::GatherBatch,
-            &[("ITEM", p.item_size), ("PLANE", p.height * p.width), ("WIDTH", p.width)],
+            &[
+                ("ITEM", p.item_size),
+                ("PLANE", p.height * p.width),
+                ("WIDTH", p.width),
+                ("AUGMENT", u32::from(augments(&p))),
+            ],
             label,
             &p,
             &[images, labels, indices, x, y],

@@ -31,6 +31,9 @@ pub struct Launch {
     pub flops: u64,
     /// Bytes the launch must read and write at least once per recording, for reports.
     pub bytes: u64,
+    /// The pipeline's specialisation constants (of the first dispatch, for launches chained by
+    /// [`Launch::then`]).
+    consts: Vec<(&'static str, u32)>,
 }
 
 impl Launch {
@@ -66,6 +69,11 @@ impl Launch {
         self.flops = flops;
         self.bytes = bytes;
         self
+    }
+
+    /// The value of specialisation constant `name` the launch's (first) pipeline was built with.
+    pub fn constant(&self, name: &str) -> Option<u32> {
+        self.consts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
 
     /// Record each dispatch, in order, into its own compute pass of `enc`, the pass bracketed by
@@ -351,7 +359,7 @@ impl Context {
             entries: &entries,
         });
         let steps = vec![Guarded::new(self, Dispatch { pipeline, bind_group, params: params_buf, grid })];
-        Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0 })
+        Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0, consts: consts.to_vec() })
     }
 
     /// Record `launches` in order into one compute pass of one encoder and submit once.

@@ -230,7 +230,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(String)) -> Result<Benc
     let mut probe = None;
     for &batch in &opts.batch_sizes {
         let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, batch, opt, &init)?;
-        trainer.set_preparation(prep.clone(), opts.augment)?;
+        trainer.set_preparation(&ctx, prep.clone(), opts.augment)?;
         if first_step.is_none() {
             trainer.start_epoch(&ctx, None)?;
             trainer.step(&ctx, 0)?;

@@ -229,7 +229,7 @@ pub fn run(opts: &TrainOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Resul
     let ctx = Context::new()?;
     let mut trainer = Trainer::new(&ctx, spec.clone(), &train_set, opts.batch_size, opts.optimizer, &init.params)?;
     trainer.params.write_buffers(&ctx, &init)?; // Trainer::new wrote the parameters
-    trainer.set_preparation(prep.clone(), opts.augment)?;
+    trainer.set_preparation(&ctx, prep.clone(), opts.augment)?;
     progress(Progress::Prepared { source: splits.kind.name(), prep: &prep, augment: opts.augment, load_seconds });
     let position = match &record {
         Some(r) => r.position.clone(),

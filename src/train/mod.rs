@@ -113,7 +113,7 @@ impl Trainer {
                 bn.momentum = 0.0;
             }
         }
-        let transform = self.prep.transform();
+        let transform = self.transform();
         let (full, tail) = feeders(
             ctx,
             &graph_spec,
@@ -131,10 +131,15 @@ impl Trainer {
 
     /// Prepare the training pictures as `prep` says (its normalisation) and augment them with
     /// `augment` from the next step on; checked against the model and the data.
-    pub fn set_preparation(&mut self, prep: Preparation, augment: Augment) -> Result<()> {
+    pub fn set_preparation(&mut self, ctx: &Context, prep: Preparation, augment: Augment) -> Result<()> {
         prep.check(self.spec.input, self.spec.classes).map_err(|e| Error::Train(format!("preparation: {e}")))?;
         augment.check(self.spec.input)?;
         (self.prep, self.augment) = (prep, augment);
+        // The gathers again: a plain one is compiled without the augmentation's code.
+        let t = self.transform();
+        for f in std::iter::once(&mut self.full).chain(self.tail.as_mut()) {
+            f.gather = self.train.gathers(ctx, "gather", &t, &self.perm, &f.graph.x, &f.graph.labels)?;
+        }
         Ok(())
     }
 
