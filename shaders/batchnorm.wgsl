@@ -107,6 +107,80 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     if (p.mode == 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
 }
 
+// The `4` entry points: the same kernels over vec4s, for planes whose size HW is a multiple of 4 (so a
+// vec4 never straddles two planes, and a software adapter, which loads a storage buffer lane by lane,
+// moves 16 bytes per load instead of 4). Each value's arithmetic is the same, and batchnorm_partial4
+// adds a vec4's four values one by one in the scalar kernel's order: the same bits. Their x, y and dy
+// bindings are vec4 arrays; the per-channel operands stay scalar.
+@group(0) @binding(1) var<storage, read> bp4_a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bp4_b: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bp4_y: array<vec4<f32>>;
+
+// batchnorm_partial4: batchnorm_partial with p.chunk a multiple of 4.
+@compute @workgroup_size(WG)
+fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= p.chunks * C) { return; }
+    let k = t / C;
+    let ch = t % C;
+    let m = p.n * HW;
+    let first = k * p.chunk;
+    let last = min(first + p.chunk, m);
+    var mean = 0.0;
+    var invstd = 1.0;
+    if (p.mode != 0u) { mean = mean_of(bp_stats[ch]); }
+    if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
+    let plane4 = HW / 4u;
+    var base = ((first / HW) * C + ch) * plane4;
+    var off = (first % HW) / 4u;
+    var acc = 0.0;
+    var acc_xhat = 0.0;
+    for (var j0 = first; j0 < last; j0 += 16u) {
+        var run = 0.0;
+        var run_xhat = 0.0;
+        for (var j = j0; j < min(j0 + 16u, last); j += 4u) {
+            let i = base + off;
+            off += 1u;
+            if (off == plane4) {
+                off = 0u;
+                base += C * plane4;
+            }
+            var a = bp4_a[i];
+            if (MASK) { a = select(vec4(0.0), a, bp4_y[i] > vec4(0.0)); }
+            switch p.mode {
+                case 0u: {
+                    run += a.x;
+                    run += a.y;
+                    run += a.z;
+                    run += a.w;
+                }
+                case 1u: {
+                    let d = a - mean;
+                    run += d.x * d.x;
+                    run += d.y * d.y;
+                    run += d.z * d.z;
+                    run += d.w * d.w;
+                }
+                default: {
+                    run += a.x;
+                    run += a.y;
+                    run += a.z;
+                    run += a.w;
+                    let q = a * ((bp4_b[i] - mean) * invstd);
+                    run_xhat += q.x;
+                    run_xhat += q.y;
+                    run_xhat += q.z;
+                    run_xhat += q.w;
+                }
+            }
+        }
+        acc += run;
+        acc_xhat += run_xhat;
+    }
+    bp_partial[t] = acc;
+    if (p.mode == 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+}
+
 // batchnorm_normalize: x, weight, bias, mean source, variance source -> y
 //   y = (x − mean) / sqrt(var + eps) · weight + bias, mean = mean_src[ch] · mean_scale and
 //   var = var_src[offset + ch] · mean_scale (batch sums in training, running statistics in evaluation)
@@ -136,6 +210,28 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
         } else {
             bn_y[i] = v;
         }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> bn4_x: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> bn4_y: array<vec4<f32>>;
+
+// batchnorm_normalize4: batchnorm_normalize, one vec4 per invocation.
+@compute @workgroup_size(WG)
+fn batchnorm_normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
+    if (t >= p.n * C * plane4) { return; }
+    let ch = (t / plane4) % C;
+    let mean = bn_mean[ch] * p.mean_scale;
+    let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
+    let scale = invstd * bn_w[ch];
+    let shift = bn_b[ch];
+    let v = (bn4_x[t] - mean) * scale + shift;
+    if (RELU) {
+        bn4_y[t] = max(v, vec4(0.0));
+    } else {
+        bn4_y[t] = v;
     }
 }
 
@@ -184,6 +280,29 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         if (MASK) { dy = select(0.0, dy, bd_y[i] > 0.0); }
         bd_dx[i] = scale * (dy - db_m - xhat * dw_m);
     }
+}
+
+@group(0) @binding(1) var<storage, read> bd4_dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bd4_x: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> bd4_dx: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> bd4_y: array<vec4<f32>>;
+
+// batchnorm_backward_input4: batchnorm_backward_input, one vec4 per invocation.
+@compute @workgroup_size(WG)
+fn batchnorm_backward_input4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
+    if (t >= p.n * C * plane4) { return; }
+    let ch = (t / plane4) % C;
+    let mean = mean_of(bd_stats[ch]);
+    let invstd = invstd_of(bd_stats[C + ch]);
+    let scale = bd_w[ch] * invstd;
+    let db_m = bd_db[ch] * p.inv_m;
+    let dw_m = bd_dw[ch] * p.inv_m;
+    let xhat = (bd4_x[t] - mean) * invstd;
+    var dy = bd4_dy[t];
+    if (MASK) { dy = select(vec4(0.0), dy, bd4_y[t] > vec4(0.0)); }
+    bd4_dx[t] = scale * (dy - db_m - xhat * dw_m);
 }
 
 // batchnorm_fold: conv weight, conv bias, weight, bias, running_mean, running_var -> w', b' (a conv

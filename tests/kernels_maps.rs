@@ -204,13 +204,19 @@ fn maxpool_ties_pick_the_first_maximum() {
 
 #[test]
 fn concat_matches_reference() {
-    // (name, n, channels of each part, h, w). A copy is exact: the tolerance is 0.
-    let table: [(&str, usize, &[usize], usize, usize); 4] = [
+    // (name, n, channels of each part, h, w). A copy is exact: the tolerance is 0. Maps whose h · w is a
+    // multiple of 4 run concat_forward4 / concat_backward4 (a vec4 per invocation), the others the
+    // scalar kernels; each kind has a batch-1 row and a row past 65,535 workgroups.
+    let table: [(&str, usize, &[usize], usize, usize); 7] = [
         ("batch1_two_parts", 1, &[2, 3], 5, 5),
         ("ragged_three_parts", 3, &[1, 4, 2], 7, 3),
         ("inception_like", 2, &[8, 16, 4, 4], 6, 6),
+        ("vec4_batch1_odd_channels", 1, &[3, 1, 5], 2, 2),
+        ("vec4_densenet_like", 5, &[16, 8, 8], 14, 14),
         // The second part has 4,205,000 elements: 65,704 workgroups, past 65,535.
         ("grid_past_65535", 1, &[1, 2], 1450, 1450),
+        // The first part has 16,820,000 elements, 4,205,000 vec4s: 65,704 workgroups.
+        ("vec4_grid_past_65535", 1, &[2, 1], 2900, 2900),
     ];
     let c = ctx();
     let exact = Tol { atol: 0.0, rtol: 0.0 };
@@ -237,6 +243,7 @@ fn concat_matches_reference() {
         check(&format!("concat_forward/{name}"), &wt.to_f32(c).unwrap(), &want, exact);
     }
     assert!(groups(2 * 1450 * 1450) > 65_535);
+    assert!(groups(2 * 2900 * 2900 / 4) > 65_535);
     // A slice past the whole's channels is a typed error.
     let g = ConcatGeom { n: 1, c_part: 2, c_whole: 3, offset: 2, hw: 4 };
     assert!(concat_forward(c, "bad", &g, &zeros("p", &[1, 2, 2, 2]), &zeros("w", &[1, 3, 2, 2])).is_err());

@@ -1,7 +1,8 @@
 //! Batch-norm kernels against the CPU reference (`src/reference/batchnorm.rs`): statistics, training
 //! and evaluation normalisation, the running-statistics update, and the backward, over a table of
 //! shapes (batch 1, ragged planes, 1x1 planes, a channel with 2.2M values so the split reduction runs
-//! 4,090 chunks, and 4.2M channels so every kernel's grid passes 65,535 workgroups). The split
+//! 4,090 chunks, and 4.2M channels so every kernel's grid passes 65,535 workgroups; planes of a multiple
+//! of 4, where the vec4 kernels run, among them). The split
 //! reductions (batchnorm_stats, batchnorm_param_grads) run batchnorm_partial then sum_chunks; the parameter
 //! gradients' two sums come from one pass over dy.
 
@@ -36,6 +37,11 @@ fn batchnorm_kernels_match_the_reference() {
         ("planes1x1", 3, 5, 1, 1),
         ("long_channel", 2, 2, 1100, 1000),
         ("grid_past_65535", 1, 4_200_000, 1, 2),
+        // Planes of a multiple of 4 run the vec4 kernels (batchnorm_partial4, batchnorm_normalize4,
+        // batchnorm_backward_input4); "lenet" and "long_channel" (elementwise only: its runs of 538
+        // are not a multiple of 4) do too.
+        ("vec4_batch1", 1, 3, 4, 6),
+        ("vec4_grid_past_65535", 1, 4_200_000, 2, 2),
     ];
     let (eps, momentum) = (1e-5f32, 0.1f32);
     for (seed, (name, n, ch, h, w)) in table.into_iter().enumerate() {
@@ -147,6 +153,9 @@ fn batchnorm_kernels_match_the_reference() {
         if name == "grid_past_65535" {
             assert!(groups(ch) > 65_535 && groups(g.len()) > 65_535);
         }
+        if name == "vec4_grid_past_65535" {
+            assert!(groups(ch) > 65_535 && groups(g.len() / 4) > 65_535);
+        }
         if name == "long_channel" {
             assert_eq!(g.chunks(), (538, 4090), "runs of 538 values, 4,090 partial sums per channel");
         }
@@ -201,4 +210,85 @@ fn batchnorm_fold_matches_the_reference() {
         check(&format!("batchnorm_fold/b/{c_out}x{per}"), &b2.to_f32(c).unwrap(), &want_b, tol);
     }
     assert!(groups(2 * 2_100_000) > 65_535);
+}
+
+/// The vec4 kernels (planes and lengths of a multiple of 4) against the scalar ones that a
+/// `KernelSet::Plain` context runs, bit for bit: batchnorm_partial4 (statistics, parameter gradients
+/// plain and masked), batchnorm_normalize4 (batch and running statistics, with and without the ReLU),
+/// batchnorm_backward_input4 (plain and masked), add_forward4 (with and without the ReLU),
+/// concat_forward4 and concat_backward4.
+#[test]
+fn vec4_kernels_give_the_scalar_kernels_bits() {
+    use wgcnn::kernels::concat::{concat_backward, concat_forward};
+    use wgcnn::kernels::elementwise::add_forward_fused;
+    use wgcnn::shape::ConcatGeom;
+    let mut plain = wgcnn::Context::new().unwrap();
+    plain.kernels = wgcnn::KernelSet::Plain;
+    let fast = ctx();
+    assert_eq!(fast.kernels, wgcnn::KernelSet::Fast);
+    let eps = 1e-5f32;
+    for (seed, (n, ch, h, w)) in [(1, 3, 2, 2), (5, 7, 6, 6), (64, 16, 14, 14)].into_iter().enumerate() {
+        let g = BnGeom { n, c: ch, hw: h * w };
+        let shape = [n, ch, h, w];
+        let mut r = rng(900 + seed as u64);
+        let x = r.vec_f32(g.len(), -1.0, 1.0);
+        let dy = r.vec_f32(g.len(), -1.0, 1.0);
+        let (wt, bs) = (r.vec_f32(ch, 0.5, 1.5), r.vec_f32(ch, -0.5, 0.5));
+        let (rm, rv) = (r.vec_f32(ch, -0.2, 0.2), r.vec_f32(ch, 0.5, 2.0));
+        let run = |c: &wgcnn::Context| -> Vec<(&'static str, Vec<f32>)> {
+            let up = |l: &str, s: &[usize], v: &[f32]| wgcnn::Tensor::from_f32(c, l, s, v).unwrap();
+            let zero = |l: &str, s: &[usize]| wgcnn::Tensor::zeros(c, l, s, wgcnn::DType::F32).unwrap();
+            let (xt, dyt, wtt, bt) =
+                (up("x", &shape, &x), up("dy", &shape, &dy), up("w", &[ch], &wt), up("b", &[ch], &bs));
+            let (rmt, rvt) = (up("rm", &[ch], &rm), up("rv", &[ch], &rv));
+            let stats = zero("stats", &[2, ch]);
+            c.run(&[&batchnorm_stats(c, "s", &g, &xt, &stats).unwrap()]).unwrap();
+            let (y, yr, ye) = (zero("y", &shape), zero("yr", &shape), zero("ye", &shape));
+            let norm = |out: &wgcnn::Tensor, s: BnStats<'_>, relu: bool| {
+                c.run(&[&batchnorm_normalize(c, "n", &g, eps, &xt, &wtt, &bt, s, out, relu).unwrap()]).unwrap()
+            };
+            norm(&y, BnStats::Batch(&stats), false);
+            norm(&yr, BnStats::Batch(&stats), true);
+            norm(&ye, BnStats::Running(&rmt, &rvt), false);
+            let mut outs = vec![];
+            for (mask, tag) in [(None, "plain"), (Some(&yr), "masked")] {
+                let (dw, db, dx) = (zero("dw", &[ch]), zero("db", &[ch]), zero("dx", &shape));
+                c.run(&[&batchnorm_param_grads(c, tag, &g, eps, &dyt, &xt, &stats, mask, &dw, &db).unwrap()]).unwrap();
+                let l = batchnorm_backward_input(c, tag, &g, eps, &dyt, &xt, &stats, &wtt, &dw, &db, mask, &dx);
+                c.run(&[&l.unwrap()]).unwrap();
+                outs.push((if mask.is_some() { "masked dweight" } else { "dweight" }, dw.to_f32(c).unwrap()));
+                outs.push((if mask.is_some() { "masked dbias" } else { "dbias" }, db.to_f32(c).unwrap()));
+                outs.push((if mask.is_some() { "masked dx" } else { "dx" }, dx.to_f32(c).unwrap()));
+            }
+            let (sum, sum_relu) = (zero("sum", &shape), zero("sum_relu", &shape));
+            c.run(&[&add_forward_fused(c, "a", &xt, &dyt, &sum, false).unwrap()]).unwrap();
+            c.run(&[&add_forward_fused(c, "a", &xt, &dyt, &sum_relu, true).unwrap()]).unwrap();
+            // x and dy as the two parts of a concatenation along channels, and back.
+            let whole = zero("whole", &[n, 2 * ch, h, w]);
+            let back = zero("back", &shape);
+            for (k, part) in [&xt, &dyt].into_iter().enumerate() {
+                let cg = ConcatGeom { n, c_part: ch, c_whole: 2 * ch, offset: k * ch, hw: h * w };
+                c.run(&[&concat_forward(c, "c", &cg, part, &whole).unwrap()]).unwrap();
+            }
+            let cg = ConcatGeom { n, c_part: ch, c_whole: 2 * ch, offset: ch, hw: h * w };
+            c.run(&[&concat_backward(c, "c", &cg, &whole, &back).unwrap()]).unwrap();
+            outs.extend([
+                ("stats", stats.to_f32(c).unwrap()),
+                ("y", y.to_f32(c).unwrap()),
+                ("y relu", yr.to_f32(c).unwrap()),
+                ("y eval", ye.to_f32(c).unwrap()),
+                ("add", sum.to_f32(c).unwrap()),
+                ("add relu", sum_relu.to_f32(c).unwrap()),
+                ("concat", whole.to_f32(c).unwrap()),
+                ("concat backward", back.to_f32(c).unwrap()),
+            ]);
+            outs
+        };
+        let (a, b) = (run(fast), run(&plain));
+        for ((what, u), (_, v)) in a.iter().zip(&b) {
+            let same = u.len() == v.len() && u.iter().zip(v).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{n}x{ch}x{h}x{w}: {what} of the vec4 kernels differs from the scalar kernels'");
+        }
+        assert_eq!(b.iter().find(|o| o.0 == "concat backward").unwrap().1, dy, "the concat's second part is dy");
+    }
 }

@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Context, KernelSet};
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::tensor::{DType, Tensor};
@@ -145,7 +145,10 @@ fn reduce(
     let [cc, hw] = p.consts();
     let consts = [cc, hw, ("MASK", u32::from(mask.is_some()))];
     let ts = [a, b, stats, scratch, mask.unwrap_or(a)];
-    let mut l = ctx.launch_with(Kernel::BatchnormPartial, &consts, label, &p, &ts, chunks * c, chunk)?;
+    // The vec4 kernel when every chunk starts on a plane's vec4 (chunk and plane multiples of 4).
+    let vec4 = ctx.kernels == KernelSet::Fast && p.hw.is_multiple_of(4) && p.chunk.is_multiple_of(4);
+    let kernel = if vec4 { Kernel::BatchnormPartial4 } else { Kernel::BatchnormPartial };
+    let mut l = ctx.launch_with(kernel, &consts, label, &p, &ts, chunks * c, chunk)?;
     for (k, &(out, offset)) in outs.iter().enumerate() {
         let from = k * (chunks * c) as usize;
         let sums = crate::kernels::reduce::sum_chunks_from(
@@ -166,6 +169,17 @@ fn reduce(
         BnSum::Grads => (4 * len, 2),
     };
     Ok(l.with_work(flops, 4 * len * (reads + u64::from(mask.is_some()))))
+}
+
+/// The elementwise kernel for `g` and its invocations: the vec4 one (a vec4 per invocation) when a
+/// plane's size is a multiple of 4 (and `ctx` runs the fast kernels), else the scalar one (a run of
+/// [`RUN`] values per invocation).
+fn elementwise(ctx: &Context, g: &BnGeom, scalar: Kernel, vec4: Kernel) -> (Kernel, u64) {
+    if g.hw.is_multiple_of(4) && ctx.kernels == KernelSet::Fast {
+        (vec4, (g.len() / 4) as u64)
+    } else {
+        (scalar, g.runs() as u64)
+    }
 }
 
 /// Scratch for `sums` split reductions per channel (`[sums, chunks, c]`).
@@ -227,14 +241,15 @@ pub fn batchnorm_normalize(
         }
     };
     let len = g.len() as u64;
+    let (kernel, threads) = elementwise(ctx, g, Kernel::BatchnormNormalize, Kernel::BatchnormNormalize4);
     Ok(ctx
         .launch_with(
-            Kernel::BatchnormNormalize,
+            kernel,
             &[("C", p.c), ("HW", p.hw), ("RELU", u32::from(relu))],
             label,
             &p,
             &[x, weight, bias, mean, var, y],
-            g.runs() as u64,
+            threads,
             RUN as u64,
         )?
         .with_work(4 * len, 8 * len))
@@ -329,7 +344,8 @@ pub fn batchnorm_backward_input(
     let len = g.len() as u64;
     let ts = [dy, x, stats, weight, dweight, dbias, dx, mask.unwrap_or(dy)];
     let consts = [("C", p.c), ("HW", p.hw), ("MASK", u32::from(mask.is_some()))];
-    let l = ctx.launch_with(Kernel::BatchnormBackwardInput, &consts, label, &p, &ts, g.runs() as u64, RUN as u64)?;
+    let (kernel, threads) = elementwise(ctx, g, Kernel::BatchnormBackwardInput, Kernel::BatchnormBackwardInput4);
+    let l = ctx.launch_with(kernel, &consts, label, &p, &ts, threads, RUN as u64)?;
     Ok(l.with_work(8 * len, if mask.is_some() { 16 } else { 12 } * len))
 }
 

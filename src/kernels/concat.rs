@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Context, KernelSet};
 use crate::error::{to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::shape::ConcatGeom;
@@ -23,10 +23,18 @@ pub struct ConcatParams {
     pub _pad1: u32,
 }
 
-fn launch(ctx: &Context, kernel: Kernel, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
+fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
+    // Four values per invocation when every run of the copy is aligned to 4 (h · w a multiple of 4).
+    let lanes = if g.hw.is_multiple_of(4) && ctx.kernels == KernelSet::Fast { 4 } else { 1 };
+    let kernel = match (forward, lanes) {
+        (true, 1) => Kernel::ConcatForward,
+        (true, _) => Kernel::ConcatForward4,
+        (false, 1) => Kernel::ConcatBackward,
+        (false, _) => Kernel::ConcatBackward4,
+    };
     let op = kernel.entry_point();
     g.validate(op)?;
-    let (part, whole) = if kernel == Kernel::ConcatForward { (from, to) } else { (to, from) };
+    let (part, whole) = if forward { (from, to) } else { (to, from) };
     part.expect(op, "part", DType::F32, g.part_len())?;
     whole.expect(op, "whole", DType::F32, g.whole_len())?;
     to_u32(op, "output length", g.whole_len())?;
@@ -36,23 +44,23 @@ fn launch(ctx: &Context, kernel: Kernel, label: &str, g: &ConcatGeom, from: &Ten
         c_part: u(g.c_part),
         c_whole: u(g.c_whole),
         offset: u(g.offset),
-        hw: u(g.hw),
-        total: u(g.part_len()),
+        hw: u(g.hw / lanes),
+        total: u(g.part_len() / lanes),
         _pad0: 0,
         _pad1: 0,
     };
-    let consts = [("PART", u(g.c_part * g.hw)), ("GAP", u((g.c_whole - g.c_part) * g.hw))];
+    let consts = [("PART", u(g.c_part * g.hw / lanes)), ("GAP", u((g.c_whole - g.c_part) * g.hw / lanes))];
     Ok(ctx
-        .launch_with(kernel, &consts, label, &p, &[from, to], g.part_len() as u64, 0)?
+        .launch_with(kernel, &consts, label, &p, &[from, to], (g.part_len() / lanes) as u64, 0)?
         .with_work(0, 8 * g.part_len() as u64))
 }
 
 /// Copy `part` into its channel slice of `whole`.
 pub fn concat_forward(ctx: &Context, label: &str, g: &ConcatGeom, part: &Tensor, whole: &Tensor) -> Result<Launch> {
-    launch(ctx, Kernel::ConcatForward, label, g, part, whole)
+    launch(ctx, true, label, g, part, whole)
 }
 
 /// dpart = the channel slice of dwhole.
 pub fn concat_backward(ctx: &Context, label: &str, g: &ConcatGeom, dwhole: &Tensor, dpart: &Tensor) -> Result<Launch> {
-    launch(ctx, Kernel::ConcatBackward, label, g, dwhole, dpart)
+    launch(ctx, false, label, g, dwhole, dpart)
 }

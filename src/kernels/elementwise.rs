@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::Context;
+use crate::context::{Context, KernelSet};
 use crate::error::{shape_err, to_u32, Result};
 use crate::kernels::{Kernel, Launch};
 use crate::tensor::{DType, Tensor};
@@ -25,16 +25,19 @@ pub fn add_forward(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tenso
 
 /// y = a + b, or max(a + b, 0) when `relu` (the end of a residual block in one pass).
 pub fn add_forward_fused(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tensor, relu: bool) -> Result<Launch> {
-    let k = Kernel::AddForward;
-    let op = k.entry_point();
     let len = a.len();
+    // A vec4 per invocation when the length allows it (the same sums, fewer loads on a software adapter).
+    let lanes = if len.is_multiple_of(4) && ctx.kernels == KernelSet::Fast { 4 } else { 1 };
+    let k = if lanes == 4 { Kernel::AddForward4 } else { Kernel::AddForward };
+    let op = k.entry_point();
     if len == 0 {
         return Err(shape_err(op, "empty tensor"));
     }
     a.expect(op, "a", DType::F32, len)?;
     b.expect(op, "b", DType::F32, len)?;
     y.expect(op, "y", DType::F32, len)?;
-    let p = AddParams { len: to_u32(op, "length", len)?, _pad0: 0, _pad1: 0, _pad2: 0 };
+    let p = AddParams { len: to_u32(op, "length", len)? / lanes as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
     let consts = [("RELU", u32::from(relu))];
-    Ok(ctx.launch_with(k, &consts, label, &p, &[a, b, y], len as u64, 0)?.with_work(len as u64, 12 * len as u64))
+    let threads = (len / lanes) as u64;
+    Ok(ctx.launch_with(k, &consts, label, &p, &[a, b, y], threads, 0)?.with_work(len as u64, 12 * len as u64))
 }

@@ -208,9 +208,15 @@ kernels! {
     BatchnormRunning => "batchnorm_running", BatchNorm, [R, W, W];
     BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W, R];
     BatchnormFold => "batchnorm_fold", BatchNorm, [R, R, R, R, R, R, W, W];
+    BatchnormPartial4 => "batchnorm_partial4", BatchNorm, [R, R, R, W, R];
+    BatchnormNormalize4 => "batchnorm_normalize4", BatchNorm, [R, R, R, R, R, W];
+    BatchnormBackwardInput4 => "batchnorm_backward_input4", BatchNorm, [R, R, R, R, R, R, W, R];
     AddForward => "add_forward", Elementwise, [R, R, W];
+    AddForward4 => "add_forward4", Elementwise, [R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];
     ConcatBackward => "concat_backward", Concat, [R, W];
+    ConcatForward4 => "concat_forward4", Concat, [R, W];
+    ConcatBackward4 => "concat_backward4", Concat, [R, W];
     DropoutForward => "dropout_forward", Dropout, [R, R, W];
     DropoutBackward => "dropout_backward", Dropout, [R, R, W];
     MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];
