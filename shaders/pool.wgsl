@@ -21,13 +21,27 @@ struct PoolParams {
     _pad2: u32,
 }
 
+// The geometry as constants set per pipeline (the struct's copies are for reading the params): the
+// divisions and remainders by them become multiplications, and the window loops unroll (a division by
+// a value known only at run time is eight scalar divisions per SIMD step on a software adapter).
+override H: u32 = 1u;
+override W: u32 = 1u;
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override PH: u32 = 0u;
+override PW: u32 = 0u;
+
 // The in-plane index of padded cell (py, px), or 0xffffffff in the padding.
 fn cell(py: u32, px: u32) -> u32 {
-    if (py < p.pad_h || px < p.pad_w) { return 0xffffffffu; }
-    let y = py - p.pad_h;
-    let x = px - p.pad_w;
-    if (y >= p.h || x >= p.w) { return 0xffffffffu; }
-    return y * p.w + x;
+    if (py < PH || px < PW) { return 0xffffffffu; }
+    let y = py - PH;
+    let x = px - PW;
+    if (y >= H || x >= W) { return 0xffffffffu; }
+    return y * W + x;
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
@@ -41,15 +55,15 @@ fn cell(py: u32, px: u32) -> u32 {
 fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    let ox = i % p.out_w;
-    let oy = (i / p.out_w) % p.out_h;
-    let plane = i / (p.out_w * p.out_h); // n * c + c
-    let base = plane * p.h * p.w;
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let plane = i / (OW * OH); // n * c + c
+    let base = plane * H * W;
     var best = 0.0;
     var best_at = 0xffffffffu;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let at = cell(oy * p.stride_h + ky, ox * p.stride_w + kx);
+    for (var ky = 0u; ky < KH; ky++) {
+        for (var kx = 0u; kx < KW; kx++) {
+            let at = cell(oy * SH + ky, ox * SW + kx);
             if (at == 0xffffffffu) { continue; }
             let v = mf_x[base + at];
             if (best_at == 0xffffffffu || v > best) {
@@ -79,16 +93,16 @@ fn windows_covering(i: u32, k: u32, stride: u32, out: u32) -> vec2<u32> {
 fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
-    let at = iy * p.w + ix;
-    let ry = windows_covering(iy + p.pad_h, p.kh, p.stride_h, p.out_h);
-    let rx = windows_covering(ix + p.pad_w, p.kw, p.stride_w, p.out_w);
+    let ix = i % W;
+    let iy = (i / W) % H;
+    let plane = i / (W * H);
+    let at = iy * W + ix;
+    let ry = windows_covering(iy + PH, KH, SH, OH);
+    let rx = windows_covering(ix + PW, KW, SW, OW);
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
         for (var ox = rx.x; ox <= rx.y; ox++) {
-            let o = (plane * p.out_h + oy) * p.out_w + ox;
+            let o = (plane * OH + oy) * OW + ox;
             if (mb_arg[o] == at) { acc += mb_dy[o]; }
         }
     }
@@ -103,18 +117,18 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 fn avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    let ox = i % p.out_w;
-    let oy = (i / p.out_w) % p.out_h;
-    let plane = i / (p.out_w * p.out_h);
-    let base = plane * p.h * p.w;
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let plane = i / (OW * OH);
+    let base = plane * H * W;
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let at = cell(oy * p.stride_h + ky, ox * p.stride_w + kx);
+    for (var ky = 0u; ky < KH; ky++) {
+        for (var kx = 0u; kx < KW; kx++) {
+            let at = cell(oy * SH + ky, ox * SW + kx);
             if (at != 0xffffffffu) { acc += af_x[base + at]; }
         }
     }
-    af_y[i] = acc / f32(p.kh * p.kw);
+    af_y[i] = acc / f32(KH * KW);
 }
 
 // avgpool2d_backward: dy -> dx
@@ -125,16 +139,16 @@ fn avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 fn avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
-    let ry = windows_covering(iy + p.pad_h, p.kh, p.stride_h, p.out_h);
-    let rx = windows_covering(ix + p.pad_w, p.kw, p.stride_w, p.out_w);
+    let ix = i % W;
+    let iy = (i / W) % H;
+    let plane = i / (W * H);
+    let ry = windows_covering(iy + PH, KH, SH, OH);
+    let rx = windows_covering(ix + PW, KW, SW, OW);
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
         for (var ox = rx.x; ox <= rx.y; ox++) {
-            acc += ab_dy[(plane * p.out_h + oy) * p.out_w + ox];
+            acc += ab_dy[(plane * OH + oy) * OW + ox];
         }
     }
-    ab_dx[i] = acc / f32(p.kh * p.kw);
+    ab_dx[i] = acc / f32(KH * KW);
 }

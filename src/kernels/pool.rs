@@ -78,7 +78,7 @@ pub fn maxpool2d_forward(
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
     Ok(ctx
-        .launch(Kernel::MaxPool2dForward, label, &p, &[x, y, argmax], g.y_len() as u64, window(g))?
+        .launch_with(Kernel::MaxPool2dForward, &geometry(g), label, &p, &[x, y, argmax], g.y_len() as u64, window(g))?
         .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
@@ -97,7 +97,15 @@ pub fn maxpool2d_backward(
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     Ok(ctx
-        .launch(Kernel::MaxPool2dBackward, label, &p, &[dy, argmax, dx], g.x_len() as u64, covering(g))?
+        .launch_with(
+            Kernel::MaxPool2dBackward,
+            &geometry(g),
+            label,
+            &p,
+            &[dy, argmax, dx],
+            g.x_len() as u64,
+            covering(g),
+        )?
         .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
@@ -108,7 +116,7 @@ pub fn avgpool2d_forward(ctx: &Context, label: &str, g: &Pool2dGeom, x: &Tensor,
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     Ok(ctx
-        .launch(Kernel::AvgPool2dForward, label, &p, &[x, y], g.y_len() as u64, window(g))?
+        .launch_with(Kernel::AvgPool2dForward, &geometry(g), label, &p, &[x, y], g.y_len() as u64, window(g))?
         .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
@@ -119,8 +127,25 @@ pub fn avgpool2d_backward(ctx: &Context, label: &str, g: &Pool2dGeom, dy: &Tenso
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     Ok(ctx
-        .launch(Kernel::AvgPool2dBackward, label, &p, &[dy, dx], g.x_len() as u64, covering(g))?
+        .launch_with(Kernel::AvgPool2dBackward, &geometry(g), label, &p, &[dy, dx], g.x_len() as u64, covering(g))?
         .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
+}
+
+/// `shaders/pool.wgsl`'s geometry constants.
+fn geometry(g: &Pool2dGeom) -> [(&'static str, u32); 10] {
+    let u = |v: usize| v as u32; // each was checked to fit by PoolParams::new
+    [
+        ("H", u(g.h)),
+        ("W", u(g.w)),
+        ("KH", u(g.kh)),
+        ("KW", u(g.kw)),
+        ("SH", u(g.stride_h)),
+        ("SW", u(g.stride_w)),
+        ("OH", u(g.out_h())),
+        ("OW", u(g.out_w())),
+        ("PH", u(g.pad_h)),
+        ("PW", u(g.pad_w)),
+    ]
 }
 
 /// Loop iterations of one forward invocation: the window.
