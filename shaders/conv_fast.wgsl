@@ -531,6 +531,160 @@ fn conv2d_weight_grad_k3(
     if (COB > 15u) { k3_store(out, co0 + 15u, ci, a15_0, a15_1, a15_2); }
 }
 
+// conv2d_weight_grad_k3c2: conv2d_weight_grad_k3 over two input channels per invocation, COB <= 8:
+// invocation i of grid layer z owns (chunk, input channels 2j and 2j + 1) for output channels
+// [z·COB, z·COB + COB). Each dy value loaded serves both channels' three kernel rows, so with 8
+// channels 14 loads feed 144 multiply-adds (11 feed 72 in conv2d_weight_grad_k3): the layout for layers
+// with few output channels (a dense block's growth of 8). An odd last channel is computed on a copy of
+// the one before and not stored. Every output adds the same products in the same order (same bits).
+@compute @workgroup_size(WG)
+fn conv2d_weight_grad_k3c2(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let pairs = (CIN + 1u) / 2u;
+    let ci = 2u * (i % pairs);
+    let cj = min(ci + 1u, CIN - 1u);
+    let chunk = i / pairs;
+    let co0 = wid.z * COB;
+    let r0 = chunk * q.rows_per_chunk;
+    let r1 = min(r0 + q.rows_per_chunk, q.rows);
+    // a<c>_<k> (channel ci) and b<c>_<k> (channel cj): output channel co0 + c, kernel row k.
+    var a0_0 = vec3<f32>(0.0); var a0_1 = vec3<f32>(0.0); var a0_2 = vec3<f32>(0.0);
+    var b0_0 = vec3<f32>(0.0); var b0_1 = vec3<f32>(0.0); var b0_2 = vec3<f32>(0.0);
+    var a1_0 = vec3<f32>(0.0); var a1_1 = vec3<f32>(0.0); var a1_2 = vec3<f32>(0.0);
+    var b1_0 = vec3<f32>(0.0); var b1_1 = vec3<f32>(0.0); var b1_2 = vec3<f32>(0.0);
+    var a2_0 = vec3<f32>(0.0); var a2_1 = vec3<f32>(0.0); var a2_2 = vec3<f32>(0.0);
+    var b2_0 = vec3<f32>(0.0); var b2_1 = vec3<f32>(0.0); var b2_2 = vec3<f32>(0.0);
+    var a3_0 = vec3<f32>(0.0); var a3_1 = vec3<f32>(0.0); var a3_2 = vec3<f32>(0.0);
+    var b3_0 = vec3<f32>(0.0); var b3_1 = vec3<f32>(0.0); var b3_2 = vec3<f32>(0.0);
+    var a4_0 = vec3<f32>(0.0); var a4_1 = vec3<f32>(0.0); var a4_2 = vec3<f32>(0.0);
+    var b4_0 = vec3<f32>(0.0); var b4_1 = vec3<f32>(0.0); var b4_2 = vec3<f32>(0.0);
+    var a5_0 = vec3<f32>(0.0); var a5_1 = vec3<f32>(0.0); var a5_2 = vec3<f32>(0.0);
+    var b5_0 = vec3<f32>(0.0); var b5_1 = vec3<f32>(0.0); var b5_2 = vec3<f32>(0.0);
+    var a6_0 = vec3<f32>(0.0); var a6_1 = vec3<f32>(0.0); var a6_2 = vec3<f32>(0.0);
+    var b6_0 = vec3<f32>(0.0); var b6_1 = vec3<f32>(0.0); var b6_2 = vec3<f32>(0.0);
+    var a7_0 = vec3<f32>(0.0); var a7_1 = vec3<f32>(0.0); var a7_2 = vec3<f32>(0.0);
+    var b7_0 = vec3<f32>(0.0); var b7_1 = vec3<f32>(0.0); var b7_2 = vec3<f32>(0.0);
+    for (var r = r0; r < r1; r++) {
+        let n = r / OH;
+        let oy = r % OH;
+        let iy = i32(oy * SH) - i32(PH);
+        let kr = vec3<i32>(iy, iy + 1, iy + 2);
+        let v = (kr >= vec3<i32>(0)) & (kr < vec3<i32>(i32(H)));
+        let plane = (n * CIN + ci) * H;
+        let plane_j = (n * CIN + cj) * H;
+        let row0 = k3_row(plane, iy);
+        let row1 = k3_row(plane, iy + 1);
+        let row2 = k3_row(plane, iy + 2);
+        let rowj0 = k3_row(plane_j, iy);
+        let rowj1 = k3_row(plane_j, iy + 1);
+        let rowj2 = k3_row(plane_j, iy + 2);
+        let b = -i32(PW) - 1;
+        var x0 = k3_window(row0, b);
+        var x1 = k3_window(row1, b);
+        var x2 = k3_window(row2, b);
+        var y0 = k3_window(rowj0, b);
+        var y1 = k3_window(rowj1, b);
+        var y2 = k3_window(rowj2, b);
+        for (var ox = 0u; ox < OW; ox++) {
+            let c = i32(ox * SW) - i32(PW);
+            if (SW == 1u) {
+                x0 = vec3<f32>(x0.yz, gx_at(row0, c + 2));
+                x1 = vec3<f32>(x1.yz, gx_at(row1, c + 2));
+                x2 = vec3<f32>(x2.yz, gx_at(row2, c + 2));
+                y0 = vec3<f32>(y0.yz, gx_at(rowj0, c + 2));
+                y1 = vec3<f32>(y1.yz, gx_at(rowj1, c + 2));
+                y2 = vec3<f32>(y2.yz, gx_at(rowj2, c + 2));
+            } else {
+                x0 = k3_window(row0, c);
+                x1 = k3_window(row1, c);
+                x2 = k3_window(row2, c);
+                y0 = k3_window(rowj0, c);
+                y1 = k3_window(rowj1, c);
+                y2 = k3_window(rowj2, c);
+            }
+            {
+                let d = dy_at(n, co0 + 0u, oy, ox);
+                k3_add(&a0_0, &a0_1, &a0_2, d, x0, x1, x2, v);
+                k3_add(&b0_0, &b0_1, &b0_2, d, y0, y1, y2, v);
+            }
+            if (COB > 1u) {
+                let d = dy_at(n, co0 + 1u, oy, ox);
+                k3_add(&a1_0, &a1_1, &a1_2, d, x0, x1, x2, v);
+                k3_add(&b1_0, &b1_1, &b1_2, d, y0, y1, y2, v);
+            }
+            if (COB > 2u) {
+                let d = dy_at(n, co0 + 2u, oy, ox);
+                k3_add(&a2_0, &a2_1, &a2_2, d, x0, x1, x2, v);
+                k3_add(&b2_0, &b2_1, &b2_2, d, y0, y1, y2, v);
+            }
+            if (COB > 3u) {
+                let d = dy_at(n, co0 + 3u, oy, ox);
+                k3_add(&a3_0, &a3_1, &a3_2, d, x0, x1, x2, v);
+                k3_add(&b3_0, &b3_1, &b3_2, d, y0, y1, y2, v);
+            }
+            if (COB > 4u) {
+                let d = dy_at(n, co0 + 4u, oy, ox);
+                k3_add(&a4_0, &a4_1, &a4_2, d, x0, x1, x2, v);
+                k3_add(&b4_0, &b4_1, &b4_2, d, y0, y1, y2, v);
+            }
+            if (COB > 5u) {
+                let d = dy_at(n, co0 + 5u, oy, ox);
+                k3_add(&a5_0, &a5_1, &a5_2, d, x0, x1, x2, v);
+                k3_add(&b5_0, &b5_1, &b5_2, d, y0, y1, y2, v);
+            }
+            if (COB > 6u) {
+                let d = dy_at(n, co0 + 6u, oy, ox);
+                k3_add(&a6_0, &a6_1, &a6_2, d, x0, x1, x2, v);
+                k3_add(&b6_0, &b6_1, &b6_2, d, y0, y1, y2, v);
+            }
+            if (COB > 7u) {
+                let d = dy_at(n, co0 + 7u, oy, ox);
+                k3_add(&a7_0, &a7_1, &a7_2, d, x0, x1, x2, v);
+                k3_add(&b7_0, &b7_1, &b7_2, d, y0, y1, y2, v);
+            }
+        }
+    }
+    let out = chunk * COUT * CIN * KH * KW;
+    let second = ci + 1u < CIN;
+    {
+        k3_store(out, co0 + 0u, ci, a0_0, a0_1, a0_2);
+        if (second) { k3_store(out, co0 + 0u, cj, b0_0, b0_1, b0_2); }
+    }
+    if (COB > 1u) {
+        k3_store(out, co0 + 1u, ci, a1_0, a1_1, a1_2);
+        if (second) { k3_store(out, co0 + 1u, cj, b1_0, b1_1, b1_2); }
+    }
+    if (COB > 2u) {
+        k3_store(out, co0 + 2u, ci, a2_0, a2_1, a2_2);
+        if (second) { k3_store(out, co0 + 2u, cj, b2_0, b2_1, b2_2); }
+    }
+    if (COB > 3u) {
+        k3_store(out, co0 + 3u, ci, a3_0, a3_1, a3_2);
+        if (second) { k3_store(out, co0 + 3u, cj, b3_0, b3_1, b3_2); }
+    }
+    if (COB > 4u) {
+        k3_store(out, co0 + 4u, ci, a4_0, a4_1, a4_2);
+        if (second) { k3_store(out, co0 + 4u, cj, b4_0, b4_1, b4_2); }
+    }
+    if (COB > 5u) {
+        k3_store(out, co0 + 5u, ci, a5_0, a5_1, a5_2);
+        if (second) { k3_store(out, co0 + 5u, cj, b5_0, b5_1, b5_2); }
+    }
+    if (COB > 6u) {
+        k3_store(out, co0 + 6u, ci, a6_0, a6_1, a6_2);
+        if (second) { k3_store(out, co0 + 6u, cj, b6_0, b6_1, b6_2); }
+    }
+    if (COB > 7u) {
+        k3_store(out, co0 + 7u, ci, a7_0, a7_1, a7_2);
+        if (second) { k3_store(out, co0 + 7u, cj, b7_0, b7_1, b7_2); }
+    }
+}
+
 // conv2d_weight_grad_rows: conv2d_weight_grad with every kernel row in one invocation, for kernels of
 // at most 5 x 5: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB),
 // COB <= 4, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.

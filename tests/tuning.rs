@@ -258,6 +258,10 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         // the stride-2 input gradient's 16-channel block over 10 channels.
         ("3x3_16ch", geom(2, 3, 6, 5, 16, 3, 1, 1)),
         ("3x3_35ch_stride2", geom(1, 10, 7, 6, 35, 3, 2, 1)),
+        // A dense block's layer (growth 8) with an odd input channel count: the weight gradient's two
+        // input channels per invocation (conv2d_weight_grad_k3c2), the last pair short; and at stride 2.
+        ("densenet_3x3_odd_cin", geom(1, 17, 14, 13, 8, 3, 1, 1)),
+        ("k3c2_stride2", geom(2, 6, 9, 9, 8, 3, 2, 1)),
     ];
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(1000 + seed as u64);
@@ -317,12 +321,15 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             same_bits(&format!("backward_input/{case}"), &bits, &names);
         }
         let (bits, names) =
-            every_variant(12, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
+            every_variant(16, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
         let distinct: std::collections::HashSet<_> = names.iter().collect();
         assert!(distinct.len() > 1, "{name}: weight-gradient variants {names:?}");
         // 3-row kernels also run conv2d_weight_grad_k3, and kernels up to 5x5 conv2d_weight_grad_rows
         // (every row in one invocation).
         assert_eq!(names.iter().any(|n| n.ends_with("x 3 rows")), g.kh == 3, "{name}: {names:?}");
+        // ... and, over two input channels per invocation, conv2d_weight_grad_k3c2.
+        let two = names.iter().any(|n| n.ends_with("x 2 inputs"));
+        assert_eq!(two, g.kh == 3 && g.c_in > 1, "{name}: {names:?}");
         let widest = match *name {
             "3x3_16ch" => Some("16ch x 3 rows"),
             "3x3_35ch_stride2" => Some("12ch x 3 rows"),
@@ -337,11 +344,13 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         same_bits(&format!("backward_weight/{name}"), &bits, &names);
     }
     // Every conv kernel the variants add ran: conv2d_pack_weights (before conv2d_direct's packed-w
-    // variants), conv2d_weight_grad_k3, conv2d_weight_grad_rows and conv2d_backward_input_s2.
+    // variants), conv2d_weight_grad_k3, conv2d_weight_grad_k3c2, conv2d_weight_grad_rows and
+    // conv2d_backward_input_s2.
     let ran = RAN.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for k in [
         Kernel::Conv2dPackWeights,
         Kernel::Conv2dWeightGradK3,
+        Kernel::Conv2dWeightGradK3c2,
         Kernel::Conv2dWeightGradRows,
         Kernel::Conv2dBackwardInputS2,
     ] {

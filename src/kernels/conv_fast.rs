@@ -448,13 +448,19 @@ pub fn conv2d_backward_weight_fast(
         .map(|v| match v.rows {
             GradRows::One => format!("{}ch", v.cob),
             GradRows::Three => format!("{}ch x 3 rows", v.cob),
+            GradRows::ThreeTwo => format!("{}ch x 3 rows x 2 inputs", v.cob),
             GradRows::All => format!("{}ch x {} rows arrays", v.cob, g.kh),
         })
         .collect();
     let shape = format!("{} chunks {chunks}", tune_key(g));
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
         let WeightGradSplit { cob, layers, iters, rows: layout, .. } = variants[i];
-        let total = chunks * g.c_in * if layout == GradRows::One { g.kh } else { 1 }; // per grid layer
+        let total = chunks
+            * match layout {
+                GradRows::One => g.c_in * g.kh,
+                GradRows::ThreeTwo => g.c_in.div_ceil(2),
+                _ => g.c_in,
+            }; // per grid layer
         let p = FastConvParams {
             n: to_u32(op, "batch", g.n)?,
             total: to_u32(op, "invocations", total)?,
@@ -476,6 +482,7 @@ pub fn conv2d_backward_weight_fast(
             match layout {
                 GradRows::One => Kernel::Conv2dWeightGrad,
                 GradRows::Three => Kernel::Conv2dWeightGradK3,
+                GradRows::ThreeTwo => Kernel::Conv2dWeightGradK3c2,
                 GradRows::All => Kernel::Conv2dWeightGradRows,
             },
             &consts,

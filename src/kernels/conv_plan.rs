@@ -69,6 +69,9 @@ pub enum GradRows {
     One,
     /// All three rows of a 3 x 3 kernel, in named registers (`conv2d_weight_grad_k3`).
     Three,
+    /// All three rows of a 3 x 3 kernel for two input channels, at most 8 output channels
+    /// (`conv2d_weight_grad_k3c2`).
+    ThreeTwo,
     /// Every row of a kernel of at most 5 x 5, in private arrays (`conv2d_weight_grad_rows`).
     All,
 }
@@ -140,6 +143,13 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
         }
         if g.kh == 3 && g.kw == 3 && !first_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
             first_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::Three, ..first });
+            // Two input channels per invocation, where the output channels are at most 8 per block.
+            if cob <= 8 && g.c_in > 1 {
+                let iters = first.rows_per_chunk * per_row * (1 + 2 * g.kh) + 2 * g.kh * cob + 1;
+                if iters <= budget.loop_iters {
+                    first_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::ThreeTwo, ..first });
+                }
+            }
         }
         if g.kh > 1 && g.kh <= 5 && g.kw <= 5 && cob <= 4 && !all_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
             all_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::All, ..first });

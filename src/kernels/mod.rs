@@ -195,6 +195,7 @@ kernels! {
     Conv2dPackWeights => "conv2d_pack_weights", ConvFast, [R, W];
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dWeightGradK3 => "conv2d_weight_grad_k3", ConvFast, [R, R, W];
+    Conv2dWeightGradK3c2 => "conv2d_weight_grad_k3c2", ConvFast, [R, R, W];
     Conv2dWeightGradRows => "conv2d_weight_grad_rows", ConvFast, [R, R, W];
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W, U];
     ReluForward => "relu_forward", Activation, [R, W];
