@@ -178,13 +178,29 @@ fn the_tuning_cache_round_trips_and_a_bad_one_is_ignored() {
     assert_eq!(timed.how, "timed");
     assert!(timed.timings.len() >= 2 && timed.timings.iter().all(|(_, s)| *s > 0.0), "{timed:?}");
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains(&format!("matmul {}\t{}", timed.shape, timed.variant)), "{text}");
+    let line = text.lines().find(|l| l.starts_with(&format!("matmul {} among ", timed.shape))).unwrap();
+    assert!(line.ends_with(&format!("\t{}", timed.variant)), "{text}");
 
     // Cached (a new context's view: the file is read again): the same variant, nothing timed.
     c.set_tuning_in(Tuning::Cached, Some(dir.clone()));
     build();
     let cached = last();
     assert_eq!((cached.how, &cached.variant), ("cached", &timed.variant));
+
+    // A choice made among other variants (an older build's list): not taken, the shape timed again.
+    let (key, _) = line.split_once('\t').unwrap();
+    let other = text.replace(
+        line,
+        &format!("{}00000000\t{}", key.trim_end_matches(|c: char| c.is_ascii_hexdigit()), timed.variant),
+    );
+    assert_ne!(other, text);
+    std::fs::write(&file, &other).unwrap();
+    c.set_tuning_in(Tuning::Cached, Some(dir.clone()));
+    build();
+    assert_eq!(last().how, "default");
+    c.set_tuning_in(Tuning::Full, Some(dir.clone()));
+    build();
+    assert_eq!(last().how, "timed");
 
     // Damaged, or written for another adapter or build: ignored, the default taken; Full replaces it.
     for bad in [&b"\x00\xffnot a cache"[..], b"wgcnn-tune 1\nanother adapter | x\nmatmul 1x1x1\tscalar 8x8\n"] {

@@ -258,7 +258,11 @@ impl super::Context {
         if n <= 1 {
             return build(0);
         }
-        let key = format!("{family} {shape}");
+        // The variants offered are part of the key: a build that offers others (a layout added in
+        // Rust, the shaders unchanged) times the shape again instead of keeping an older choice.
+        let offered =
+            variants.iter().fold(crate::fsio::FNV_OFFSET, |h, v| crate::fsio::fnv1a(h, format!("{v}|").as_bytes()));
+        let key = format!("{family} {shape} among {:08x}", offered as u32);
         let (mode, known, spent, budget) = {
             let t = self.tuner.lock().unwrap_or_else(|e| e.into_inner());
             (t.mode, t.known.get(&key).cloned(), t.spent, t.budget)
