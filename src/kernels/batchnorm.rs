@@ -5,9 +5,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{shape_err, to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{vec4_fits, Kernel, Launch};
 use crate::tensor::{DType, Tensor};
 
 /// Values per invocation of the elementwise kernels (`RUN` in `shaders/batchnorm.wgsl`).
@@ -146,7 +146,7 @@ fn reduce(
     let consts = [cc, hw, ("MASK", u32::from(mask.is_some()))];
     let ts = [a, b, stats, scratch, mask.unwrap_or(a)];
     // The vec4 kernel when every chunk starts on a plane's vec4 (chunk and plane multiples of 4).
-    let vec4 = ctx.kernels == KernelSet::Fast && p.hw.is_multiple_of(4) && p.chunk.is_multiple_of(4);
+    let vec4 = vec4_fits(ctx, p.hw as usize) && p.chunk.is_multiple_of(4);
     let kernel = if vec4 { Kernel::BatchnormPartial4 } else { Kernel::BatchnormPartial };
     let mut l = ctx.launch_with(kernel, &consts, label, &p, &ts, chunks * c, chunk)?;
     for (k, &(out, offset)) in outs.iter().enumerate() {
@@ -175,7 +175,7 @@ fn reduce(
 /// plane's size is a multiple of 4 (and `ctx` runs the fast kernels), else the scalar one (a run of
 /// [`RUN`] values per invocation).
 fn elementwise(ctx: &Context, g: &BnGeom, scalar: Kernel, vec4: Kernel) -> (Kernel, u64) {
-    if g.hw.is_multiple_of(4) && ctx.kernels == KernelSet::Fast {
+    if vec4_fits(ctx, g.hw) {
         (vec4, (g.len() / 4) as u64)
     } else {
         (scalar, g.runs() as u64)

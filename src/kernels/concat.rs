@@ -3,9 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{vec4_fits, Kernel, Launch};
 use crate::shape::ConcatGeom;
 use crate::tensor::{DType, Tensor};
 
@@ -25,7 +25,7 @@ pub struct ConcatParams {
 
 fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
     // Four values per invocation when every run of the copy is aligned to 4 (h · w a multiple of 4).
-    let lanes = if g.hw.is_multiple_of(4) && ctx.kernels == KernelSet::Fast { 4 } else { 1 };
+    let lanes = if vec4_fits(ctx, g.hw) { 4 } else { 1 };
     let kernel = match (forward, lanes) {
         (true, 1) => Kernel::ConcatForward,
         (true, _) => Kernel::ConcatForward4,

@@ -3,9 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::context::{Context, KernelSet};
+use crate::context::Context;
 use crate::error::{shape_err, to_u32, Result};
-use crate::kernels::{Kernel, Launch};
+use crate::kernels::{vec4_fits, Kernel, Launch};
 use crate::tensor::{DType, Tensor};
 
 /// Mirrors `struct AddParams` in `shaders/elementwise.wgsl`.
@@ -27,7 +27,7 @@ pub fn add_forward(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tenso
 pub fn add_forward_fused(ctx: &Context, label: &str, a: &Tensor, b: &Tensor, y: &Tensor, relu: bool) -> Result<Launch> {
     let len = a.len();
     // A vec4 per invocation when the length allows it (the same sums, fewer loads on a software adapter).
-    let lanes = if len.is_multiple_of(4) && ctx.kernels == KernelSet::Fast { 4 } else { 1 };
+    let lanes = if vec4_fits(ctx, len) { 4 } else { 1 };
     let k = if lanes == 4 { Kernel::AddForward4 } else { Kernel::AddForward };
     let op = k.entry_point();
     if len == 0 {

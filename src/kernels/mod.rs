@@ -249,6 +249,14 @@ kernels! {
     SumChunks => "sum_chunks", Reduce, [R, W];
 }
 
+/// Whether a launch on `ctx` may use a kernel's vec4 entry point for runs of `n` values: `n` a
+/// multiple of 4 (so no vec4 straddles two runs, and every binding is a whole number of vec4s) and the
+/// fast kernel set (a `KernelSet::Plain` context keeps the scalar kernels, against which the vec4 ones
+/// are tested for equal bits).
+pub(crate) fn vec4_fits(ctx: &crate::context::Context, n: usize) -> bool {
+    n.is_multiple_of(4) && ctx.kernels == crate::context::KernelSet::Fast
+}
+
 /// The workgroup grid for `threads` invocations of `wg` threads each: 1-D while it fits in
 /// `max_per_dim` workgroups, folded into a second dimension beyond (shaders recover the flat index with
 /// `flat_index` in `common.wgsl` and bounds-check it).

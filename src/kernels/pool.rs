@@ -78,7 +78,7 @@ pub fn maxpool2d_forward(
     y.expect(op, "y", DType::F32, g.y_len())?;
     argmax.expect(op, "argmax", DType::U32, g.y_len())?;
     Ok(ctx
-        .launch_with(Kernel::MaxPool2dForward, &geometry(g), label, &p, &[x, y, argmax], g.y_len() as u64, window(g))?
+        .launch_with(Kernel::MaxPool2dForward, &geometry(&p), label, &p, &[x, y, argmax], g.y_len() as u64, window(g))?
         .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
@@ -99,7 +99,7 @@ pub fn maxpool2d_backward(
     Ok(ctx
         .launch_with(
             Kernel::MaxPool2dBackward,
-            &geometry(g),
+            &geometry(&p),
             label,
             &p,
             &[dy, argmax, dx],
@@ -116,7 +116,7 @@ pub fn avgpool2d_forward(ctx: &Context, label: &str, g: &Pool2dGeom, x: &Tensor,
     x.expect(op, "x", DType::F32, g.x_len())?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     Ok(ctx
-        .launch_with(Kernel::AvgPool2dForward, &geometry(g), label, &p, &[x, y], g.y_len() as u64, window(g))?
+        .launch_with(Kernel::AvgPool2dForward, &geometry(&p), label, &p, &[x, y], g.y_len() as u64, window(g))?
         .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
@@ -127,24 +127,23 @@ pub fn avgpool2d_backward(ctx: &Context, label: &str, g: &Pool2dGeom, dy: &Tenso
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     dx.expect(op, "dx", DType::F32, g.x_len())?;
     Ok(ctx
-        .launch_with(Kernel::AvgPool2dBackward, &geometry(g), label, &p, &[dy, dx], g.x_len() as u64, covering(g))?
+        .launch_with(Kernel::AvgPool2dBackward, &geometry(&p), label, &p, &[dy, dx], g.x_len() as u64, covering(g))?
         .with_work(0, 4 * (g.x_len() + g.y_len()) as u64))
 }
 
-/// `shaders/pool.wgsl`'s geometry constants.
-fn geometry(g: &Pool2dGeom) -> [(&'static str, u32); 10] {
-    let u = |v: usize| v as u32; // each was checked to fit by PoolParams::new
+/// `shaders/pool.wgsl`'s geometry constants, from the checked params.
+fn geometry(p: &PoolParams) -> [(&'static str, u32); 10] {
     [
-        ("H", u(g.h)),
-        ("W", u(g.w)),
-        ("KH", u(g.kh)),
-        ("KW", u(g.kw)),
-        ("SH", u(g.stride_h)),
-        ("SW", u(g.stride_w)),
-        ("OH", u(g.out_h())),
-        ("OW", u(g.out_w())),
-        ("PH", u(g.pad_h)),
-        ("PW", u(g.pad_w)),
+        ("H", p.h),
+        ("W", p.w),
+        ("KH", p.kh),
+        ("KW", p.kw),
+        ("SH", p.stride_h),
+        ("SW", p.stride_w),
+        ("OH", p.out_h),
+        ("OW", p.out_w),
+        ("PH", p.pad_h),
+        ("PW", p.pad_w),
     ]
 }
 
