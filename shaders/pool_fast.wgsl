@@ -87,33 +87,60 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     }
 }
 
+// The window kernels' run: RX outputs (forward) or input elements (backward) next to each other in
+// one row per invocation, so the run's input (forward) or argmax and gradient (backward) values load
+// once for every window that shares them, into private arrays the unrolled loops index with
+// constants. Each output or input element still compares or adds in the order the one-per-invocation
+// kernel does (RX = 1): any run gives the same bits. The backward runs need SW = 1 (the launcher
+// checks), so that element r of a run sees the loaded columns r..r + KW − 1.
+override RX: u32 = 1u;
+const MAX_RX: u32 = 8u;
+const MAX_SEG: u32 = 32u; // (RX − 1) · SW + KW (forward), RX + KW − 1 (backward): checked by the launcher
+const NONE: u32 = 0xffffffffu;
+
 // maxpool2d_window_forward: x -> y, argmax, as maxpool2d_forward (padding never wins; the first
-// maximum in row-major window order wins).
+// maximum in row-major window order wins). Invocation i owns outputs ox0..ox0 + RX of row oy.
 @compute @workgroup_size(WG)
 fn maxpool2d_window_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ox = i % OW;
-    let oy = (i / OW) % OH;
-    let plane = i / (OW * OH);
+    let runs = (OW + RX - 1u) / RX;
+    let ox0 = (i % runs) * RX;
+    let oy = (i / runs) % OH;
+    let plane = i / (runs * OH);
     let base = plane * H * W;
-    var best = 0.0;
-    var best_at = 0xffffffffu;
+    var best: array<f32, MAX_RX>;
+    var best_at: array<u32, MAX_RX>;
+    for (var r = 0u; r < RX; r++) { best_at[r] = NONE; }
     for (var ky = 0u; ky < KH; ky++) {
-        for (var kx = 0u; kx < KW; kx++) {
-            let py = oy * SH + ky;
-            let px = ox * SW + kx;
-            if (py < PH || px < PW || py - PH >= H || px - PW >= W) { continue; }
-            let at = (py - PH) * W + (px - PW);
-            let v = tf_x[base + at];
-            if (best_at == 0xffffffffu || v > best) {
-                best = v;
-                best_at = at;
+        let py = oy * SH + ky;
+        if (py < PH || py - PH >= H) { continue; }
+        let row = base + (py - PH) * W;
+        // The run's input columns px = ox0 · SW + c, c < (RX − 1) · SW + KW, loaded once.
+        var v: array<f32, MAX_SEG>;
+        for (var c = 0u; c < (RX - 1u) * SW + KW; c++) {
+            let px = ox0 * SW + c;
+            if (px >= PW && px - PW < W) { v[c] = tf_x[row + px - PW]; }
+        }
+        for (var r = 0u; r < RX; r++) {
+            for (var kx = 0u; kx < KW; kx++) {
+                let px = (ox0 + r) * SW + kx;
+                if (px < PW || px - PW >= W) { continue; }
+                let c = r * SW + kx;
+                if (best_at[r] == NONE || v[c] > best[r]) {
+                    best[r] = v[c];
+                    best_at[r] = (py - PH) * W + (px - PW);
+                }
             }
         }
     }
-    tf_y[i] = best;
-    tf_arg[i] = best_at;
+    for (var r = 0u; r < RX; r++) {
+        if (ox0 + r < OW) {
+            let o = (plane * OH + oy) * OW + ox0 + r;
+            tf_y[o] = best[r];
+            tf_arg[o] = best_at[r];
+        }
+    }
 }
 
 // maxpool2d_window_backward: dy, argmax -> dx, as maxpool2d_backward: one invocation per input
@@ -133,24 +160,55 @@ fn first_covering(i: u32, k: u32, stride: u32) -> u32 {
 fn maxpool2d_window_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ix = i % W;
-    let iy = (i / W) % H;
-    let plane = i / (W * H);
-    let at = iy * W + ix;
+    let runs = (W + RX - 1u) / RX;
+    let ix0 = (i % runs) * RX;
+    let iy = (i / runs) % H;
+    let plane = i / (runs * H);
     let oy0 = first_covering(iy + PH, KH, SH);
-    let ox0 = first_covering(ix + PW, KW, SW);
     let oy1 = min((iy + PH) / SH, OH - 1u);
-    let ox1 = min((ix + PW) / SW, OW - 1u);
-    var acc = 0.0;
+    if (RX == 1u) {
+        let at = iy * W + ix0;
+        let ox0 = first_covering(ix0 + PW, KW, SW);
+        let ox1 = min((ix0 + PW) / SW, OW - 1u);
+        var acc = 0.0;
+        for (var ty = 0u; ty < (KH + SH - 1u) / SH; ty++) {
+            let oy = oy0 + ty;
+            if (oy > oy1) { continue; }
+            for (var tx = 0u; tx < (KW + SW - 1u) / SW; tx++) {
+                let ox = ox0 + tx;
+                if (ox > ox1) { continue; }
+                let o = (plane * OH + oy) * OW + ox;
+                if (wb_arg[o] == at) { acc += wb_dy[o]; }
+            }
+        }
+        wb_dx[plane * H * W + at] = acc;
+        return;
+    }
+    // SW = 1: element ix0 + r is covered by the windows ox = ix0 + r + PW − (KW − 1) + tx, tx < KW,
+    // those inside [0, OW) (the same ones, in the same order, as above): loaded column c = r + tx.
+    var acc: array<f32, MAX_RX>;
     for (var ty = 0u; ty < (KH + SH - 1u) / SH; ty++) {
         let oy = oy0 + ty;
         if (oy > oy1) { continue; }
-        for (var tx = 0u; tx < (KW + SW - 1u) / SW; tx++) {
-            let ox = ox0 + tx;
-            if (ox > ox1) { continue; }
-            let o = (plane * OH + oy) * OW + ox;
-            if (wb_arg[o] == at) { acc += wb_dy[o]; }
+        let row = (plane * OH + oy) * OW;
+        var a: array<u32, MAX_SEG>;
+        var d: array<f32, MAX_SEG>;
+        for (var c = 0u; c < RX + KW - 1u; c++) {
+            a[c] = NONE;
+            let ox = ix0 + PW + c; // + (KW − 1) past the window's first column
+            if (ox >= KW - 1u && ox - (KW - 1u) < OW) {
+                a[c] = wb_arg[row + ox - (KW - 1u)];
+                d[c] = wb_dy[row + ox - (KW - 1u)];
+            }
+        }
+        for (var r = 0u; r < RX; r++) {
+            let at = iy * W + ix0 + r;
+            for (var tx = 0u; tx < KW; tx++) {
+                if (a[r + tx] == at) { acc[r] += d[r + tx]; }
+            }
         }
     }
-    wb_dx[i] = acc;
+    for (var r = 0u; r < RX; r++) {
+        if (ix0 + r < W) { wb_dx[plane * H * W + iy * W + ix0 + r] = acc[r]; }
+    }
 }

@@ -96,7 +96,9 @@ fn pooling_matches_reference() {
         ("tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4200, 4200, 2, 2)),
         // Padded windows over 4.4M input elements: the backward's grid folds.
         ("pad1_grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 2).padded(1)),
-        // An inception branch's 3x3 stride-1 padded pool with 4.4M outputs: the window forward folds.
+        // An inception branch's 3x3 stride-1 padded pool with 4.4M outputs: the plain kernels' grids
+        // fold (the window kernels' default run of 7 needs 8x fewer invocations; tests/tuning.rs
+        // runs every run on this shape, run 1's grid folding).
         ("pad1_3s1_grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 1).padded(1)),
     ];
     let c = ctx();

@@ -367,3 +367,71 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         assert!(ran.contains(&k), "{k:?} never ran");
     }
 }
+
+#[test]
+fn every_max_pool_window_run_gives_the_reference_and_the_same_bits() {
+    use wgcnn::kernels::pool::*;
+    use wgcnn::shape::Pool2dGeom;
+    let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    let c = ctx();
+    // inception-mini's 3x3 stride-1 padded pools (14- and 7-wide rows: runs of 7), batch 1 with a row
+    // no run divides, stride 2 (forward runs only), a 5x5 window and an unpadded 3x3.
+    let table = [
+        ("inception_3s1_14", Pool2dGeom::square(2, 3, 14, 14, 3, 1).padded(1)),
+        ("inception_3s1_7", Pool2dGeom::square(3, 2, 7, 7, 3, 1).padded(1)),
+        (
+            "batch1_3s1_ragged",
+            Pool2dGeom { n: 1, c: 2, h: 6, w: 11, kh: 3, kw: 3, stride_h: 1, stride_w: 1, pad_h: 1, pad_w: 1 },
+        ),
+        ("stem_3s2", Pool2dGeom::square(2, 2, 13, 12, 3, 2).padded(1)),
+        ("window5_s1", Pool2dGeom::square(1, 2, 9, 10, 5, 1).padded(2)),
+        ("unpadded_3s1", Pool2dGeom::square(2, 1, 8, 9, 3, 1)),
+        // 4.4M outputs and input elements: run 1's grids fold past 65,535 workgroups (the longer runs'
+        // grids are 2-8x smaller; tests/kernels_maps.rs runs the default one on the same shape).
+        ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 3, 1).padded(1)),
+    ];
+    for (seed, (name, g)) in table.iter().enumerate() {
+        let mut r = rng(1300 + seed as u64);
+        // Values on a coarse grid, so that windows hold ties: the first maximum must win in every run.
+        let x: Vec<f32> = r.vec_f32(g.x_len(), -3.0, 3.0).iter().map(|v| v.round()).collect();
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (xt, dyt) = (upload("x", &[g.x_len()], &x), upload("dy", &[g.y_len()], &dy));
+        let (yt, argt, dxt) = (zeros("y", &[g.y_len()]), zeros_u32("argmax", &[g.y_len()]), zeros("dx", &[g.x_len()]));
+        let (want_y, want_arg) = cpu::maxpool2d_forward(g, &to_f64(&x));
+        let want_dx = cpu::maxpool2d_backward(g, &to_f64(&dy), &want_arg);
+        let runs = window_runs(g, false);
+        assert!(runs.len() > 1, "{name}: forward runs {runs:?}");
+        let (bits, names) =
+            every_variant(runs.len(), &yt, || Ok(maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt)?.unwrap()));
+        assert_eq!(names, runs.iter().map(|r| format!("run {r}")).collect::<Vec<_>>(), "{name}");
+        let exact = Tol { atol: 0.0, rtol: 0.0 };
+        check(
+            &format!("forward/{name}"),
+            &bits[0].iter().map(|&v| f32::from_bits(v)).collect::<Vec<_>>(),
+            &want_y,
+            exact,
+        );
+        same_bits(&format!("forward/{name}"), &bits, &names);
+        // The argmax of every run (the last forced one is in argt; each run is checked in turn).
+        for (i, run) in runs.iter().enumerate() {
+            c.set_tuning_in(Tuning::Force(i), None);
+            argt.write_u32(c, &vec![u32::MAX - 1; g.y_len()]).unwrap();
+            c.run(&[&maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
+            check_u32(&format!("forward.argmax/{name}/run {run}"), &argt.to_u32(c).unwrap(), &want_arg);
+        }
+        c.set_tuning_in(Tuning::Off, None);
+        let runs = window_runs(g, true);
+        assert_eq!(runs.len() > 1, g.stride_w == 1, "{name}: backward runs {runs:?}");
+        let (bits, names) =
+            every_variant(runs.len(), &dxt, || Ok(maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt)?.unwrap()));
+        check(
+            &format!("backward/{name}"),
+            &bits[0].iter().map(|&v| f32::from_bits(v)).collect::<Vec<_>>(),
+            &want_dx,
+            F32_TOL,
+        );
+        same_bits(&format!("backward/{name}"), &bits, &names);
+    }
+    let big = table.last().unwrap().1;
+    assert!(groups(big.y_len()) > 65_535 && groups(big.x_len()) > 65_535);
+}

@@ -179,7 +179,35 @@ pub fn tiles(g: &Pool2dGeom) -> bool {
         && g.pad_w == 0
 }
 
-/// One launch of a `pool_fast.wgsl` kernel (tiles or window) with `g`'s sizes as pipeline constants.
+/// The runs a window kernel may take per invocation (`RX`: outputs of a row forward, input elements of
+/// a row backward), the default first: the largest divisor of the row from 5 to 7 (7 for
+/// inception-mini's 7- and 14-wide rows), then 8, 4, 2 and 1, where the run fits the row (up to its
+/// next power of two) and the shader's arrays (`MAX_SEG`). The longest run timed fastest on each of
+/// inception-mini's four window launches on lavapipe (3x3 stride 1: 1.9-2.3x run 1's speed), so it
+/// leads where tuning is off or its budget is spent. The backward runs need stride 1 across (element
+/// r of a run then reads the loaded columns r..r + KW); other strides take run 1 alone.
+pub fn window_runs(g: &Pool2dGeom, backward: bool) -> Vec<u32> {
+    let row = if backward { g.w } else { g.out_w() };
+    if backward && g.stride_w != 1 {
+        return vec![1];
+    }
+    let divisor = (5..8).rev().find(|d| row.is_multiple_of(*d));
+    let mut runs: Vec<u32> = Vec::new();
+    for r in divisor.into_iter().chain([8, 4, 2]) {
+        let seg = if backward { r + g.kw - 1 } else { (r - 1) * g.stride_w + g.kw };
+        if r <= row.next_power_of_two() && seg <= MAX_SEG && !runs.contains(&(r as u32)) {
+            runs.push(r as u32);
+        }
+    }
+    runs.push(1);
+    runs
+}
+
+/// `MAX_SEG` of `pool_fast.wgsl`: the longest row segment a window kernel's run loads.
+const MAX_SEG: usize = 32;
+
+/// One launch of a `pool_fast.wgsl` kernel (tiles or window) with `g`'s sizes as pipeline constants;
+/// the window kernels are tuned over their runs ([`window_runs`]).
 fn specialised_launch(
     ctx: &Context,
     kernel: Kernel,
@@ -194,28 +222,53 @@ fn specialised_launch(
     let u = |v: usize| v as u32; // each is <= x_len, checked above
     let mut consts = vec![("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
     let window_kernel = matches!(kernel, Kernel::MaxPool2dWindowForward | Kernel::MaxPool2dWindowBackward);
-    if window_kernel {
-        consts.extend([
-            ("SH", u(g.stride_h)),
-            ("SW", u(g.stride_w)),
-            ("PH", u(g.pad_h)),
-            ("PW", u(g.pad_w)),
-            ("OH", u(g.out_h())),
-            ("OW", u(g.out_w())),
-        ]);
+    if !window_kernel {
+        if kernel == Kernel::MaxPool2dTilesBackward {
+            consts.push(("RELU_MASK", u32::from(relu_mask)));
+        }
+        let p = TileParams { total: u(g.y_len()), _pad0: 0, _pad1: 0, _pad2: 0 };
+        return Ok(ctx
+            .launch_with(kernel, &consts, label, &p, tensors, g.y_len() as u64, window(g))?
+            .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64));
     }
-    if kernel == Kernel::MaxPool2dTilesBackward {
-        consts.push(("RELU_MASK", u32::from(relu_mask)));
-    }
-    // One invocation per output, except the window backward: one per input element.
-    let (total, iters) = match kernel {
-        Kernel::MaxPool2dWindowBackward => (g.x_len(), covering(g)),
-        _ => (g.y_len(), window(g)),
-    };
-    let p = TileParams { total: u(total), _pad0: 0, _pad1: 0, _pad2: 0 };
-    Ok(ctx
-        .launch_with(kernel, &consts, label, &p, tensors, total as u64, iters)?
-        .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
+    consts.extend([
+        ("SH", u(g.stride_h)),
+        ("SW", u(g.stride_w)),
+        ("PH", u(g.pad_h)),
+        ("PW", u(g.pad_w)),
+        ("OH", u(g.out_h())),
+        ("OW", u(g.out_w())),
+    ]);
+    // One invocation per run of outputs (forward) or input elements (backward) along a row.
+    let backward = kernel == Kernel::MaxPool2dWindowBackward;
+    let (rows, row, iters) =
+        if backward { (g.n * g.c * g.h, g.w, covering(g)) } else { (g.n * g.c * g.out_h(), g.out_w(), window(g)) };
+    let runs = window_runs(g, backward);
+    let names: Vec<String> = runs.iter().map(|r| format!("run {r}")).collect();
+    let shape = format!(
+        "n{} c{} {}x{} k{}x{} s{}x{} p{}x{}{}",
+        g.n,
+        g.c,
+        g.h,
+        g.w,
+        g.kh,
+        g.kw,
+        g.stride_h,
+        g.stride_w,
+        g.pad_h,
+        g.pad_w,
+        if backward { " backward" } else { "" }
+    );
+    let family = if backward { "maxpool2d_window_backward" } else { "maxpool2d_window_forward" };
+    let l = ctx.tuned(family, shape, &names, |i| {
+        let rx = runs[i];
+        let total = rows * row.div_ceil(rx as usize);
+        let p = TileParams { total: to_u32(op, "invocations", total)?, _pad0: 0, _pad1: 0, _pad2: 0 };
+        let mut consts = consts.clone();
+        consts.push(("RX", rx));
+        ctx.launch_with(kernel, &consts, label, &p, tensors, total as u64, iters * u64::from(rx))
+    })?;
+    Ok(l.with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64))
 }
 
 /// [`maxpool2d_forward`] specialised to the shape: the tiles kernel where the windows tile the input
