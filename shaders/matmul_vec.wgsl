@@ -174,3 +174,104 @@ fn matmul_vec4(
         }
     }
 }
+
+// matmul_vec4b: the same product with only b read as vec4 (along k with B_K, else along j), a read one
+// float at a time through its strides: for products whose a has no vec4 axis, e.g. a 1×1 convolution
+// on 7×7 planes (49-float rows) whose weights still load four at a time. Every output adds its
+// products in k order from the bias, as `matmul` does: the same bits.
+@group(0) @binding(1) var<storage, read> sa: array<f32>;
+
+@compute @workgroup_size(WG)
+fn matmul_vec4b(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    let l = wid.z;
+    if (i >= p.total) { return; }
+    let nw = 4u * NC;
+    let jb = (p.n + nw - 1u) / nw;
+    let j0 = (i % jb) * nw;
+    let j1 = j0 + 4u;
+    let m0 = (i / jb) * MR;
+    let i0 = bias4(j0);
+    var i1 = vec4<f32>(0.0);
+    if (NC > 1u) { i1 = bias4(j1); }
+    var c0 = i0; var c1 = i0; var c2 = i0; var c3 = i0; var c4 = i0; var c5 = i0; var c6 = i0; var c7 = i0;
+    var d0 = i1; var d1 = i1; var d2 = i1; var d3 = i1; var d4 = i1; var d5 = i1; var d6 = i1; var d7 = i1;
+    // Rows past m repeat the last (their results are not stored).
+    let last = p.m - 1u;
+    let base = l * p.a_l;
+    let r0 = base + min(m0, last) * p.a_m;
+    let r1 = base + min(m0 + 1u, last) * p.a_m;
+    let r2 = base + min(m0 + 2u, last) * p.a_m;
+    let r3 = base + min(m0 + 3u, last) * p.a_m;
+    let r4 = base + min(m0 + 4u, last) * p.a_m;
+    let r5 = base + min(m0 + 5u, last) * p.a_m;
+    let r6 = base + min(m0 + 6u, last) * p.a_m;
+    let r7 = base + min(m0 + 7u, last) * p.a_m;
+    for (var q = 0u; q < p.k / 4u; q++) {
+        let bl = b_cols(l, j0, q);
+        var bh = bl;
+        if (NC > 1u) { bh = b_cols(l, j1, q); }
+        for (var kk = 0u; kk < 4u; kk++) {
+            let ak = (4u * q + kk) * p.a_k;
+            let b0 = bl[kk];
+            let a0 = sa[r0 + ak];
+            let a1 = sa[r1 + ak];
+            let a2 = sa[r2 + ak];
+            let a3 = sa[r3 + ak];
+            c0 += a0 * b0;
+            c1 += a1 * b0;
+            c2 += a2 * b0;
+            c3 += a3 * b0;
+            var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
+            if (MR > 4u) {
+                a4 = sa[r4 + ak];
+                a5 = sa[r5 + ak];
+                a6 = sa[r6 + ak];
+                a7 = sa[r7 + ak];
+                c4 += a4 * b0;
+                c5 += a5 * b0;
+                c6 += a6 * b0;
+                c7 += a7 * b0;
+            }
+            if (NC > 1u) {
+                let b1 = bh[kk];
+                d0 += a0 * b1;
+                d1 += a1 * b1;
+                d2 += a2 * b1;
+                d3 += a3 * b1;
+                if (MR > 4u) {
+                    d4 += a4 * b1;
+                    d5 += a5 * b1;
+                    d6 += a6 * b1;
+                    d7 += a7 * b1;
+                }
+            }
+        }
+    }
+    store4(l, m0, j0, c0);
+    store4(l, m0 + 1u, j0, c1);
+    store4(l, m0 + 2u, j0, c2);
+    store4(l, m0 + 3u, j0, c3);
+    if (MR > 4u) {
+        store4(l, m0 + 4u, j0, c4);
+        store4(l, m0 + 5u, j0, c5);
+        store4(l, m0 + 6u, j0, c6);
+        store4(l, m0 + 7u, j0, c7);
+    }
+    if (NC > 1u) {
+        store4(l, m0, j1, d0);
+        store4(l, m0 + 1u, j1, d1);
+        store4(l, m0 + 2u, j1, d2);
+        store4(l, m0 + 3u, j1, d3);
+        if (MR > 4u) {
+            store4(l, m0 + 4u, j1, d4);
+            store4(l, m0 + 5u, j1, d5);
+            store4(l, m0 + 6u, j1, d6);
+            store4(l, m0 + 7u, j1, d7);
+        }
+    }
+}

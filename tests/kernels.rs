@@ -67,6 +67,10 @@ fn conv_table() -> Vec<(&'static str, Conv2dGeom)> {
         // branch, and batch 1 with ragged sizes (its weight gradient needs no sum over images).
         ("1x1_inception_batch3", g(3, 16, 14, 14, 24, 1, 1, 1, 0)),
         ("1x1_batch1_ragged", g(1, 5, 7, 9, 3, 1, 1, 1, 0)),
+        // 7×7 planes (49 floats: no vec4 axis in x or y) with channel counts of a multiple of 4: the
+        // forward and input gradient read only the weights as vec4 (matmul_vec4b, the default there).
+        ("1x1_7x7_batch1_vec4b", g(1, 56, 7, 7, 32, 1, 1, 1, 0)),
+        ("1x1_7x7_batch3_vec4b_12ch", g(3, 8, 7, 7, 12, 1, 1, 1, 0)),
     ]
     .to_vec()
 }
@@ -114,6 +118,23 @@ fn conv2d_all_directions_match_reference() {
     assert!(groups(s2_big.n * s2_big.h.div_ceil(2) * s2_big.w.div_ceil(2)) > 65_535);
     let fast_big = table.iter().find(|r| r.0 == "fast_grid_past_65535").unwrap().1;
     assert!(groups(fast_big.n * fast_big.out_h() * fast_big.out_w().div_ceil(8)) > 65_535);
+    // The vec4b rows' forward and input gradient take matmul_vec4b by default (the weight gradient has
+    // no vec4 operand): what runs above wherever tuning is off or cached on a fresh machine (CI).
+    for (name, g) in table.iter().filter(|r| r.0.contains("_vec4b")) {
+        let hw = g.h * g.w;
+        let t = zeros("t", &[1]);
+        let (x, wt, wm) = (
+            Operand { t: &t, rows: 1, cols: hw },
+            Operand { t: &t, rows: 1, cols: g.c_in },
+            Operand { t: &t, rows: g.c_in, cols: 1 },
+        );
+        let fwd = Batch { count: g.n, a: g.c_in * hw, b: 0, c: g.c_out * hw };
+        let v = matmul_variants((hw, g.c_out, g.c_in), &fwd, &x, &wt, false);
+        assert_eq!(v[0].name(), "vec4b 8x8 b:k", "{name}: forward");
+        let dx = Batch { count: g.n, a: g.c_out * hw, b: 0, c: g.c_in * hw };
+        let v = matmul_variants((hw, g.c_in, g.c_out), &dx, &x, &wm, false);
+        assert_eq!(v[0].name(), "vec4b 8x8 b:j", "{name}: input gradient");
+    }
 }
 
 /// One conv row's tensors (x, w, b, dy, y, dx, dw) and the references of y, dx and dw.

@@ -46,7 +46,8 @@ fn every_variant(
         // The vec4 variants run matmul_vec4, the others matmul (or conv2d_direct and its kin).
         let name = c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default();
         RAN.lock().unwrap_or_else(|e| e.into_inner()).push(launch.kernel);
-        assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4"), "{name}: {:?}", launch.kernel);
+        assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4 "), "{name}: {:?}", launch.kernel);
+        assert_eq!(launch.kernel == Kernel::MatmulVec4b, name.starts_with("vec4b "), "{name}: {:?}", launch.kernel);
         let got = run_f32(Ok(launch), out);
         bits.push(got.iter().map(|v| v.to_bits()).collect());
         names.push(name);
@@ -124,7 +125,8 @@ fn every_matmul_variant_gives_the_reference_and_the_same_bits() {
 fn every_batched_matmul_variant_of_a_1x1_conv_gives_the_same_bits() {
     let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
     let c = ctx();
-    // 6×6 planes take the vec4 kernel (36 pixels), 7×7 the scalar one only; 3 images, 8 → 12 channels.
+    // 6×6 planes take the vec4 kernel (36 pixels); 7×7 ones (49) have no vec4 axis, so the forward and
+    // the input gradient read only the weights as vec4 (matmul_vec4b); 3 images, 8 → 12 channels.
     for (hw, vec) in [(6, true), (7, false)] {
         let g = Conv2dGeom {
             n: 3,
@@ -147,10 +149,20 @@ fn every_batched_matmul_variant_of_a_1x1_conv_gives_the_same_bits() {
         let (xt, wt, bt) = (upload("x", &[g.x_len()], &x), upload("w", &[g.w_len()], &w), upload("b", &[g.c_out], &b));
         let yt = zeros("y", &[g.y_len()]);
         let (bits, names) = every_variant(8, &yt, || Ok(conv1x1_forward(c, &name, &g, &xt, &wt, &bt, &yt)?.unwrap()));
-        assert_eq!(names.iter().any(|n| n.starts_with("vec4")), vec, "{name}: variants {names:?}");
+        assert_eq!(names.iter().any(|n| n.starts_with("vec4 ")), vec, "{name}: variants {names:?}");
+        assert_eq!(names.iter().any(|n| n.starts_with("vec4b ")), !vec, "{name}: variants {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&name, &got, &cpu::conv2d_forward(&g, &to_f64(&x), &to_f64(&w), &to_f64(&b)), F32_TOL);
         same_bits(&name, &bits, &names);
+        // The input gradient: w read along its rows (b along j).
+        let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
+        let (dyt, dxt) = (upload("dy", &[g.y_len()], &dy), zeros("dx", &[g.x_len()]));
+        let (bits, names) =
+            every_variant(8, &dxt, || Ok(conv1x1_backward_input(c, &name, &g, &dyt, &wt, &dxt)?.unwrap()));
+        assert_eq!(names.iter().any(|n| n.starts_with("vec4b ") && n.ends_with("b:j")), !vec, "{name}: {names:?}");
+        let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
+        check(&format!("{name}.dx"), &got, &cpu::conv2d_backward_input(&g, &to_f64(&dy), &to_f64(&w)), F32_TOL);
+        same_bits(&format!("{name}.dx"), &bits, &names);
     }
 }
 

@@ -177,10 +177,16 @@ pub fn matmul_batched(
                     [("MR", v.mr), ("NC", v.nc), ("A_K", u32::from(a_k)), ("B_K", u32::from(b_k)), ("BIAS", bias_c)];
                 ctx.launch_layered(Kernel::MatmulVec4, &consts, label, &p, &tensors, total as u64, layers, iters)
             }
-            None => {
-                let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c)];
-                ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)
-            }
+            None => match v.vec_b {
+                Some(b_k) => {
+                    let consts = [("MR", v.mr), ("NC", v.nc), ("B_K", u32::from(b_k)), ("BIAS", bias_c)];
+                    ctx.launch_layered(Kernel::MatmulVec4b, &consts, label, &p, &tensors, total as u64, layers, iters)
+                }
+                None => {
+                    let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c)];
+                    ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)
+                }
+            },
         }
     })?;
     Ok(Some(l.with_work(2 * (batch.count * m * n * k) as u64, 0)))
@@ -192,8 +198,11 @@ pub fn matmul_batched(
 pub struct MatmulVariant {
     /// `matmul_tiled` (32×32 tiles through workgroup memory).
     pub tiled: bool,
-    /// `matmul_vec4`, with `a` read along k (else m) and `b` along k (else j); `None`: `matmul`.
+    /// `matmul_vec4`, with `a` read along k (else m) and `b` along k (else j); `None`: `matmul` or
+    /// `matmul_vec4b`.
     pub vec: Option<(bool, bool)>,
+    /// `matmul_vec4b` (only `b` as vec4, along k or else j) where `vec` is `None`.
+    pub vec_b: Option<bool>,
     /// Rows per invocation (4 or 8).
     pub mr: u32,
     /// vec4 column groups per invocation (1 or 2).
@@ -201,7 +210,8 @@ pub struct MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// The name the tuning cache and reports use, e.g. `vec4 8x8 a:k b:j`, `scalar 8x4`, `tiled`.
+    /// The name the tuning cache and reports use, e.g. `vec4 8x8 a:k b:j`, `vec4b 8x8 b:k`,
+    /// `scalar 8x4`, `tiled`.
     pub fn name(&self) -> String {
         if self.tiled {
             return "tiled 32x32".into();
@@ -211,7 +221,10 @@ impl MatmulVariant {
             Some((a_k, b_k)) => {
                 format!("vec4 {block} a:{} b:{}", if a_k { "k" } else { "m" }, if b_k { "k" } else { "j" })
             }
-            None => format!("scalar {block}"),
+            None => match self.vec_b {
+                Some(b_k) => format!("vec4b {block} b:{}", if b_k { "k" } else { "j" }),
+                None => format!("scalar {block}"),
+            },
         }
     }
 }
@@ -226,7 +239,7 @@ pub fn matmul_vec_axes(
     b: &Operand,
 ) -> Option<(bool, bool)> {
     let four = |v: usize| v.is_multiple_of(4);
-    if !four(k) || !four(batch.a) || !four(batch.b) {
+    if !four(batch.a) {
         return None;
     }
     let a_k = if a.cols == 1 && four(a.rows) {
@@ -236,19 +249,29 @@ pub fn matmul_vec_axes(
     } else {
         return None;
     };
-    let b_k = if b.rows == 1 && four(b.cols) {
-        true
-    } else if b.cols == 1 && four(b.rows) && four(n) {
-        false
-    } else {
+    Some((a_k, matmul_vec_b_axis((m, n, k), batch, b)?))
+}
+
+/// The vec4 reading of `b` alone (`matmul_vec4b`): along k (`true`) or j, as [`matmul_vec_axes`]
+/// asks of it. `None` where it has none.
+pub fn matmul_vec_b_axis((_, n, k): (usize, usize, usize), batch: &Batch, b: &Operand) -> Option<bool> {
+    let four = |v: usize| v.is_multiple_of(4);
+    if !four(k) || !four(batch.b) {
         return None;
-    };
-    Some((a_k, b_k))
+    }
+    if b.rows == 1 && four(b.cols) {
+        Some(true)
+    } else if b.cols == 1 && four(b.rows) && four(n) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The variants a product may run as, the default first: the tiled kernel on hardware adapters
 /// (`Budget::tiled`); elsewhere the vec4 kernel with 8×8 blocks where the operands allow vec4 loads,
-/// else the scalar one (8 or 4 rows, as many as `m` fills, by 8 columns).
+/// else `matmul_vec4b` where `b` alone does, else the scalar one (8 or 4 rows, as many as `m` fills,
+/// by 8 columns).
 pub fn matmul_variants(
     dims: (usize, usize, usize),
     batch: &Batch,
@@ -258,13 +281,15 @@ pub fn matmul_variants(
 ) -> Vec<MatmulVariant> {
     let mut v = Vec::new();
     if tiled {
-        v.push(MatmulVariant { tiled: true, vec: None, mr: 0, nc: 0 });
+        v.push(MatmulVariant { tiled: true, vec: None, vec_b: None, mr: 0, nc: 0 });
     }
     let blocks = if dims.0 >= 32 { [(8, 2), (8, 1), (4, 2), (4, 1)] } else { [(4, 2), (4, 1), (8, 2), (8, 1)] };
     if let Some(axes) = matmul_vec_axes(dims, batch, a, b) {
-        v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: Some(axes), mr, nc }));
+        v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: Some(axes), vec_b: None, mr, nc }));
+    } else if let Some(b_k) = matmul_vec_b_axis(dims, batch, b) {
+        v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: None, vec_b: Some(b_k), mr, nc }));
     }
-    v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: None, mr, nc }));
+    v.extend(blocks.iter().map(|&(mr, nc)| MatmulVariant { tiled: false, vec: None, vec_b: None, mr, nc }));
     v
 }
 

@@ -235,6 +235,7 @@ kernels! {
     Matmul => "matmul", Matmul, [R, R, R, W];
     MatmulTiled => "matmul_tiled", Matmul, [R, R, R, W];
     MatmulVec4 => "matmul_vec4", MatmulVec, [R, R, R, W];
+    MatmulVec4b => "matmul_vec4b", MatmulVec, [R, R, R, W];
     SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
     SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
     SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];
