@@ -216,22 +216,38 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 @group(0) @binding(1) var<storage, read> bn4_x: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> bn4_y: array<vec4<f32>>;
 
-// batchnorm_normalize4: batchnorm_normalize, one vec4 per invocation.
+// The vec4 elementwise kernels take a run of RUN4 vec4s of one plane per invocation, so that the
+// channel's values (four or five lane-by-lane loads and a square root on a software adapter) are
+// found once per run instead of once per vec4.
+const RUN4: u32 = 4u;
+
+// Run t of the vec4 elementwise kernels: (channel, first vec4, end), or the channel C past the end.
+fn run4_of(t: u32) -> vec3<u32> {
+    let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
+    let runs = (plane4 + RUN4 - 1u) / RUN4;
+    if (t >= p.n * C * runs) { return vec3<u32>(C, 0u, 0u); }
+    let plane = t / runs;
+    let first = plane * plane4 + (t % runs) * RUN4;
+    return vec3<u32>(plane % C, first, min(first + RUN4, (plane + 1u) * plane4));
+}
+
+// batchnorm_normalize4: batchnorm_normalize over a run of vec4s per invocation.
 @compute @workgroup_size(WG)
 fn batchnorm_normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
-    if (t >= p.n * C * plane4) { return; }
-    let ch = (t / plane4) % C;
+    let r = run4_of(flat_index(gid, nwg));
+    let ch = r.x;
+    if (ch >= C) { return; }
     let mean = bn_mean[ch] * p.mean_scale;
     let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
     let scale = invstd * bn_w[ch];
     let shift = bn_b[ch];
-    let v = (bn4_x[t] - mean) * scale + shift;
-    if (RELU) {
-        bn4_y[t] = max(v, vec4(0.0));
-    } else {
-        bn4_y[t] = v;
+    for (var t = r.y; t < r.z; t++) {
+        let v = (bn4_x[t] - mean) * scale + shift;
+        if (RELU) {
+            bn4_y[t] = max(v, vec4(0.0));
+        } else {
+            bn4_y[t] = v;
+        }
     }
 }
 
@@ -287,22 +303,23 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 @group(0) @binding(7) var<storage, read_write> bd4_dx: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> bd4_y: array<vec4<f32>>;
 
-// batchnorm_backward_input4: batchnorm_backward_input, one vec4 per invocation.
+// batchnorm_backward_input4: batchnorm_backward_input over a run of vec4s per invocation.
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
-    if (t >= p.n * C * plane4) { return; }
-    let ch = (t / plane4) % C;
+    let r = run4_of(flat_index(gid, nwg));
+    let ch = r.x;
+    if (ch >= C) { return; }
     let mean = mean_of(bd_stats[ch]);
     let invstd = invstd_of(bd_stats[C + ch]);
     let scale = bd_w[ch] * invstd;
     let db_m = bd_db[ch] * p.inv_m;
     let dw_m = bd_dw[ch] * p.inv_m;
-    let xhat = (bd4_x[t] - mean) * invstd;
-    var dy = bd4_dy[t];
-    if (MASK) { dy = select(vec4(0.0), dy, bd4_y[t] > vec4(0.0)); }
-    bd4_dx[t] = scale * (dy - db_m - xhat * dw_m);
+    for (var t = r.y; t < r.z; t++) {
+        let xhat = (bd4_x[t] - mean) * invstd;
+        var dy = bd4_dy[t];
+        if (MASK) { dy = select(vec4(0.0), dy, bd4_y[t] > vec4(0.0)); }
+        bd4_dx[t] = scale * (dy - db_m - xhat * dw_m);
+    }
 }
 
 // batchnorm_fold: conv weight, conv bias, weight, bias, running_mean, running_var -> w', b' (a conv

@@ -176,7 +176,8 @@ fn reduce(
 /// [`RUN`] values per invocation).
 fn elementwise(ctx: &Context, g: &BnGeom, scalar: Kernel, vec4: Kernel) -> (Kernel, u64) {
     if vec4_fits(ctx, g.hw) {
-        (vec4, (g.len() / 4) as u64)
+        // Runs of RUN4 = 4 vec4s inside one plane (batchnorm.wgsl).
+        (vec4, (g.n * g.c * (g.hw / 4).div_ceil(4)) as u64)
     } else {
         (scalar, g.runs() as u64)
     }
