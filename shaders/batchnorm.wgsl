@@ -58,19 +58,37 @@ fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 @group(0) @binding(4) var<storage, read_write> bp_partial: array<f32>;
 @group(0) @binding(5) var<storage, read> bp_y: array<f32>;
 
-@compute @workgroup_size(WG)
-fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    if (t >= p.chunks * C) { return; }
-    let k = t / C;
+// Partial sum t's channel, its elements [first, last) of the channel's n · HW, and the channel's
+// mean and inverse standard deviation where the mode needs them (0 and 1 otherwise); shared by the
+// scalar and vec4 kernels.
+struct Chunk {
+    ch: u32,
+    first: u32,
+    last: u32,
+    mean: f32,
+    invstd: f32,
+}
+
+fn chunk_of(t: u32) -> Chunk {
     let ch = t % C;
-    let m = p.n * HW;
-    let first = k * p.chunk;
-    let last = min(first + p.chunk, m);
+    let first = (t / C) * p.chunk;
     var mean = 0.0;
     var invstd = 1.0;
     if (p.mode != 0u) { mean = mean_of(bp_stats[ch]); }
     if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
+    return Chunk(ch, first, min(first + p.chunk, p.n * HW), mean, invstd);
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= p.chunks * C) { return; }
+    let c = chunk_of(t);
+    let ch = c.ch;
+    let first = c.first;
+    let last = c.last;
+    let mean = c.mean;
+    let invstd = c.invstd;
     // Runs of 16 summed on their own, then added up: a rounding chain of ~16 + chunk/16 additions
     // instead of chunk (3x closer to the exact sum on LeNet-sized channels).
     // Element j of the channel is at base + off, base = (j / HW · C + ch) · HW and off = j % HW, both
@@ -121,15 +139,12 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
     if (t >= p.chunks * C) { return; }
-    let k = t / C;
-    let ch = t % C;
-    let m = p.n * HW;
-    let first = k * p.chunk;
-    let last = min(first + p.chunk, m);
-    var mean = 0.0;
-    var invstd = 1.0;
-    if (p.mode != 0u) { mean = mean_of(bp_stats[ch]); }
-    if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
+    let c = chunk_of(t);
+    let ch = c.ch;
+    let first = c.first;
+    let last = c.last;
+    let mean = c.mean;
+    let invstd = c.invstd;
     let plane4 = HW / 4u;
     var base = ((first / HW) * C + ch) * plane4;
     var off = (first % HW) / 4u;
@@ -191,20 +206,28 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 @group(0) @binding(5) var<storage, read> bn_var: array<f32>;
 @group(0) @binding(6) var<storage, read_write> bn_y: array<f32>;
 
+// Channel ch's normalisation, shared by the scalar and vec4 kernels: y = (x − mean) · scale + shift.
+struct BnAffine {
+    mean: f32,
+    scale: f32,
+    shift: f32,
+}
+
+fn affine_of(ch: u32) -> BnAffine {
+    let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
+    return BnAffine(bn_mean[ch] * p.mean_scale, invstd * bn_w[ch], bn_b[ch]);
+}
+
 @compute @workgroup_size(WG)
 fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run_of(flat_index(gid, nwg));
     if (r.x >= C) { return; }
-    let ch = r.x;
-    let mean = bn_mean[ch] * p.mean_scale;
-    let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
-    let scale = invstd * bn_w[ch];
-    let shift = bn_b[ch];
+    let a = affine_of(r.x);
     // A constant trip count (the run's end checked inside), so the loop unrolls.
     for (var k = 0u; k < RUN; k++) {
         let i = r.y + k;
         if (i >= r.z) { break; }
-        let v = (bn_x[i] - mean) * scale + shift;
+        let v = (bn_x[i] - a.mean) * a.scale + a.shift;
         if (RELU) {
             bn_y[i] = max(v, 0.0);
         } else {
@@ -235,14 +258,10 @@ fn run4_of(t: u32) -> vec3<u32> {
 @compute @workgroup_size(WG)
 fn batchnorm_normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run4_of(flat_index(gid, nwg));
-    let ch = r.x;
-    if (ch >= C) { return; }
-    let mean = bn_mean[ch] * p.mean_scale;
-    let invstd = 1.0 / sqrt(bn_var[p.offset + ch] * p.mean_scale + p.eps);
-    let scale = invstd * bn_w[ch];
-    let shift = bn_b[ch];
+    if (r.x >= C) { return; }
+    let a = affine_of(r.x);
     for (var t = r.y; t < r.z; t++) {
-        let v = (bn4_x[t] - mean) * scale + shift;
+        let v = (bn4_x[t] - a.mean) * a.scale + a.shift;
         if (RELU) {
             bn4_y[t] = max(v, vec4(0.0));
         } else {
@@ -278,23 +297,33 @@ fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @group(0) @binding(7) var<storage, read_write> bd_dx: array<f32>;
 @group(0) @binding(8) var<storage, read> bd_y: array<f32>;
 
+// Channel ch's terms of the input gradient, shared by the scalar and vec4 kernels:
+// dx = scale · (dy − db_m − (x − mean) · invstd · dw_m).
+struct BdTerms {
+    mean: f32,
+    invstd: f32,
+    scale: f32,
+    db_m: f32,
+    dw_m: f32,
+}
+
+fn terms_of(ch: u32) -> BdTerms {
+    let invstd = invstd_of(bd_stats[C + ch]);
+    return BdTerms(mean_of(bd_stats[ch]), invstd, bd_w[ch] * invstd, bd_db[ch] * p.inv_m, bd_dw[ch] * p.inv_m);
+}
+
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run_of(flat_index(gid, nwg));
     if (r.x >= C) { return; }
-    let ch = r.x;
-    let mean = mean_of(bd_stats[ch]);
-    let invstd = invstd_of(bd_stats[C + ch]);
-    let scale = bd_w[ch] * invstd;
-    let db_m = bd_db[ch] * p.inv_m;
-    let dw_m = bd_dw[ch] * p.inv_m;
+    let t = terms_of(r.x);
     for (var k = 0u; k < RUN; k++) {
         let i = r.y + k;
         if (i >= r.z) { break; }
-        let xhat = (bd_x[i] - mean) * invstd;
+        let xhat = (bd_x[i] - t.mean) * t.invstd;
         var dy = bd_dy[i];
         if (MASK) { dy = select(0.0, dy, bd_y[i] > 0.0); }
-        bd_dx[i] = scale * (dy - db_m - xhat * dw_m);
+        bd_dx[i] = t.scale * (dy - t.db_m - xhat * t.dw_m);
     }
 }
 
@@ -307,18 +336,13 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run4_of(flat_index(gid, nwg));
-    let ch = r.x;
-    if (ch >= C) { return; }
-    let mean = mean_of(bd_stats[ch]);
-    let invstd = invstd_of(bd_stats[C + ch]);
-    let scale = bd_w[ch] * invstd;
-    let db_m = bd_db[ch] * p.inv_m;
-    let dw_m = bd_dw[ch] * p.inv_m;
+    if (r.x >= C) { return; }
+    let c = terms_of(r.x);
     for (var t = r.y; t < r.z; t++) {
-        let xhat = (bd4_x[t] - mean) * invstd;
+        let xhat = (bd4_x[t] - c.mean) * c.invstd;
         var dy = bd4_dy[t];
         if (MASK) { dy = select(vec4(0.0), dy, bd4_y[t] > vec4(0.0)); }
-        bd4_dx[t] = scale * (dy - db_m - xhat * dw_m);
+        bd4_dx[t] = c.scale * (dy - c.db_m - xhat * c.dw_m);
     }
 }
 
