@@ -142,12 +142,20 @@ fn avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let ix = i % W;
     let iy = (i / W) % H;
     let plane = i / (W * H);
-    let ry = windows_covering(iy + PH, KH, SH, OH);
-    let rx = windows_covering(ix + PW, KW, SW, OW);
     var acc = 0.0;
-    for (var oy = ry.x; oy <= ry.y; oy++) {
-        for (var ox = rx.x; ox <= rx.y; ox++) {
-            acc += ab_dy[(plane * OH + oy) * OW + ox];
+    if (KH == SH && KW == SW && PH == 0u && PW == 0u) {
+        // Windows that tile the input (a 2x2 stride-2 pool, a global one): the one window covering
+        // the element, or none past the last whole window; the loop below would add the same term.
+        let oy = iy / KH;
+        let ox = ix / KW;
+        if (oy < OH && ox < OW) { acc += ab_dy[(plane * OH + oy) * OW + ox]; }
+    } else {
+        let ry = windows_covering(iy + PH, KH, SH, OH);
+        let rx = windows_covering(ix + PW, KW, SW, OW);
+        for (var oy = ry.x; oy <= ry.y; oy++) {
+            for (var ox = rx.x; ox <= rx.y; ox++) {
+                acc += ab_dy[(plane * OH + oy) * OW + ox];
+            }
         }
     }
     ab_dx[i] = acc / f32(KH * KW);
