@@ -91,6 +91,11 @@ fn store4(l: u32, m: u32, j0: u32, v: vec4<f32>) {
     if (j0 + 3u < p.n) { mm_c[base + 3u * p.c_j] = v.w; }
 }
 
+// Rows [m0, m0 + MR) of one column group of an invocation's block (both kernels' epilogue).
+fn store_block(l: u32, m0: u32, j0: u32, rows: array<vec4<f32>, 8>) {
+    for (var r = 0u; r < MR; r++) { store4(l, m0 + r, j0, rows[r]); }
+}
+
 fn bias4(j: u32) -> vec4<f32> {
     if (!BIAS) { return vec4<f32>(0.0); }
     let last = p.n - 1u;
@@ -151,28 +156,8 @@ fn matmul_vec4(
             }
         }
     }
-    store4(l, m0, j0, c0);
-    store4(l, m0 + 1u, j0, c1);
-    store4(l, m0 + 2u, j0, c2);
-    store4(l, m0 + 3u, j0, c3);
-    if (MR > 4u) {
-        store4(l, m0 + 4u, j0, c4);
-        store4(l, m0 + 5u, j0, c5);
-        store4(l, m0 + 6u, j0, c6);
-        store4(l, m0 + 7u, j0, c7);
-    }
-    if (NC > 1u) {
-        store4(l, m0, j1, d0);
-        store4(l, m0 + 1u, j1, d1);
-        store4(l, m0 + 2u, j1, d2);
-        store4(l, m0 + 3u, j1, d3);
-        if (MR > 4u) {
-            store4(l, m0 + 4u, j1, d4);
-            store4(l, m0 + 5u, j1, d5);
-            store4(l, m0 + 6u, j1, d6);
-            store4(l, m0 + 7u, j1, d7);
-        }
-    }
+    store_block(l, m0, j0, array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7));
+    if (NC > 1u) { store_block(l, m0, j0 + 4u, array<vec4<f32>, 8>(d0, d1, d2, d3, d4, d5, d6, d7)); }
 }
 
 // matmul_vec4b: the same product with only b read as vec4 (along k with B_K, else along j), a read one
@@ -252,26 +237,6 @@ fn matmul_vec4b(
             }
         }
     }
-    store4(l, m0, j0, c0);
-    store4(l, m0 + 1u, j0, c1);
-    store4(l, m0 + 2u, j0, c2);
-    store4(l, m0 + 3u, j0, c3);
-    if (MR > 4u) {
-        store4(l, m0 + 4u, j0, c4);
-        store4(l, m0 + 5u, j0, c5);
-        store4(l, m0 + 6u, j0, c6);
-        store4(l, m0 + 7u, j0, c7);
-    }
-    if (NC > 1u) {
-        store4(l, m0, j1, d0);
-        store4(l, m0 + 1u, j1, d1);
-        store4(l, m0 + 2u, j1, d2);
-        store4(l, m0 + 3u, j1, d3);
-        if (MR > 4u) {
-            store4(l, m0 + 4u, j1, d4);
-            store4(l, m0 + 5u, j1, d5);
-            store4(l, m0 + 6u, j1, d6);
-            store4(l, m0 + 7u, j1, d7);
-        }
-    }
+    store_block(l, m0, j0, array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7));
+    if (NC > 1u) { store_block(l, m0, j0 + 4u, array<vec4<f32>, 8>(d0, d1, d2, d3, d4, d5, d6, d7)); }
 }
