@@ -45,7 +45,7 @@ fn every_variant(
         let launch = build().unwrap();
         // The vec4 variants run matmul_vec4, the others matmul (or conv2d_direct and its kin).
         let name = c.tune_choices().last().map(|t| t.variant.clone()).unwrap_or_default();
-        RAN.lock().unwrap_or_else(|e| e.into_inner()).push(launch.kernel);
+        RAN.lock().unwrap_or_else(|e| e.into_inner()).extend(launch.kernels());
         assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4 "), "{name}: {:?}", launch.kernel);
         assert_eq!(launch.kernel == Kernel::MatmulVec4b, name.starts_with("vec4b "), "{name}: {:?}", launch.kernel);
         let got = run_f32(Ok(launch), out);

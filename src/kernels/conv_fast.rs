@@ -195,7 +195,7 @@ fn direct(
             packed_len as u64,
             0,
         )?;
-        Ok(pack.then(conv))
+        Ok(conv.after(pack))
     })?;
     Ok(Some(l.with_work(2 * g.macs() as u64, 0)))
 }

@@ -15,6 +15,7 @@ pub struct Pipeline {
 }
 
 struct Dispatch {
+    kernel: Kernel,
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     params: wgpu::Buffer,
@@ -56,11 +57,28 @@ impl Launch {
         self.steps.len()
     }
 
+    /// The kernel of each dispatch, in order (`kernel` names the launch's main one).
+    pub fn kernels(&self) -> Vec<Kernel> {
+        self.steps.iter().map(|d| d.kernel).collect()
+    }
+
     /// Append the dispatches of `next` (run after this one's).
     pub fn then(mut self, next: Launch) -> Launch {
         self.steps.extend(next.steps);
         self.flops += next.flops;
         self.bytes += next.bytes;
+        self
+    }
+
+    /// Run the dispatches of `first` (a preparation, such as packing weights) before this one's,
+    /// keeping this launch's kernel, label and constants: profiles name the launch by its main
+    /// kernel, with the preparation's time in its row.
+    pub fn after(mut self, first: Launch) -> Launch {
+        let mut steps = first.steps;
+        steps.append(&mut self.steps);
+        self.steps = steps;
+        self.flops += first.flops;
+        self.bytes += first.bytes;
         self
     }
 
@@ -358,7 +376,7 @@ impl Context {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let steps = vec![Guarded::new(self, Dispatch { pipeline, bind_group, params: params_buf, grid })];
+        let steps = vec![Guarded::new(self, Dispatch { kernel, pipeline, bind_group, params: params_buf, grid })];
         Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0, consts: consts.to_vec() })
     }
 
