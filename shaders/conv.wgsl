@@ -160,6 +160,50 @@ fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     bb_db[i] = acc;
 }
 
+// conv2d_backward_bias4: conv2d_backward_bias with dy read four floats at a time (dy's length a
+// multiple of 4). An invocation's rows of one image are one contiguous run of its plane; the run is
+// summed in the same order, element by element, as the scalar kernel: its first elements up to a
+// multiple of 4 one at a time, then whole vec4s (their components in order), then the rest.
+@group(0) @binding(1) var<storage, read> bb4_dy: array<vec4<f32>>;
+
+fn bb4_at(j: u32) -> f32 {
+    return bb4_dy[j >> 2u][j & 3u];
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_bias4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let co = i % p.c_out;
+    let chunk = i / p.c_out;
+    let r0 = chunk * p.rows_per_chunk;
+    let r1 = min(r0 + p.rows_per_chunk, p.n * p.out_h);
+    var acc = 0.0;
+    var r = r0;
+    while (r < r1) {
+        let n = r / p.out_h;
+        let oy = r % p.out_h;
+        let rows = min(r1 - r, p.out_h - oy); // this image's rows in the chunk: one run of its plane
+        var j = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
+        let end = j + rows * p.out_w;
+        for (; j < end && (j & 3u) != 0u; j++) {
+            acc += bb4_at(j);
+        }
+        for (; j + 4u <= end; j += 4u) {
+            let v = bb4_dy[j >> 2u];
+            acc += v.x;
+            acc += v.y;
+            acc += v.z;
+            acc += v.w;
+        }
+        for (; j < end; j++) {
+            acc += bb4_at(j);
+        }
+        r += rows;
+    }
+    bb_db[i] = acc;
+}
+
 // conv2d_tiled: the forward as an implicit matrix product through workgroup memory, for hardware
 // adapters: y[co, q] = b[co] + Σ_kk w[co, kk] · x̂[kk, q] over kk = (ci, ky, kx) and the output
 // pixels q = (image, oy, ox); x̂ (im2col) is gathered from x while a tile is staged, never stored.

@@ -151,6 +151,8 @@ pub fn conv2d_backward_bias(ctx: &Context, label: &str, g: &Conv2dGeom, dy: &Ten
     dy.expect(op, "dy", DType::F32, g.y_len())?;
     db.expect(op, "db", DType::F32, g.c_out)?;
     let iters = rows_per_chunk * (g.out_w() + 1);
-    Ok(split_reduction(ctx, label, Kernel::Conv2dBackwardBias, &p, &[dy], db, chunks, iters)?
-        .with_work(g.y_len() as u64, 0))
+    // The same sums in the same order, dy read as vec4s where its length allows.
+    let kernel =
+        if super::vec4_fits(ctx, g.y_len()) { Kernel::Conv2dBackwardBias4 } else { Kernel::Conv2dBackwardBias };
+    Ok(split_reduction(ctx, label, kernel, &p, &[dy], db, chunks, iters)?.with_work(g.y_len() as u64, 0))
 }
