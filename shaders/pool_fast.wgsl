@@ -87,6 +87,71 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     }
 }
 
+// The tiles kernels two windows at a time (KW = 2, W a multiple of 4): invocation i owns windows 2i
+// and 2i + 1 of a row, whose columns are one vec4 of each of their KH input rows. Each window
+// compares (forward) and writes (backward) as the one-window kernels do: the same bits. y, argmax
+// and dy are read and written as vec2s (OW = W / 2 is even, so a pair never spans two rows).
+@group(0) @binding(1) var<storage, read> tf4_x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> tf2_y: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> tf2_arg: array<vec2<u32>>;
+
+@compute @workgroup_size(WG)
+fn maxpool2d_tiles_forward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let pairs = OW / 2u;
+    let ox = (i % pairs) * 2u;
+    let oy = (i / pairs) % OH;
+    let plane = i / (pairs * OH);
+    let base = plane * H * W;
+    let first = oy * KH * W + ox * KW;
+    let v0 = tf4_x[(base + first) / 4u];
+    var best = vec2<f32>(v0.x, v0.z);
+    var best_at = vec2<u32>(first, first + 2u);
+    for (var ky = 0u; ky < KH; ky++) {
+        let at = (oy * KH + ky) * W + ox * KW;
+        let v = tf4_x[(base + at) / 4u];
+        if (v.x > best.x) { best.x = v.x; best_at.x = at; }
+        if (v.y > best.x) { best.x = v.y; best_at.x = at + 1u; }
+        if (v.z > best.y) { best.y = v.z; best_at.y = at + 2u; }
+        if (v.w > best.y) { best.y = v.w; best_at.y = at + 3u; }
+    }
+    tf2_y[i] = best;
+    tf2_arg[i] = best_at;
+}
+
+@group(0) @binding(1) var<storage, read> tb2_dy: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> tb2_arg: array<vec2<u32>>;
+@group(0) @binding(3) var<storage, read> tb2_y: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> tb4_dx: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn maxpool2d_tiles_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let pairs = OW / 2u;
+    let ox = (i % pairs) * 2u;
+    let oy = (i / pairs) % OH;
+    let plane = i / (pairs * OH);
+    let base = plane * H * W;
+    var d = tb2_dy[i];
+    if (RELU_MASK) {
+        let y = tb2_y[i];
+        if (!(y.x > 0.0)) { d.x = 0.0; }
+        if (!(y.y > 0.0)) { d.y = 0.0; }
+    }
+    let arg = tb2_arg[i];
+    for (var ky = 0u; ky < KH; ky++) {
+        let at = (oy * KH + ky) * W + ox * KW;
+        tb4_dx[(base + at) / 4u] = vec4<f32>(
+            select(0.0, d.x, at == arg.x),
+            select(0.0, d.x, at + 1u == arg.x),
+            select(0.0, d.y, at + 2u == arg.y),
+            select(0.0, d.y, at + 3u == arg.y),
+        );
+    }
+}
+
 // The window kernels' run: RX outputs (forward) or input elements (backward) next to each other in
 // one row per invocation, so the run's input (forward) or argmax and gradient (backward) values load
 // once for every window that shares them, into private arrays the unrolled loops index with

@@ -74,6 +74,13 @@ fn pooling_matches_reference() {
     let table = [
         ("lenet_pool1_batch1", Pool2dGeom::square(1, 6, 28, 28, 2, 2)),
         ("lenet_pool2_batch4", Pool2dGeom::square(4, 16, 10, 10, 2, 2)),
+        // Tiles two windows per invocation (2 wide on rows of a multiple of 4; LeNet's pool1 above):
+        // odd batch and channel counts, and 3-row windows.
+        ("tile_pairs_ragged", Pool2dGeom::square(3, 5, 6, 12, 2, 2)),
+        (
+            "tile_pairs_3x2_window",
+            Pool2dGeom { n: 2, c: 3, h: 9, w: 8, kh: 3, kw: 2, stride_h: 3, stride_w: 2, pad_h: 0, pad_w: 0 },
+        ),
         ("ragged_odd_input", Pool2dGeom::square(2, 3, 7, 9, 2, 2)),
         ("overlapping_3s2", Pool2dGeom::square(2, 2, 11, 10, 3, 2)),
         (
@@ -129,7 +136,13 @@ fn pooling_matches_reference() {
         let fwd =
             maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().expect("every shape has a fast max-pool");
         let which = if tiled { "tiles" } else { "window" };
-        let kernel = if tiled { Kernel::MaxPool2dTilesForward } else { Kernel::MaxPool2dWindowForward };
+        let pairs = tiles_in_pairs(c, g);
+        assert!(!pairs || tiled, "{name}");
+        let kernel = match (tiled, pairs) {
+            (true, true) => Kernel::MaxPool2dTilesForward4,
+            (true, false) => Kernel::MaxPool2dTilesForward,
+            _ => Kernel::MaxPool2dWindowForward,
+        };
         assert_eq!(fwd.kernel, kernel, "{name}");
         yt.write_f32(c, &vec![f32::NAN; g.y_len()]).unwrap();
         argt.write_u32(c, &vec![u32::MAX; g.y_len()]).unwrap();
@@ -139,7 +152,11 @@ fn pooling_matches_reference() {
         check_u32(&format!("maxpool2d_{which}_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
         dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
         let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
-        let kernel = if tiled { Kernel::MaxPool2dTilesBackward } else { Kernel::MaxPool2dWindowBackward };
+        let kernel = match (tiled, pairs) {
+            (true, true) => Kernel::MaxPool2dTilesBackward4,
+            (true, false) => Kernel::MaxPool2dTilesBackward,
+            _ => Kernel::MaxPool2dWindowBackward,
+        };
         assert_eq!(l.kernel, kernel, "{name}");
         let got = run_f32(Ok(l), &dxt);
         let want_dx = cpu::maxpool2d_backward(g, &dy64, &want_arg);
@@ -181,6 +198,11 @@ fn pooling_matches_reference() {
     let row = |name: &str| table.iter().find(|r| r.0 == name).unwrap().1;
     assert!(groups(row("grid_past_65535").x_len()) > 65_535);
     assert!(groups(row("tiles_grid_past_65535").y_len()) > 65_535);
+    // The two-window kernels run on every tiled row of a multiple of 4: LeNet's pool1, the ragged and
+    // 3-row ones, and the 2100- and 4200-wide ones (2.2M pairs: 34,453 workgroups; a grid past 65,535
+    // would need an input past the 128 MiB binding limit, as for the other vec4 kernels).
+    let paired = table.iter().filter(|(_, g)| tiles_in_pairs(c, g)).count();
+    assert_eq!(paired, 5, "rows run by maxpool2d_tiles_forward4 / _backward4");
     assert!(groups(row("pad1_grid_past_65535").x_len()) > 65_535);
     assert!(groups(row("pad1_3s1_grid_past_65535").y_len()) > 65_535);
 }
@@ -200,8 +222,10 @@ fn maxpool_ties_pick_the_first_maximum() {
     assert_eq!(want_arg, vec![0, 3]);
     check_u32("maxpool2d_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
     check("maxpool2d_forward/ties", &yt.to_f32(c).unwrap(), &want_y, Tol { atol: 0.0, rtol: 0.0 });
+    // A 4-wide row: both windows in one invocation of maxpool2d_tiles_forward4.
+    assert!(tiles_in_pairs(c, &g));
     c.run(&[&maxpool2d_forward_fast(c, "ties", &g, &xt, &yt, &argt).unwrap().unwrap()]).unwrap();
-    check_u32("maxpool2d_tiles_forward.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
+    check_u32("maxpool2d_tiles_forward4.argmax/ties", &argt.to_u32(c).unwrap(), &want_arg);
 }
 
 #[test]

@@ -179,6 +179,15 @@ pub fn tiles(g: &Pool2dGeom) -> bool {
         && g.pad_w == 0
 }
 
+/// Whether the tiles kernels run two windows per invocation (`maxpool2d_tiles_forward4` and
+/// `_backward4`: each input row of the pair one vec4): windows 2 wide on rows of a multiple of 4
+/// (LeNet's first pool), with the fast kernels. The pair's windows compare and write as the
+/// one-window kernels do (the same bits); the input's loads and the gradient's stores are a quarter
+/// as many.
+pub fn tiles_in_pairs(ctx: &Context, g: &Pool2dGeom) -> bool {
+    tiles(g) && g.kw == 2 && g.w.is_multiple_of(4) && super::vec4_fits(ctx, g.x_len())
+}
+
 /// The runs a window kernel may take per invocation (`RX`: outputs of a row forward, input elements of
 /// a row backward), the default first: the largest divisor of the row from 5 to 7 (7 for
 /// inception-mini's 7- and 14-wide rows), then 8, 4, 2 and 1, where the run fits the row (up to its
@@ -223,12 +232,20 @@ fn specialised_launch(
     let mut consts = vec![("H", u(g.h)), ("W", u(g.w)), ("KH", u(g.kh)), ("KW", u(g.kw))];
     let window_kernel = matches!(kernel, Kernel::MaxPool2dWindowForward | Kernel::MaxPool2dWindowBackward);
     if !window_kernel {
-        if kernel == Kernel::MaxPool2dTilesBackward {
+        let backward = matches!(kernel, Kernel::MaxPool2dTilesBackward | Kernel::MaxPool2dTilesBackward4);
+        if backward {
             consts.push(("RELU_MASK", u32::from(relu_mask)));
         }
-        let p = TileParams { total: u(g.y_len()), _pad0: 0, _pad1: 0, _pad2: 0 };
+        // The two-window kernels where they apply: one invocation per pair of windows.
+        let (kernel, windows) = if tiles_in_pairs(ctx, g) {
+            (if backward { Kernel::MaxPool2dTilesBackward4 } else { Kernel::MaxPool2dTilesForward4 }, 2)
+        } else {
+            (kernel, 1)
+        };
+        let total = g.y_len() / windows;
+        let p = TileParams { total: u(total), _pad0: 0, _pad1: 0, _pad2: 0 };
         return Ok(ctx
-            .launch_with(kernel, &consts, label, &p, tensors, g.y_len() as u64, window(g))?
+            .launch_with(kernel, &consts, label, &p, tensors, total as u64, window(g))?
             .with_work(0, 4 * (g.x_len() + 2 * g.y_len()) as u64));
     }
     consts.extend([
