@@ -72,3 +72,46 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let denom = sqrt(v) / adam.bias_correction2_sqrt + adam.eps;
     adam_param[i] = w - adam.step_size * (m / denom);
 }
+
+// sgd_update4 / adam_update4: the same updates four elements per invocation (the arena's length a
+// multiple of 4), component by component in the scalar kernels' order: the same bits.
+@group(0) @binding(1) var<storage, read> sgd4_grad: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> sgd4_param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> sgd4_buf: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn sgd_update4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= sgd.len / 4u) { return; }
+    let w = sgd4_param[i];
+    var g = sgd4_grad[i];
+    if (sgd.weight_decay != 0.0) { g = g + sgd.weight_decay * w; }
+    if (sgd.momentum != 0.0) {
+        var b = g;
+        if (sgd.first_step == 0u) { b = sgd.momentum * sgd4_buf[i] + sgd.one_minus_dampening * g; }
+        sgd4_buf[i] = b;
+        if (sgd.nesterov != 0u) { g = g + sgd.momentum * b; } else { g = b; }
+    }
+    sgd4_param[i] = w - sgd.lr * g;
+}
+
+@group(0) @binding(1) var<storage, read> adam4_grad: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> adam4_param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> adam4_m: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> adam4_v: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn adam_update4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= adam.len / 4u) { return; }
+    let w = adam4_param[i];
+    var g = adam4_grad[i];
+    if (adam.weight_decay != 0.0) { g = g + adam.weight_decay * w; }
+    let m0 = adam4_m[i];
+    let m = m0 + adam.one_minus_beta1 * (g - m0);
+    let v = adam.beta2 * adam4_v[i] + adam.one_minus_beta2 * g * g;
+    adam4_m[i] = m;
+    adam4_v[i] = v;
+    let denom = sqrt(v) / adam.bias_correction2_sqrt + adam.eps;
+    adam4_param[i] = w - adam.step_size * (m / denom);
+}

@@ -8,6 +8,7 @@ use wgcnn::kernels::gather::gather_batch;
 use wgcnn::kernels::loss::{loss_backward, loss_forward, LossKind, BAD_LABEL_LOSS_BITS};
 use wgcnn::kernels::optim::{adam_update, sgd_update, Adam, Sgd};
 use wgcnn::kernels::reduce::{argmax_rows, correct_accumulate, sum_accumulate};
+use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
 use wgcnn::shape::LossGeom;
 use wgcnn::Tensor;
@@ -82,40 +83,85 @@ fn optimizers_match_reference_over_several_steps() {
     ];
     let adams =
         [("adam_default", Adam::default()), ("adam_wd", Adam { lr: 3e-3, weight_decay: 1e-2, ..Adam::default() })];
-    // 61,706 = LeNet-5's parameter count; 4.2M folds the grid.
-    for (seed, len) in [1usize, 61_706, 4_200_000].into_iter().enumerate() {
+    // 61,706 = LeNet-5's parameter count (scalar kernels); 61,708 and the longer ones run the vec4
+    // kernels; 4.2M folds the scalar kernels' grid, 16.8M the vec4 kernels' (the first two
+    // optimizers there). Each vec4 run is also checked bit for bit against a Plain context's scalar
+    // kernels.
+    let mut plain = wgcnn::Context::new().unwrap();
+    plain.kernels = wgcnn::KernelSet::Plain;
+    let mut vec4_runs = 0;
+    for (seed, len) in [1usize, 61_706, 61_708, 4_200_000, 16_800_000].into_iter().enumerate() {
+        let (sgds, adams) = if len > 5_000_000 { (&sgds[1..2], &adams[..1]) } else { (&sgds[..], &adams[..]) };
+        let vec4 = len % 4 == 0;
+        vec4_runs += usize::from(vec4);
         let mut r = rng(600 + seed as u64);
         let w0 = r.vec_f32(len, -1.0, 1.0);
         let grads: Vec<Vec<f32>> = (0..3).map(|_| r.vec_f32(len, -1.0, 1.0)).collect();
-        for (name, opt) in &sgds {
-            let (pt, bt, gt) = (upload("param", &[len], &w0), zeros("buf", &[len]), zeros("grad", &[len]));
+        for (name, opt) in sgds {
+            let run = |c: &wgcnn::Context| {
+                let up = |l: &str, v: &[f32]| Tensor::from_f32(c, l, &[len], v).unwrap();
+                let (pt, bt, gt) = (up("param", &w0), up("buf", &vec![0.0; len]), up("grad", &vec![0.0; len]));
+                for (step, g) in grads.iter().enumerate() {
+                    gt.write_f32(c, g).unwrap();
+                    let l = sgd_update(c, name, opt, step as u64 + 1, &gt, &pt, &bt).unwrap();
+                    assert_eq!(l.kernel == Kernel::SgdUpdate4, vec4 && c.kernels == wgcnn::KernelSet::Fast, "{len}");
+                    c.run(&[&l]).unwrap();
+                }
+                [pt, bt].map(|t| t.to_f32(c).unwrap())
+            };
+            let got = run(c);
+            if vec4 {
+                same_bits(&format!("sgd_update4/{name}/len{len}"), &got, run(&plain));
+            }
+            let [pt, bt] = got;
             let (mut w, mut buf) = (w0.clone(), vec![0.0f32; len]);
             for (step, g) in grads.iter().enumerate() {
-                let step = step as u64 + 1;
-                gt.write_f32(c, g).unwrap();
-                c.run(&[&sgd_update(c, name, opt, step, &gt, &pt, &bt).unwrap()]).unwrap();
-                cpu::sgd_update(&opt.params(len, step).unwrap(), g, &mut w, &mut buf);
+                cpu::sgd_update(&opt.params(len, step as u64 + 1).unwrap(), g, &mut w, &mut buf);
             }
             // Same f32 formula on both sides: only FMA contraction may differ, by an ulp or so per step.
             let tol = Tol { atol: 1e-6, rtol: 1e-6 };
-            check(&format!("sgd_update.param/{name}/len{len}"), &pt.to_f32(c).unwrap(), &to_f64(&w), tol);
-            check(&format!("sgd_update.buf/{name}/len{len}"), &bt.to_f32(c).unwrap(), &to_f64(&buf), tol);
+            check(&format!("sgd_update.param/{name}/len{len}"), &pt, &to_f64(&w), tol);
+            check(&format!("sgd_update.buf/{name}/len{len}"), &bt, &to_f64(&buf), tol);
         }
-        for (name, opt) in &adams {
-            let (pt, mt, vt, gt) =
-                (upload("param", &[len], &w0), zeros("m", &[len]), zeros("v", &[len]), zeros("grad", &[len]));
+        for (name, opt) in adams {
+            let run = |c: &wgcnn::Context| {
+                let up = |l: &str, v: &[f32]| Tensor::from_f32(c, l, &[len], v).unwrap();
+                let zero = vec![0.0; len];
+                let (pt, mt, vt, gt) = (up("param", &w0), up("m", &zero), up("v", &zero), up("grad", &zero));
+                for (step, g) in grads.iter().enumerate() {
+                    gt.write_f32(c, g).unwrap();
+                    let l = adam_update(c, name, opt, step as u64 + 1, &gt, &pt, &mt, &vt).unwrap();
+                    assert_eq!(l.kernel == Kernel::AdamUpdate4, vec4 && c.kernels == wgcnn::KernelSet::Fast, "{len}");
+                    c.run(&[&l]).unwrap();
+                }
+                [pt, mt, vt].map(|t| t.to_f32(c).unwrap())
+            };
+            let got = run(c);
+            if vec4 {
+                same_bits(&format!("adam_update4/{name}/len{len}"), &got, run(&plain));
+            }
             let (mut w, mut m, mut v) = (w0.clone(), vec![0.0f32; len], vec![0.0f32; len]);
             for (step, g) in grads.iter().enumerate() {
-                let step = step as u64 + 1;
-                gt.write_f32(c, g).unwrap();
-                c.run(&[&adam_update(c, name, opt, step, &gt, &pt, &mt, &vt).unwrap()]).unwrap();
-                cpu::adam_update(&opt.params(len, step).unwrap(), g, &mut w, &mut m, &mut v);
+                cpu::adam_update(&opt.params(len, step as u64 + 1).unwrap(), g, &mut w, &mut m, &mut v);
             }
             let tol = Tol { atol: 1e-6, rtol: 1e-5 };
-            check(&format!("adam_update.param/{name}/len{len}"), &pt.to_f32(c).unwrap(), &to_f64(&w), tol);
-            check(&format!("adam_update.exp_avg/{name}/len{len}"), &mt.to_f32(c).unwrap(), &to_f64(&m), tol);
-            check(&format!("adam_update.exp_avg_sq/{name}/len{len}"), &vt.to_f32(c).unwrap(), &to_f64(&v), tol);
+            check(&format!("adam_update.param/{name}/len{len}"), &got[0], &to_f64(&w), tol);
+            check(&format!("adam_update.exp_avg/{name}/len{len}"), &got[1], &to_f64(&m), tol);
+            check(&format!("adam_update.exp_avg_sq/{name}/len{len}"), &got[2], &to_f64(&v), tol);
         }
+    }
+    assert_eq!(vec4_runs, 3);
+    assert!(groups(16_800_000 / 4) > 65_535, "the vec4 kernels' grid folds");
+}
+
+/// Every value of `a` has the bits of the same value of `b`.
+fn same_bits(what: &str, a: &[Vec<f32>], b: impl AsRef<[Vec<f32>]>) {
+    for (k, (u, v)) in a.iter().zip(b.as_ref()).enumerate() {
+        let differ = u.iter().zip(v).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+        assert!(
+            u.len() == v.len() && differ == 0,
+            "{what}: output {k}: {differ} values differ from the scalar kernel's"
+        );
     }
 }
 

@@ -245,6 +245,8 @@ kernels! {
     SoftmaxMseBackward => "softmax_mse_backward", Loss, [R, R, W];
     SgdUpdate => "sgd_update", Optim, [R, W, W];
     AdamUpdate => "adam_update", Optim, [R, W, W, W];
+    SgdUpdate4 => "sgd_update4", Optim, [R, W, W];
+    AdamUpdate4 => "adam_update4", Optim, [R, W, W, W];
     GatherBatch => "gather_batch", Gather, [R, R, R, W, W];
     SumAccumulate => "sum_accumulate", Reduce, [R, W];
     CorrectAccumulate => "correct_accumulate", Reduce, [R, R, W];

@@ -145,6 +145,17 @@ impl Adam {
     }
 }
 
+/// The vec4 kernel and its invocation count where every tensor's length is a multiple of 4 and it
+/// starts on 16 bytes (the same updates, element by element, as the scalar kernel), else the scalar one.
+fn by_vec4(ctx: &Context, scalar: Kernel, vec4: Kernel, tensors: &[&Tensor]) -> (Kernel, u64) {
+    let len = tensors[0].len();
+    if super::vec4_fits(ctx, len) && tensors.iter().all(|t| t.offset.is_multiple_of(16)) {
+        (vec4, (len / 4) as u64)
+    } else {
+        (scalar, len as u64)
+    }
+}
+
 fn expect_same(op: &str, grad: &Tensor, others: &[(&str, &Tensor)]) -> Result<()> {
     grad.expect(op, "grad", DType::F32, grad.len())?;
     for (name, t) in others {
@@ -166,9 +177,8 @@ pub fn sgd_update(
     let op = Kernel::SgdUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("momentum_buffer", buf)])?;
     let p = opt.params(grad.len(), step)?;
-    Ok(ctx
-        .launch(Kernel::SgdUpdate, label, &p, &[grad, param, buf], grad.len() as u64, 0)?
-        .with_work(0, 20 * grad.len() as u64))
+    let (kernel, threads) = by_vec4(ctx, Kernel::SgdUpdate, Kernel::SgdUpdate4, &[grad, param, buf]);
+    Ok(ctx.launch(kernel, label, &p, &[grad, param, buf], threads, 0)?.with_work(0, 20 * grad.len() as u64))
 }
 
 /// One Adam step over `param` (in place) with moments `m`, `v`.
@@ -185,7 +195,6 @@ pub fn adam_update(
     let op = Kernel::AdamUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)])?;
     let p = opt.params(grad.len(), step)?;
-    Ok(ctx
-        .launch(Kernel::AdamUpdate, label, &p, &[grad, param, m, v], grad.len() as u64, 0)?
-        .with_work(0, 28 * grad.len() as u64))
+    let (kernel, threads) = by_vec4(ctx, Kernel::AdamUpdate, Kernel::AdamUpdate4, &[grad, param, m, v]);
+    Ok(ctx.launch(kernel, label, &p, &[grad, param, m, v], threads, 0)?.with_work(0, 28 * grad.len() as u64))
 }
