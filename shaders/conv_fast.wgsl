@@ -36,6 +36,13 @@ override KP: u32 = 8u;
 // that runs invocations in SIMD lanes (lavapipe) loops over the rows inside the input only, rather than
 // over the union of its lanes' ranges. Each output adds the same products in the same order.
 override NFAST: bool = false;
+// conv2d_direct: the column blocks this dispatch computes. A convolution runs as up to three
+// dispatches: 1 the first block alone and 2 the last alone, whose first column is then a constant,
+// so every bounds test on the columns they read is decided when the pipeline is built; 3 the blocks
+// between them, every column of which lies inside the row (the launcher checks), read with no test;
+// 0 every block (one dispatch, the tests made at run time). Each output adds the same products in
+// the same order whichever dispatch computes it.
+override EDGE: u32 = 0u;
 
 struct FastConvParams {
     n: u32,
@@ -64,6 +71,9 @@ fn w_index(co: u32, ci: u32, ky: u32, kx: u32) -> u32 {
 
 // Input value at row offset `row` (a row inside the image), column `ix` (may be padding: 0).
 fn x_at(row: u32, ix: i32) -> f32 {
+    if (EDGE == 3u) {
+        return d_x[u32(i32(row) + ix)];
+    }
     let v = d_x[row + u32(clamp(ix, 0, i32(W) - 1))];
     return select(0.0, v, ix >= 0 && ix < i32(W));
 }
@@ -94,14 +104,21 @@ fn conv2d_direct(
     // (WIDE) two vec4 of 8 columns for each of up to 4 channels: a<2c> and a<2c+1>.
     let cols = COLS;
     let oxbs = (OW + cols - 1u) / cols;
-    var oxb = i % oxbs;
-    var oy = (i / oxbs) % OH;
-    var n = i / (oxbs * OH);
+    // The blocks of this dispatch (EDGE): all of them, one, or those between the first and last.
+    var nb = oxbs;
+    if (EDGE == 1u || EDGE == 2u) { nb = 1u; }
+    if (EDGE == 3u) { nb = oxbs - 2u; }
+    var oxb = i % nb;
+    var oy = (i / nb) % OH;
+    var n = i / (nb * OH);
     if (NFAST) {
         n = i % q.n;
-        oxb = (i / q.n) % oxbs;
-        oy = i / (q.n * oxbs);
+        oxb = (i / q.n) % nb;
+        oy = i / (q.n * nb);
     }
+    if (EDGE == 1u) { oxb = 0u; }
+    if (EDGE == 2u) { oxb = oxbs - 1u; }
+    if (EDGE == 3u) { oxb += 1u; }
     let co0 = wid.z * COB;
     let ox0 = oxb * cols;
     var a0 = vec4<f32>(0.0);

@@ -451,3 +451,61 @@ fn every_max_pool_window_run_gives_the_reference_and_the_same_bits() {
     let big = table.last().unwrap().1;
     assert!(groups(big.y_len()) > 65_535 && groups(big.x_len()) > 65_535);
 }
+
+/// `conv2d_direct`'s dispatches along a row (`edge_parts`): every column block once, the first and
+/// last alone (EDGE 1 and 2), and the blocks between them (EDGE 3) only where each column they read,
+/// and the one before their first that the shader's sliding window loads, lies inside the row (they
+/// read with no bounds test); else one dispatch of every block (EDGE 0). Every geometry up to 40
+/// wide, kernels 1-7 wide, strides 1-3, any padding below the kernel, blocks of 1-8 columns.
+#[test]
+fn conv_edge_dispatches_cover_every_block_and_read_inside_the_row() {
+    use wgcnn::kernels::conv_fast::edge_parts;
+    let mut kinds = [0usize; 4];
+    for w in 1..=40usize {
+        for kw in 1..=7usize {
+            for sw in 1..=3usize {
+                for pw in 0..kw {
+                    if w + 2 * pw < kw {
+                        continue;
+                    }
+                    let ow = (w + 2 * pw - kw) / sw + 1;
+                    for cols in 1..=8usize {
+                        let parts = edge_parts(ow, cols, (w, sw, pw, kw));
+                        let blocks = ow.div_ceil(cols);
+                        let case = format!("w{w} k{kw} s{sw} p{pw} ow{ow} cols{cols}: {parts:?}");
+                        assert_eq!(parts.iter().map(|p| p.1).sum::<usize>(), blocks, "{case}");
+                        let edges: Vec<u32> = parts.iter().map(|p| p.0).collect();
+                        let expected: &[u32] = match blocks {
+                            1 => &[1],
+                            2 => &[1, 2],
+                            _ if edges == [0] => &[0],
+                            _ => &[1, 3, 2],
+                        };
+                        assert_eq!(edges, expected, "{case}");
+                        for &(edge, m) in &parts {
+                            kinds[edge as usize] += 1;
+                            if edge != 3 {
+                                continue;
+                            }
+                            assert_eq!(m, blocks - 2, "{case}");
+                            for b in 1..=m {
+                                let first = (b * cols * sw) as i64 - pw as i64 - 1;
+                                assert!(first >= 0, "{case}: block {b} loads column {first}");
+                                let last = (((b * cols + cols - 1) * sw + kw - 1) as i64) - pw as i64;
+                                assert!(last < w as i64, "{case}: block {b} reads column {last}");
+                            }
+                        }
+                        // The middle blocks go untested only where they could not: the first or
+                        // the last of them would read padding.
+                        if edges == [0] {
+                            let first = (cols * sw) as i64 - pw as i64 - 1;
+                            let last = ((((blocks - 2) * cols + cols - 1) * sw + kw - 1) as i64) - pw as i64;
+                            assert!(first < 0 || last >= w as i64, "{case}: could split");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(kinds.iter().all(|&k| k > 0), "every kind of dispatch is reached: {kinds:?}");
+}
