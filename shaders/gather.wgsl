@@ -191,3 +191,37 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     out_x[i] = (value / p.divisor - p.mean[c]) / p.stdev[c];
     if (j == 0u) { out_y[b] = byte_at_labels(local); }
 }
+
+// gather_batch4: the plain gather (no crop, flip or warp) four elements per invocation, where items and
+// channel planes are a multiple of 4 bytes: one word of the images gives four values, written as one
+// vec4, each computed as gather_batch computes it (the same bits).
+@group(0) @binding(4) var<storage, read_write> out_x4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn gather_batch4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.batch * (ITEM / 4u)) { return; }
+    let b = i / (ITEM / 4u);
+    let j = (i % (ITEM / 4u)) * 4u;
+    let item = indices[p.first + b];
+    let shard_end = p.shard_first + p.num_items;
+    if (item >= p.total_items) {
+        if (shard_end == p.total_items) {
+            out_x4[i] = vec4<f32>(0.0);
+            if (j == 0u) { out_y[b] = 0xffffffffu; }
+        }
+        return;
+    }
+    if (item < p.shard_first || item >= shard_end) { return; }
+    let local = item - p.shard_first;
+    let c = j / PLANE;
+    let word = images[(local * ITEM + j) / 4u];
+    let value = vec4<f32>(
+        f32(word & 0xffu),
+        f32((word >> 8u) & 0xffu),
+        f32((word >> 16u) & 0xffu),
+        f32(word >> 24u),
+    );
+    out_x4[i] = (value / p.divisor - p.mean[c]) / p.stdev[c];
+    if (j == 0u) { out_y[b] = byte_at_labels(local); }
+}

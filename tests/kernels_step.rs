@@ -170,11 +170,14 @@ fn gather_batch_matches_reference() {
     let c = ctx();
     let mut r = rng(700);
     // 101 items of 784 bytes: the dataset's byte length is not a multiple of 4 per item boundary.
+    // Items of a multiple of 4 bytes run gather_batch4 (a word, four values per invocation), the odd
+    // ones gather_batch; each has a row whose grid folds.
     for (name, items, item, batch) in [
         ("mnist_like", 101usize, 784usize, 64usize),
         ("odd_item_size", 13, 7, 5),
         ("batch1", 3, 784, 1),
-        ("grid_past_65535", 50, 784, 5400),
+        ("odd_grid_past_65535", 13, 7, 600_000),
+        ("vec4_grid_past_65535", 50, 784, 21_500),
     ] {
         let images: Vec<u8> = (0..items * item).map(|_| r.below(256) as u8).collect();
         let labels: Vec<u8> = (0..items).map(|_| r.below(10) as u8).collect();
@@ -184,7 +187,9 @@ fn gather_batch_matches_reference() {
         let lt = Tensor::from_u8(c, "labels", &[items], &labels).unwrap();
         let idt = Tensor::from_u32(c, "indices", &[batch], &indices).unwrap();
         let (xt, yt) = (zeros("x", &[batch, item]), zeros_u32("y", &[batch]));
-        c.run(&[&gather_batch(c, name, 255.0, &it, &lt, &idt, 0, &xt, &yt).unwrap()]).unwrap();
+        let l = gather_batch(c, name, 255.0, &it, &lt, &idt, 0, &xt, &yt).unwrap();
+        assert_eq!(l.kernel == Kernel::GatherBatch4, item % 4 == 0, "{name}");
+        c.run(&[&l]).unwrap();
         let (want_x, want_y) = cpu::gather_batch(255.0, &images, &labels, &indices);
         // Both sides compute byte / 255 in f32: bit-identical.
         check(
@@ -195,7 +200,7 @@ fn gather_batch_matches_reference() {
         );
         check_u32(&format!("gather_batch.y/{name}"), &yt.to_u32(c).unwrap(), &want_y);
     }
-    assert!(groups(5400 * 784) > 65_535);
+    assert!(groups(600_000 * 7) > 65_535 && groups(21_500 * 784 / 4) > 65_535);
 }
 
 /// Run `gather_shard` with transform `t` over `images`/`labels` split into buffers of `shard` items
@@ -281,6 +286,9 @@ fn gather_batch_normalises_and_augments_as_the_reference() {
         ("grey_crop4", 50, [1, 28, 28], 64, 4, false, 50),
         ("rgb_flip_only", 5, [3, 32, 32], 7, 0, true, 5),
         ("normalise_only", 9, [3, 5, 3], 9, 0, false, 9),
+        // Planes of a multiple of 4 values without crop or flip: gather_batch4, one shard and several.
+        ("normalise_words", 9, [3, 8, 8], 9, 0, false, 9),
+        ("sharded_words", 23, [3, 4, 4], 16, 0, false, 10),
         ("batch1", 3, [3, 8, 8], 1, 3, true, 3),
         ("sharded", 23, [3, 6, 7], 16, 1, true, 10),
         ("grid_past_65535", 40, [3, 32, 32], 1400, 4, true, 40),

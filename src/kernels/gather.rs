@@ -250,9 +250,16 @@ pub fn gather_shard(
 ) -> Result<Launch> {
     let p = gather_shard_params(t, shard, indices, first, x, y)?;
     let (images, labels) = (shard.0, shard.1);
+    // Four values per invocation where the gather is plain and items and planes are whole words.
+    let four = !augments(&p)
+        && p.item_size.is_multiple_of(4)
+        && (p.height * p.width).is_multiple_of(4)
+        && super::vec4_fits(ctx, x.len())
+        && x.offset.is_multiple_of(16);
+    let (kernel, threads) = if four { (Kernel::GatherBatch4, x.len() / 4) } else { (Kernel::GatherBatch, x.len()) };
     Ok(ctx
         .launch_with(
-            Kernel::GatherBatch,
+            kernel,
             &[
                 ("ITEM", p.item_size),
                 ("PLANE", p.height * p.width),
@@ -262,7 +269,7 @@ pub fn gather_shard(
             label,
             &p,
             &[images, labels, indices, x, y],
-            x.len() as u64,
+            threads as u64,
             0,
         )?
         .with_work(0, 5 * x.len() as u64 + 9 * y.len() as u64))

@@ -248,6 +248,7 @@ kernels! {
     SgdUpdate4 => "sgd_update4", Optim, [R, W, W];
     AdamUpdate4 => "adam_update4", Optim, [R, W, W, W];
     GatherBatch => "gather_batch", Gather, [R, R, R, W, W];
+    GatherBatch4 => "gather_batch4", Gather, [R, R, R, W, W];
     SumAccumulate => "sum_accumulate", Reduce, [R, W];
     CorrectAccumulate => "correct_accumulate", Reduce, [R, R, W];
     CountAccumulate => "count_accumulate", Reduce, [R, W];
