@@ -704,7 +704,7 @@ fn conv2d_weight_grad_k3c2(
 
 // conv2d_weight_grad_rows: conv2d_weight_grad with every kernel row in one invocation, for kernels of
 // at most 5 x 5: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB),
-// COB <= 4, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
+// COB <= 8, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
 // Each dy value loaded serves KH rows. The accumulators are private arrays indexed by unrolled loops;
 // each output adds the same products in the same order as in conv2d_weight_grad (same bits).
 @compute @workgroup_size(WG)
@@ -721,8 +721,8 @@ fn conv2d_weight_grad_rows(
     let r0 = chunk * q.rows_per_chunk;
     let r1 = min(r0 + q.rows_per_chunk, q.rows);
     // acc[c * 5 + k]: channel co0 + c, kernel row k, columns 0..3; tail: column 4.
-    var acc: array<vec4<f32>, 20>;
-    var tail: array<f32, 20>;
+    var acc: array<vec4<f32>, 40>;
+    var tail: array<f32, 40>;
     var valid: array<bool, 5>;
     var rows: array<u32, 5>;
     var xv: array<vec4<f32>, 5>;
