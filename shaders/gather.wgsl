@@ -196,13 +196,15 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // channel planes are a multiple of 4 bytes: one word of the images gives four values, written as one
 // vec4, each computed as gather_batch computes it (the same bits).
 @group(0) @binding(4) var<storage, read_write> out_x4: array<vec4<f32>>;
+// Words per item (ITEM is a multiple of 4 here: the launcher checks; at least 1 for the defaults).
+override WORDS: u32 = max(ITEM / 4u, 1u);
 
 @compute @workgroup_size(WG)
 fn gather_batch4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if (i >= p.batch * (ITEM / 4u)) { return; }
-    let b = i / (ITEM / 4u);
-    let j = (i % (ITEM / 4u)) * 4u;
+    if (i >= p.batch * WORDS) { return; }
+    let b = i / WORDS;
+    let j = (i % WORDS) * 4u;
     let item = indices[p.first + b];
     let shard_end = p.shard_first + p.num_items;
     if (item >= p.total_items) {

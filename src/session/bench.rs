@@ -334,7 +334,7 @@ pub fn render(r: &BenchReport) -> String {
     if let Some(k) = &r.per_kernel {
         let how = if k.source == "timestamps" { "GPU timestamp queries" } else { "CPU clock, each launch alone" };
         s += &format!("per-kernel time of one batch-{} step ({how}):\n", k.batch);
-        s += &format!("  {:<22} {:<24} {:>9} {:>7} {:>14}\n", "launch", "kernel", "ms", "share", "achieved");
+        s += &format!("  {:<22} {:<25} {:>9} {:>7} {:>14}\n", "launch", "kernel", "ms", "share", "achieved");
         for t in &k.launches {
             let achieved = if t.gflops > 0.0 {
                 format!("{:.2} GFLOP/s", t.gflops)
@@ -344,14 +344,14 @@ pub fn render(r: &BenchReport) -> String {
                 "-".to_string()
             };
             s += &format!(
-                "  {:<22} {:<24} {:>9.3} {:>6.1}% {achieved:>14}\n",
+                "  {:<22} {:<25} {:>9.3} {:>6.1}% {achieved:>14}\n",
                 t.launch,
                 t.kernel,
                 t.ms,
                 100.0 * t.share
             );
         }
-        s += &format!("  {:<22} {:<24} {:>9.3}\n", "total", "", k.total_ms);
+        s += &format!("  {:<22} {:<25} {:>9.3}\n", "total", "", k.total_ms);
     }
     s
 }
