@@ -254,8 +254,7 @@ pub fn gather_shard(
     let four = !augments(&p)
         && p.item_size.is_multiple_of(4)
         && (p.height * p.width).is_multiple_of(4)
-        && super::vec4_fits(ctx, x.len())
-        && x.offset.is_multiple_of(16);
+        && super::vec4_fits(ctx, x.len());
     let (kernel, threads) = if four { (Kernel::GatherBatch4, x.len() / 4) } else { (Kernel::GatherBatch, x.len()) };
     Ok(ctx
         .launch_with(

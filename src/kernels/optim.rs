@@ -145,11 +145,11 @@ impl Adam {
     }
 }
 
-/// The vec4 kernel and its invocation count where every tensor's length is a multiple of 4 and it
-/// starts on 16 bytes (the same updates, element by element, as the scalar kernel), else the scalar one.
-fn by_vec4(ctx: &Context, scalar: Kernel, vec4: Kernel, tensors: &[&Tensor]) -> (Kernel, u64) {
-    let len = tensors[0].len();
-    if super::vec4_fits(ctx, len) && tensors.iter().all(|t| t.offset.is_multiple_of(16)) {
+/// The vec4 kernel and its invocation count where the tensors' length is a multiple of 4 (the same
+/// updates, element by element, as the scalar kernel), else the scalar one. (Every binding starts on
+/// the storage offset alignment, which the launch checks: a whole number of vec4s.)
+fn by_vec4(ctx: &Context, scalar: Kernel, vec4: Kernel, len: usize) -> (Kernel, u64) {
+    if super::vec4_fits(ctx, len) {
         (vec4, (len / 4) as u64)
     } else {
         (scalar, len as u64)
@@ -177,7 +177,7 @@ pub fn sgd_update(
     let op = Kernel::SgdUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("momentum_buffer", buf)])?;
     let p = opt.params(grad.len(), step)?;
-    let (kernel, threads) = by_vec4(ctx, Kernel::SgdUpdate, Kernel::SgdUpdate4, &[grad, param, buf]);
+    let (kernel, threads) = by_vec4(ctx, Kernel::SgdUpdate, Kernel::SgdUpdate4, grad.len());
     Ok(ctx.launch(kernel, label, &p, &[grad, param, buf], threads, 0)?.with_work(0, 20 * grad.len() as u64))
 }
 
@@ -195,6 +195,6 @@ pub fn adam_update(
     let op = Kernel::AdamUpdate.entry_point();
     expect_same(op, grad, &[("param", param), ("exp_avg", m), ("exp_avg_sq", v)])?;
     let p = opt.params(grad.len(), step)?;
-    let (kernel, threads) = by_vec4(ctx, Kernel::AdamUpdate, Kernel::AdamUpdate4, &[grad, param, m, v]);
+    let (kernel, threads) = by_vec4(ctx, Kernel::AdamUpdate, Kernel::AdamUpdate4, grad.len());
     Ok(ctx.launch(kernel, label, &p, &[grad, param, m, v], threads, 0)?.with_work(0, 28 * grad.len() as u64))
 }
