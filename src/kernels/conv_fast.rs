@@ -148,12 +148,8 @@ fn direct(
     let l = ctx.tuned("conv2d_direct", shape, &names, |i| {
         let DirectVariant { cols, cob, src, nfast } = variants[i];
         let layers = c_out.div_ceil(cob);
-        let p = FastConvParams {
-            n: to_u32(op, "batch", g.n)?,
-            total: to_u32(op, "invocations", g.n * oh * ow.div_ceil(cols))?,
-            rows_per_chunk: 0,
-            rows: 0,
-        };
+        // Each dispatch (and the pack) sets its own invocation count.
+        let p = FastConvParams { n: to_u32(op, "batch", g.n)?, total: 0, rows_per_chunk: 0, rows: 0 };
         let mut consts = constants(c_in, h, w, c_out, g, pad, (oh, ow), cob, (!flip, flip, relu));
         consts.extend([
             ("WIDE", u32::from(cols > 4)),
