@@ -140,16 +140,20 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 @group(0) @binding(1) var<storage, read> bb_dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bb_db: array<f32>;
 
+// The (n, oy) rows [x, y) that invocation i of the bias gradients sums (its chunk; both kernels).
+fn bias_rows(i: u32) -> vec2<u32> {
+    let r0 = (i / p.c_out) * p.rows_per_chunk;
+    return vec2<u32>(r0, min(r0 + p.rows_per_chunk, p.n * p.out_h));
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
     let co = i % p.c_out;
-    let chunk = i / p.c_out;
-    let r0 = chunk * p.rows_per_chunk;
-    let r1 = min(r0 + p.rows_per_chunk, p.n * p.out_h);
+    let bounds = bias_rows(i);
     var acc = 0.0;
-    for (var r = r0; r < r1; r++) {
+    for (var r = bounds.x; r < bounds.y; r++) {
         let n = r / p.out_h;
         let oy = r % p.out_h;
         let row = ((n * p.c_out + co) * p.out_h + oy) * p.out_w;
@@ -175,11 +179,10 @@ fn conv2d_backward_bias4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
     let co = i % p.c_out;
-    let chunk = i / p.c_out;
-    let r0 = chunk * p.rows_per_chunk;
-    let r1 = min(r0 + p.rows_per_chunk, p.n * p.out_h);
+    let bounds = bias_rows(i);
+    let r1 = bounds.y;
     var acc = 0.0;
-    var r = r0;
+    var r = bounds.x;
     while (r < r1) {
         let n = r / p.out_h;
         let oy = r % p.out_h;

@@ -91,6 +91,16 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 // and 2i + 1 of a row, whose columns are one vec4 of each of their KH input rows. Each window
 // compares (forward) and writes (backward) as the one-window kernels do: the same bits. y, argmax
 // and dy are read and written as vec2s (OW = W / 2 is even, so a pair never spans two rows).
+// Pair i of windows: the start of its plane (x) and, inside the plane, the index of its first window's
+// top-left input (y); its row ky starts W · ky further on.
+fn tile_pair(i: u32) -> vec2<u32> {
+    let pairs = OW / 2u;
+    let ox = (i % pairs) * 2u;
+    let oy = (i / pairs) % OH;
+    let plane = i / (pairs * OH);
+    return vec2<u32>(plane * H * W, oy * KH * W + ox * KW);
+}
+
 @group(0) @binding(1) var<storage, read> tf4_x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> tf2_y: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> tf2_arg: array<vec2<u32>>;
@@ -99,18 +109,14 @@ fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 fn maxpool2d_tiles_forward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let pairs = OW / 2u;
-    let ox = (i % pairs) * 2u;
-    let oy = (i / pairs) % OH;
-    let plane = i / (pairs * OH);
-    let base = plane * H * W;
-    let first = oy * KH * W + ox * KW;
-    let v0 = tf4_x[(base + first) / 4u];
+    let pair = tile_pair(i);
+    let first = pair.y;
+    let v0 = tf4_x[(pair.x + first) / 4u];
     var best = vec2<f32>(v0.x, v0.z);
     var best_at = vec2<u32>(first, first + 2u);
     for (var ky = 0u; ky < KH; ky++) {
-        let at = (oy * KH + ky) * W + ox * KW;
-        let v = tf4_x[(base + at) / 4u];
+        let at = first + ky * W;
+        let v = tf4_x[(pair.x + at) / 4u];
         if (v.x > best.x) { best.x = v.x; best_at.x = at; }
         if (v.y > best.x) { best.x = v.y; best_at.x = at + 1u; }
         if (v.z > best.y) { best.y = v.z; best_at.y = at + 2u; }
@@ -129,11 +135,7 @@ fn maxpool2d_tiles_forward4(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 fn maxpool2d_tiles_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let pairs = OW / 2u;
-    let ox = (i % pairs) * 2u;
-    let oy = (i / pairs) % OH;
-    let plane = i / (pairs * OH);
-    let base = plane * H * W;
+    let pair = tile_pair(i);
     var d = tb2_dy[i];
     if (RELU_MASK) {
         let y = tb2_y[i];
@@ -142,8 +144,8 @@ fn maxpool2d_tiles_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     }
     let arg = tb2_arg[i];
     for (var ky = 0u; ky < KH; ky++) {
-        let at = (oy * KH + ky) * W + ox * KW;
-        tb4_dx[(base + at) / 4u] = vec4<f32>(
+        let at = pair.y + ky * W;
+        tb4_dx[(pair.x + at) / 4u] = vec4<f32>(
             select(0.0, d.x, at == arg.x),
             select(0.0, d.x, at + 1u == arg.x),
             select(0.0, d.y, at + 2u == arg.y),
