@@ -189,6 +189,10 @@ fn the_tuning_cache_round_trips_and_a_bad_one_is_ignored() {
     let timed = last();
     assert_eq!(timed.how, "timed");
     assert!(timed.timings.len() >= 2 && timed.timings.iter().all(|(_, s)| *s > 0.0), "{timed:?}");
+    // Every variant keeps the best time it had when it left the running, and the choice is the
+    // fastest of them all (a variant taken out of the running was behind the leader).
+    let fastest = timed.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    assert_eq!(fastest.0, timed.variant, "{timed:?}");
     let text = std::fs::read_to_string(&file).unwrap();
     let line = text.lines().find(|l| l.starts_with(&format!("matmul {} among ", timed.shape))).unwrap();
     assert!(line.ends_with(&format!("\t{}", timed.variant)), "{text}");

@@ -94,7 +94,8 @@ pub struct TuneChoice {
     pub variant: String,
     /// `default`, `cached`, `timed`, `forced` or `budget spent`.
     pub how: &'static str,
-    /// Each timed variant's seconds per launch (timed choices only), in variant order.
+    /// Each timed variant's seconds per launch (timed choices only), in variant order: the best of
+    /// its runs until it won or fell too far behind the leader to be timed again.
     pub timings: Vec<(String, f64)>,
 }
 
@@ -195,13 +196,23 @@ impl Tuner {
     }
 }
 
-/// Rounds in which every variant of a shape is timed once (the best of them is its time).
+/// Rounds in which every variant still in the running is timed once (the best of its runs is its
+/// time).
 const TUNE_ROUNDS: usize = 3;
 
-/// Seconds one recording of `launch` takes, after one untimed run.
-fn time_once(ctx: &super::Context, launch: &Launch) -> Result<f64> {
-    ctx.run(&[launch])?;
-    ctx.wait()?;
+/// A variant whose best time is this many times the leader's after a round is out of the running:
+/// it cannot win, and timing it again would only spend the budget.
+const PRUNE_AFTER_ROUND: f64 = 1.5;
+
+/// The same for the first (cold) run of every variant, which may include one-off costs.
+const PRUNE_AFTER_FIRST: f64 = 2.0;
+
+/// A leader slower than this per run has been measured precisely enough after two rounds; the third
+/// is skipped.
+const LONG_RUN: f64 = 0.02;
+
+/// Seconds one run of `launch` takes (its first: it may include one-off costs).
+fn time_first(ctx: &super::Context, launch: &Launch) -> Result<f64> {
     time_copies(ctx, launch, 1)
 }
 
@@ -212,6 +223,35 @@ fn time_copies(ctx: &super::Context, launch: &Launch, copies: usize) -> Result<f
     ctx.run(&batch)?;
     ctx.wait()?;
     Ok(t.elapsed().as_secs_f64() / copies as f64)
+}
+
+/// One variant in the tuner's running: its index, launch, copies per timing run, best time so far
+/// and whether it is still timed.
+struct Contender {
+    index: usize,
+    launch: Launch,
+    copies: usize,
+    best: f64,
+    timed: bool,
+}
+
+/// Takes out of the running every contender slower than `factor` times the fastest.
+fn prune(runs: &mut [Contender], factor: f64) {
+    let lead = runs.iter().filter(|r| r.timed).map(|r| r.best).fold(f64::INFINITY, f64::min);
+    for r in runs.iter_mut().filter(|r| r.timed) {
+        if r.best > lead * factor {
+            r.timed = false;
+        }
+    }
+}
+
+/// The rounds after the first run: how many, given the leader's time per run.
+fn rounds_for(lead: f64) -> usize {
+    if lead > LONG_RUN {
+        TUNE_ROUNDS - 1
+    } else {
+        TUNE_ROUNDS
+    }
 }
 
 impl super::Context {
@@ -292,30 +332,35 @@ impl super::Context {
             return build(i);
         }
         let start = Instant::now();
-        // Every variant built and sized first, then timed in turns (each round times each variant
-        // once), so that a burst of load on a shared machine slows one round of all of them rather
-        // than every run of one.
-        let mut runs: Vec<(usize, Launch, usize, f64)> = Vec::with_capacity(n);
+        // Every variant built and run once first, then the ones that can still win timed in rounds
+        // (each round times each of them once), so that a burst of load on a shared machine slows
+        // one round of all of them rather than every run of one. A variant far behind the leader
+        // after a round is timed no more: on a slow adapter most of the budget went to runs of
+        // variants that had already lost.
+        let mut runs: Vec<Contender> = Vec::with_capacity(n);
         for (i, name) in variants.iter().enumerate() {
             // A variant that cannot be built or run here is left out (logged), never fatal.
-            match build(i).and_then(|launch| Ok((time_once(self, &launch)?, launch))) {
+            match build(i).and_then(|launch| Ok((time_first(self, &launch)?, launch))) {
                 Ok((once, launch)) => {
                     let copies = ((2e-3 / once.max(1e-6)) as usize).clamp(1, 32);
-                    runs.push((i, launch, copies, once));
+                    runs.push(Contender { index: i, launch, copies, best: once, timed: true });
                 }
                 Err(e) => log::warn!("tuning {family} {shape}: variant {name} left out: {e}"),
             }
         }
-        for _ in 0..TUNE_ROUNDS {
-            for (_, launch, copies, best) in &mut runs {
-                match time_copies(self, launch, *copies) {
-                    Ok(secs) => *best = best.min(secs),
+        prune(&mut runs, PRUNE_AFTER_FIRST);
+        let lead = runs.iter().map(|r| r.best).fold(f64::INFINITY, f64::min);
+        for _ in 0..rounds_for(lead) {
+            for r in runs.iter_mut().filter(|r| r.timed) {
+                match time_copies(self, &r.launch, r.copies) {
+                    Ok(secs) => r.best = r.best.min(secs),
                     Err(e) => log::warn!("tuning {family} {shape}: a timing run failed: {e}"),
                 }
             }
+            prune(&mut runs, PRUNE_AFTER_ROUND);
         }
-        let timings: Vec<(String, f64)> = runs.iter().map(|r| (variants[r.0].clone(), r.3)).collect();
-        let best = runs.into_iter().min_by(|a, b| a.3.total_cmp(&b.3)).map(|r| (r.3, r.0, r.1));
+        let timings: Vec<(String, f64)> = runs.iter().map(|r| (variants[r.index].clone(), r.best)).collect();
+        let best = runs.into_iter().min_by(|a, b| a.best.total_cmp(&b.best)).map(|r| (r.best, r.index, r.launch));
         let Some((_, i, launch)) = best else {
             // None ran: the default, whose error (if it has one) is the caller's.
             record(0, "default", timings);
