@@ -242,15 +242,17 @@ pub fn edge_parts(ow: usize, cols: usize, (w, sw, pw, kw): (usize, usize, usize,
 }
 
 /// The `(columns, channel block)` layouts `conv2d_direct` may run a layer of `c_out` channels and rows
-/// `ow` wide as, the default first. Where rows are at least 8 wide: up to 8 columns × up to 4
+/// `ow` wide as, the default first. Where rows are at least 7 wide: up to 8 columns × up to 4
 /// channels per invocation (fewer weight loads per multiply-add: measured 10-25 % faster on LeNet's
 /// layers on one Xeon), the row split into equal blocks so that none is mostly past its end (10 = 5 +
-/// 5: 8 + 2 did 16 columns' work for 10); narrower rows: up to 4 columns × up to 8 channels. Then
-/// the others. Each output adds its products in the same order in all of them.
+/// 5: 8 + 2 did 16 columns' work for 10; a 7-wide row is one block of 7, where 4 + 3 columns × 8
+/// channels took 1.5x as long on resnet-mini's 64-channel 7×7 convs, the tuner's timings on lavapipe);
+/// narrower rows: up to 4 columns × up to 8 channels. Then the others. Each output adds its
+/// products in the same order in all of them.
 pub fn direct_variants(c_out: usize, ow: usize) -> Vec<(usize, usize)> {
     let even = |max: usize| ow.div_ceil(ow.div_ceil(max));
     let (wide, narrow) = ((even(8), channel_block(c_out, 4)), (even(4), channel_block(c_out, 8)));
-    let mut v = vec![if ow >= 8 { wide } else { narrow }];
+    let mut v = vec![if ow >= 7 { wide } else { narrow }];
     for cand in
         [wide, narrow, (8, channel_block(c_out, 4)), (4, channel_block(c_out, 8)), (even(4), channel_block(c_out, 4))]
     {
