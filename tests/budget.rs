@@ -83,6 +83,27 @@ fn split_reductions_aim_for_the_adapters_parallelism() {
 }
 
 #[test]
+fn wide_rows_at_a_large_batch_keep_the_every_row_weight_gradients() {
+    // vgg-cifar's 64 -> 64 channels at 16x16, batch 256: for one row per invocation alone, 1,366 rows
+    // per chunk fit lavapipe's loop budget, but two input channels' three rows load each row seven
+    // times (95,000 iterations). The chunks are sized for them, so they are offered (and lead).
+    let g = Conv2dGeom::square(256, 64, 16, 16, 64, 3, 1, 1);
+    let b = lavapipe();
+    let v = conv2d_weight_grad_variants(&g, &b);
+    assert_eq!(v[0].rows, GradRows::ThreeTwo, "{v:?}");
+    assert!(v.iter().any(|s| s.rows == GradRows::Three) && v.iter().any(|s| s.rows == GradRows::One), "{v:?}");
+    for s in &v {
+        assert!(s.iters <= b.loop_iters, "{s:?}");
+        assert_eq!((s.rows_per_chunk, s.chunks), (v[0].rows_per_chunk, v[0].chunks), "every layout shares the chunks");
+    }
+    assert!(v[0].rows_per_chunk * 7 * (1 + g.out_w()) <= b.loop_iters, "{:?}", v[0]);
+    // A 1-row kernel has no such layouts: its chunks are as long as one row per invocation allows.
+    let rows = Conv2dGeom { kh: 1, pad_h: 0, ..Conv2dGeom::square(256, 64, 16, 16, 64, 3, 1, 1) };
+    let one = conv2d_weight_grad_split(&rows, &b).unwrap();
+    assert!(one.rows_per_chunk > v[0].rows_per_chunk, "{one:?}");
+}
+
+#[test]
 fn this_contexts_budget_is_its_adapters() {
     let c = ctx();
     assert_eq!(c.budget(), Budget::for_adapter(&c.info));
