@@ -33,6 +33,28 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     bwd_dx[i] = select(0.0, bwd_dy[i], bwd_y[i] > 0.0);
 }
 
+// relu_forward4 / relu_backward4: the ReLU over vec4s, for lengths that are a multiple of 4 (p.len
+// counts vec4s); the same values, component by component.
+@group(0) @binding(1) var<storage, read> fwd4_x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> fwd4_y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> bwd4_y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bwd4_dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bwd4_dx: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn relu_forward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.len) { return; }
+    fwd4_y[i] = max(fwd4_x[i], vec4(0.0));
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.len) { return; }
+    bwd4_dx[i] = select(vec4(0.0), bwd4_dy[i], bwd4_y[i] > vec4(0.0));
+}
+
 @compute @workgroup_size(WG)
 fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);

@@ -217,10 +217,12 @@ fn batchnorm_fold_matches_the_reference() {
 /// `KernelSet::Plain` context runs, bit for bit: batchnorm_partial4 (statistics, parameter gradients
 /// plain and masked), batchnorm_normalize4 (batch and running statistics, with and without the ReLU),
 /// batchnorm_backward_input4 (plain and masked), add_forward4 (with and without the ReLU),
+/// relu_forward4, relu_backward4,
 /// concat_forward4, concat_backward4 and conv2d_backward_bias4 (dy as the output of a 1x1 conv: rows
 /// 2 and 6 wide start off a multiple of 4, and batch 64's chunks of rows span images).
 #[test]
 fn vec4_kernels_give_the_scalar_kernels_bits() {
+    use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
     use wgcnn::kernels::concat::{concat_backward, concat_forward};
     use wgcnn::kernels::conv::conv2d_backward_bias;
     use wgcnn::kernels::elementwise::add_forward_fused;
@@ -275,11 +277,16 @@ fn vec4_kernels_give_the_scalar_kernels_bits() {
             }
             let cg = ConcatGeom { n, c_part: ch, c_whole: 2 * ch, offset: ch, hw: h * w };
             c.run(&[&concat_backward(c, "c", &cg, &whole, &back).unwrap()]).unwrap();
+            let (relu_y, relu_dx) = (zero("relu y", &shape), zero("relu dx", &shape));
+            c.run(&[&activation_forward(c, "r", Activation::Relu, &dyt, &relu_y).unwrap()]).unwrap();
+            c.run(&[&activation_backward(c, "r", Activation::Relu, &relu_y, &xt, &relu_dx).unwrap()]).unwrap();
             let conv = Conv2dGeom::square(n, 1, h, w, ch, 1, 1, 0);
             let conv_db = zero("conv db", &[ch]);
             c.run(&[&conv2d_backward_bias(c, "cb", &conv, &dyt, &conv_db).unwrap()]).unwrap();
             outs.extend([
                 ("conv bias grad", conv_db.to_f32(c).unwrap()),
+                ("relu", relu_y.to_f32(c).unwrap()),
+                ("relu backward", relu_dx.to_f32(c).unwrap()),
                 ("stats", stats.to_f32(c).unwrap()),
                 ("y", y.to_f32(c).unwrap()),
                 ("y relu", yr.to_f32(c).unwrap()),

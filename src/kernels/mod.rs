@@ -201,6 +201,8 @@ kernels! {
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W, U];
     ReluForward => "relu_forward", Activation, [R, W];
     ReluBackward => "relu_backward", Activation, [R, R, W];
+    ReluForward4 => "relu_forward4", Activation, [R, W];
+    ReluBackward4 => "relu_backward4", Activation, [R, R, W];
     TanhForward => "tanh_forward", Activation, [R, W];
     TanhBackward => "tanh_backward", Activation, [R, R, W];
     SigmoidForward => "sigmoid_forward", Activation, [R, W];
