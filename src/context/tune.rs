@@ -204,15 +204,20 @@ const TUNE_ROUNDS: usize = 3;
 /// it cannot win, and timing it again would only spend the budget.
 const PRUNE_AFTER_ROUND: f64 = 1.5;
 
-/// The same for the first (cold) run of every variant, which may include one-off costs.
+/// The same for the first run of every variant ([`time_first`]), with more room.
 const PRUNE_AFTER_FIRST: f64 = 2.0;
 
 /// A leader slower than this per run has been measured precisely enough after two rounds; the third
-/// is skipped.
+/// is skipped. A variant's first run this long is its first timing.
 const LONG_RUN: f64 = 0.02;
 
-/// Seconds one run of `launch` takes (its first: it may include one-off costs).
+/// Seconds one run of `launch` takes: its first run's time where that is over [`LONG_RUN`] (one-off
+/// costs are small beside it, and a second run would cost as much again), else a second run's.
 fn time_first(ctx: &super::Context, launch: &Launch) -> Result<f64> {
+    let cold = time_copies(ctx, launch, 1)?;
+    if cold > LONG_RUN {
+        return Ok(cold);
+    }
     time_copies(ctx, launch, 1)
 }
 
