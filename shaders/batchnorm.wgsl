@@ -10,7 +10,8 @@ struct BnParams {
     hw: u32,
     chunk: u32,      // elements of one channel per partial sum
     chunks: u32,     // partial sums per channel
-    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 both Σ dy and Σ dy · x̂
+    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 both Σ dy and Σ dy · x̂, 3 both Σ x
+                     // and Σ (x − the chunk's mean)²
     eps: f32,
     momentum: f32,
     inv_m: f32,      // 1 / (n · hw)
@@ -74,7 +75,7 @@ fn chunk_of(t: u32) -> Chunk {
     let first = (t / C) * p.chunk;
     var mean = 0.0;
     var invstd = 1.0;
-    if (p.mode != 0u) { mean = mean_of(bp_stats[ch]); }
+    if (p.mode == 1u || p.mode == 2u) { mean = mean_of(bp_stats[ch]); }
     if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
     return Chunk(ch, first, min(first + p.chunk, p.n * HW), mean, invstd);
 }
@@ -110,7 +111,7 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             var a = bp_a[i];
             if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
             switch p.mode {
-                case 0u: { run += a; }
+                case 0u, 3u: { run += a; }
                 case 1u: { let d = a - mean; run += d * d; }
                 default: {
                     run += a;
@@ -121,8 +122,29 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         acc += run;
         acc_xhat += run_xhat;
     }
+    if (p.mode == 3u) {
+        // The chunk's own mean, then Σ (x − that mean)² over the same elements, in cache by now:
+        // one pass over x from memory for both statistics (batchnorm_moments merges the chunks).
+        let mk = acc / f32(last - first);
+        base = ((first / HW) * C + ch) * HW;
+        off = first % HW;
+        for (var j0 = first; j0 < last; j0 += 16u) {
+            var run = 0.0;
+            for (var j = j0; j < min(j0 + 16u, last); j++) {
+                let i = base + off;
+                off += 1u;
+                if (off == HW) {
+                    off = 0u;
+                    base += C * HW;
+                }
+                let d = bp_a[i] - mk;
+                run += d * d;
+            }
+            acc_xhat += run;
+        }
+    }
     bp_partial[t] = acc;
-    if (p.mode == 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+    if (p.mode >= 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
 }
 
 // The `4` entry points: the same kernels over vec4s, for planes whose size HW is a multiple of 4 (so a
@@ -163,7 +185,7 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             var a = bp4_a[i];
             if (MASK) { a = select(vec4(0.0), a, bp4_y[i] > vec4(0.0)); }
             switch p.mode {
-                case 0u: {
+                case 0u, 3u: {
                     run += a.x;
                     run += a.y;
                     run += a.z;
@@ -192,8 +214,59 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         acc += run;
         acc_xhat += run_xhat;
     }
+    if (p.mode == 3u) {
+        // As batchnorm_partial: the chunk's mean, then its squares in the scalar kernel's order.
+        let mk = acc / f32(last - first);
+        base = ((first / HW) * C + ch) * plane4;
+        off = (first % HW) / 4u;
+        for (var j0 = first; j0 < last; j0 += 16u) {
+            var run = 0.0;
+            for (var j = j0; j < min(j0 + 16u, last); j += 4u) {
+                let i = base + off;
+                off += 1u;
+                if (off == plane4) {
+                    off = 0u;
+                    base += C * plane4;
+                }
+                let d = bp4_a[i] - mk;
+                run += d.x * d.x;
+                run += d.y * d.y;
+                run += d.z * d.z;
+                run += d.w * d.w;
+            }
+            acc_xhat += run;
+        }
+    }
     bp_partial[t] = acc;
-    if (p.mode == 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+    if (p.mode >= 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+}
+
+// batchnorm_moments: the chunks' [Σ x, Σ (x − the chunk's mean)²] (batchnorm_partial in mode 3,
+// [2, chunks, C]) -> stats [Σ x, Σ (x − mean)²] per channel. Σ x adds the chunks in order, as
+// sum_chunks does (the same bits); Σ (x − mean)² = Σ_k (M2_k + n_k · (mean_k − mean)²), in the same
+// order (the pairwise update of Chan, Golub and LeVeque: no cancellation).
+@group(0) @binding(1) var<storage, read> bm_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bm_stats: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = flat_index(gid, nwg);
+    if (ch >= C) { return; }
+    var sum = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        sum += bm_partial[k * C + ch];
+    }
+    let mean = mean_of(sum);
+    let m = p.n * HW;
+    var m2 = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        let first = k * p.chunk;
+        let count = f32(min(first + p.chunk, m) - first);
+        let d = bm_partial[k * C + ch] / count - mean;
+        m2 += bm_partial[(p.chunks + k) * C + ch] + count * d * d;
+    }
+    bm_stats[ch] = sum;
+    bm_stats[C + ch] = m2;
 }
 
 // batchnorm_normalize: x, weight, bias, mean source, variance source -> y

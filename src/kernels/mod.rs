@@ -213,6 +213,7 @@ kernels! {
     BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W, R];
     BatchnormFold => "batchnorm_fold", BatchNorm, [R, R, R, R, R, R, W, W];
     BatchnormPartial4 => "batchnorm_partial4", BatchNorm, [R, R, R, W, R];
+    BatchnormMoments => "batchnorm_moments", BatchNorm, [R, W];
     BatchnormNormalize4 => "batchnorm_normalize4", BatchNorm, [R, R, R, R, R, W];
     BatchnormBackwardInput4 => "batchnorm_backward_input4", BatchNorm, [R, R, R, R, R, R, W, R];
     AddForward => "add_forward", Elementwise, [R, R, W];
