@@ -10,8 +10,8 @@ struct BnParams {
     hw: u32,
     chunk: u32,      // elements of one channel per partial sum
     chunks: u32,     // partial sums per channel
-    mode: u32,       // batchnorm_partial: 0 Σ x, 1 Σ (x − mean)², 2 both Σ dy and Σ dy · x̂, 3 both Σ x
-                     // and Σ (x − the chunk's mean)²
+    mode: u32,       // batchnorm_partial: 2 both Σ dy and Σ dy · x̂, 3 both Σ x and Σ (x − the
+                     // chunk's mean)² (0 and 1: partial_walk's two halves of mode 3)
     eps: f32,
     momentum: f32,
     inv_m: f32,      // 1 / (n · hw)
@@ -60,7 +60,7 @@ fn invstd_of(sq: f32) -> f32 { return 1.0 / sqrt(sq * p.inv_m + p.eps); }
 @group(0) @binding(5) var<storage, read> bp_y: array<f32>;
 
 // Partial sum t's channel, its elements [first, last) of the channel's n · HW, and the channel's
-// mean and inverse standard deviation where the mode needs them (0 and 1 otherwise); shared by the
+// mean and inverse standard deviation where the mode needs them (mode 2; 0 and 1 otherwise); shared by the
 // scalar and vec4 kernels.
 struct Chunk {
     ch: u32,
@@ -75,33 +75,27 @@ fn chunk_of(t: u32) -> Chunk {
     let first = (t / C) * p.chunk;
     var mean = 0.0;
     var invstd = 1.0;
-    if (p.mode == 1u || p.mode == 2u) { mean = mean_of(bp_stats[ch]); }
-    if (p.mode == 2u) { invstd = invstd_of(bp_stats[C + ch]); }
+    if (p.mode == 2u) {
+        mean = mean_of(bp_stats[ch]);
+        invstd = invstd_of(bp_stats[C + ch]);
+    }
     return Chunk(ch, first, min(first + p.chunk, p.n * HW), mean, invstd);
 }
 
-@compute @workgroup_size(WG)
-fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    if (t >= p.chunks * C) { return; }
-    let c = chunk_of(t);
-    let ch = c.ch;
-    let first = c.first;
-    let last = c.last;
-    let mean = c.mean;
-    let invstd = c.invstd;
-    // Runs of 16 summed on their own, then added up: a rounding chain of ~16 + chunk/16 additions
-    // instead of chunk (3x closer to the exact sum on LeNet-sized channels).
-    // Element j of the channel is at base + off, base = (j / HW · C + ch) · HW and off = j % HW, both
-    // stepped along with j (a division per element costs more than the sum it feeds).
-    var base = ((first / HW) * C + ch) * HW;
-    var off = first % HW;
+// Chunk c's walk: (Σ a, Σ a · x̂) in `mode` 0 (the first alone), 1 (Σ (a − mean)², first alone) or 2
+// (both; x̂ from b). Runs of 16 summed on their own, then added up: a rounding chain of ~16 +
+// chunk/16 additions instead of chunk (3x closer to the exact sum on LeNet-sized channels).
+// Element j of the channel is at base + off, base = (j / HW · C + ch) · HW and off = j % HW, both
+// stepped along with j (a division per element costs more than the sum it feeds).
+fn partial_walk(c: Chunk, mode: u32, mean: f32) -> vec2<f32> {
+    var base = ((c.first / HW) * C + c.ch) * HW;
+    var off = c.first % HW;
     var acc = 0.0;
     var acc_xhat = 0.0;
-    for (var j0 = first; j0 < last; j0 += 16u) {
+    for (var j0 = c.first; j0 < c.last; j0 += 16u) {
         var run = 0.0;
         var run_xhat = 0.0;
-        for (var j = j0; j < min(j0 + 16u, last); j++) {
+        for (var j = j0; j < min(j0 + 16u, c.last); j++) {
             let i = base + off;
             off += 1u;
             if (off == HW) {
@@ -110,41 +104,49 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             }
             var a = bp_a[i];
             if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
-            switch p.mode {
-                case 0u, 3u: { run += a; }
+            switch mode {
+                case 0u: { run += a; }
                 case 1u: { let d = a - mean; run += d * d; }
                 default: {
                     run += a;
-                    run_xhat += a * ((bp_b[i] - mean) * invstd);
+                    run_xhat += a * ((bp_b[i] - mean) * c.invstd);
                 }
             }
         }
         acc += run;
         acc_xhat += run_xhat;
     }
-    if (p.mode == 3u) {
-        // The chunk's own mean, then Σ (x − that mean)² over the same elements, in cache by now:
-        // one pass over x from memory for both statistics (batchnorm_moments merges the chunks).
-        let mk = acc / f32(last - first);
-        base = ((first / HW) * C + ch) * HW;
-        off = first % HW;
-        for (var j0 = first; j0 < last; j0 += 16u) {
-            var run = 0.0;
-            for (var j = j0; j < min(j0 + 16u, last); j++) {
-                let i = base + off;
-                off += 1u;
-                if (off == HW) {
-                    off = 0u;
-                    base += C * HW;
-                }
-                let d = bp_a[i] - mk;
-                run += d * d;
-            }
-            acc_xhat += run;
-        }
-    }
-    bp_partial[t] = acc;
-    if (p.mode >= 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+    return vec2(acc, acc_xhat);
+}
+
+// The sums of chunk t in p.mode: mode 3 walks the chunk for Σ x, then again, from cache by now, for
+// Σ (x − the chunk's mean)² (one pass over x from memory for both statistics; batchnorm_moments
+// merges the chunks).
+fn store_partial(t: u32, first: vec2<f32>, centred: f32) {
+    bp_partial[t] = first.x;
+    if (p.mode == 2u) { bp_partial[p.chunks * C + t] = first.y; }
+    if (p.mode == 3u) { bp_partial[p.chunks * C + t] = centred; }
+}
+
+// The walk's mode for p.mode: mode 3's first walk is mode 0's.
+fn walk_mode() -> u32 {
+    return select(p.mode, 0u, p.mode == 3u);
+}
+
+// Chunk c's own mean, from its Σ x.
+fn chunk_mean(c: Chunk, sum: f32) -> f32 {
+    return sum / f32(c.last - c.first);
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= p.chunks * C) { return; }
+    let c = chunk_of(t);
+    let first = partial_walk(c, walk_mode(), c.mean);
+    var centred = 0.0;
+    if (p.mode == 3u) { centred = partial_walk(c, 1u, chunk_mean(c, first.x)).x; }
+    store_partial(t, first, centred);
 }
 
 // The `4` entry points: the same kernels over vec4s, for planes whose size HW is a multiple of 4 (so a
@@ -156,26 +158,17 @@ fn batchnorm_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @group(0) @binding(2) var<storage, read> bp4_b: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> bp4_y: array<vec4<f32>>;
 
-// batchnorm_partial4: batchnorm_partial with p.chunk a multiple of 4.
-@compute @workgroup_size(WG)
-fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    if (t >= p.chunks * C) { return; }
-    let c = chunk_of(t);
-    let ch = c.ch;
-    let first = c.first;
-    let last = c.last;
-    let mean = c.mean;
-    let invstd = c.invstd;
+// partial_walk over vec4s, for p.chunk a multiple of 4: a vec4's four values added one by one.
+fn partial_walk4(c: Chunk, mode: u32, mean: f32) -> vec2<f32> {
     let plane4 = HW / 4u;
-    var base = ((first / HW) * C + ch) * plane4;
-    var off = (first % HW) / 4u;
+    var base = ((c.first / HW) * C + c.ch) * plane4;
+    var off = (c.first % HW) / 4u;
     var acc = 0.0;
     var acc_xhat = 0.0;
-    for (var j0 = first; j0 < last; j0 += 16u) {
+    for (var j0 = c.first; j0 < c.last; j0 += 16u) {
         var run = 0.0;
         var run_xhat = 0.0;
-        for (var j = j0; j < min(j0 + 16u, last); j += 4u) {
+        for (var j = j0; j < min(j0 + 16u, c.last); j += 4u) {
             let i = base + off;
             off += 1u;
             if (off == plane4) {
@@ -184,8 +177,8 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             }
             var a = bp4_a[i];
             if (MASK) { a = select(vec4(0.0), a, bp4_y[i] > vec4(0.0)); }
-            switch p.mode {
-                case 0u, 3u: {
+            switch mode {
+                case 0u: {
                     run += a.x;
                     run += a.y;
                     run += a.z;
@@ -203,7 +196,7 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
                     run += a.y;
                     run += a.z;
                     run += a.w;
-                    let q = a * ((bp4_b[i] - mean) * invstd);
+                    let q = a * ((bp4_b[i] - mean) * c.invstd);
                     run_xhat += q.x;
                     run_xhat += q.y;
                     run_xhat += q.z;
@@ -214,31 +207,19 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         acc += run;
         acc_xhat += run_xhat;
     }
-    if (p.mode == 3u) {
-        // As batchnorm_partial: the chunk's mean, then its squares in the scalar kernel's order.
-        let mk = acc / f32(last - first);
-        base = ((first / HW) * C + ch) * plane4;
-        off = (first % HW) / 4u;
-        for (var j0 = first; j0 < last; j0 += 16u) {
-            var run = 0.0;
-            for (var j = j0; j < min(j0 + 16u, last); j += 4u) {
-                let i = base + off;
-                off += 1u;
-                if (off == plane4) {
-                    off = 0u;
-                    base += C * plane4;
-                }
-                let d = bp4_a[i] - mk;
-                run += d.x * d.x;
-                run += d.y * d.y;
-                run += d.z * d.z;
-                run += d.w * d.w;
-            }
-            acc_xhat += run;
-        }
-    }
-    bp_partial[t] = acc;
-    if (p.mode >= 2u) { bp_partial[p.chunks * C + t] = acc_xhat; }
+    return vec2(acc, acc_xhat);
+}
+
+// batchnorm_partial4: batchnorm_partial with p.chunk a multiple of 4.
+@compute @workgroup_size(WG)
+fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= p.chunks * C) { return; }
+    let c = chunk_of(t);
+    let first = partial_walk4(c, walk_mode(), c.mean);
+    var centred = 0.0;
+    if (p.mode == 3u) { centred = partial_walk4(c, 1u, chunk_mean(c, first.x)).x; }
+    store_partial(t, first, centred);
 }
 
 // batchnorm_moments: the chunks' [Σ x, Σ (x − the chunk's mean)²] (batchnorm_partial in mode 3,

@@ -51,10 +51,6 @@ impl BnGeom {
 /// What `batchnorm_partial` sums (its `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BnSum {
-    /// Σ x.
-    X = 0,
-    /// Σ (x − mean)², the mean from the statistics' first half.
-    Centered = 1,
     /// Σ dy (the bias gradient) and Σ dy · x̂ (the weight gradient), in one pass over dy and x.
     Grads = 2,
     /// Σ x and Σ (x − the chunk's mean)² per chunk, for `batchnorm_moments` to merge: the
@@ -169,11 +165,8 @@ fn reduce(
         l = l.then(sums?);
     }
     let (flops, reads) = match mode {
-        BnSum::X => (len, 1),
-        BnSum::Centered => (3 * len, 1),
         BnSum::Grads => (4 * len, 2),
-        // The work of X and Centered together (the statistics' count is unchanged); one read
-        // from memory.
+        // Σ x (1 per value) and Σ (x − mean)² (3 per value); one read from memory.
         BnSum::Moments => (4 * len, 1),
     };
     Ok(l.with_work(flops, 4 * len * (reads + u64::from(mask.is_some()))))
