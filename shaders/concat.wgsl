@@ -1,8 +1,8 @@
 // Concatenation along channels, NCHW: each input ("part", [n, c_part, h, w]) is one dispatch that copies
 // it into its channel slice [offset, offset + c_part) of the output ("whole", [n, c_whole, h, w]); the
 // backward copies the slice of the output's gradient back out. Slices are disjoint: no races.
-// When h · w is a multiple of 4, every run of the copy starts at a multiple of 4 in both tensors, and the
-// `4` entry points copy four values per invocation as one vec4 (a software adapter loads a storage
+// When every run of the copy starts at a multiple of 4 in both tensors (c_part · h · w, offset · h · w
+// and c_whole · h · w multiples of 4), the `4` entry points copy four values per invocation as one vec4 (a software adapter loads a storage
 // buffer lane by lane, so a 16-byte load per lane moves 2-3x the bytes per step). A copy is exact either
 // way.
 
@@ -11,8 +11,8 @@ struct ConcatParams {
     c_part: u32,
     c_whole: u32,
     offset: u32,
-    hw: u32,
-    total: u32, // n * c_part * hw
+    start: u32, // offset * h * w: where the slice starts in image 0 of whole, in the kernel's units
+    total: u32, // n * c_part * h * w, in the kernel's units
     _pad0: u32,
     _pad1: u32,
 }
@@ -42,7 +42,7 @@ override GAP: u32 = 0u;
 
 // The index in whole of element i of part: image b's part is one contiguous run in whole.
 fn whole_index(i: u32) -> u32 {
-    return i + (i / PART) * GAP + p.offset * p.hw;
+    return i + (i / PART) * GAP + p.start;
 }
 
 @compute @workgroup_size(WG)

@@ -230,15 +230,21 @@ fn maxpool_ties_pick_the_first_maximum() {
 
 #[test]
 fn concat_matches_reference() {
-    // (name, n, channels of each part, h, w). A copy is exact: the tolerance is 0. Maps whose h · w is a
-    // multiple of 4 run concat_forward4 / concat_backward4 (a vec4 per invocation), the others the
-    // scalar kernels; each kind has a batch-1 row and a row past 65,535 workgroups.
-    let table: [(&str, usize, &[usize], usize, usize); 7] = [
+    // (name, n, channels of each part, h, w). A copy is exact: the tolerance is 0. Where every run of the
+    // copy starts at a multiple of 4 in both tensors (each part's c · h · w, its offset · h · w and the
+    // whole's c · h · w multiples of 4) the copies run concat_forward4 / concat_backward4 (a vec4 per
+    // invocation), on odd planes too; the others the scalar kernels. Each kind has a batch-1 row and a
+    // row past 65,535 workgroups.
+    let table: [(&str, usize, &[usize], usize, usize); 9] = [
         ("batch1_two_parts", 1, &[2, 3], 5, 5),
         ("ragged_three_parts", 3, &[1, 4, 2], 7, 3),
         ("inception_like", 2, &[8, 16, 4, 4], 6, 6),
         ("vec4_batch1_odd_channels", 1, &[3, 1, 5], 2, 2),
         ("vec4_densenet_like", 5, &[16, 8, 8], 14, 14),
+        // 7×7 planes, every channel count a multiple of 4: vec4 runs across plane boundaries.
+        ("vec4_odd_planes", 3, &[8, 16, 4, 4], 7, 7),
+        // 7×7 planes and one part of 2 channels: its slice and the next start off the vec4 grid.
+        ("odd_planes_ragged", 2, &[4, 2, 4], 7, 7),
         // The second part has 4,205,000 elements: 65,704 workgroups, past 65,535.
         ("grid_past_65535", 1, &[1, 2], 1450, 1450),
         // The first part has 16,820,000 elements, 4,205,000 vec4s: 65,704 workgroups.
@@ -257,12 +263,22 @@ fn concat_matches_reference() {
         let mut offset = 0;
         for (k, &cp) in cs.iter().enumerate() {
             let g = ConcatGeom { n, c_part: cp, c_whole, offset, hw: h * w };
+            let aligned = [cp, offset, c_whole].iter().all(|&ch| (ch * h * w) % 4 == 0);
+            let (fwd, bwd) = if aligned {
+                (Kernel::ConcatForward4, Kernel::ConcatBackward4)
+            } else {
+                (Kernel::ConcatForward, Kernel::ConcatBackward)
+            };
             let part = r.vec_f32(g.part_len(), -1.0, 1.0);
             let pt = upload("part", &[n, cp, h, w], &part);
-            c.run(&[&concat_forward(c, name, &g, &pt, &wt).unwrap()]).unwrap();
+            let l = concat_forward(c, name, &g, &pt, &wt).unwrap();
+            assert_eq!(l.kernels(), [fwd], "{name} part {k}");
+            c.run(&[&l]).unwrap();
             want = cpu::concat_forward(&g, &to_f64(&part), &want);
             let dxt = zeros("dx", &[n, cp, h, w]);
-            let got = run_f32(concat_backward(c, name, &g, &dyt, &dxt), &dxt);
+            let l = concat_backward(c, name, &g, &dyt, &dxt).unwrap();
+            assert_eq!(l.kernels(), [bwd], "{name} part {k}");
+            let got = run_f32(Ok(l), &dxt);
             check(&format!("concat_backward/{name}/part{k}"), &got, &cpu::concat_backward(&g, &to_f64(&dy)), exact);
             offset += cp;
         }

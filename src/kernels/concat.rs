@@ -17,15 +17,17 @@ pub struct ConcatParams {
     pub c_part: u32,
     pub c_whole: u32,
     pub offset: u32,
-    pub hw: u32,
+    pub start: u32,
     pub total: u32,
     pub _pad0: u32,
     pub _pad1: u32,
 }
 
 fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
-    // Four values per invocation when every run of the copy is aligned to 4 (h · w a multiple of 4).
-    let lanes = if vec4_fits(ctx, g.hw) { 4 } else { 1 };
+    // Four values per invocation when every run of the copy starts at a multiple of 4 in both tensors:
+    // an image's part (c_part · h · w), its slice's start in the whole (offset · h · w) and the whole's
+    // image (c_whole · h · w) all multiples of 4, whatever h · w is.
+    let lanes = if [g.c_part, g.offset, g.c_whole].iter().all(|&c| vec4_fits(ctx, c * g.hw)) { 4 } else { 1 };
     let kernel = match (forward, lanes) {
         (true, 1) => Kernel::ConcatForward,
         (true, _) => Kernel::ConcatForward4,
@@ -44,7 +46,7 @@ fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tens
         c_part: u(g.c_part),
         c_whole: u(g.c_whole),
         offset: u(g.offset),
-        hw: u(g.hw / lanes),
+        start: u(g.offset * g.hw / lanes),
         total: u(g.part_len() / lanes),
         _pad0: 0,
         _pad1: 0,
