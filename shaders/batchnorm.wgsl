@@ -297,25 +297,61 @@ fn batchnorm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 // channel's values (four or five lane-by-lane loads and a square root on a software adapter) are
 // found once per run instead of once per vec4.
 const RUN4: u32 = 4u;
+// The vec4 elementwise kernels on planes whose size HW is not a multiple of 4 but at least 4 · RUN4
+// (7×7 maps), with n · C · HW a multiple of 4: run t is vec4s [t · RUN4, t · RUN4 + RUN4) of the whole
+// tensor, which may cross one plane boundary (never two), so it takes the values of two channels and
+// picks each value's by its index. Every value's arithmetic is the scalar kernel's: the same bits.
+override STRADDLE: bool = false;
 
-// Run t of the vec4 elementwise kernels: (channel, first vec4, end), or the channel C past the end.
-fn run4_of(t: u32) -> vec3<u32> {
+// A run of the vec4 elementwise kernels: the channel of its first value (C past the end), of its last
+// (the same unless STRADDLE crosses a boundary), its vec4s [first, end), and the index of the first
+// value of the last value's plane (STRADDLE: values before it are the first channel's).
+struct Run4 {
+    ch: u32,
+    ch_last: u32,
+    first: u32,
+    end: u32,
+    boundary: u32,
+}
+
+fn run4_of(t: u32) -> Run4 {
+    if (STRADDLE) {
+        let total = (p.n * C * HW) / 4u;
+        let first = t * RUN4;
+        if (first >= total) { return Run4(C, C, 0u, 0u, 0u); }
+        let end = min(first + RUN4, total);
+        let plane = (4u * first) / HW;
+        let plane_last = (4u * end - 1u) / HW;
+        return Run4(plane % C, plane_last % C, first, end, plane_last * HW);
+    }
     let plane4 = max(HW / 4u, 1u); // (1 only for the constants' defaults, which no launch uses)
     let runs = (plane4 + RUN4 - 1u) / RUN4;
-    if (t >= p.n * C * runs) { return vec3<u32>(C, 0u, 0u); }
+    if (t >= p.n * C * runs) { return Run4(C, C, 0u, 0u, 0u); }
     let plane = t / runs;
     let first = plane * plane4 + (t % runs) * RUN4;
-    return vec3<u32>(plane % C, first, min(first + RUN4, (plane + 1u) * plane4));
+    return Run4(plane % C, plane % C, first, min(first + RUN4, (plane + 1u) * plane4), 0u);
+}
+
+// Which values of vec4 v belong to the run's last channel (none unless STRADDLE).
+fn past_boundary(r: Run4, v: u32) -> vec4<bool> {
+    if (!STRADDLE) { return vec4(false); }
+    return vec4(4u * v) + vec4(0u, 1u, 2u, 3u) >= vec4(r.boundary);
 }
 
 // batchnorm_normalize4: batchnorm_normalize over a run of vec4s per invocation.
 @compute @workgroup_size(WG)
 fn batchnorm_normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run4_of(flat_index(gid, nwg));
-    if (r.x >= C) { return; }
-    let a = affine_of(r.x);
-    for (var t = r.y; t < r.z; t++) {
-        let v = (bn4_x[t] - a.mean) * a.scale + a.shift;
+    if (r.ch >= C) { return; }
+    let a = affine_of(r.ch);
+    var b = a;
+    if (STRADDLE) { b = affine_of(r.ch_last); }
+    for (var t = r.first; t < r.end; t++) {
+        let hi = past_boundary(r, t);
+        let mean = select(vec4(a.mean), vec4(b.mean), hi);
+        let scale = select(vec4(a.scale), vec4(b.scale), hi);
+        let shift = select(vec4(a.shift), vec4(b.shift), hi);
+        let v = (bn4_x[t] - mean) * scale + shift;
         if (RELU) {
             bn4_y[t] = max(v, vec4(0.0));
         } else {
@@ -390,13 +426,21 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 @compute @workgroup_size(WG)
 fn batchnorm_backward_input4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = run4_of(flat_index(gid, nwg));
-    if (r.x >= C) { return; }
-    let c = terms_of(r.x);
-    for (var t = r.y; t < r.z; t++) {
-        let xhat = (bd4_x[t] - c.mean) * c.invstd;
+    if (r.ch >= C) { return; }
+    let c = terms_of(r.ch);
+    var d = c;
+    if (STRADDLE) { d = terms_of(r.ch_last); }
+    for (var t = r.first; t < r.end; t++) {
+        let hi = past_boundary(r, t);
+        let mean = select(vec4(c.mean), vec4(d.mean), hi);
+        let invstd = select(vec4(c.invstd), vec4(d.invstd), hi);
+        let scale = select(vec4(c.scale), vec4(d.scale), hi);
+        let db_m = select(vec4(c.db_m), vec4(d.db_m), hi);
+        let dw_m = select(vec4(c.dw_m), vec4(d.dw_m), hi);
+        let xhat = (bd4_x[t] - mean) * invstd;
         var dy = bd4_dy[t];
         if (MASK) { dy = select(vec4(0.0), dy, bd4_y[t] > vec4(0.0)); }
-        bd4_dx[t] = c.scale * (dy - c.db_m - xhat * c.dw_m);
+        bd4_dx[t] = scale * (dy - db_m - xhat * dw_m);
     }
 }
 

@@ -42,6 +42,10 @@ fn batchnorm_kernels_match_the_reference() {
         // are not a multiple of 4) do too.
         ("vec4_batch1", 1, 3, 4, 6),
         ("vec4_grid_past_65535", 1, 4_200_000, 2, 2),
+        // 7×7 and 5×5 planes whose tensors' lengths are multiples of 4: the elementwise kernels run
+        // the vec4 kernels in runs across plane boundaries (STRADDLE); batch 1 too.
+        ("straddle_7x7", 3, 8, 7, 7),
+        ("straddle_batch1_5x5", 1, 4, 5, 5),
     ];
     let (eps, momentum) = (1e-5f32, 0.1f32);
     for (seed, (name, n, ch, h, w)) in table.into_iter().enumerate() {
@@ -216,7 +220,8 @@ fn batchnorm_fold_matches_the_reference() {
 /// The vec4 kernels (planes and lengths of a multiple of 4) against the scalar ones that a
 /// `KernelSet::Plain` context runs, bit for bit: batchnorm_partial4 (statistics, parameter gradients
 /// plain and masked), batchnorm_normalize4 (batch and running statistics, with and without the ReLU),
-/// batchnorm_backward_input4 (plain and masked), add_forward4 (with and without the ReLU),
+/// batchnorm_backward_input4 (plain and masked; both on plane-sized runs and, on 7×7 and 5×5
+/// planes, on runs across plane boundaries), add_forward4 (with and without the ReLU),
 /// relu_forward4, relu_backward4,
 /// concat_forward4, concat_backward4 and conv2d_backward_bias4 (dy as the output of a 1x1 conv: rows
 /// 2 and 6 wide start off a multiple of 4, and batch 64's chunks of rows span images).
@@ -232,7 +237,9 @@ fn vec4_kernels_give_the_scalar_kernels_bits() {
     let fast = ctx();
     assert_eq!(fast.kernels, wgcnn::KernelSet::Fast);
     let eps = 1e-5f32;
-    for (seed, (n, ch, h, w)) in [(1, 3, 2, 2), (5, 7, 6, 6), (64, 16, 14, 14)].into_iter().enumerate() {
+    // The last three have planes of 49 and 25 values: runs of the elementwise kernels across planes.
+    let shapes = [(1, 3, 2, 2), (5, 7, 6, 6), (64, 16, 14, 14), (64, 32, 7, 7), (3, 4, 5, 5), (1, 4, 5, 5)];
+    for (seed, (n, ch, h, w)) in shapes.into_iter().enumerate() {
         let g = BnGeom { n, c: ch, hw: h * w };
         let shape = [n, ch, h, w];
         let mut r = rng(900 + seed as u64);

@@ -12,6 +12,8 @@ use crate::tensor::{DType, Tensor};
 
 /// Values per invocation of the elementwise kernels (`RUN` in `shaders/batchnorm.wgsl`).
 pub const RUN: usize = 4;
+/// vec4s per invocation of the vec4 elementwise kernels (`RUN4` in `shaders/batchnorm.wgsl`).
+pub const RUN4: usize = 4;
 
 /// `[n, c, hw]`: batch, channels, pixels per plane. Statistics are per channel over `m = n · hw` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,15 +174,18 @@ fn reduce(
     Ok(l.with_work(flops, 4 * len * (reads + u64::from(mask.is_some()))))
 }
 
-/// The elementwise kernel for `g` and its invocations: the vec4 one (a vec4 per invocation) when a
-/// plane's size is a multiple of 4 (and `ctx` runs the fast kernels), else the scalar one (a run of
-/// [`RUN`] values per invocation).
-fn elementwise(ctx: &Context, g: &BnGeom, scalar: Kernel, vec4: Kernel) -> (Kernel, u64) {
+/// The elementwise kernel for `g`, its invocations and its `STRADDLE` constant: the vec4 one (runs of
+/// [`RUN4`] vec4s) when a plane's size is a multiple of 4 (runs inside one plane), or when it is not
+/// but is at least `4 · RUN4` and the tensor's length is a multiple of 4 (runs of the whole tensor,
+/// crossing at most one plane boundary: 7×7 maps); else the scalar one (a run of [`RUN`] values per
+/// invocation). `ctx` must run the fast kernels for either vec4 form.
+fn elementwise(ctx: &Context, g: &BnGeom, scalar: Kernel, vec4: Kernel) -> (Kernel, u64, u32) {
     if vec4_fits(ctx, g.hw) {
-        // Runs of RUN4 = 4 vec4s inside one plane (batchnorm.wgsl).
-        (vec4, (g.n * g.c * (g.hw / 4).div_ceil(4)) as u64)
+        (vec4, (g.n * g.c * (g.hw / 4).div_ceil(RUN4)) as u64, 0)
+    } else if g.hw >= 4 * RUN4 && vec4_fits(ctx, g.len()) {
+        (vec4, (g.len() / 4).div_ceil(RUN4) as u64, 1)
     } else {
-        (scalar, g.runs() as u64)
+        (scalar, g.runs() as u64, 0)
     }
 }
 
@@ -257,11 +262,11 @@ pub fn batchnorm_normalize(
         }
     };
     let len = g.len() as u64;
-    let (kernel, threads) = elementwise(ctx, g, Kernel::BatchnormNormalize, Kernel::BatchnormNormalize4);
+    let (kernel, threads, straddle) = elementwise(ctx, g, Kernel::BatchnormNormalize, Kernel::BatchnormNormalize4);
     Ok(ctx
         .launch_with(
             kernel,
-            &[("C", p.c), ("HW", p.hw), ("RELU", u32::from(relu))],
+            &[("C", p.c), ("HW", p.hw), ("RELU", u32::from(relu)), ("STRADDLE", straddle)],
             label,
             &p,
             &[x, weight, bias, mean, var, y],
@@ -359,8 +364,9 @@ pub fn batchnorm_backward_input(
     }
     let len = g.len() as u64;
     let ts = [dy, x, stats, weight, dweight, dbias, dx, mask.unwrap_or(dy)];
-    let consts = [("C", p.c), ("HW", p.hw), ("MASK", u32::from(mask.is_some()))];
-    let (kernel, threads) = elementwise(ctx, g, Kernel::BatchnormBackwardInput, Kernel::BatchnormBackwardInput4);
+    let (kernel, threads, straddle) =
+        elementwise(ctx, g, Kernel::BatchnormBackwardInput, Kernel::BatchnormBackwardInput4);
+    let consts = [("C", p.c), ("HW", p.hw), ("MASK", u32::from(mask.is_some())), ("STRADDLE", straddle)];
     let l = ctx.launch_with(kernel, &consts, label, &p, &ts, threads, RUN as u64)?;
     Ok(l.with_work(8 * len, if mask.is_some() { 16 } else { 12 } * len))
 }
