@@ -7,7 +7,7 @@
 
 // Rows per invocation: 4 or 8.
 override MR: u32 = 8u;
-// vec4 column groups per invocation: 1 or 2 (columns [j0, j0 + 4·NC)).
+// vec4 column groups per invocation: 1 or 2 (columns [j0, j0 + 4·NC)); matmul_ub also 4.
 override NC: u32 = 1u;
 // Add bias[j] (otherwise bias is not read).
 override BIAS: bool = false;
@@ -26,7 +26,7 @@ struct MatmulParams {
     a_l: u32,   // batched products: where operand l of each starts (layer l = workgroup_id.z)
     b_l: u32,
     c_l: u32,
-    _pad0: u32,
+    count: u32, // matmul_ub: the products (grid layers for the others)
     _pad1: u32,
     _pad2: u32,
 }
@@ -229,4 +229,197 @@ fn matmul_tiled(
     store_tile_row(l, mr + 1u, j0, c1);
     store_tile_row(l, mr + 2u, j0, c2);
     store_tile_row(l, mr + 3u, j0, c3);
+}
+
+// matmul_ub: the product for products that share b (p.b_l = 0), with b read through the uniform window
+// mm_bu (the same bytes as b): the invocations of a workgroup share their columns, so every b index
+// is uniform across it, and a software adapter loads it once for all lanes where a storage load is
+// made lane by lane. The rows of all p.count products form one axis (row r: product r / m, its row
+// r % m), split into blocks of MR rows over the invocations; grid layer z is the block of 4·NC
+// columns. Only a is gathered per lane: MR loads per step of k for 4·MR·NC multiply-adds. Each output
+// adds its products in k order from the bias, as matmul does: the same bits.
+@group(0) @binding(2) var<uniform> mm_bu: array<vec4<f32>, 4096>;
+
+fn bu_at(idx: u32) -> f32 {
+    return mm_bu[idx / 4u][idx % 4u];
+}
+
+// Columns [j0, j0 + 4) of b at row offset bo, clamped to the last column.
+fn bu_cols(bo: u32, j0: u32) -> vec4<f32> {
+    let last = p.n - 1u;
+    return vec4<f32>(bu_at(bo + min(j0, last) * p.b_j), bu_at(bo + min(j0 + 1u, last) * p.b_j),
+                     bu_at(bo + min(j0 + 2u, last) * p.b_j), bu_at(bo + min(j0 + 3u, last) * p.b_j));
+}
+
+// Where row r of the folded axis (clamped to the last) starts in a (x) and in c (y).
+fn ub_row(r: u32) -> vec2<u32> {
+    let rr = min(r, p.count * p.m - 1u);
+    let l = rr / p.m;
+    let i = rr % p.m;
+    return vec2<u32>(l * p.a_l + i * p.a_m, l * p.c_l + i * p.c_m);
+}
+
+fn ub_store(r: u32, base: u32, j0: u32, v: vec4<f32>) {
+    if (r >= p.count * p.m || j0 >= p.n) { return; }
+    let at = base + j0 * p.c_j;
+    mm_c[at] = v.x;
+    if (j0 + 1u < p.n) { mm_c[at + p.c_j] = v.y; }
+    if (j0 + 2u < p.n) { mm_c[at + 2u * p.c_j] = v.z; }
+    if (j0 + 3u < p.n) { mm_c[at + 3u * p.c_j] = v.w; }
+}
+
+@compute @workgroup_size(WG)
+fn matmul_ub(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    let r0 = i * MR;
+    let j0 = wid.z * 4u * NC;
+    let init0 = bias_cols(j0);
+    var init1 = vec4<f32>(0.0);
+    if (NC > 1u) { init1 = bias_cols(j0 + 4u); }
+    var init2 = vec4<f32>(0.0);
+    if (NC > 2u) { init2 = bias_cols(j0 + 8u); }
+    var init3 = vec4<f32>(0.0);
+    if (NC > 3u) { init3 = bias_cols(j0 + 12u); }
+    var u00 = init0; var u01 = init1; var u02 = init2; var u03 = init3;
+    var u10 = init0; var u11 = init1; var u12 = init2; var u13 = init3;
+    var u20 = init0; var u21 = init1; var u22 = init2; var u23 = init3;
+    var u30 = init0; var u31 = init1; var u32 = init2; var u33 = init3;
+    var u40 = init0; var u41 = init1; var u42 = init2; var u43 = init3;
+    var u50 = init0; var u51 = init1; var u52 = init2; var u53 = init3;
+    var u60 = init0; var u61 = init1; var u62 = init2; var u63 = init3;
+    var u70 = init0; var u71 = init1; var u72 = init2; var u73 = init3;
+    let o0 = ub_row(r0 + 0u);
+    let o1 = ub_row(r0 + 1u);
+    let o2 = ub_row(r0 + 2u);
+    let o3 = ub_row(r0 + 3u);
+    let o4 = ub_row(r0 + 4u);
+    let o5 = ub_row(r0 + 5u);
+    let o6 = ub_row(r0 + 6u);
+    let o7 = ub_row(r0 + 7u);
+    for (var k = 0u; k < p.k; k++) {
+        let bo = k * p.b_k;
+        let b0 = bu_cols(bo, j0);
+        var b1 = vec4<f32>(0.0);
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        if (NC > 1u) { b1 = bu_cols(bo, j0 + 4u); }
+        if (NC > 2u) {
+            b2 = bu_cols(bo, j0 + 8u);
+            b3 = bu_cols(bo, j0 + 12u);
+        }
+        let ak = k * p.a_k;
+        let a0 = mm_a[o0.x + ak];
+        u00 += a0 * b0;
+        if (NC > 1u) { u01 += a0 * b1; }
+        if (NC > 2u) {
+            u02 += a0 * b2;
+            u03 += a0 * b3;
+        }
+        let a1 = mm_a[o1.x + ak];
+        u10 += a1 * b0;
+        if (NC > 1u) { u11 += a1 * b1; }
+        if (NC > 2u) {
+            u12 += a1 * b2;
+            u13 += a1 * b3;
+        }
+        let a2 = mm_a[o2.x + ak];
+        u20 += a2 * b0;
+        if (NC > 1u) { u21 += a2 * b1; }
+        if (NC > 2u) {
+            u22 += a2 * b2;
+            u23 += a2 * b3;
+        }
+        let a3 = mm_a[o3.x + ak];
+        u30 += a3 * b0;
+        if (NC > 1u) { u31 += a3 * b1; }
+        if (NC > 2u) {
+            u32 += a3 * b2;
+            u33 += a3 * b3;
+        }
+        if (MR > 4u) {
+            let a4 = mm_a[o4.x + ak];
+            u40 += a4 * b0;
+            if (NC > 1u) { u41 += a4 * b1; }
+            if (NC > 2u) {
+                u42 += a4 * b2;
+                u43 += a4 * b3;
+            }
+            let a5 = mm_a[o5.x + ak];
+            u50 += a5 * b0;
+            if (NC > 1u) { u51 += a5 * b1; }
+            if (NC > 2u) {
+                u52 += a5 * b2;
+                u53 += a5 * b3;
+            }
+            let a6 = mm_a[o6.x + ak];
+            u60 += a6 * b0;
+            if (NC > 1u) { u61 += a6 * b1; }
+            if (NC > 2u) {
+                u62 += a6 * b2;
+                u63 += a6 * b3;
+            }
+            let a7 = mm_a[o7.x + ak];
+            u70 += a7 * b0;
+            if (NC > 1u) { u71 += a7 * b1; }
+            if (NC > 2u) {
+                u72 += a7 * b2;
+                u73 += a7 * b3;
+            }
+        }
+    }
+    ub_store(r0 + 0u, o0.y, j0, u00);
+    if (NC > 1u) { ub_store(r0 + 0u, o0.y, j0 + 4u, u01); }
+    if (NC > 2u) {
+        ub_store(r0 + 0u, o0.y, j0 + 8u, u02);
+        ub_store(r0 + 0u, o0.y, j0 + 12u, u03);
+    }
+    ub_store(r0 + 1u, o1.y, j0, u10);
+    if (NC > 1u) { ub_store(r0 + 1u, o1.y, j0 + 4u, u11); }
+    if (NC > 2u) {
+        ub_store(r0 + 1u, o1.y, j0 + 8u, u12);
+        ub_store(r0 + 1u, o1.y, j0 + 12u, u13);
+    }
+    ub_store(r0 + 2u, o2.y, j0, u20);
+    if (NC > 1u) { ub_store(r0 + 2u, o2.y, j0 + 4u, u21); }
+    if (NC > 2u) {
+        ub_store(r0 + 2u, o2.y, j0 + 8u, u22);
+        ub_store(r0 + 2u, o2.y, j0 + 12u, u23);
+    }
+    ub_store(r0 + 3u, o3.y, j0, u30);
+    if (NC > 1u) { ub_store(r0 + 3u, o3.y, j0 + 4u, u31); }
+    if (NC > 2u) {
+        ub_store(r0 + 3u, o3.y, j0 + 8u, u32);
+        ub_store(r0 + 3u, o3.y, j0 + 12u, u33);
+    }
+    if (MR > 4u) {
+        ub_store(r0 + 4u, o4.y, j0, u40);
+        if (NC > 1u) { ub_store(r0 + 4u, o4.y, j0 + 4u, u41); }
+        if (NC > 2u) {
+            ub_store(r0 + 4u, o4.y, j0 + 8u, u42);
+            ub_store(r0 + 4u, o4.y, j0 + 12u, u43);
+        }
+        ub_store(r0 + 5u, o5.y, j0, u50);
+        if (NC > 1u) { ub_store(r0 + 5u, o5.y, j0 + 4u, u51); }
+        if (NC > 2u) {
+            ub_store(r0 + 5u, o5.y, j0 + 8u, u52);
+            ub_store(r0 + 5u, o5.y, j0 + 12u, u53);
+        }
+        ub_store(r0 + 6u, o6.y, j0, u60);
+        if (NC > 1u) { ub_store(r0 + 6u, o6.y, j0 + 4u, u61); }
+        if (NC > 2u) {
+            ub_store(r0 + 6u, o6.y, j0 + 8u, u62);
+            ub_store(r0 + 6u, o6.y, j0 + 12u, u63);
+        }
+        ub_store(r0 + 7u, o7.y, j0, u70);
+        if (NC > 1u) { ub_store(r0 + 7u, o7.y, j0 + 4u, u71); }
+        if (NC > 2u) {
+            ub_store(r0 + 7u, o7.y, j0 + 8u, u72);
+            ub_store(r0 + 7u, o7.y, j0 + 12u, u73);
+        }
+    }
 }

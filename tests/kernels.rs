@@ -119,7 +119,9 @@ fn conv2d_all_directions_match_reference() {
     let fast_big = table.iter().find(|r| r.0 == "fast_grid_past_65535").unwrap().1;
     assert!(groups(fast_big.n * fast_big.out_h() * fast_big.out_w().div_ceil(8)) > 65_535);
     // The vec4b rows' forward and input gradient take matmul_vec4b by default (the weight gradient has
-    // no vec4 operand): what runs above wherever tuning is off or cached on a fresh machine (CI).
+    // no vec4 operand): what runs above wherever tuning is off or cached on a fresh machine (CI). Their
+    // weights are uploaded without a uniform window's room, so matmul_ub (the default where the
+    // weights are a model's parameters) does not apply; tests/tuning.rs runs it.
     for (name, g) in table.iter().filter(|r| r.0.contains("_vec4b")) {
         let hw = g.h * g.w;
         let t = zeros("t", &[1]);
@@ -129,10 +131,10 @@ fn conv2d_all_directions_match_reference() {
             Operand { t: &t, rows: g.c_in, cols: 1 },
         );
         let fwd = Batch { count: g.n, a: g.c_in * hw, b: 0, c: g.c_out * hw };
-        let v = matmul_variants((hw, g.c_out, g.c_in), &fwd, &x, &wt, false);
+        let v = matmul_variants((hw, g.c_out, g.c_in), &fwd, &x, &wt, false, false);
         assert_eq!(v[0].name(), "vec4b 8x8 b:k", "{name}: forward");
         let dx = Batch { count: g.n, a: g.c_out * hw, b: 0, c: g.c_in * hw };
-        let v = matmul_variants((hw, g.c_in, g.c_out), &dx, &x, &wm, false);
+        let v = matmul_variants((hw, g.c_in, g.c_out), &dx, &x, &wm, false, false);
         assert_eq!(v[0].name(), "vec4b 8x8 b:j", "{name}: input gradient");
     }
 }

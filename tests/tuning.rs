@@ -48,6 +48,7 @@ fn every_variant(
         RAN.lock().unwrap_or_else(|e| e.into_inner()).extend(launch.kernels());
         assert_eq!(launch.kernel == Kernel::MatmulVec4, name.starts_with("vec4 "), "{name}: {:?}", launch.kernel);
         assert_eq!(launch.kernel == Kernel::MatmulVec4b, name.starts_with("vec4b "), "{name}: {:?}", launch.kernel);
+        assert_eq!(launch.kernel == Kernel::MatmulUb, name.starts_with("uniform-b "), "{name}: {:?}", launch.kernel);
         let got = run_f32(Ok(launch), out);
         bits.push(got.iter().map(|v| v.to_bits()).collect());
         names.push(name);
@@ -94,7 +95,8 @@ fn every_matmul_variant_gives_the_reference_and_the_same_bits() {
         let fa = Operand { t: &xt, rows: g.in_f, cols: 1 };
         let fb = Operand { t: &wt, rows: 1, cols: g.in_f };
         let batch1 = Batch { count: 1, a: 0, b: 0, c: 0 };
-        let variants = matmul_variants((g.n, g.out_f, g.in_f), &batch1, &fa, &fb, tiled);
+        let ub = matmul_ub_takes(c, g.n, &batch1, &fb, tiled);
+        let variants = matmul_variants((g.n, g.out_f, g.in_f), &batch1, &fa, &fb, tiled, ub);
         assert_eq!(variants.iter().any(|v| v.vec.is_some()), *vec_forward, "{name}: vec4 variants of the forward");
         let (bits, names) =
             every_variant(variants.len(), &yt, || Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt)?.unwrap()));
@@ -126,40 +128,50 @@ fn every_batched_matmul_variant_of_a_1x1_conv_gives_the_same_bits() {
     let _lock = TUNING.lock().unwrap_or_else(|e| e.into_inner());
     let c = ctx();
     // 6×6 planes take the vec4 kernel (36 pixels); 7×7 ones (49) have no vec4 axis, so the forward and
-    // the input gradient read only the weights as vec4 (matmul_vec4b); 3 images, 8 → 12 channels.
-    for (hw, vec) in [(6, true), (7, false)] {
-        let g = Conv2dGeom {
-            n: 3,
-            c_in: 8,
-            h: hw,
-            w: hw,
-            c_out: 12,
-            kh: 1,
-            kw: 1,
-            stride_h: 1,
-            stride_w: 1,
-            pad_h: 0,
-            pad_w: 0,
-        };
-        let name = format!("conv1x1_{hw}x{hw}");
-        let mut r = rng(800 + hw as u64);
+    // the input gradient read only the weights as vec4 (matmul_vec4b); 3 images, 8 → 12 channels, and
+    // batch 1. The weights are in a buffer with a uniform window's room (as the parameter arena makes
+    // them), so both also run as matmul_ub (4 blocks), the images' rows folded into one axis. The last
+    // row (one channel in and out, k = 1: no vec4 axis) folds 16.8M rows into blocks of 4 rows:
+    // 65,664 workgroups, past 65,535.
+    let table = [(3, 8, 12, 6, false), (3, 8, 12, 7, false), (1, 8, 12, 7, false), (1, 1, 1, 4100, true)];
+    for (n, c_in, c_out, hw, big) in table {
+        let g = Conv2dGeom { n, c_in, h: hw, w: hw, c_out, kh: 1, kw: 1, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0 };
+        let name = format!("conv1x1_n{n}_{c_in}to{c_out}_{hw}x{hw}");
+        let mut r = rng(800 + (n * hw) as u64);
         let x = r.vec_f32(g.x_len(), -1.0, 1.0);
         let w = r.vec_f32(g.w_len(), -1.0, 1.0);
         let b = r.vec_f32(g.c_out, -1.0, 1.0);
-        let (xt, wt, bt) = (upload("x", &[g.x_len()], &x), upload("w", &[g.w_len()], &w), upload("b", &[g.c_out], &b));
+        let wt =
+            wgcnn::Tensor::zeros_with_room(c, "w", &[g.w_len()], wgcnn::DType::F32, wgcnn::kernels::UNIFORM_WINDOW)
+                .unwrap();
+        wt.write_f32(c, &w).unwrap();
+        let (xt, bt) = (upload("x", &[g.x_len()], &x), upload("b", &[g.c_out], &b));
         let yt = zeros("y", &[g.y_len()]);
-        let (bits, names) = every_variant(8, &yt, || Ok(conv1x1_forward(c, &name, &g, &xt, &wt, &bt, &yt)?.unwrap()));
+        let p = hw * hw;
+        let fwd = Batch { count: n, a: c_in * p, b: 0, c: c_out * p };
+        let (xo, wo) = (Operand { t: &xt, rows: 1, cols: p }, Operand { t: &wt, rows: 1, cols: c_in });
+        assert!(matmul_ub_takes(c, p, &fwd, &wo, false), "{name}");
+        let count = matmul_variants((p, c_out, c_in), &fwd, &xo, &wo, false, true).len();
+        let (bits, names) =
+            every_variant(count, &yt, || Ok(conv1x1_forward(c, &name, &g, &xt, &wt, &bt, &yt)?.unwrap()));
+        let vec = hw % 2 == 0 && !big;
         assert_eq!(names.iter().any(|n| n.starts_with("vec4 ")), vec, "{name}: variants {names:?}");
-        assert_eq!(names.iter().any(|n| n.starts_with("vec4b ")), !vec, "{name}: variants {names:?}");
+        assert_eq!(names.iter().any(|n| n.starts_with("vec4b ")), !vec && !big, "{name}: variants {names:?}");
+        assert_eq!(names.iter().filter(|n| n.starts_with("uniform-b ")).count(), 4, "{name}: variants {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&name, &got, &cpu::conv2d_forward(&g, &to_f64(&x), &to_f64(&w), &to_f64(&b)), F32_TOL);
         same_bits(&name, &bits, &names);
+        if big {
+            assert!(groups(n * p / 4) > 65_535, "{name}: the 4-row blocks must fold the grid");
+            continue;
+        }
         // The input gradient: w read along its rows (b along j).
         let dy = r.vec_f32(g.y_len(), -1.0, 1.0);
         let (dyt, dxt) = (upload("dy", &[g.y_len()], &dy), zeros("dx", &[g.x_len()]));
         let (bits, names) =
-            every_variant(8, &dxt, || Ok(conv1x1_backward_input(c, &name, &g, &dyt, &wt, &dxt)?.unwrap()));
+            every_variant(12, &dxt, || Ok(conv1x1_backward_input(c, &name, &g, &dyt, &wt, &dxt)?.unwrap()));
         assert_eq!(names.iter().any(|n| n.starts_with("vec4b ") && n.ends_with("b:j")), !vec, "{name}: {names:?}");
+        assert_eq!(names.iter().filter(|n| n.starts_with("uniform-b ")).count(), 4, "{name}: variants {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&format!("{name}.dx"), &got, &cpu::conv2d_backward_input(&g, &to_f64(&dy), &to_f64(&w)), F32_TOL);
         same_bits(&format!("{name}.dx"), &bits, &names);

@@ -242,6 +242,7 @@ kernels! {
     MatmulTiled => "matmul_tiled", Matmul, [R, R, R, W];
     MatmulVec4 => "matmul_vec4", MatmulVec, [R, R, R, W];
     MatmulVec4b => "matmul_vec4b", MatmulVec, [R, R, R, W];
+    MatmulUb => "matmul_ub", Matmul, [R, U, R, W];
     SoftmaxXentForward => "softmax_xent_forward", Loss, [R, R, W, W];
     SoftmaxXentBackward => "softmax_xent_backward", Loss, [R, R, W];
     SoftmaxMseForward => "softmax_mse_forward", Loss, [R, R, W, W];
