@@ -8,7 +8,7 @@ use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
 use wgcnn::kernels::concat::{concat_backward, concat_forward};
 use wgcnn::kernels::dropout::{dropout_backward, dropout_forward, DropoutParams};
-use wgcnn::kernels::elementwise::add_forward;
+use wgcnn::kernels::elementwise::{add_forward, add_n_forward};
 use wgcnn::kernels::pool::*;
 use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
@@ -67,6 +67,46 @@ fn add_matches_reference() {
     // Mismatched lengths are a typed error.
     let (a, b, y) = (zeros("a", &[4]), zeros("b", &[5]), zeros("y", &[4]));
     assert!(add_forward(c, "add", &a, &b, &y).is_err());
+}
+
+#[test]
+fn three_and_four_term_adds_give_the_chain_of_two_term_adds_bit_for_bit() {
+    // add_n_forward sums ((t0 + t1) + t2) + t3 in one pass: the bits a chain of two-term adds gives (the
+    // gradient sums autodiff emits at a value with several consumers), and within the rounding of three
+    // f32 additions of the f64 sum. Lengths: 1 and 7 (the scalar kernel), 1000 (the vec4 one), and
+    // 4,200,001 (the scalar kernel over 65,626 workgroups, past 65,535).
+    let c = ctx();
+    for (seed, len) in [1usize, 7, 1000, 4_200_001].into_iter().enumerate() {
+        let mut r = rng(260 + seed as u64);
+        let v: Vec<Vec<f32>> = (0..4).map(|_| r.vec_f32(len, -4.0, 4.0)).collect();
+        let t: Vec<wgcnn::Tensor> = v.iter().enumerate().map(|(i, x)| upload(&format!("t{i}"), &[len], x)).collect();
+        for terms in [3usize, 4] {
+            let ins: Vec<&wgcnn::Tensor> = t[..terms].iter().collect();
+            let yt = zeros("y", &[len]);
+            let l = add_n_forward(c, "addn", &ins, &yt, false).unwrap();
+            assert_eq!(l.kernels().len(), 1, "one dispatch for {terms} terms");
+            let got = run_f32(Ok(l), &yt);
+            // The chain: acc = t0 + t1, then acc + t2, acc + t3.
+            let acc = zeros("acc", &[len]);
+            c.run(&[&add_forward(c, "chain", &t[0], &t[1], &acc).unwrap()]).unwrap();
+            for tk in &t[2..terms] {
+                let next = zeros("next", &[len]);
+                c.run(&[&add_forward(c, "chain", &acc, tk, &next).unwrap()]).unwrap();
+                acc.write_f32(c, &next.to_f32(c).unwrap()).unwrap();
+            }
+            let chain = acc.to_f32(c).unwrap();
+            let differ = got.iter().zip(&chain).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{terms} terms, length {len}: {differ} values differ from the chain");
+            let want = (0..len).map(|i| v[..terms].iter().map(|x| f64::from(x[i])).sum()).collect::<Vec<f64>>();
+            check(&format!("add_n_forward/{terms}/len{len}"), &got, &want, Tol { atol: 3e-6, rtol: 2e-7 });
+        }
+    }
+    assert!(groups(4_200_001) > 65_535);
+    // One term, five terms, or a term of another length: typed errors.
+    let (a, b, y) = (zeros("a", &[4]), zeros("b", &[5]), zeros("y", &[4]));
+    assert!(add_n_forward(c, "add", &[&a], &y, false).is_err());
+    assert!(add_n_forward(c, "add", &[&a, &a, &a, &a, &a], &y, false).is_err());
+    assert!(add_n_forward(c, "add", &[&a, &a, &b], &y, false).is_err());
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{shape_err, Result};
 use crate::ir::{in_node, Ir, Role, ValueId};
+use crate::kernels::elementwise::MAX_TERMS;
 use crate::ops::{AddOp, Grad, LossOp, Op};
 
 /// Append the backward graph of `ir` (whose loss node is the last `Loss` forward node).
@@ -76,13 +77,17 @@ pub fn autodiff_except(ir: &mut Ir, frozen: &[bool]) -> Result<()> {
     Ok(())
 }
 
-/// The gradient of `v` from its consumers' contributions: none, the one, or their sum in order.
+/// The gradient of `v` from its consumers' contributions: none, the one, or their sum in order, up to
+/// [`MAX_TERMS`] terms a node (`((p0 + p1) + p2) + p3`, then that and the next three: the sums a
+/// chain of two-term adds makes, in fewer passes).
 fn sum(ir: &mut Ir, v: ValueId, parts: Vec<ValueId>) -> Result<Option<ValueId>> {
     let mut it = parts.into_iter();
     let Some(mut acc) = it.next() else { return Ok(None) };
-    for (k, part) in it.enumerate() {
+    let rest: Vec<ValueId> = it.collect();
+    for (k, terms) in rest.chunks(MAX_TERMS - 1).enumerate() {
         let name = format!("{}.grad_sum{}", ir.value(v).name, k + 1);
-        acc = ir.push(&name, Op::Add(AddOp::default()), &[acc, part])?[0];
+        let ins: Vec<ValueId> = std::iter::once(acc).chain(terms.iter().copied()).collect();
+        acc = ir.push(&name, Op::Add(AddOp::default()), &ins)?[0];
         if let Some(n) = ir.nodes.last_mut() {
             n.backward = true;
         }
@@ -93,6 +98,7 @@ fn sum(ir: &mut Ir, v: ValueId, parts: Vec<ValueId>) -> Result<Option<ValueId>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::Node;
     use crate::kernels::activation::Activation;
     use crate::kernels::loss::LossKind;
     use crate::ops::{ActOp, LinearOp, ViewOp};
@@ -110,6 +116,32 @@ mod tests {
         let f = ir.push("flat", Op::View(ViewOp::Flatten), &[s]).unwrap()[0];
         ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
         ir
+    }
+
+    #[test]
+    fn a_value_with_five_consumers_gets_a_four_term_sum_then_a_two_term_one() {
+        // x → fc → h; h feeds five ReLUs whose outputs are added pairwise into one loss.
+        let mut ir = Ir::default();
+        let x = ir.add_value("x", &[2, 3], DType::F32, Role::Input);
+        let l = ir.add_value("labels", &[2], DType::U32, Role::Labels);
+        let w = ir.add_value("fc.weight", &[4, 3], DType::F32, Role::Param(0));
+        let h = ir.push("fc", Op::Linear(LinearOp::Forward), &[x, w]).unwrap()[0];
+        let relus: Vec<ValueId> = (0..5)
+            .map(|i| ir.push(&format!("relu{i}"), Op::Act(ActOp::Forward(Activation::Relu)), &[h]).unwrap()[0])
+            .collect();
+        let mut s = relus[0];
+        for (i, &r) in relus.iter().enumerate().skip(1) {
+            s = ir.push(&format!("add{i}"), Op::Add(AddOp::default()), &[s, r]).unwrap()[0];
+        }
+        let f = ir.push("flat", Op::View(ViewOp::Flatten), &[s]).unwrap()[0];
+        ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
+        autodiff(&mut ir).unwrap();
+        let sums: Vec<&Node> = ir.nodes.iter().filter(|n| n.name.starts_with("fc.grad_sum")).collect();
+        assert_eq!(sums.len(), 2, "{}", ir.dump());
+        assert_eq!((sums[0].name.as_str(), sums[0].inputs.len()), ("fc.grad_sum1", 4));
+        assert_eq!((sums[1].name.as_str(), sums[1].inputs.len()), ("fc.grad_sum2", 2));
+        // The second adds the first's sum and the fifth part: the order of a chain of two-term adds.
+        assert_eq!(sums[1].inputs[0], sums[0].outputs[0]);
     }
 
     #[test]

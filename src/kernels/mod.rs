@@ -216,8 +216,8 @@ kernels! {
     BatchnormMoments => "batchnorm_moments", BatchNorm, [R, W];
     BatchnormNormalize4 => "batchnorm_normalize4", BatchNorm, [R, R, R, R, R, W];
     BatchnormBackwardInput4 => "batchnorm_backward_input4", BatchNorm, [R, R, R, R, R, R, W, R];
-    AddForward => "add_forward", Elementwise, [R, R, W];
-    AddForward4 => "add_forward4", Elementwise, [R, R, W];
+    AddForward => "add_forward", Elementwise, [R, R, R, R, W];
+    AddForward4 => "add_forward4", Elementwise, [R, R, R, R, W];
     ConcatForward => "concat_forward", Concat, [R, W];
     ConcatBackward => "concat_backward", Concat, [R, W];
     ConcatForward4 => "concat_forward4", Concat, [R, W];
