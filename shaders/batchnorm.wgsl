@@ -88,35 +88,50 @@ fn chunk_of(t: u32) -> Chunk {
 // Element j of the channel is at base + off, base = (j / HW · C + ch) · HW and off = j % HW, both
 // stepped along with j (a division per element costs more than the sum it feeds).
 fn partial_walk(c: Chunk, mode: u32, mean: f32) -> vec2<f32> {
-    var base = ((c.first / HW) * C + c.ch) * HW;
-    var off = c.first % HW;
+    var at = vec2<u32>(((c.first / HW) * C + c.ch) * HW, c.first % HW);
     var acc = 0.0;
     var acc_xhat = 0.0;
     for (var j0 = c.first; j0 < c.last; j0 += 16u) {
-        var run = 0.0;
-        var run_xhat = 0.0;
-        for (var j = j0; j < min(j0 + 16u, c.last); j++) {
-            let i = base + off;
-            off += 1u;
-            if (off == HW) {
-                off = 0u;
-                base += C * HW;
+        var run = vec2(0.0);
+        // A whole run of 16 has a constant trip count, so the compiler unrolls it (its loads need not
+        // wait for one another); the chunk's last run may be shorter. The same additions either way.
+        if (j0 + 16u <= c.last) {
+            for (var u = 0u; u < 16u; u++) {
+                run = walk_step(c, mode, mean, run, at);
+                at = next_at(at);
             }
-            var a = bp_a[i];
-            if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
-            switch mode {
-                case 0u: { run += a; }
-                case 1u: { let d = a - mean; run += d * d; }
-                default: {
-                    run += a;
-                    run_xhat += a * ((bp_b[i] - mean) * c.invstd);
-                }
+        } else {
+            for (var j = j0; j < c.last; j++) {
+                run = walk_step(c, mode, mean, run, at);
+                at = next_at(at);
             }
         }
-        acc += run;
-        acc_xhat += run_xhat;
+        acc += run.x;
+        acc_xhat += run.y;
     }
     return vec2(acc, acc_xhat);
+}
+
+// The element after the one at (base, off) in a channel's walk: the next in its plane, or the first of
+// the channel's plane in the next image.
+fn next_at(at: vec2<u32>) -> vec2<u32> {
+    if (at.y + 1u == HW) { return vec2(at.x + C * HW, 0u); }
+    return vec2(at.x, at.y + 1u);
+}
+
+// The run's sums after the element at (base, off), in partial_walk's mode.
+fn walk_step(c: Chunk, mode: u32, mean: f32, run: vec2<f32>, at: vec2<u32>) -> vec2<f32> {
+    let i = at.x + at.y;
+    var a = bp_a[i];
+    if (MASK) { a = select(0.0, a, bp_y[i] > 0.0); }
+    switch mode {
+        case 0u: { return vec2(run.x + a, run.y); }
+        case 1u: {
+            let d = a - mean;
+            return vec2(run.x + d * d, run.y);
+        }
+        default: { return vec2(run.x + a, run.y + a * ((bp_b[i] - mean) * c.invstd)); }
+    }
 }
 
 // The sums of chunk t in p.mode: mode 3 walks the chunk for Σ x, then again, from cache by now, for
