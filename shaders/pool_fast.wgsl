@@ -154,6 +154,51 @@ fn maxpool2d_tiles_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     }
 }
 
+// The tiles kernels a window at a time with each input row one vec2 (KW = 2, W even but not a
+// multiple of 4: inception-mini's 14-wide and LeNet's 10-wide second pools; the window's first column
+// and every row start are even, so a row of the window never straddles a vec2). Each window compares
+// and writes as maxpool2d_tiles_forward / _backward: the same bits.
+@group(0) @binding(1) var<storage, read> tf2_x: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn maxpool2d_tiles_forward2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let base = (i / (OW * OH)) * H * W;
+    let first = oy * KH * W + ox * 2u;
+    var best = tf2_x[(base + first) / 2u].x;
+    var best_at = first;
+    for (var ky = 0u; ky < KH; ky++) {
+        let at = first + ky * W;
+        let v = tf2_x[(base + at) / 2u];
+        if (v.x > best) { best = v.x; best_at = at; }
+        if (v.y > best) { best = v.y; best_at = at + 1u; }
+    }
+    tf_y[i] = best;
+    tf_arg[i] = best_at;
+}
+
+@group(0) @binding(4) var<storage, read_write> tb2_dx: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn maxpool2d_tiles_backward2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= q.total) { return; }
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let base = (i / (OW * OH)) * H * W;
+    var d = tb_dy[i];
+    if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
+    let arg = tb_arg[i];
+    let first = oy * KH * W + ox * 2u;
+    for (var ky = 0u; ky < KH; ky++) {
+        let at = first + ky * W;
+        tb2_dx[(base + at) / 2u] = vec2<f32>(select(0.0, d, at == arg), select(0.0, d, at + 1u == arg));
+    }
+}
+
 // The window kernels' run: RX outputs (forward) or input elements (backward) next to each other in
 // one row per invocation, so the run's input (forward) or argmax and gradient (backward) values load
 // once for every window that shares them, into private arrays the unrolled loops index with

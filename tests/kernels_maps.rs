@@ -137,6 +137,14 @@ fn pooling_matches_reference() {
             "global_plane_7x9",
             Pool2dGeom { n: 2, c: 3, h: 7, w: 9, kh: 7, kw: 9, stride_h: 7, stride_w: 9, pad_h: 0, pad_w: 0 },
         ),
+        // 2-wide windows on even rows not a multiple of 4 (each window's rows one vec2).
+        (
+            "vec2_tiles_3x2_window",
+            Pool2dGeom { n: 3, c: 4, h: 9, w: 6, kh: 3, kw: 2, stride_h: 3, stride_w: 2, pad_h: 0, pad_w: 0 },
+        ),
+        ("vec2_tiles_inception_batch1", Pool2dGeom::square(1, 5, 14, 14, 2, 2)),
+        // 4.2M windows of 2x2 on 4,098-wide rows: 65,634 workgroups, past 65,535.
+        ("vec2_tiles_grid_past_65535", Pool2dGeom::square(1, 1, 4100, 4098, 2, 2)),
         // 4.4M input elements (backward) and 1.1M outputs.
         ("grid_past_65535", Pool2dGeom::square(1, 1, 2100, 2100, 2, 2)),
         // 4.4M windows: the tiled kernels (one invocation per window) fold their grid too.
@@ -177,10 +185,13 @@ fn pooling_matches_reference() {
             maxpool2d_forward_fast(c, name, g, &xt, &yt, &argt).unwrap().expect("every shape has a fast max-pool");
         let which = if tiled { "tiles" } else { "window" };
         let pairs = tiles_in_pairs(c, g);
-        assert!(!pairs || tiled, "{name}");
-        let kernel = match (tiled, pairs) {
-            (true, true) => Kernel::MaxPool2dTilesForward4,
-            (true, false) => Kernel::MaxPool2dTilesForward,
+        let vec2 = tiles_in_vec2(c, g);
+        assert!(!(pairs || vec2) || tiled, "{name}");
+        assert!(!(pairs && vec2), "{name}");
+        let kernel = match (tiled, pairs, vec2) {
+            (true, true, _) => Kernel::MaxPool2dTilesForward4,
+            (true, false, true) => Kernel::MaxPool2dTilesForward2,
+            (true, false, false) => Kernel::MaxPool2dTilesForward,
             _ => Kernel::MaxPool2dWindowForward,
         };
         assert_eq!(fwd.kernel, kernel, "{name}");
@@ -192,9 +203,10 @@ fn pooling_matches_reference() {
         check_u32(&format!("maxpool2d_{which}_forward.argmax/{name}"), &argt.to_u32(c).unwrap(), &want_arg);
         dxt.write_f32(c, &vec![f32::NAN; g.x_len()]).unwrap();
         let l = maxpool2d_backward_fast(c, name, g, &dyt, &argt, &dxt).unwrap().unwrap();
-        let kernel = match (tiled, pairs) {
-            (true, true) => Kernel::MaxPool2dTilesBackward4,
-            (true, false) => Kernel::MaxPool2dTilesBackward,
+        let kernel = match (tiled, pairs, vec2) {
+            (true, true, _) => Kernel::MaxPool2dTilesBackward4,
+            (true, false, true) => Kernel::MaxPool2dTilesBackward2,
+            (true, false, false) => Kernel::MaxPool2dTilesBackward,
             _ => Kernel::MaxPool2dWindowBackward,
         };
         assert_eq!(l.kernel, kernel, "{name}");
@@ -243,6 +255,12 @@ fn pooling_matches_reference() {
     // would need an input past the 128 MiB binding limit, as for the other vec4 kernels).
     let paired = table.iter().filter(|(_, g)| tiles_in_pairs(c, g)).count();
     assert_eq!(paired, 5, "rows run by maxpool2d_tiles_forward4 / _backward4");
+    // The vec2-row kernels run on the tiled rows 2 wide on even rows not a multiple of 4: LeNet's
+    // second pool, 3-row windows, inception-mini's second pool at batch 1, and 4.2M windows past
+    // 65,535 workgroups.
+    let vec2 = table.iter().filter(|(_, g)| tiles_in_vec2(c, g)).count();
+    assert_eq!(vec2, 4, "rows run by maxpool2d_tiles_forward2 / _backward2");
+    assert!(groups(row("vec2_tiles_grid_past_65535").y_len()) > 65_535);
     assert!(groups(row("pad1_grid_past_65535").x_len()) > 65_535);
     assert!(groups(row("pad1_3s1_grid_past_65535").y_len()) > 65_535);
 }

@@ -232,6 +232,8 @@ kernels! {
     MaxPool2dTilesBackward => "maxpool2d_tiles_backward", PoolFast, [R, R, R, W];
     MaxPool2dTilesForward4 => "maxpool2d_tiles_forward4", PoolFast, [R, W, W];
     MaxPool2dTilesBackward4 => "maxpool2d_tiles_backward4", PoolFast, [R, R, R, W];
+    MaxPool2dTilesForward2 => "maxpool2d_tiles_forward2", PoolFast, [R, W, W];
+    MaxPool2dTilesBackward2 => "maxpool2d_tiles_backward2", PoolFast, [R, R, R, W];
     MaxPool2dWindowForward => "maxpool2d_window_forward", PoolFast, [R, W, W];
     MaxPool2dWindowBackward => "maxpool2d_window_backward", PoolFast, [R, R, W];
     LinearForward => "linear_forward", Linear, [R, R, R, W];

@@ -188,6 +188,18 @@ pub fn tiles_in_pairs(ctx: &Context, g: &Pool2dGeom) -> bool {
     tiles(g) && g.kw == 2 && g.w.is_multiple_of(4) && super::vec4_fits(ctx, g.x_len())
 }
 
+/// Whether the tiles kernels read each input row of a window as one vec2 (`maxpool2d_tiles_forward2`
+/// and `_backward2`): windows 2 wide on even rows that do not take pairs (a multiple of 2, not 4:
+/// inception-mini's 14-wide and LeNet-5's 10-wide second pools), with the fast kernels. Half the
+/// input's loads and the gradient's stores; the same bits.
+pub fn tiles_in_vec2(ctx: &Context, g: &Pool2dGeom) -> bool {
+    tiles(g)
+        && g.kw == 2
+        && g.w.is_multiple_of(2)
+        && !tiles_in_pairs(ctx, g)
+        && ctx.kernels == crate::context::KernelSet::Fast
+}
+
 /// The runs a window kernel may take per invocation (`RX`: outputs of a row forward, input elements of
 /// a row backward), the default first: the largest divisor of the row from 5 to 7 (7 for
 /// inception-mini's 7- and 14-wide rows), then 8, 4, 2 and 1, where the run fits the row (up to its
@@ -236,9 +248,12 @@ fn specialised_launch(
         if backward {
             consts.push(("RELU_MASK", u32::from(relu_mask)));
         }
-        // The two-window kernels where they apply: one invocation per pair of windows.
+        // The two-window kernels where they apply: one invocation per pair of windows; else the
+        // vec2-row kernels where they apply.
         let (kernel, windows) = if tiles_in_pairs(ctx, g) {
             (if backward { Kernel::MaxPool2dTilesBackward4 } else { Kernel::MaxPool2dTilesForward4 }, 2)
+        } else if tiles_in_vec2(ctx, g) {
+            (if backward { Kernel::MaxPool2dTilesBackward2 } else { Kernel::MaxPool2dTilesForward2 }, 1)
         } else {
             (kernel, 1)
         };
