@@ -1,8 +1,9 @@
 // Batch normalisation over [n, c, hw] (PyTorch's BatchNorm2d). Every per-channel sum is a deterministic
 // split reduction without atomics: batchnorm_partial sums a fixed run of `chunk` elements of one
-// channel in order (thread k * c + ch writes partial[k, ch]), sum_chunks (reduce.wgsl) adds the chunks' sums in
-// order of k. The statistics tensor holds raw sums, [Σ x, Σ (x − mean)²] per channel ([2, c]);
-// consumers scale them by 1 / m (m = n · hw), as the CPU reference does.
+// channel in order (thread k * c + ch writes partial[k, ch]); batchnorm_moments (the statistics, with
+// the running update) and batchnorm_grad_sums (the parameter gradients) add the chunks' sums in order
+// of k, as sum_chunks (reduce.wgsl) does. The statistics tensor holds raw sums, [Σ x, Σ (x − mean)²]
+// per channel ([2, c]); consumers scale them by 1 / m (m = n · hw), as the CPU reference does.
 
 struct BnParams {
     n: u32,
@@ -243,6 +244,19 @@ fn batchnorm_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // order (the pairwise update of Chan, Golub and LeVeque: no cancellation).
 @group(0) @binding(1) var<storage, read> bm_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bm_stats: array<f32>;
+// With RUNNING, the running statistics updated in place from the merged ones, as batchnorm_running
+// does (the same arithmetic on the same values: one dispatch fewer per training batch-norm).
+@group(0) @binding(3) var<storage, read_write> bm_rmean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bm_rvar: array<f32>;
+override RUNNING: bool = false;
+
+// PyTorch's momentum rule: the running (mean, variance) `old` updated from a channel's batch sums
+// (Σ x, Σ (x − mean)²), with the unbiased variance.
+fn momentum_rule(sum: f32, m2: f32, old: vec2<f32>) -> vec2<f32> {
+    let var_unbiased = m2 * p.inv_m * p.unbias;
+    return vec2(p.momentum * mean_of(sum) + (1.0 - p.momentum) * old.x,
+                p.momentum * var_unbiased + (1.0 - p.momentum) * old.y);
+}
 
 @compute @workgroup_size(WG)
 fn batchnorm_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -263,6 +277,35 @@ fn batchnorm_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
     bm_stats[ch] = sum;
     bm_stats[C + ch] = m2;
+    if (RUNNING) {
+        let r = momentum_rule(sum, m2, vec2(bm_rmean[ch], bm_rvar[ch]));
+        bm_rmean[ch] = r.x;
+        bm_rvar[ch] = r.y;
+    }
+}
+
+// batchnorm_grad_sums: mode 2's chunks ([2, chunks, C]: Σ dy, then Σ dy · x̂) -> dbias and dweight,
+// each channel's chunks added in order from 0, as sum_chunks adds them (the same bits), both sums in
+// one dispatch: invocation t < C sums Σ dy of channel t, t ≥ C Σ dy · x̂ of channel t − C.
+@group(0) @binding(1) var<storage, read> bg_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bg_dbias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bg_dweight: array<f32>;
+
+@compute @workgroup_size(WG)
+fn batchnorm_grad_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= 2u * C) { return; }
+    let ch = t % C;
+    let first = (t / C) * p.chunks * C;
+    var acc = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        acc += bg_partial[first + k * C + ch];
+    }
+    if (t < C) {
+        bg_dbias[ch] = acc;
+    } else {
+        bg_dweight[ch] = acc;
+    }
 }
 
 // batchnorm_normalize: x, weight, bias, mean source, variance source -> y
@@ -384,10 +427,9 @@ fn batchnorm_normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 fn batchnorm_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = flat_index(gid, nwg);
     if (ch >= C) { return; }
-    let mean = mean_of(br_stats[ch]);
-    let var_unbiased = br_stats[C + ch] * p.inv_m * p.unbias;
-    br_mean[ch] = p.momentum * mean + (1.0 - p.momentum) * br_mean[ch];
-    br_var[ch] = p.momentum * var_unbiased + (1.0 - p.momentum) * br_var[ch];
+    let r = momentum_rule(br_stats[ch], br_stats[C + ch], vec2(br_mean[ch], br_var[ch]));
+    br_mean[ch] = r.x;
+    br_var[ch] = r.y;
 }
 
 // batchnorm_backward_input: dy, x, stats, weight, dweight (Σ dy · x̂), dbias (Σ dy) -> dx; y as in

@@ -72,3 +72,28 @@ fn concat_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if (i >= p.total) { return; }
     cb4_part[i] = cb4_whole[whole_index(i)];
 }
+
+// concat_backward_add / concat_backward_add4: dwhole, other -> dpart = the slice + other, the gradient
+// sum of a part that another node also reads (a dense block's input) in one pass: the slice is never
+// stored on its own. A sum of two values is the same whichever comes first: the bits of the copy then
+// the add.
+@group(0) @binding(1) var<storage, read> cba_whole: array<f32>;
+@group(0) @binding(2) var<storage, read> cba_other: array<f32>;
+@group(0) @binding(3) var<storage, read_write> cba_part: array<f32>;
+@group(0) @binding(1) var<storage, read> cba4_whole: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cba4_other: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> cba4_part: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn concat_backward_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    cba_part[i] = cba_whole[whole_index(i)] + cba_other[i];
+}
+
+@compute @workgroup_size(WG)
+fn concat_backward_add4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.total) { return; }
+    cba4_part[i] = cba4_whole[whole_index(i)] + cba4_other[i];
+}

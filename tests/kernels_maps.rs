@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use wgcnn::kernels::activation::{activation_backward, activation_forward, Activation};
-use wgcnn::kernels::concat::{concat_backward, concat_forward};
+use wgcnn::kernels::concat::{concat_backward, concat_backward_add, concat_forward};
 use wgcnn::kernels::dropout::{dropout_backward, dropout_forward, DropoutParams};
 use wgcnn::kernels::elementwise::{add_forward, add_n_forward};
 use wgcnn::kernels::pool::*;
@@ -292,7 +292,7 @@ fn concat_matches_reference() {
     // copy starts at a multiple of 4 in both tensors (each part's c · h · w, its offset · h · w and the
     // whole's c · h · w multiples of 4) the copies run concat_forward4 / concat_backward4 (a vec4 per
     // invocation), on odd planes too; the others the scalar kernels. Each kind has a batch-1 row and a
-    // row past 65,535 workgroups.
+    // row past 65,535 workgroups. concat_backward_add (the slice plus another tensor) runs on every row.
     let table: [(&str, usize, &[usize], usize, usize); 9] = [
         ("batch1_two_parts", 1, &[2, 3], 5, 5),
         ("ragged_three_parts", 3, &[1, 4, 2], 7, 3),
@@ -338,6 +338,19 @@ fn concat_matches_reference() {
             assert_eq!(l.kernels(), [bwd], "{name} part {k}");
             let got = run_f32(Ok(l), &dxt);
             check(&format!("concat_backward/{name}/part{k}"), &got, &cpu::concat_backward(&g, &to_f64(&dy)), exact);
+            // The slice plus another gradient of the part in one pass (the fuse pass's slice_add): the
+            // bits of the copy then add_forward, and the f64 sum rounded once.
+            let other = r.vec_f32(g.part_len(), -1.0, 1.0);
+            let (ot, st) = (upload("other", &[n, cp, h, w], &other), zeros("sum", &[n, cp, h, w]));
+            let l = concat_backward_add(c, name, &g, &dyt, &ot, &st).unwrap();
+            let add = if aligned { Kernel::ConcatBackwardAdd4 } else { Kernel::ConcatBackwardAdd };
+            assert_eq!(l.kernels(), [add], "{name} part {k}");
+            let fused = run_f32(Ok(l), &st);
+            let pair = run_f32(add_forward(c, "pair", &dxt, &ot, &st), &st);
+            let differ = fused.iter().zip(&pair).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "concat_backward_add/{name}/part{k}: {differ} values differ from copy + add");
+            let want = cpu::add_forward(&cpu::concat_backward(&g, &to_f64(&dy)), &to_f64(&other));
+            check(&format!("concat_backward_add/{name}/part{k}"), &fused, &want, Tol { atol: 0.0, rtol: 6e-8 });
             offset += cp;
         }
         check(&format!("concat_forward/{name}"), &wt.to_f32(c).unwrap(), &want, exact);

@@ -80,6 +80,17 @@ fn batchnorm_kernels_match_the_reference() {
         let (want_rm, want_rv) = cpu::batchnorm_running(&g, &want, 0.1, &to_f64(&rm), &to_f64(&rv));
         check(&format!("batchnorm_running/mean/{name}"), &rmt.to_f32(c).unwrap(), &want_rm, F32_TOL);
         check(&format!("batchnorm_running/var/{name}"), &rvt.to_f32(c).unwrap(), &want_rv, F32_TOL);
+        // The training graph's form: the statistics and the running update in one launch
+        // (batchnorm_moments with RUNNING), the same bits as the two launches.
+        let (rm2, rv2, stats2) = (upload("rm2", &[ch], &rm), upload("rv2", &[ch], &rv), zeros("stats2", &[2, ch]));
+        let l = batchnorm_stats_running(c, name, &g, &xt, &stats2, momentum, &rm2, &rv2).unwrap();
+        assert_eq!(l.kernels().len(), 2, "{name}: the partial sums and the merge");
+        c.run(&[&l]).unwrap();
+        for (what, a, b) in [("stats", &stats2, &stats), ("running_mean", &rm2, &rmt), ("running_var", &rv2, &rvt)] {
+            let (a, b) = (a.to_f32(c).unwrap(), b.to_f32(c).unwrap());
+            let differ = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+            assert_eq!(differ, 0, "batchnorm_stats_running/{what}/{name}: {differ} values differ");
+        }
         // Evaluation normalisation from the (updated) running statistics.
         let (grm, grv) = (rmt.to_f32(c).unwrap(), rvt.to_f32(c).unwrap());
         let ye = run_f32(
@@ -180,6 +191,7 @@ fn batchnorm_refuses_what_pytorch_refuses() {
     let (x, w, y) = (zeros("x", &[2, 3, 1, 1]), zeros("w", &[3]), zeros("y", &[2, 3, 1, 1]));
     assert!(batchnorm_normalize(c, "bn", &g, 0.0, &x, &w, &w, BnStats::Batch(&s), &y, false).is_err());
     assert!(batchnorm_running(c, "bn", &g, 1.5, &s, &w, &w).is_err());
+    assert!(batchnorm_stats_running(c, "bn", &g, &x, &s, 1.5, &w, &w).is_err());
     let short = zeros("w", &[2]);
     let e = batchnorm_normalize(c, "bn", &g, 1e-5, &x, &short, &w, BnStats::Batch(&s), &y, false)
         .err()

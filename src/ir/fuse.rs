@@ -17,13 +17,17 @@
 //!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
 //!   output) is applied by the pool's backward, which then reads the pool's output.
+//! - `slice_add`: a two-term gradient sum one of whose terms is a concat's gradient slice that only
+//!   the sum reads (a dense block's input, read by the next layer and by the next concat) becomes one
+//!   node that adds the slice of the whole's gradient to the other term: the slice is never stored on
+//!   its own (the same bits: a sum of two values does not depend on their order).
 //!
 //! Each rule asks a [`KernelOracle`] whether the shape is taken, so the graph never holds a node the
 //! kernels cannot run.
 
 use crate::ir::{Ir, Node, ValueId};
 use crate::kernels::activation::Activation;
-use crate::ops::{ActOp, AddOp, BatchNormOp, ConvOp, Op, PoolOp};
+use crate::ops::{ActOp, AddOp, BatchNormOp, ConcatOp, ConvOp, Op, PoolOp};
 use crate::shape::{Conv2dGeom, Pool2dGeom};
 
 /// What the fusion rules ask the kernels.
@@ -48,6 +52,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
     bn_relu_backward(ir, &mut done);
+    slice_add(ir, &mut done);
     done
 }
 
@@ -271,6 +276,37 @@ fn pool_relu_mask(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
     }
 }
 
+fn slice_add(ir: &mut Ir, done: &mut Rewrites) {
+    let mut i = 0;
+    while i < ir.nodes.len() {
+        let n = &ir.nodes[i];
+        let fire = if n.op == Op::Add(AddOp { relu: false }) && n.inputs.len() == 2 && n.inputs[0] != n.inputs[1] {
+            (0..2).find_map(|k| {
+                let v = n.inputs[k];
+                let j = ir.producer(v)?;
+                match ir.nodes[j].op {
+                    Op::Concat(ConcatOp::Backward(g)) if only_reader(ir, v) == Some(i) => Some((k, j, g)),
+                    _ => None,
+                }
+            })
+        } else {
+            None
+        };
+        if let Some((k, j, g)) = fire {
+            let slice = ir.nodes.remove(j);
+            let at = if j < i { i - 1 } else { i };
+            let n = &mut ir.nodes[at];
+            let other = n.inputs[1 - k];
+            n.inputs = vec![slice.inputs[0], other];
+            n.op = Op::Concat(ConcatOp::BackwardAdd(g));
+            n.name = format!("{}+{}", slice.name, n.name);
+            done.push(("slice_add", n.name.clone()));
+            i = at;
+        }
+        i += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +477,69 @@ mod tests {
         let want = tapped.clone();
         assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
         assert_eq!(tapped, want);
+    }
+
+    /// A dense block in miniature: h = relu(conv0(x)); cat = concat(h, conv1(h)) → flatten → loss. h
+    /// has two readers, so its gradient sums conv1's input gradient and cat's slice of h.
+    fn dense() -> Ir {
+        let mut ir = Ir::default();
+        let x = ir.add_value("x", &[2, 1, 2, 2], DType::F32, Role::Input);
+        let l = ir.add_value("labels", &[2], DType::U32, Role::Labels);
+        let w0 = ir.add_value("c0.weight", &[2, 1, 3, 3], DType::F32, Role::Param(0));
+        let w1 = ir.add_value("c1.weight", &[1, 2, 3, 3], DType::F32, Role::Param(1));
+        let conv = Op::Conv(ConvOp::Forward { stride: 1, pad: 1, relu: false });
+        let c0 = ir.push("c0", conv.clone(), &[x, w0]).unwrap()[0];
+        let h = ir.push("h", Op::Act(ActOp::Forward(Activation::Relu)), &[c0]).unwrap()[0];
+        let c1 = ir.push("c1", conv, &[h, w1]).unwrap()[0];
+        let cat = ir.push("cat", Op::Concat(ConcatOp::Forward), &[h, c1]).unwrap()[0];
+        let f = ir.push("f", Op::View(ViewOp::Flatten), &[cat]).unwrap()[0];
+        ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[f, l]).unwrap();
+        autodiff(&mut ir).unwrap();
+        ir
+    }
+
+    #[test]
+    fn slice_add_sums_a_concat_slice_into_the_other_gradient_and_computes_the_same() {
+        use crate::ir::interp;
+        let unfused = dense();
+        let mut ir = unfused.clone();
+        let done = fuse(&mut ir, &Says(false, false));
+        assert_eq!(done, [("slice_add", "cat.dx0+h.grad_sum1".to_string())], "{}", ir.dump());
+        assert_eq!(ir.nodes.len(), unfused.nodes.len() - 1);
+        let fused = ir.nodes.iter().find(|n| n.name == "cat.dx0+h.grad_sum1").unwrap();
+        assert!(matches!(fused.op, Op::Concat(ConcatOp::BackwardAdd(g)) if g.offset == 0 && g.c_part == 2));
+        // It reads the whole's gradient and conv1's input gradient.
+        let whole_grad = ir.nodes.iter().find(|n| n.name == "cat.dx1").unwrap().inputs[0];
+        assert_eq!(fused.inputs[0], whole_grad);
+        assert_eq!(ir.producer(fused.inputs[1]).map(|p| ir.nodes[p].name.as_str()), Some("c1.dx"));
+        // Loss and both weight gradients as before (f64 interpreter, to rounding).
+        let mut g = crate::rng::Rng::new(6);
+        let x: Vec<f64> = (0..8).map(|_| g.uniform(-1.0, 1.0)).collect();
+        let w0: Vec<f64> = (0..18).map(|_| g.uniform(-1.0, 1.0)).collect();
+        let w1: Vec<f64> = (0..18).map(|_| g.uniform(-1.0, 1.0)).collect();
+        let feeds = vec![(ValueId(0), x), (ValueId(1), vec![3.0, 7.0]), (ValueId(2), w0), (ValueId(3), w1)];
+        let (a, b) = (interp::run(&unfused, &feeds).unwrap(), interp::run(&ir, &feeds).unwrap());
+        let loss = unfused.nodes.iter().find(|n| n.name == "loss").unwrap().outputs[0];
+        let grads = (0..unfused.values.len())
+            .map(|i| ValueId(i as u32))
+            .filter(|&v| matches!(unfused.value(v).role, Role::ParamGrad(_)));
+        let mut checked = 0;
+        for v in std::iter::once(loss).chain(grads) {
+            let (pa, pb) = (a.get(v).unwrap(), b.get(v).unwrap());
+            assert!(
+                pa.iter().zip(pb).all(|(p, q)| (p - q).abs() < 1e-12),
+                "{}: {pa:?} vs {pb:?}",
+                unfused.value(v).name
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 3, "the loss and two weight gradients");
+        // A three-term sum is left alone (its order is not that of a two-term add).
+        let mut three = dense();
+        let sum = three.nodes.iter().position(|n| n.name == "h.grad_sum1").unwrap();
+        let extra = three.nodes[sum].inputs[0];
+        three.nodes[sum].inputs.push(extra);
+        assert!(fuse(&mut three, &Says(false, false)).is_empty(), "{}", three.dump());
     }
 
     #[test]

@@ -124,9 +124,8 @@ pub fn check_training(op: &str, g: &BnGeom) -> Result<()> {
     Ok(())
 }
 
-/// A split reduction per channel: `batchnorm_partial` in `mode` into a scratch buffer, then
-/// `sum_chunks` of each sum it made into its `(out, offset)`: `out[offset..offset + c]`. With `mask`
-/// (a ReLU's output), `a` (dy) is masked by it.
+/// The first pass of a split reduction per channel: `batchnorm_partial` in `mode` into a scratch
+/// buffer (the caller merges the chunks). With `mask` (a ReLU's output), `a` (dy) is masked by it.
 #[allow(clippy::too_many_arguments)]
 fn reduce(
     ctx: &Context,
@@ -138,7 +137,6 @@ fn reduce(
     stats: &Tensor,
     mask: Option<&Tensor>,
     scratch: &Tensor,
-    outs: &[(&Tensor, usize)],
 ) -> Result<Launch> {
     let p = BnParams { mode: mode as u32, ..p };
     let (chunk, chunks) = (p.chunk as u64, p.chunks as u64);
@@ -151,21 +149,7 @@ fn reduce(
     let kernel = if vec4 { Kernel::BatchnormPartial4 } else { Kernel::BatchnormPartial };
     // Moments walks each chunk twice (the second time from cache).
     let iters = if mode == BnSum::Moments { 2 * chunk } else { chunk };
-    let mut l = ctx.launch_with(kernel, &consts, label, &p, &ts, chunks * c, iters)?;
-    for (k, &(out, offset)) in outs.iter().enumerate() {
-        let from = k * (chunks * c) as usize;
-        let sums = crate::kernels::reduce::sum_chunks_from(
-            ctx,
-            label,
-            scratch,
-            from,
-            chunks as usize,
-            out,
-            offset,
-            c as usize,
-        );
-        l = l.then(sums?);
-    }
+    let l = ctx.launch_with(kernel, &consts, label, &p, &ts, chunks * c, iters)?;
     let (flops, reads) = match mode {
         BnSum::Grads => (4 * len, 2),
         // Σ x (1 per value) and Σ (x − mean)² (3 per value); one read from memory.
@@ -202,19 +186,59 @@ fn scratch(ctx: &Context, label: &str, g: &BnGeom, sums: usize) -> Result<Tensor
 /// dispatches (densenet-mini's statistics at batch 64: 7.0-7.3 -> 5.1 ms per step; inception-mini's
 /// 7.0-8.3 -> 5.7-6.5; profiles in turns on lavapipe).
 pub fn batchnorm_stats(ctx: &Context, label: &str, g: &BnGeom, x: &Tensor, stats: &Tensor) -> Result<Launch> {
+    stats_launch(ctx, label, g, x, stats, None)
+}
+
+/// [`batchnorm_stats`] that also updates the running statistics in place, as [`batchnorm_running`]
+/// does (the same values), in the same dispatch that merges the chunks: a training batch-norm's
+/// forward in one dispatch fewer.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_stats_running(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    x: &Tensor,
+    stats: &Tensor,
+    momentum: f32,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+) -> Result<Launch> {
+    stats_launch(ctx, label, g, x, stats, Some((momentum, running_mean, running_var)))
+}
+
+fn stats_launch(
+    ctx: &Context,
+    label: &str,
+    g: &BnGeom,
+    x: &Tensor,
+    stats: &Tensor,
+    running: Option<(f32, &Tensor, &Tensor)>,
+) -> Result<Launch> {
     let op = "batchnorm_stats";
-    let p = BnParams::new(op, g, 1.0)?;
+    let mut p = BnParams::new(op, g, 1.0)?;
     check_training(op, g)?;
     x.expect(op, "x", DType::F32, g.len())?;
     stats.expect(op, "stats", DType::F32, 2 * g.c)?;
+    if let Some((momentum, m, v)) = running {
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(shape_err(op, format!("momentum {momentum} is not in [0, 1]")));
+        }
+        m.expect(op, "running_mean", DType::F32, g.c)?;
+        v.expect(op, "running_var", DType::F32, g.c)?;
+        p.momentum = momentum;
+    }
     let s = scratch(ctx, label, g, 2)?;
-    let partial = reduce(ctx, label, p, BnSum::Moments, x, x, stats, None, &s, &[])?;
+    let partial = reduce(ctx, label, p, BnSum::Moments, x, x, stats, None, &s)?;
+    let [cc, hw] = p.consts();
+    let consts = [cc, hw, ("RUNNING", u32::from(running.is_some()))];
+    // Without the running statistics their bindings hold stats again (not read or written).
+    let (m, v) = running.map_or((stats, stats), |(_, m, v)| (m, v));
     let merge = ctx.launch_with(
         Kernel::BatchnormMoments,
-        &p.consts(),
+        &consts,
         &format!("{label}.moments"),
         &p,
-        &[&s, stats],
+        &[&s, stats, m, v],
         g.c as u64,
         p.chunks as u64,
     )?;
@@ -330,7 +354,19 @@ pub fn batchnorm_param_grads(
     }
     to_u32(op, "scratch length", 2 * g.chunks().1 * g.c)?;
     let s = scratch(ctx, label, g, 2)?;
-    reduce(ctx, label, p, BnSum::Grads, dy, x, stats, mask, &s, &[(dbias, 0), (dweight, 0)])
+    let partial = reduce(ctx, label, p, BnSum::Grads, dy, x, stats, mask, &s)?;
+    // Both sums' chunks added in order (sum_chunks' bits), Σ dy into dbias and Σ dy · x̂ into dweight,
+    // in one dispatch.
+    let sums = ctx.launch_with(
+        Kernel::BatchnormGradSums,
+        &p.consts(),
+        &format!("{label}.sums"),
+        &p,
+        &[&s, dbias, dweight],
+        2 * g.c as u64,
+        p.chunks as u64,
+    )?;
+    Ok(partial.then(sums))
 }
 
 /// dx = weight · invstd · (dy − Σdy / m − x̂ · Σ(dy · x̂) / m), from the parameter gradients. With

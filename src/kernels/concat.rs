@@ -23,21 +23,43 @@ pub struct ConcatParams {
     pub _pad1: u32,
 }
 
-fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
+/// The copy's direction: a part into the whole, the whole's slice out, or the slice out plus another
+/// tensor.
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Forward,
+    Backward,
+    BackwardAdd,
+}
+
+fn launch(
+    ctx: &Context,
+    dir: Dir,
+    label: &str,
+    g: &ConcatGeom,
+    from: &Tensor,
+    to: &Tensor,
+    other: Option<&Tensor>,
+) -> Result<Launch> {
     // Four values per invocation when every run of the copy starts at a multiple of 4 in both tensors:
     // an image's part (c_part · h · w), its slice's start in the whole (offset · h · w) and the whole's
     // image (c_whole · h · w) all multiples of 4, whatever h · w is.
     let lanes = if [g.c_part, g.offset, g.c_whole].iter().all(|&c| vec4_fits(ctx, c * g.hw)) { 4 } else { 1 };
-    let kernel = match (forward, lanes) {
-        (true, 1) => Kernel::ConcatForward,
-        (true, _) => Kernel::ConcatForward4,
-        (false, 1) => Kernel::ConcatBackward,
-        (false, _) => Kernel::ConcatBackward4,
+    let kernel = match (dir, lanes) {
+        (Dir::Forward, 1) => Kernel::ConcatForward,
+        (Dir::Forward, _) => Kernel::ConcatForward4,
+        (Dir::Backward, 1) => Kernel::ConcatBackward,
+        (Dir::Backward, _) => Kernel::ConcatBackward4,
+        (Dir::BackwardAdd, 1) => Kernel::ConcatBackwardAdd,
+        (Dir::BackwardAdd, _) => Kernel::ConcatBackwardAdd4,
     };
     let op = kernel.entry_point();
     g.validate(op)?;
-    let (part, whole) = if forward { (from, to) } else { (to, from) };
+    let (part, whole) = if dir == Dir::Forward { (from, to) } else { (to, from) };
     part.expect(op, "part", DType::F32, g.part_len())?;
+    if let Some(o) = other {
+        o.expect(op, "other", DType::F32, g.part_len())?;
+    }
     whole.expect(op, "whole", DType::F32, g.whole_len())?;
     to_u32(op, "output length", g.whole_len())?;
     let u = |v: usize| v as u32; // each is <= whole_len, checked above
@@ -52,17 +74,32 @@ fn launch(ctx: &Context, forward: bool, label: &str, g: &ConcatGeom, from: &Tens
         _pad1: 0,
     };
     let consts = [("PART", u(g.c_part * g.hw / lanes)), ("GAP", u((g.c_whole - g.c_part) * g.hw / lanes))];
-    Ok(ctx
-        .launch_with(kernel, &consts, label, &p, &[from, to], (g.part_len() / lanes) as u64, 0)?
-        .with_work(0, 8 * g.part_len() as u64))
+    let (tensors, bytes) = match other {
+        Some(o) => (vec![from, o, to], 12 * g.part_len() as u64),
+        None => (vec![from, to], 8 * g.part_len() as u64),
+    };
+    Ok(ctx.launch_with(kernel, &consts, label, &p, &tensors, (g.part_len() / lanes) as u64, 0)?.with_work(0, bytes))
 }
 
 /// Copy `part` into its channel slice of `whole`.
 pub fn concat_forward(ctx: &Context, label: &str, g: &ConcatGeom, part: &Tensor, whole: &Tensor) -> Result<Launch> {
-    launch(ctx, true, label, g, part, whole)
+    launch(ctx, Dir::Forward, label, g, part, whole, None)
 }
 
 /// dpart = the channel slice of dwhole.
 pub fn concat_backward(ctx: &Context, label: &str, g: &ConcatGeom, dwhole: &Tensor, dpart: &Tensor) -> Result<Launch> {
-    launch(ctx, false, label, g, dwhole, dpart)
+    launch(ctx, Dir::Backward, label, g, dwhole, dpart, None)
+}
+
+/// dpart = the channel slice of dwhole + other (`other` of the part's shape): the copy and a two-term
+/// gradient sum in one pass (the fuse pass's `slice_add`).
+pub fn concat_backward_add(
+    ctx: &Context,
+    label: &str,
+    g: &ConcatGeom,
+    dwhole: &Tensor,
+    other: &Tensor,
+    dpart: &Tensor,
+) -> Result<Launch> {
+    launch(ctx, Dir::BackwardAdd, label, g, dwhole, dpart, Some(other))
 }

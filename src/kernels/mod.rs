@@ -213,7 +213,8 @@ kernels! {
     BatchnormBackwardInput => "batchnorm_backward_input", BatchNorm, [R, R, R, R, R, R, W, R];
     BatchnormFold => "batchnorm_fold", BatchNorm, [R, R, R, R, R, R, W, W];
     BatchnormPartial4 => "batchnorm_partial4", BatchNorm, [R, R, R, W, R];
-    BatchnormMoments => "batchnorm_moments", BatchNorm, [R, W];
+    BatchnormMoments => "batchnorm_moments", BatchNorm, [R, W, W, W];
+    BatchnormGradSums => "batchnorm_grad_sums", BatchNorm, [R, W, W];
     BatchnormNormalize4 => "batchnorm_normalize4", BatchNorm, [R, R, R, R, R, W];
     BatchnormBackwardInput4 => "batchnorm_backward_input4", BatchNorm, [R, R, R, R, R, R, W, R];
     AddForward => "add_forward", Elementwise, [R, R, R, R, W];
@@ -222,6 +223,8 @@ kernels! {
     ConcatBackward => "concat_backward", Concat, [R, W];
     ConcatForward4 => "concat_forward4", Concat, [R, W];
     ConcatBackward4 => "concat_backward4", Concat, [R, W];
+    ConcatBackwardAdd => "concat_backward_add", Concat, [R, R, W];
+    ConcatBackwardAdd4 => "concat_backward_add4", Concat, [R, R, W];
     DropoutForward => "dropout_forward", Dropout, [R, R, W];
     DropoutBackward => "dropout_backward", Dropout, [R, R, W];
     MaxPool2dForward => "maxpool2d_forward", Pool, [R, W, W];

@@ -7,8 +7,8 @@
 use crate::context::Context;
 use crate::error::{shape_err, Result};
 use crate::kernels::batchnorm::{
-    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grads, batchnorm_running,
-    batchnorm_stats, check_training, BnGeom, BnStats,
+    batchnorm_backward_input, batchnorm_fold, batchnorm_normalize, batchnorm_param_grads, batchnorm_stats_running,
+    check_training, BnGeom, BnStats,
 };
 use crate::kernels::Launch;
 use crate::ops::{arity, Grad, Meta, Op, OutMeta, Rules};
@@ -168,7 +168,7 @@ impl Rules for BatchNormOp {
         let eps = self.eps();
         Ok(match self {
             BatchNormOp::Train { momentum, relu, .. } => vec![
-                batchnorm_stats(ctx, label, &g, ins[0], outs[1])?,
+                batchnorm_stats_running(ctx, label, &g, ins[0], outs[1], *momentum, ins[3], ins[4])?,
                 batchnorm_normalize(
                     ctx,
                     label,
@@ -181,7 +181,6 @@ impl Rules for BatchNormOp {
                     outs[0],
                     *relu,
                 )?,
-                batchnorm_running(ctx, label, &g, *momentum, outs[1], ins[3], ins[4])?,
             ],
             BatchNormOp::Eval { relu, .. } => {
                 let running = BnStats::Running(ins[3], ins[4]);

@@ -1,10 +1,10 @@
 //! concat: inputs `[n, c_i, h, w]` joined along channels into `[n, Σc_i, h, w]` (an Inception block's
 //! branches, a dense block's growing input). One copy launch per input; the backward hands each input
-//! its channel slice of the gradient.
+//! its channel slice of the gradient (or, fused, adds it to the input's other gradient).
 
 use crate::context::Context;
 use crate::error::{shape_err, Result};
-use crate::kernels::concat::{concat_backward, concat_forward};
+use crate::kernels::concat::{concat_backward, concat_backward_add, concat_forward};
 use crate::kernels::Launch;
 use crate::ops::{Grad, Meta, Op, OutMeta, Rules};
 use crate::reference as cpu;
@@ -17,6 +17,9 @@ pub enum ConcatOp {
     Forward,
     /// `[dy]` → `[dx_i]`: the slice of input i.
     Backward(ConcatGeom),
+    /// `[dy, other]` → `[dx_i + other]`: the slice of input i added to another gradient of that input
+    /// (the fuse pass's `slice_add`: a dense block's input, read by the next layer and the next concat).
+    BackwardAdd(ConcatGeom),
 }
 
 /// The geometry of each input of a concat of inputs with these shapes (rank 4, checked).
@@ -38,6 +41,7 @@ impl Rules for ConcatOp {
         match self {
             ConcatOp::Forward => "concat",
             ConcatOp::Backward(_) => "concat_backward",
+            ConcatOp::BackwardAdd(_) => "concat_backward+add",
         }
     }
 
@@ -62,6 +66,16 @@ impl Rules for ConcatOp {
                 }
                 _ => Err(shape_err("concat_backward", format!("expects the gradient of the whole {g:?}, got {ins:?}"))),
             },
+            ConcatOp::BackwardAdd(g) => {
+                let slice = ConcatOp::Backward(*g).infer(&ins[..ins.len().min(1)])?;
+                match ins {
+                    [_, (s, DType::F32)] if *s == slice[0].0.as_slice() => Ok(slice),
+                    _ => Err(shape_err(
+                        "concat_backward+add",
+                        format!("expects the whole's gradient and a part's of {g:?}, got {ins:?}"),
+                    )),
+                }
+            }
         }
     }
 
@@ -87,6 +101,7 @@ impl Rules for ConcatOp {
                 each.map(|(i, (x, g))| concat_forward(ctx, &format!("{label}.{i}"), g, x, outs[0])).collect()
             }
             ConcatOp::Backward(g) => Ok(vec![concat_backward(ctx, label, g, ins[0], outs[0])?]),
+            ConcatOp::BackwardAdd(g) => Ok(vec![concat_backward_add(ctx, label, g, ins[0], ins[1], outs[0])?]),
         }
     }
 
@@ -101,6 +116,7 @@ impl Rules for ConcatOp {
                 whole
             }
             ConcatOp::Backward(g) => cpu::concat_backward(g, ins[0]),
+            ConcatOp::BackwardAdd(g) => cpu::add_forward(&cpu::concat_backward(g, ins[0]), ins[1]),
         }])
     }
 }
