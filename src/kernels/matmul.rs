@@ -135,7 +135,7 @@ pub fn matmul_batched(
         a_l: u(batch.a),
         b_l: u(batch.b),
         c_l: u(batch.c),
-        count: layers_u32(batch.count),
+        count: batch.count as u32, // checked against the grid's layer limit above
         _pad1: 0,
         _pad2: 0,
     };
@@ -289,11 +289,6 @@ pub fn matmul_vec_b_axis((_, n, k): (usize, usize, usize), batch: &Batch, b: &Op
 /// rows, folded, countable in 32 bits.
 pub fn matmul_ub_takes(ctx: &Context, m: usize, batch: &Batch, b: &Operand, tiled: bool) -> bool {
     !tiled && batch.b == 0 && ctx.uniform_window_fits(b.t) && u32::try_from(batch.count * m).is_ok()
-}
-
-/// The grid layers of a batched product (at most the grid's per-dimension limit, checked before).
-fn layers_u32(count: usize) -> u32 {
-    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 /// The variants a product may run as, the default first: the tiled kernel on hardware adapters
