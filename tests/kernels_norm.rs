@@ -3,13 +3,15 @@
 //! shapes (batch 1, ragged planes, 1x1 planes, a channel with 2.2M values so the split reduction runs
 //! 4,090 chunks, and 4.2M channels so every kernel's grid passes 65,535 workgroups; planes of a multiple
 //! of 4, where the vec4 kernels run, among them). The split
-//! reductions (batchnorm_stats, batchnorm_param_grads) run batchnorm_partial then sum_chunks; the parameter
-//! gradients' two sums come from one pass over dy.
+//! reductions run batchnorm_partial, then batchnorm_moments (the statistics; with the running update in
+//! training graphs) or batchnorm_grad_sums (the parameter gradients, whose two sums come from one pass
+//! over dy).
 
 mod common;
 
 use common::*;
 use wgcnn::kernels::batchnorm::*;
+use wgcnn::kernels::Kernel;
 use wgcnn::reference as cpu;
 
 /// Sums of m terms in f32, split in runs of ≤ 512 added in order: each partial rounds ~m·2⁻²⁴ of
@@ -105,7 +107,10 @@ fn batchnorm_kernels_match_the_reference() {
         let (dwt, dbt) = (zeros("dweight", &[ch]), zeros("dbias", &[ch]));
         let stats64 = to_f64(&got);
         let (want_dw, want_db) = cpu::batchnorm_param_grads(&g, &dy64, &x64, &stats64, f64::from(eps));
-        c.run(&[&batchnorm_param_grads(c, name, &g, eps, &dyt, &xt, &stats, None, &dwt, &dbt).unwrap()]).unwrap();
+        let l = batchnorm_param_grads(c, name, &g, eps, &dyt, &xt, &stats, None, &dwt, &dbt).unwrap();
+        // One pass over dy into the chunks, then both sums' chunks in one batchnorm_grad_sums.
+        assert_eq!(l.kernels()[1..], [Kernel::BatchnormGradSums], "{name}");
+        c.run(&[&l]).unwrap();
         let (dw, db) = (dwt.to_f32(c).unwrap(), dbt.to_f32(c).unwrap());
         check(&format!("batchnorm_param_grads/dweight/{name}"), &dw, &want_dw, sum_tol(abs_sum(&g, &dy64) * 2.0));
         check(&format!("batchnorm_param_grads/dbias/{name}"), &db, &want_db, sum_tol(abs_sum(&g, &dy64)));
