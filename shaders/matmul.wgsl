@@ -44,11 +44,16 @@ fn a_row(l: u32, m0: u32, r: u32) -> u32 {
 
 fn store_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
     if (m >= p.m || j0 >= p.n) { return; }
-    let base = l * p.c_l + m * p.c_m + j0 * p.c_j;
-    mm_c[base] = v.x;
-    if (j0 + 1u < p.n) { mm_c[base + p.c_j] = v.y; }
-    if (j0 + 2u < p.n) { mm_c[base + 2u * p.c_j] = v.z; }
-    if (j0 + 3u < p.n) { mm_c[base + 3u * p.c_j] = v.w; }
+    store_cols(l * p.c_l + m * p.c_m, j0, v);
+}
+
+// Columns [j0, j0 + 4) of the row of c at offset `row`, those that exist (j0 itself does).
+fn store_cols(row: u32, j0: u32, v: vec4<f32>) {
+    let at = row + j0 * p.c_j;
+    mm_c[at] = v.x;
+    if (j0 + 1u < p.n) { mm_c[at + p.c_j] = v.y; }
+    if (j0 + 2u < p.n) { mm_c[at + 2u * p.c_j] = v.z; }
+    if (j0 + 3u < p.n) { mm_c[at + 3u * p.c_j] = v.w; }
 }
 
 // Columns [j0, j0 + 4) of b at row offset bo (clamped to the last column) and of the bias.
@@ -259,13 +264,10 @@ fn ub_row(r: u32) -> vec2<u32> {
     return vec2<u32>(l * p.a_l + i * p.a_m, l * p.c_l + i * p.c_m);
 }
 
+// Columns [j0, j0 + 4) of row r of the folded axis (its start in c: base), those that exist.
 fn ub_store(r: u32, base: u32, j0: u32, v: vec4<f32>) {
     if (r >= p.count * p.m || j0 >= p.n) { return; }
-    let at = base + j0 * p.c_j;
-    mm_c[at] = v.x;
-    if (j0 + 1u < p.n) { mm_c[at + p.c_j] = v.y; }
-    if (j0 + 2u < p.n) { mm_c[at + 2u * p.c_j] = v.z; }
-    if (j0 + 3u < p.n) { mm_c[at + 3u * p.c_j] = v.w; }
+    store_cols(base, j0, v);
 }
 
 @compute @workgroup_size(WG)

@@ -37,19 +37,26 @@ struct TileParams {
 @group(0) @binding(2) var<storage, read_write> tf_y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tf_arg: array<u32>;
 
+// Window i: the start of its plane (x) and, inside the plane, the index of its top-left input (y);
+// its row ky starts W · ky further on.
+fn tile_one(i: u32) -> vec2<u32> {
+    let ox = i % OW;
+    let oy = (i / OW) % OH;
+    let plane = i / (OW * OH);
+    return vec2<u32>(plane * H * W, oy * KH * W + ox * KW);
+}
+
 @compute @workgroup_size(WG)
 fn maxpool2d_tiles_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ox = i % OW;
-    let oy = (i / OW) % OH;
-    let plane = i / (OW * OH);
-    let base = plane * H * W;
-    var best_at = oy * KH * W + ox * KW;
+    let tile = tile_one(i);
+    let base = tile.x;
+    var best_at = tile.y;
     var best = tf_x[base + best_at];
     for (var ky = 0u; ky < KH; ky++) {
         for (var kx = 0u; kx < KW; kx++) {
-            let at = (oy * KH + ky) * W + ox * KW + kx;
+            let at = tile.y + ky * W + kx;
             let v = tf_x[base + at];
             if (v > best) {
                 best = v;
@@ -72,17 +79,14 @@ fn maxpool2d_tiles_forward(@builtin(global_invocation_id) gid: vec3<u32>, @built
 fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ox = i % OW;
-    let oy = (i / OW) % OH;
-    let plane = i / (OW * OH);
-    let base = plane * H * W;
+    let tile = tile_one(i);
     var d = tb_dy[i];
     if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
     let arg = tb_arg[i];
     for (var ky = 0u; ky < KH; ky++) {
         for (var kx = 0u; kx < KW; kx++) {
-            let at = (oy * KH + ky) * W + ox * KW + kx;
-            tb_dx[base + at] = select(0.0, d, at == arg);
+            let at = tile.y + ky * W + kx;
+            tb_dx[tile.x + at] = select(0.0, d, at == arg);
         }
     }
 }
@@ -164,10 +168,9 @@ fn maxpool2d_tiles_backward4(@builtin(global_invocation_id) gid: vec3<u32>, @bui
 fn maxpool2d_tiles_forward2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ox = i % OW;
-    let oy = (i / OW) % OH;
-    let base = (i / (OW * OH)) * H * W;
-    let first = oy * KH * W + ox * 2u;
+    let tile = tile_one(i);
+    let base = tile.x;
+    let first = tile.y;
     var best = tf2_x[(base + first) / 2u].x;
     var best_at = first;
     for (var ky = 0u; ky < KH; ky++) {
@@ -186,16 +189,13 @@ fn maxpool2d_tiles_forward2(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 fn maxpool2d_tiles_backward2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
-    let ox = i % OW;
-    let oy = (i / OW) % OH;
-    let base = (i / (OW * OH)) * H * W;
+    let tile = tile_one(i);
     var d = tb_dy[i];
     if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
     let arg = tb_arg[i];
-    let first = oy * KH * W + ox * 2u;
     for (var ky = 0u; ky < KH; ky++) {
-        let at = first + ky * W;
-        tb2_dx[(base + at) / 2u] = vec2<f32>(select(0.0, d, at == arg), select(0.0, d, at + 1u == arg));
+        let at = tile.y + ky * W;
+        tb2_dx[(tile.x + at) / 2u] = vec2<f32>(select(0.0, d, at == arg), select(0.0, d, at + 1u == arg));
     }
 }
 

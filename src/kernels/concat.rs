@@ -24,23 +24,15 @@ pub struct ConcatParams {
 }
 
 /// The copy's direction: a part into the whole, the whole's slice out, or the slice out plus another
-/// tensor.
-#[derive(Clone, Copy, PartialEq)]
-enum Dir {
+/// tensor of the part's shape.
+#[derive(Clone, Copy)]
+enum Dir<'a> {
     Forward,
     Backward,
-    BackwardAdd,
+    BackwardAdd(&'a Tensor),
 }
 
-fn launch(
-    ctx: &Context,
-    dir: Dir,
-    label: &str,
-    g: &ConcatGeom,
-    from: &Tensor,
-    to: &Tensor,
-    other: Option<&Tensor>,
-) -> Result<Launch> {
+fn launch(ctx: &Context, dir: Dir, label: &str, g: &ConcatGeom, from: &Tensor, to: &Tensor) -> Result<Launch> {
     // Four values per invocation when every run of the copy starts at a multiple of 4 in both tensors:
     // an image's part (c_part · h · w), its slice's start in the whole (offset · h · w) and the whole's
     // image (c_whole · h · w) all multiples of 4, whatever h · w is.
@@ -50,14 +42,14 @@ fn launch(
         (Dir::Forward, _) => Kernel::ConcatForward4,
         (Dir::Backward, 1) => Kernel::ConcatBackward,
         (Dir::Backward, _) => Kernel::ConcatBackward4,
-        (Dir::BackwardAdd, 1) => Kernel::ConcatBackwardAdd,
-        (Dir::BackwardAdd, _) => Kernel::ConcatBackwardAdd4,
+        (Dir::BackwardAdd(_), 1) => Kernel::ConcatBackwardAdd,
+        (Dir::BackwardAdd(_), _) => Kernel::ConcatBackwardAdd4,
     };
     let op = kernel.entry_point();
     g.validate(op)?;
-    let (part, whole) = if dir == Dir::Forward { (from, to) } else { (to, from) };
+    let (part, whole) = if matches!(dir, Dir::Forward) { (from, to) } else { (to, from) };
     part.expect(op, "part", DType::F32, g.part_len())?;
-    if let Some(o) = other {
+    if let Dir::BackwardAdd(o) = dir {
         o.expect(op, "other", DType::F32, g.part_len())?;
     }
     whole.expect(op, "whole", DType::F32, g.whole_len())?;
@@ -74,21 +66,21 @@ fn launch(
         _pad1: 0,
     };
     let consts = [("PART", u(g.c_part * g.hw / lanes)), ("GAP", u((g.c_whole - g.c_part) * g.hw / lanes))];
-    let (tensors, bytes) = match other {
-        Some(o) => (vec![from, o, to], 12 * g.part_len() as u64),
-        None => (vec![from, to], 8 * g.part_len() as u64),
+    let (tensors, bytes) = match dir {
+        Dir::BackwardAdd(o) => (vec![from, o, to], 12 * g.part_len() as u64),
+        _ => (vec![from, to], 8 * g.part_len() as u64),
     };
     Ok(ctx.launch_with(kernel, &consts, label, &p, &tensors, (g.part_len() / lanes) as u64, 0)?.with_work(0, bytes))
 }
 
 /// Copy `part` into its channel slice of `whole`.
 pub fn concat_forward(ctx: &Context, label: &str, g: &ConcatGeom, part: &Tensor, whole: &Tensor) -> Result<Launch> {
-    launch(ctx, Dir::Forward, label, g, part, whole, None)
+    launch(ctx, Dir::Forward, label, g, part, whole)
 }
 
 /// dpart = the channel slice of dwhole.
 pub fn concat_backward(ctx: &Context, label: &str, g: &ConcatGeom, dwhole: &Tensor, dpart: &Tensor) -> Result<Launch> {
-    launch(ctx, Dir::Backward, label, g, dwhole, dpart, None)
+    launch(ctx, Dir::Backward, label, g, dwhole, dpart)
 }
 
 /// dpart = the channel slice of dwhole + other (`other` of the part's shape): the copy and a two-term
@@ -101,5 +93,5 @@ pub fn concat_backward_add(
     other: &Tensor,
     dpart: &Tensor,
 ) -> Result<Launch> {
-    launch(ctx, Dir::BackwardAdd, label, g, dwhole, dpart, Some(other))
+    launch(ctx, Dir::BackwardAdd(other), label, g, dwhole, dpart)
 }
