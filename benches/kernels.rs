@@ -200,7 +200,7 @@ fn linear(c: &mut Criterion, b: &mut Bench<'_>, batch: usize) {
             ctx,
             &s(&format!("linear_forward/{layer}")),
             Work::Flops(flops),
-            linear_forward(ctx, layer, &g, &x, &w, &bias, &y).unwrap(),
+            linear_forward(ctx, layer, &g, &x, &w, &bias, &y, false).unwrap(),
         );
         time(
             c,
@@ -217,7 +217,7 @@ fn linear(c: &mut Criterion, b: &mut Bench<'_>, batch: usize) {
             linear_backward_weight(ctx, layer, &g, &dy, &x, &dw).unwrap(),
         );
         let fast = [
-            ("matmul.forward", linear_forward_fast(ctx, layer, &g, &x, &w, &bias, &y).unwrap()),
+            ("matmul.forward", linear_forward_fast(ctx, layer, &g, &x, &w, &bias, &y, false).unwrap()),
             ("matmul.backward_input", linear_backward_input_fast(ctx, layer, &g, &dy, &w, &dx).unwrap()),
             ("matmul.backward_weight", linear_backward_weight_fast(ctx, layer, &g, &dy, &x, &dw).unwrap()),
         ];
@@ -303,7 +303,7 @@ fn kernels(c: &mut Criterion) {
         ctx,
         "linear_forward/matmul1024",
         Work::Flops(2 * 1024 * 1024 * 1024),
-        linear_forward(ctx, "mm", &g, &x, &w, &bias, &y).unwrap(),
+        linear_forward(ctx, "mm", &g, &x, &w, &bias, &y, false).unwrap(),
         1,
     );
     // The register-blocked matmul kernel on the same product.
@@ -312,7 +312,7 @@ fn kernels(c: &mut Criterion) {
         ctx,
         "matmul/matmul1024",
         Work::Flops(2 * 1024 * 1024 * 1024),
-        linear_forward_fast(ctx, "mm", &g, &x, &w, &bias, &y).unwrap().expect("k = 1024 fits one invocation"),
+        linear_forward_fast(ctx, "mm", &g, &x, &w, &bias, &y, false).unwrap().expect("k = 1024 fits one invocation"),
         1,
     );
 }

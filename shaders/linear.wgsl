@@ -14,6 +14,10 @@ struct LinearParams {
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
 
+// linear_forward: store max(y, 0) (a layer followed by ReLU in one pass, the fuse pass's
+// `linear_relu`).
+override RELU: bool = false;
+
 // linear_forward: x, w, b -> y
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
@@ -32,7 +36,8 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var k = 0u; k < p.in_f; k++) {
         acc += fwd_x[xr + k] * fwd_w[wr + k];
     }
-    fwd_y[i] = acc + fwd_b[o];
+    let y = acc + fwd_b[o];
+    fwd_y[i] = select(y, max(y, 0.0), RELU);
 }
 
 // linear_backward_input: dy, w -> dx = dy · W

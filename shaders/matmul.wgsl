@@ -11,6 +11,9 @@ override MR: u32 = 8u;
 override NC: u32 = 1u;
 // Add bias[j] (otherwise bias is not read).
 override BIAS: bool = false;
+// Store max(c, 0): a fully connected layer followed by ReLU in one pass (the fuse pass's
+// `linear_relu`), the value relu_forward computes from the stored product.
+override RELU: bool = false;
 
 struct MatmulParams {
     m: u32,
@@ -48,7 +51,8 @@ fn store_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
 }
 
 // Columns [j0, j0 + 4) of the row of c at offset `row`, those that exist (j0 itself does).
-fn store_cols(row: u32, j0: u32, v: vec4<f32>) {
+fn store_cols(row: u32, j0: u32, c: vec4<f32>) {
+    let v = select(c, max(c, vec4<f32>(0.0)), RELU);
     let at = row + j0 * p.c_j;
     mm_c[at] = v.x;
     if (j0 + 1u < p.n) { mm_c[at + p.c_j] = v.y; }
@@ -172,11 +176,6 @@ const TK: u32 = 16u;
 var<workgroup> tile_a: array<vec4<f32>, 128>; // [k][row / 4]: tile_a[kk * 8 + r / 4][r % 4]
 var<workgroup> tile_b: array<vec4<f32>, 128>; // [k][col / 4]
 
-fn store_tile_row(l: u32, m: u32, j0: u32, v: vec4<f32>) {
-    if (m >= p.m || j0 >= p.n) { return; }
-    store_row(l, m, j0, v);
-}
-
 @compute @workgroup_size(WG)
 fn matmul_tiled(
     @builtin(local_invocation_index) t: u32,
@@ -230,10 +229,10 @@ fn matmul_tiled(
     }
     let j0 = n0 + tc * 4u;
     let mr = m0 + tr * 4u;
-    store_tile_row(l, mr, j0, c0);
-    store_tile_row(l, mr + 1u, j0, c1);
-    store_tile_row(l, mr + 2u, j0, c2);
-    store_tile_row(l, mr + 3u, j0, c3);
+    store_row(l, mr, j0, c0);
+    store_row(l, mr + 1u, j0, c1);
+    store_row(l, mr + 2u, j0, c2);
+    store_row(l, mr + 3u, j0, c3);
 }
 
 // matmul_ub: the product for products that share b (p.b_l = 0), with b read through the uniform window

@@ -14,6 +14,7 @@ override NC: u32 = 2u;     // vec4 column groups per invocation: 1 or 2
 override A_K: bool = true; // a is read along k (else along m)
 override B_K: bool = true; // b is read along k (else along j)
 override BIAS: bool = false;
+override RELU: bool = false; // store max(c, 0) (as matmul.wgsl)
 
 struct MatmulParams {
     m: u32,
@@ -82,8 +83,9 @@ fn b_cols(l: u32, j: u32, q: u32) -> mat4x4<f32> {
     return mat4x4<f32>(vb[c], vb[c + s], vb[c + 2u * s], vb[c + 3u * s]);
 }
 
-fn store4(l: u32, m: u32, j0: u32, v: vec4<f32>) {
+fn store4(l: u32, m: u32, j0: u32, c: vec4<f32>) {
     if (m >= p.m || j0 >= p.n) { return; }
+    let v = select(c, max(c, vec4<f32>(0.0)), RELU);
     let base = l * p.c_l + m * p.c_m + j0 * p.c_j;
     mm_c[base] = v.x;
     if (j0 + 1u < p.n) { mm_c[base + p.c_j] = v.y; }

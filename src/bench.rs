@@ -245,7 +245,7 @@ impl CeilingProbe {
         let w = Tensor::from_f32(ctx, "ceiling.w", &[side, side], &rng.vec_f32(g.w_len(), -1.0, 1.0))?;
         let b = Tensor::zeros(ctx, "ceiling.b", &[side], DType::F32)?;
         let y = Tensor::zeros(ctx, "ceiling.y", &[side, side], DType::F32)?;
-        let launch = crate::kernels::matmul::linear_forward_auto(ctx, "ceiling", &g, &x, &w, &b, &y)?;
+        let launch = crate::kernels::matmul::linear_forward_auto(ctx, "ceiling", &g, &x, &w, &b, &y, false)?;
         ctx.run(&[&launch])?;
         ctx.wait()?;
         Ok(CeilingProbe { launch, flops: 2.0 * (side as f64).powi(3), _buffers: [x, w, b, y] })

@@ -148,7 +148,7 @@ fn impossible_geometries_are_shape_errors() {
     let arg = zeros_u32("arg", &[1]);
     expect_shape(maxpool2d_forward(c, "pool", &pool, &t(9), &t(1), &arg), "maxpool2d_forward", "larger than the input");
     let lin = LinearGeom { n: 0, in_f: 3, out_f: 2 };
-    expect_shape(linear_forward(c, "fc", &lin, &t(1), &t(6), &t(2), &t(1)), "linear_forward", "zero-sized");
+    expect_shape(linear_forward(c, "fc", &lin, &t(1), &t(6), &t(2), &t(1), false), "linear_forward", "zero-sized");
 }
 
 #[test]
@@ -170,6 +170,7 @@ fn mismatched_tensors_are_shape_errors_naming_the_operand() {
             &zeros("w", &[3, 10]),
             &zeros("b", &[3]),
             &zeros("y", &[12]),
+            false,
         ),
         "linear_forward",
         "44 elements, expected 40",

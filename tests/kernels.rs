@@ -202,6 +202,8 @@ fn linear_all_directions_match_reference() {
         ("grid_past_65535_w", LinearGeom { n: 8, in_f: 2050, out_f: 2050 }),
     ];
     let c = ctx();
+    // Positive and other products the fused ReLU saw over the table (a 1×1 row has one value).
+    let mut signs = (0, 0);
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(400 + seed as u64);
         let x = r.vec_f32(g.x_len(), -1.0, 1.0);
@@ -214,8 +216,15 @@ fn linear_all_directions_match_reference() {
         let dyt = upload("dy", &[g.n, g.out_f], &dy);
         let (yt, dxt, dwt, dbt) =
             (zeros("y", &[g.y_len()]), zeros("dx", &[g.x_len()]), zeros("dw", &[g.w_len()]), zeros("db", &[g.out_f]));
-        let got = run_f32(linear_forward(c, name, g, &xt, &wt, &bt, &yt), &yt);
-        check(&format!("linear_forward/{name}"), &got, &cpu::linear_forward(g, &x64, &w64, &b64), F32_TOL);
+        let want_y = cpu::linear_forward(g, &x64, &w64, &b64);
+        let got = run_f32(linear_forward(c, name, g, &xt, &wt, &bt, &yt, false), &yt);
+        check(&format!("linear_forward/{name}"), &got, &want_y, F32_TOL);
+        // With its ReLU (the fuse pass's linear_relu): max(y, 0) of the same sums, bit for bit.
+        yt.write_f32(c, &vec![f32::NAN; yt.len()]).unwrap();
+        let got_relu = run_f32(linear_forward(c, name, g, &xt, &wt, &bt, &yt, true), &yt);
+        check(&format!("linear_forward+relu/{name}"), &got_relu, &cpu::relu_forward(&want_y), F32_TOL);
+        let (p, q) = relu_of(&format!("linear_forward+relu/{name}"), &got_relu, &got);
+        signs = (signs.0 + p, signs.1 + q);
         let got = run_f32(linear_backward_input(c, name, g, &dyt, &wt, &dxt), &dxt);
         check(&format!("linear_backward_input/{name}"), &got, &cpu::linear_backward_input(g, &dy64, &w64), F32_TOL);
         let got = run_f32(linear_backward_weight(c, name, g, &dyt, &xt, &dwt), &dwt);
@@ -227,14 +236,20 @@ fn linear_all_directions_match_reference() {
         for t in [&yt, &dxt, &dwt] {
             t.write_f32(c, &vec![f32::NAN; t.len()]).unwrap();
         }
-        let got = run_f32(Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt).unwrap().unwrap()), &yt);
-        check(&format!("matmul.forward/{name}"), &got, &cpu::linear_forward(g, &x64, &w64, &b64), F32_TOL);
+        let got = run_f32(Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, false).unwrap().unwrap()), &yt);
+        check(&format!("matmul.forward/{name}"), &got, &want_y, F32_TOL);
+        yt.write_f32(c, &vec![f32::NAN; yt.len()]).unwrap();
+        let got_relu = run_f32(Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, true).unwrap().unwrap()), &yt);
+        check(&format!("matmul.forward+relu/{name}"), &got_relu, &cpu::relu_forward(&want_y), F32_TOL);
+        let (p, q) = relu_of(&format!("matmul.forward+relu/{name}"), &got_relu, &got);
+        signs = (signs.0 + p, signs.1 + q);
         let got = run_f32(Ok(linear_backward_input_fast(c, name, g, &dyt, &wt, &dxt).unwrap().unwrap()), &dxt);
         check(&format!("matmul.backward_input/{name}"), &got, &cpu::linear_backward_input(g, &dy64, &w64), F32_TOL);
         let got = run_f32(Ok(linear_backward_weight_fast(c, name, g, &dyt, &xt, &dwt).unwrap().unwrap()), &dwt);
         let want = cpu::linear_backward_weight(g, &dy64, &x64);
         check(&format!("matmul.backward_weight/{name}"), &got, &want, F32_TOL);
     }
+    assert!(signs.0 > 0 && signs.1 > 0, "the fused ReLU saw {} positive and {} other values", signs.0, signs.1);
     let n = table.len();
     assert!(groups(table[n - 3].1.y_len()) > 65_535);
     assert!(groups(table[n - 2].1.x_len()) > 65_535);

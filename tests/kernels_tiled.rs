@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::trainer::RefTrainer;
-use common::{check, rng, sample, sgd, to_f64, Tol, F32_TOL};
+use common::{check, relu_of, rng, sample, sgd, to_f64, Tol, F32_TOL};
 use wgcnn::context::Budget;
 
 use wgcnn::kernels::conv_fast::{conv2d_backward_input_fast, conv2d_backward_weight_fast, conv2d_forward_fused};
@@ -61,6 +61,8 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
         // 65,625 tiles of y (forward) and of dW (weight gradient): the grid folds.
         ("tiles_past_65535", LinearGeom { n: 1, in_f: 2, out_f: 2_100_000 }),
     ];
+    // Positive and other products the fused ReLU saw over the table (a 1×1 row has one value).
+    let mut signs = (0, 0);
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(1400 + seed as u64);
         let (x, w, b, dy) = (
@@ -72,8 +74,11 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
         let (x64, w64, b64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
         let (xt, wt, bt, dyt) = (upload("x", &x), upload("w", &w), upload("b", &b), upload("dy", &dy));
         let (yt, dxt, dwt) = (zeros("y", g.y_len()), zeros("dx", g.x_len()), zeros("dw", g.w_len()));
-        let got = run(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt).unwrap(), Kernel::MatmulTiled, &yt);
+        let got = run(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, false).unwrap(), Kernel::MatmulTiled, &yt);
         check(&format!("matmul_tiled.forward/{name}"), &got, &cpu::linear_forward(g, &x64, &w64, &b64), F32_TOL);
+        let fused = run(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, true).unwrap(), Kernel::MatmulTiled, &yt);
+        let (p, q) = relu_of(&format!("matmul_tiled.forward+relu/{name}"), &fused, &got);
+        signs = (signs.0 + p, signs.1 + q);
         let dx = linear_backward_input_fast(c, name, g, &dyt, &wt, &dxt).unwrap();
         // The input gradient reduces over out_f: past this adapter's loop budget there is no fast path.
         if matmul_takes(g.out_f, 1, &c.budget(), &c.limits) {
@@ -87,6 +92,7 @@ fn matmul_tiled_matches_the_reference_in_every_role() {
         let want = cpu::linear_backward_weight(g, &dy64, &x64);
         check(&format!("matmul_tiled.backward_weight/{name}"), &got, &want, F32_TOL);
     }
+    assert!(signs.0 > 0 && signs.1 > 0, "the fused ReLU saw {} positive and {} other values", signs.0, signs.1);
     assert!(2_100_000usize.div_ceil(32) > 65_535);
 }
 

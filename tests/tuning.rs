@@ -98,8 +98,9 @@ fn every_matmul_variant_gives_the_reference_and_the_same_bits() {
         let ub = matmul_ub_takes(c, g.n, &batch1, &fb, tiled);
         let variants = matmul_variants((g.n, g.out_f, g.in_f), &batch1, &fa, &fb, tiled, ub);
         assert_eq!(variants.iter().any(|v| v.vec.is_some()), *vec_forward, "{name}: vec4 variants of the forward");
-        let (bits, names) =
-            every_variant(variants.len(), &yt, || Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt)?.unwrap()));
+        let (bits, names) = every_variant(variants.len(), &yt, || {
+            Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, false)?.unwrap())
+        });
         let want = cpu::linear_forward(g, &x64, &w64, &b64);
         check(
             &format!("forward/{name}/{}", names[0]),
@@ -109,6 +110,14 @@ fn every_matmul_variant_gives_the_reference_and_the_same_bits() {
         );
         assert_eq!(names, variants.iter().map(MatmulVariant::name).collect::<Vec<_>>(), "{name}: forced variants");
         same_bits(&format!("forward/{name}"), &bits, &names);
+        // With the layer's ReLU fused (linear_relu): every variant max(y, 0) of the same bits.
+        let (relu_bits, relu_names) = every_variant(variants.len(), &yt, || {
+            Ok(linear_forward_fast(c, name, g, &xt, &wt, &bt, &yt, true)?.unwrap())
+        });
+        assert_eq!(relu_names, names, "{name}: forced variants with the ReLU");
+        same_bits(&format!("forward+relu/{name}"), &relu_bits, &relu_names);
+        let f32s = |b: &[u32]| b.iter().map(|&v| f32::from_bits(v)).collect::<Vec<_>>();
+        assert_relu_of(&format!("forward+relu/{name}"), &f32s(&relu_bits[0]), &f32s(&bits[0]));
         // Input gradient (b along j) and weight gradient (a along m, b along j).
         let (bits, names) =
             every_variant(8, &dxt, || Ok(linear_backward_input_fast(c, name, g, &dyt, &wt, &dxt)?.unwrap()));
@@ -190,7 +199,7 @@ fn the_tuning_cache_round_trips_and_a_bad_one_is_ignored() {
         upload("b", &[g.out_f], &r.vec_f32(g.out_f, -1.0, 1.0)),
     );
     let yt = zeros("y", &[g.y_len()]);
-    let build = || linear_forward_fast(c, "tuned", &g, &xt, &wt, &bt, &yt).unwrap().unwrap();
+    let build = || linear_forward_fast(c, "tuned", &g, &xt, &wt, &bt, &yt, false).unwrap().unwrap();
     let last = || c.tune_choices().last().cloned().unwrap();
     let dir = temp_dir("cache");
 

@@ -110,7 +110,7 @@ mod tests {
         let x = ir.add_value("x", &[2, 3], DType::F32, Role::Input);
         let l = ir.add_value("labels", &[2], DType::U32, Role::Labels);
         let w = ir.add_value("fc.weight", &[4, 3], DType::F32, Role::Param(0));
-        let h = ir.push("fc", Op::Linear(LinearOp::Forward), &[x, w]).unwrap()[0];
+        let h = ir.push("fc", Op::Linear(LinearOp::Forward { relu: false }), &[x, w]).unwrap()[0];
         let r = ir.push("relu", Op::Act(ActOp::Forward(Activation::Relu)), &[h]).unwrap()[0];
         let s = ir.push("add", Op::Add(AddOp::default()), &[r, h]).unwrap()[0];
         let f = ir.push("flat", Op::View(ViewOp::Flatten), &[s]).unwrap()[0];
@@ -125,7 +125,7 @@ mod tests {
         let x = ir.add_value("x", &[2, 3], DType::F32, Role::Input);
         let l = ir.add_value("labels", &[2], DType::U32, Role::Labels);
         let w = ir.add_value("fc.weight", &[4, 3], DType::F32, Role::Param(0));
-        let h = ir.push("fc", Op::Linear(LinearOp::Forward), &[x, w]).unwrap()[0];
+        let h = ir.push("fc", Op::Linear(LinearOp::Forward { relu: false }), &[x, w]).unwrap()[0];
         let relus: Vec<ValueId> = (0..5)
             .map(|i| ir.push(&format!("relu{i}"), Op::Act(ActOp::Forward(Activation::Relu)), &[h]).unwrap()[0])
             .collect();

@@ -82,7 +82,7 @@ impl Builder {
                     let msg = format!("linear expects an input of shape [n, features], got {xs:?} (flatten it first)");
                     return Err(in_node(&l.name, shape_err("linear", msg)));
                 }
-                (Op::Linear(LinearOp::Forward), self.weights(&l.name, f.out_features, &[xs[1]], f.bias))
+                (Op::Linear(LinearOp::Forward { relu: false }), self.weights(&l.name, f.out_features, &[xs[1]], f.bias))
             }
             LayerOp::Act(a) => (Op::Act(ActOp::Forward(a)), vec![]),
             LayerOp::Pool(p) => {

@@ -13,6 +13,8 @@
 //!   parameter gradients and the input gradient) read its result, is applied by those two kernels: they read the
 //!   incoming gradient and the ReLU's output and mask as the ReLU's backward does (the same bits).
 //!   It runs after `pool_relu_mask`, which takes the ReLU's backward first where a max-pool follows.
+//! - `linear_relu`: a fully connected layer whose output only a ReLU reads stores max(y, 0) itself,
+//!   as `conv_relu` does (every kernel of the layer takes it, plain and fast).
 //! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
 //!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
@@ -27,7 +29,7 @@
 
 use crate::ir::{Ir, Node, ValueId};
 use crate::kernels::activation::Activation;
-use crate::ops::{ActOp, AddOp, BatchNormOp, ConcatOp, ConvOp, Op, PoolOp};
+use crate::ops::{ActOp, AddOp, BatchNormOp, ConcatOp, ConvOp, LinearOp, Op, PoolOp};
 use crate::shape::{Conv2dGeom, Pool2dGeom};
 
 /// What the fusion rules ask the kernels.
@@ -48,6 +50,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     let mut done = Vec::new();
     conv_bn_fold(ir, oracle, &mut done);
     conv_relu(ir, oracle, &mut done);
+    linear_relu(ir, &mut done);
     bn_relu(ir, &mut done);
     add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
@@ -115,6 +118,11 @@ fn conv_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
             *relu = true;
         }
     });
+}
+
+fn linear_relu(ir: &mut Ir, done: &mut Rewrites) {
+    let takes = |_: &Ir, n: &Node| n.op == Op::Linear(LinearOp::Forward { relu: false });
+    absorb_relu(ir, done, "linear_relu", takes, |op| *op = Op::Linear(LinearOp::Forward { relu: true }));
 }
 
 fn bn_relu(ir: &mut Ir, done: &mut Rewrites) {
@@ -226,12 +234,14 @@ fn bn_relu_backward(ir: &mut Ir, done: &mut Rewrites) {
     }
 }
 
-/// Whether an op's output is a ReLU's (a ReLU, or a conv or add with its ReLU fused).
+/// Whether an op's output is a ReLU's (a ReLU, or a conv, linear, add or batch-norm with its ReLU
+/// fused).
 fn applies_relu(op: &Op) -> bool {
     matches!(
         op,
         Op::Act(ActOp::Forward(Activation::Relu))
             | Op::Conv(ConvOp::Forward { relu: true, .. })
+            | Op::Linear(LinearOp::Forward { relu: true })
             | Op::Add(AddOp { relu: true })
             | Op::BatchNorm(BatchNormOp::Train { relu: true, .. } | BatchNormOp::Eval { relu: true, .. })
     )
@@ -474,6 +484,70 @@ mod tests {
         }
         // A second reader of the sum keeps the ReLU apart.
         let mut tapped = residual(true);
+        let want = tapped.clone();
+        assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
+        assert_eq!(tapped, want);
+    }
+
+    /// x [3, 5] → fc1 (with bias) → relu → fc2 → loss, with gradients; `tap` adds a second reader of
+    /// fc1's output (an add of it to the ReLU's).
+    fn mlp(tap: bool) -> Ir {
+        let mut ir = Ir::default();
+        let x = ir.add_value("x", &[3, 5], DType::F32, Role::Input);
+        let l = ir.add_value("labels", &[3], DType::U32, Role::Labels);
+        let w1 = ir.add_value("fc1.weight", &[4, 5], DType::F32, Role::Param(0));
+        let b1 = ir.add_value("fc1.bias", &[4], DType::F32, Role::Param(1));
+        let w2 = ir.add_value("fc2.weight", &[2, 4], DType::F32, Role::Param(2));
+        let linear = Op::Linear(LinearOp::Forward { relu: false });
+        let h = ir.push("fc1", linear.clone(), &[x, w1, b1]).unwrap()[0];
+        let mut r = ir.push("r", Op::Act(ActOp::Forward(Activation::Relu)), &[h]).unwrap()[0];
+        if tap {
+            r = ir.push("t", Op::Add(AddOp::default()), &[r, h]).unwrap()[0];
+        }
+        let y = ir.push("fc2", linear, &[r, w2]).unwrap()[0];
+        ir.push("loss", Op::Loss(LossOp::Forward(LossKind::CrossEntropy)), &[y, l]).unwrap();
+        autodiff(&mut ir).unwrap();
+        ir
+    }
+
+    #[test]
+    fn linear_relu_fuses_a_layer_and_its_relu_and_computes_the_same() {
+        use crate::ir::interp;
+        let unfused = mlp(false);
+        let mut ir = unfused.clone();
+        // The kernels take every shape (no oracle is asked): the rule fires even where convs would not.
+        let done = fuse(&mut ir, &Says(false, false));
+        assert_eq!(done, [("linear_relu", "fc1+r".to_string())], "{}", ir.dump());
+        assert_eq!(ir.nodes.len(), unfused.nodes.len() - 1);
+        let fc1 = &ir.nodes[0];
+        assert_eq!(fc1.op, Op::Linear(LinearOp::Forward { relu: true }));
+        assert_eq!(fc1.op.name(), "linear+relu");
+        assert_eq!(ir.value(fc1.outputs[0]).name, "r");
+        // The ReLU's backward reads the fused layer's output.
+        let rb = ir.nodes.iter().find(|n| n.op == Op::Act(ActOp::Backward(Activation::Relu))).unwrap();
+        assert_eq!(rb.inputs[0], fc1.outputs[0]);
+        // Loss and every gradient as before (f64 interpreter; the same operations, so exactly).
+        let mut g = crate::rng::Rng::new(8);
+        let mut draw = |n: usize| (0..n).map(|_| g.uniform(-1.0, 1.0)).collect::<Vec<f64>>();
+        let feeds = vec![
+            (ValueId(0), draw(15)),
+            (ValueId(1), vec![1.0, 0.0, 1.0]),
+            (ValueId(2), draw(20)),
+            (ValueId(3), draw(4)),
+            (ValueId(4), draw(8)),
+        ];
+        let (a, b) = (interp::run(&unfused, &feeds).unwrap(), interp::run(&ir, &feeds).unwrap());
+        let wanted: Vec<ValueId> = (0..unfused.values.len())
+            .map(|i| ValueId(i as u32))
+            .filter(|&v| matches!(unfused.value(v).role, Role::ParamGrad(_)) || unfused.value(v).name == "loss")
+            .collect();
+        assert_eq!(wanted.len(), 4, "the loss and three parameter gradients");
+        for v in wanted {
+            let (pa, pb) = (a.get(v).unwrap(), b.get(v).unwrap());
+            assert_eq!(pa, pb, "{}", unfused.value(v).name);
+        }
+        // The layer's output read by another node too: the ReLU stays apart.
+        let mut tapped = mlp(true);
         let want = tapped.clone();
         assert!(fuse(&mut tapped, &Says(true, true)).is_empty(), "{}", tapped.dump());
         assert_eq!(tapped, want);

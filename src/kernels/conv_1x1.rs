@@ -6,7 +6,7 @@
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::kernels::matmul::{matmul_batched, Batch, Operand};
+use crate::kernels::matmul::{matmul_batched, Batch, Epilogue, Operand};
 use crate::kernels::reduce::sum_chunks;
 use crate::kernels::Launch;
 use crate::shape::Conv2dGeom;
@@ -33,7 +33,7 @@ pub fn conv1x1_forward(
     let wt = Operand { t: w, rows: 1, cols: g.c_in }; // wᵀ [ci, co]
     let c = Operand { t: y, rows: 1, cols: hw }; // yᵀ_n [s, co]
     let batch = Batch { count: g.n, a: g.c_in * hw, b: 0, c: g.c_out * hw };
-    matmul_batched(ctx, label, (hw, g.c_out, g.c_in), batch, a, wt, Some(b), c)
+    matmul_batched(ctx, label, (hw, g.c_out, g.c_in), batch, a, wt, Epilogue { bias: Some(b), relu: false }, c)
 }
 
 /// dx[n, ci, s] = Σ_co dy[n, co, s] · w[co, ci], as dxᵀ_n = dyᵀ_n · w.
@@ -50,7 +50,7 @@ pub fn conv1x1_backward_input(
     let wm = Operand { t: w, rows: g.c_in, cols: 1 }; // w [co, ci]
     let c = Operand { t: dx, rows: 1, cols: hw }; // dxᵀ_n [s, ci]
     let batch = Batch { count: g.n, a: g.c_out * hw, b: 0, c: g.c_in * hw };
-    matmul_batched(ctx, label, (hw, g.c_in, g.c_out), batch, a, wm, None, c)
+    matmul_batched(ctx, label, (hw, g.c_in, g.c_out), batch, a, wm, Epilogue::NONE, c)
 }
 
 /// dw[co, ci] = Σ_n Σ_s dy[n, co, s] · x[n, ci, s]: the per-image products dy_n · x_nᵀ into a
@@ -71,7 +71,7 @@ pub fn conv1x1_backward_weight(
     let xt = Operand { t: x, rows: 1, cols: hw }; // xᵀ_n [s, ci]
     let c = Operand { t: &partial, rows: g.c_in, cols: 1 }; // [co, ci] of image n
     let batch = Batch { count: g.n, a: g.c_out * hw, b: g.c_in * hw, c: w_len };
-    let Some(products) = matmul_batched(ctx, label, (g.c_out, g.c_in, hw), batch, a, xt, None, c)? else {
+    let Some(products) = matmul_batched(ctx, label, (g.c_out, g.c_in, hw), batch, a, xt, Epilogue::NONE, c)? else {
         return Ok(None);
     };
     if g.n == 1 {

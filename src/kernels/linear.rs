@@ -53,7 +53,8 @@ impl LinearParams {
     }
 }
 
-/// y = x·Wᵀ + b.
+/// y = x·Wᵀ + b; with `relu`, max(y, 0) (the layer and its ReLU in one pass).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
     ctx: &Context,
     label: &str,
@@ -62,6 +63,7 @@ pub fn linear_forward(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
+    relu: bool,
 ) -> Result<Launch> {
     let op = Kernel::LinearForward.entry_point();
     let p = LinearParams::new(op, g, g.y_len())?;
@@ -70,7 +72,15 @@ pub fn linear_forward(
     b.expect(op, "b", DType::F32, g.out_f)?;
     y.expect(op, "y", DType::F32, g.y_len())?;
     Ok(ctx
-        .launch(Kernel::LinearForward, label, &p, &[x, w, b, y], g.y_len() as u64, g.in_f as u64)?
+        .launch_with(
+            Kernel::LinearForward,
+            &[("RELU", u32::from(relu))],
+            label,
+            &p,
+            &[x, w, b, y],
+            g.y_len() as u64,
+            g.in_f as u64,
+        )?
         .with_work(2 * (g.n * g.in_f * g.out_f) as u64, 0))
 }
 

@@ -60,19 +60,32 @@ pub fn matmul_takes(k: usize, count: usize, budget: &Budget, limits: &wgpu::Limi
     matmul_iters(k, budget.tiled) <= budget.loop_iters && count <= limits.max_compute_workgroups_per_dimension as usize
 }
 
-/// `c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j])` for an `m`×`n` result over `k`. `None` when `k` is past
-/// what one invocation may loop over (use a split reduction instead).
-#[allow(clippy::too_many_arguments)]
+/// What a product does to each result before storing it: the sum starts from `bias[j]` when there is
+/// one, and `relu` stores max(c, 0) (a layer followed by ReLU in one pass, the same value the ReLU
+/// kernels compute from the stored product).
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// The plain product: no bias, no ReLU.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, relu: false };
+}
+
+/// `c[m, j] = Σ_k a[m, k]·b[k, j] (+ bias[j])` for an `m`×`n` result over `k`, through `out`. `None`
+/// when `k` is past what one invocation may loop over (use a split reduction instead).
 pub fn matmul(
     ctx: &Context,
     label: &str,
     dims: (usize, usize, usize),
     a: Operand,
     b: Operand,
-    bias: Option<&Tensor>,
+    out: Epilogue,
     c: Operand,
 ) -> Result<Option<Launch>> {
-    matmul_batched(ctx, label, dims, Batch { count: 1, a: 0, b: 0, c: 0 }, a, b, bias, c)
+    matmul_batched(ctx, label, dims, Batch { count: 1, a: 0, b: 0, c: 0 }, a, b, out, c)
 }
 
 /// How many products a batched [`matmul`] runs, and where operand `l` of each starts (`a[l, m, k] =
@@ -95,10 +108,11 @@ pub fn matmul_batched(
     batch: Batch,
     a: Operand,
     b: Operand,
-    bias: Option<&Tensor>,
+    out: Epilogue,
     c: Operand,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Matmul.entry_point();
+    let bias = out.bias;
     if m == 0 || n == 0 || k == 0 || batch.count == 0 {
         return Err(shape_err(op, format!("zero-sized product {m}x{n} over {k}, {} of them", batch.count)));
     }
@@ -145,7 +159,7 @@ pub fn matmul_batched(
     let variants = matmul_variants((m, n, k), &batch, &a, &b, tiled, matmul_ub_takes(ctx, m, &batch, &b, tiled));
     let names: Vec<String> = variants.iter().map(MatmulVariant::name).collect();
     let shape = format!(
-        "{m}x{n}x{k} l{} a{},{},{} b{},{},{} c{},{},{}{}",
+        "{m}x{n}x{k} l{} a{},{},{} b{},{},{} c{},{},{}{}{}",
         batch.count,
         a.rows,
         a.cols,
@@ -156,16 +170,18 @@ pub fn matmul_batched(
         c.rows,
         c.cols,
         batch.c,
-        if bias.is_some() { " bias" } else { "" }
+        if bias.is_some() { " bias" } else { "" },
+        if out.relu { " relu" } else { "" }
     );
     let bias_c = u32::from(bias.is_some());
+    let relu_c = u32::from(out.relu);
     let l = ctx.tuned("matmul", shape, &names, |i| {
         let v = variants[i];
         if v.tiled {
             // One workgroup per 32×32 tile (the `total` field counts tiles), 16 values of k per step.
             let tiles = m.div_ceil(32) * n.div_ceil(32);
             let p = MatmulParams { total: to_u32(op, "tiles", tiles)?, ..p };
-            let consts = [("BIAS", bias_c)];
+            let consts = [("BIAS", bias_c), ("RELU", relu_c)];
             let threads = tiles as u64 * u64::from(WORKGROUP_SIZE);
             let iters = matmul_iters(k, true) as u64;
             return ctx.launch_layered(Kernel::MatmulTiled, &consts, label, &p, &tensors, threads, layers, iters);
@@ -176,7 +192,7 @@ pub fn matmul_batched(
             let total = (batch.count * m).div_ceil(v.mr as usize);
             let p = MatmulParams { total: to_u32(op, "invocations", total)?, ..p };
             let col_blocks = to_u32(op, "column blocks", n.div_ceil(4 * v.nc as usize))?;
-            let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c)];
+            let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c), ("RELU", relu_c)];
             let tensors = [a.t, b.t, bias.unwrap_or(a.t), c.t];
             return ctx.launch_layered(Kernel::MatmulUb, &consts, label, &p, &tensors, total as u64, col_blocks, iters);
         }
@@ -184,17 +200,24 @@ pub fn matmul_batched(
         let p = MatmulParams { total: to_u32(op, "invocations", total)?, ..p };
         match v.vec {
             Some((a_k, b_k)) => {
-                let consts =
-                    [("MR", v.mr), ("NC", v.nc), ("A_K", u32::from(a_k)), ("B_K", u32::from(b_k)), ("BIAS", bias_c)];
+                let consts = [
+                    ("MR", v.mr),
+                    ("NC", v.nc),
+                    ("A_K", u32::from(a_k)),
+                    ("B_K", u32::from(b_k)),
+                    ("BIAS", bias_c),
+                    ("RELU", relu_c),
+                ];
                 ctx.launch_layered(Kernel::MatmulVec4, &consts, label, &p, &tensors, total as u64, layers, iters)
             }
             None => match v.vec_b {
                 Some(b_k) => {
-                    let consts = [("MR", v.mr), ("NC", v.nc), ("B_K", u32::from(b_k)), ("BIAS", bias_c)];
+                    let consts =
+                        [("MR", v.mr), ("NC", v.nc), ("B_K", u32::from(b_k)), ("BIAS", bias_c), ("RELU", relu_c)];
                     ctx.launch_layered(Kernel::MatmulVec4b, &consts, label, &p, &tensors, total as u64, layers, iters)
                 }
                 None => {
-                    let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c)];
+                    let consts = [("MR", v.mr), ("NC", v.nc), ("BIAS", bias_c), ("RELU", relu_c)];
                     ctx.launch_layered(Kernel::Matmul, &consts, label, &p, &tensors, total as u64, layers, iters)
                 }
             },
@@ -350,7 +373,8 @@ pub fn matmul_variants(
     v
 }
 
-/// y = x·Wᵀ + b through [`matmul`].
+/// y = x·Wᵀ + b through [`matmul`]; with `relu`, max(that, 0) (the layer and its ReLU in one pass).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward_fast(
     ctx: &Context,
     label: &str,
@@ -359,6 +383,7 @@ pub fn linear_forward_fast(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
+    relu: bool,
 ) -> Result<Option<Launch>> {
     let op = Kernel::Matmul.entry_point();
     g.validate(op)?;
@@ -368,7 +393,7 @@ pub fn linear_forward_fast(
     let a = Operand { t: x, rows: g.in_f, cols: 1 };
     let bm = Operand { t: w, rows: 1, cols: g.in_f };
     let c = Operand { t: y, rows: g.out_f, cols: 1 };
-    matmul(ctx, label, (g.n, g.out_f, g.in_f), a, bm, Some(b), c)
+    matmul(ctx, label, (g.n, g.out_f, g.in_f), a, bm, Epilogue { bias: Some(b), relu }, c)
 }
 
 /// dx = dy·W through [`matmul`].
@@ -388,7 +413,7 @@ pub fn linear_backward_input_fast(
     let a = Operand { t: dy, rows: g.out_f, cols: 1 };
     let bm = Operand { t: w, rows: g.in_f, cols: 1 };
     let c = Operand { t: dx, rows: g.in_f, cols: 1 };
-    matmul(ctx, label, (g.n, g.in_f, g.out_f), a, bm, None, c)
+    matmul(ctx, label, (g.n, g.in_f, g.out_f), a, bm, Epilogue::NONE, c)
 }
 
 /// dW = dyᵀ·x through [`matmul`] (one reduction over the batch per output; `None` past 60,000 rows).
@@ -408,10 +433,12 @@ pub fn linear_backward_weight_fast(
     let a = Operand { t: dy, rows: 1, cols: g.out_f };
     let bm = Operand { t: x, rows: g.in_f, cols: 1 };
     let c = Operand { t: dw, rows: g.in_f, cols: 1 };
-    matmul(ctx, label, (g.out_f, g.in_f, g.n), a, bm, None, c)
+    matmul(ctx, label, (g.out_f, g.in_f, g.n), a, bm, Epilogue::NONE, c)
 }
 
-/// Forward launch: [`matmul`] unless `ctx.kernels` is [`crate::KernelSet::Plain`] or it does not apply.
+/// Forward launch (with `relu`, max(y, 0) stored): [`matmul`] unless `ctx.kernels` is
+/// [`crate::KernelSet::Plain`] or it does not apply.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward_auto(
     ctx: &Context,
     label: &str,
@@ -420,8 +447,13 @@ pub fn linear_forward_auto(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
+    relu: bool,
 ) -> Result<Launch> {
-    fast_or(ctx, || linear_forward_fast(ctx, label, g, x, w, b, y), || linear_forward(ctx, label, g, x, w, b, y))
+    fast_or(
+        ctx,
+        || linear_forward_fast(ctx, label, g, x, w, b, y, relu),
+        || linear_forward(ctx, label, g, x, w, b, y, relu),
+    )
 }
 
 /// Input-gradient launch, fast where possible (see [`linear_forward_auto`]).

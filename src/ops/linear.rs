@@ -12,8 +12,8 @@ use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LinearOp {
-    /// `[x, w]` or `[x, w, b]` → `[y]`.
-    Forward,
+    /// `[x, w]` or `[x, w, b]` → `[y]`; with `relu`, max(y, 0) (the fuse pass's `linear_relu`).
+    Forward { relu: bool },
     /// `[dy, w]` → `[dx]`.
     BackwardInput(LinearGeom),
     /// `[dy, x]` → `[dw]`.
@@ -29,7 +29,8 @@ fn geom(x: &[usize], w: &[usize]) -> LinearGeom {
 impl Rules for LinearOp {
     fn name(&self) -> &'static str {
         match self {
-            LinearOp::Forward => "linear",
+            LinearOp::Forward { relu: false } => "linear",
+            LinearOp::Forward { relu: true } => "linear+relu",
             LinearOp::BackwardInput(_) => "linear_backward_input",
             LinearOp::BackwardWeight(_) => "linear_backward_weight",
             LinearOp::BackwardBias(_) => "linear_backward_bias",
@@ -45,7 +46,7 @@ impl Rules for LinearOp {
             }
         };
         let out = match self {
-            LinearOp::Forward => {
+            LinearOp::Forward { .. } => {
                 arity(op, ins.len(), &[2, 3])?;
                 let (x, w) = (ins[0].0, ins[1].0);
                 rank(op, "an input", x, 2, "[n, features] (add a flatten layer before it)")?;
@@ -84,7 +85,8 @@ impl Rules for LinearOp {
     }
 
     fn backward(&self, gr: &mut Grad<'_>) -> Result<()> {
-        let (LinearOp::Forward, Some(dy)) = (self, gr.dy()) else {
+        // (A fused ReLU comes after autodiff: the graphs it differentiates hold none.)
+        let (LinearOp::Forward { relu: false }, Some(dy)) = (self, gr.dy()) else {
             return Ok(());
         };
         let (x, w) = (gr.input(0), gr.input(1));
@@ -107,11 +109,11 @@ impl Rules for LinearOp {
     fn lower(&self, ctx: &Context, label: &str, ins: &[&Tensor], outs: &[&Tensor]) -> Result<Vec<Launch>> {
         let y = outs[0];
         let l = match self {
-            LinearOp::Forward => {
+            LinearOp::Forward { relu } => {
                 let g = geom(&ins[0].shape, &ins[1].shape);
                 let mut zeros = None;
                 let b = bias_or_zeros(ctx, label, ins, g.out_f, &mut zeros)?;
-                linear_forward_auto(ctx, label, &g, ins[0], ins[1], b, y)?
+                linear_forward_auto(ctx, label, &g, ins[0], ins[1], b, y, *relu)?
             }
             LinearOp::BackwardInput(g) => linear_backward_input_auto(ctx, label, g, ins[0], ins[1], y)?,
             LinearOp::BackwardWeight(g) => linear_backward_weight_auto(ctx, label, g, ins[0], ins[1], y)?,
@@ -122,10 +124,15 @@ impl Rules for LinearOp {
 
     fn eval(&self, ins: &[&[f64]], shapes: &[&[usize]]) -> Result<Vec<Vec<f64>>> {
         Ok(vec![match self {
-            LinearOp::Forward => {
+            LinearOp::Forward { relu } => {
                 let g = geom(shapes[0], shapes[1]);
                 let zeros = vec![0.0; g.out_f];
-                cpu::linear_forward(&g, ins[0], ins[1], ins.get(2).copied().unwrap_or(&zeros))
+                let y = cpu::linear_forward(&g, ins[0], ins[1], ins.get(2).copied().unwrap_or(&zeros));
+                if *relu {
+                    cpu::relu_forward(&y)
+                } else {
+                    y
+                }
             }
             LinearOp::BackwardInput(g) => cpu::linear_backward_input(g, ins[0], ins[1]),
             LinearOp::BackwardWeight(g) => cpu::linear_backward_weight(g, ins[0], ins[1]),

@@ -133,6 +133,25 @@ pub fn check(case: &str, got: &[f32], want: &[f64], tol: Tol) -> f64 {
     max_abs
 }
 
+/// A fused ReLU's output against the same kernel's output without it: each element is the plain one
+/// where that is positive (bit for bit) and zero elsewhere, so the fusion changes nothing but the
+/// ReLU. Returns how many plain values were positive and how many were not.
+pub fn relu_of(case: &str, fused: &[f32], plain: &[f32]) -> (usize, usize) {
+    assert_eq!(fused.len(), plain.len(), "{case}: length");
+    for (i, (&f, &p)) in fused.iter().zip(plain).enumerate() {
+        let ok = if p > 0.0 { f.to_bits() == p.to_bits() } else { f == 0.0 };
+        assert!(ok, "{case}: element {i} is {f}, the ReLU of {p} expected");
+    }
+    let positive = plain.iter().filter(|&&p| p > 0.0).count();
+    (positive, plain.len() - positive)
+}
+
+/// [`relu_of`], and the case has values on both sides of zero (or it would not test the ReLU).
+pub fn assert_relu_of(case: &str, fused: &[f32], plain: &[f32]) {
+    let (positive, rest) = relu_of(case, fused, plain);
+    assert!(positive > 0 && rest > 0, "{case}: {positive} positive and {rest} other values");
+}
+
 /// Exact comparison for integer outputs.
 pub fn check_u32(case: &str, got: &[u32], want: &[u32]) {
     assert_eq!(got.len(), want.len(), "{case}: length");
