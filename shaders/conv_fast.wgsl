@@ -43,6 +43,13 @@ override NFAST: bool = false;
 // 0 every block (one dispatch, the tests made at run time). Each output adds the same products in
 // the same order whichever dispatch computes it.
 override EDGE: u32 = 0u;
+// conv2d_direct: read each input row's window (the columns a block's taps reach) as aligned vec4s of
+// the flat input (d_x4, the same bytes as d_x) shifted into place, instead of one scalar per column.
+// Software adapters load storage lane by lane, so fewer, wider loads pay: 12 columns per kernel row
+// (8 outputs, 5 taps) in 5 vec4 loads instead of 12 scalars. Stride 1 and KW <= 9 (the window's
+// 16 values cover 8 columns and their taps), an EDGE part of 1, 2 or 3, and an input whose length is a
+// multiple of 4 (the launcher checks). The values, and so the products and the bits, are the same.
+override VX: bool = false;
 
 struct FastConvParams {
     n: u32,
@@ -61,6 +68,7 @@ struct FastConvParams {
 @group(0) @binding(3) var<storage, read> d_b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> d_y: array<f32>;
 @group(0) @binding(5) var<uniform> d_wu: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<storage, read> d_x4: array<vec4<f32>>;
 
 fn w_index(co: u32, ci: u32, ky: u32, kx: u32) -> u32 {
     if (FLIP) {
@@ -76,6 +84,48 @@ fn x_at(row: u32, ix: i32) -> f32 {
     }
     let v = d_x[row + u32(clamp(ix, 0, i32(W) - 1))];
     return select(0.0, v, ix >= 0 && ix < i32(W));
+}
+
+// a's components from the s-th on, then b's: four consecutive values of the pair (s < 4).
+fn funnel(a: vec4<f32>, b: vec4<f32>, s: u32) -> vec4<f32> {
+    let s1 = vec4<f32>(a.yzw, b.x);
+    let s2 = vec4<f32>(a.zw, b.xy);
+    let s3 = vec4<f32>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// VX: columns [ix0, ix0 + 16) of the input row at offset `row`, from the five vec4s of the flat input
+// that hold them. Columns outside the row read as 0: in an edge part (EDGE 1 or 2) ix0 is a constant
+// of the pipeline, so these tests fold away; the middle part (EDGE 3) reads inside the row only.
+// Loads before the buffer's start or past its end (clamped) feed only such columns, or columns past
+// the window that no tap of a stored output reads.
+fn x_window(row: u32, ix0: i32) -> array<f32, 16> {
+    let f = i32(row) + ix0;
+    // The window's offset in its first vec4: where rows start on the vec4 grid (W a multiple of 4)
+    // it is ix0's, known when the pipeline is built for an edge block (and for the middle blocks
+    // when COLS is a multiple of 4), so the shifts below fold away.
+    var s = u32(f - (f & -4));
+    if (W % 4u == 0u) { s = u32(ix0 & 3); }
+    let q0 = (f - i32(s)) / 4;
+    let last = i32(arrayLength(&d_x4)) - 1;
+    let v0 = d_x4[u32(clamp(q0, 0, last))];
+    let v1 = d_x4[u32(clamp(q0 + 1, 0, last))];
+    let v2 = d_x4[u32(clamp(q0 + 2, 0, last))];
+    let v3 = d_x4[u32(clamp(q0 + 3, 0, last))];
+    let v4 = d_x4[u32(clamp(q0 + 4, 0, last))];
+    let w0 = funnel(v0, v1, s);
+    let w1 = funnel(v1, v2, s);
+    let w2 = funnel(v2, v3, s);
+    let w3 = funnel(v3, v4, s);
+    var e = array<f32, 16>(w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w,
+                           w2.x, w2.y, w2.z, w2.w, w3.x, w3.y, w3.z, w3.w);
+    if (EDGE != 3u) {
+        for (var j = 0; j < 16; j++) {
+            let c = ix0 + j;
+            e[j] = select(0.0, e[j], c >= 0 && c < i32(W));
+        }
+    }
+    return e;
 }
 
 // Weight of channel-block member c (clamped to the last channel; its result is not stored).
@@ -163,13 +213,23 @@ fn conv2d_direct(
             let iy = top + i32(ky);
             let row = ((n * CIN + ci) * H + u32(iy)) * W;
             let s = i32(SW);
+            // VX: the row's window, from vec4 loads (otherwise not read).
+            var e: array<f32, 16>;
+            if (VX) { e = x_window(row, ix0); }
             if (WIDE) {
                 // Columns ix0 + j·SW + kx for j = 0..7 in xv (0..3) and xw (4..7).
-                var xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
-                var xw = vec4<f32>(x_at(row, ix0 + 3), x_at(row, ix0 + 4), x_at(row, ix0 + 5), x_at(row, ix0 + 6));
+                var xv = vec4<f32>(0.0);
+                var xw = vec4<f32>(0.0);
+                if (!VX) {
+                    xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
+                    xw = vec4<f32>(x_at(row, ix0 + 3), x_at(row, ix0 + 4), x_at(row, ix0 + 5), x_at(row, ix0 + 6));
+                }
                 for (var kx = 0u; kx < KW; kx++) {
                     let c0 = ix0 + i32(kx);
-                    if (SW == 1u) {
+                    if (VX) {
+                        xv = vec4<f32>(e[kx], e[kx + 1u], e[kx + 2u], e[kx + 3u]);
+                        xw = vec4<f32>(e[kx + 4u], e[kx + 5u], e[kx + 6u], e[kx + 7u]);
+                    } else if (SW == 1u) {
                         xv = vec4<f32>(xv.yzw, xw.x);
                         xw = vec4<f32>(xw.yzw, x_at(row, c0 + 7));
                     } else {
@@ -199,10 +259,13 @@ fn conv2d_direct(
                 continue;
             }
             // Columns ix0 + j·SW + kx for j = 0..3; with stride 1 the window slides by one per kx.
-            var xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2));
+            var xv = vec4<f32>(0.0);
+            if (!VX) { xv = vec4<f32>(x_at(row, ix0 - 1), x_at(row, ix0), x_at(row, ix0 + 1), x_at(row, ix0 + 2)); }
             for (var kx = 0u; kx < KW; kx++) {
                 let c0 = ix0 + i32(kx);
-                if (SW == 1u) {
+                if (VX) {
+                    xv = vec4<f32>(e[kx], e[kx + 1u], e[kx + 2u], e[kx + 3u]);
+                } else if (SW == 1u) {
                     xv = vec4<f32>(xv.yzw, x_at(row, c0 + 3));
                 } else {
                     xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));

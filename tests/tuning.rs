@@ -336,8 +336,17 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             assert!(names.iter().any(|n| n.contains("packed-w")), "{case}: {names:?}");
             // Storage where the weights have no window of their own; rows split evenly (LeNet-5's
             // 10-wide conv2 output as 5 + 5, the 7-wide one as one block of 7).
-            let storage = names.iter().any(|n| n.trim_end_matches(" batch-fastest").ends_with("col"));
+            let layout = |n: &String| n.trim_end_matches(" vec4-x").trim_end_matches(" batch-fastest").to_string();
+            let storage = names.iter().any(|n| layout(n).ends_with("col"));
             assert_eq!(storage, which == "storage", "{case}: {names:?}");
+            // The input rows as vec4 windows (VX) on software adapters where the input is whole vec4s
+            // at stride 1, by default, with the first layout also offered with scalar loads.
+            let vx = c.is_software() && g.stride_w == 1 && g.x_len() % 4 == 0;
+            assert_eq!(names.iter().any(|n| n.ends_with(" vec4-x")), vx, "{case}: {names:?}");
+            assert_eq!(names[0].ends_with(" vec4-x"), vx, "{case}: {names:?}");
+            if vx {
+                assert!(names.iter().any(|n| n == names[0].trim_end_matches(" vec4-x")), "{case}: {names:?}");
+            }
             // Invocations in both orders (batch-fastest first on software adapters, last on GPUs).
             let nfast = names.iter().filter(|n| n.ends_with(" batch-fastest")).count();
             assert!(nfast >= 1 && nfast < names.len(), "{case}: {names:?}");

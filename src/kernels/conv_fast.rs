@@ -126,12 +126,21 @@ fn direct(
     // gradient of conv2 took a third less time (two profiles in turns on lavapipe, Intel Xeon). GPUs
     // keep one dispatch, whose invocations run side by side rather than in three passes.
     let split = ctx.is_software();
+    // Where the row is split, each input row's window read as vec4s shifted into place (`VX`): stride 1,
+    // taps the 16-value window covers, and an input of whole vec4s. On lavapipe (Intel Xeon, profiles
+    // in turns, tuning off) vgg-cifar's convs took 15-20 % less time, LeNet-5's conv2 8 % (rows of 14,
+    // not on the vec4 grid: the shift is chosen at run time) and its input gradient 2 % more; the
+    // first layout is also offered with scalar loads, so tuning can choose either.
+    let vx = split && g.stride_w == 1 && g.kw <= 9 && tensors[0].len().is_multiple_of(4);
     let mut variants: Vec<DirectVariant> = sources
         .into_iter()
         .filter(|&(_, usable)| usable)
-        .flat_map(|(src, _)| layouts.iter().map(move |&(cols, cob)| DirectVariant { cols, cob, src, nfast }))
+        .flat_map(|(src, _)| layouts.iter().map(move |&(cols, cob)| DirectVariant { cols, cob, src, nfast, vx }))
         .collect();
     variants.push(DirectVariant { nfast: !nfast, ..variants[0] });
+    if vx {
+        variants.push(DirectVariant { vx: false, ..variants[0] });
+    }
     let names: Vec<String> = variants.iter().map(DirectVariant::name).collect();
     let shape = format!(
         "n{} {c_in}x{h}x{w} -> {c_out}x{oh}x{ow} k{}x{} s{}x{} p{}x{}{}{}",
@@ -146,7 +155,7 @@ fn direct(
         if relu { " relu" } else { "" }
     );
     let l = ctx.tuned("conv2d_direct", shape, &names, |i| {
-        let DirectVariant { cols, cob, src, nfast } = variants[i];
+        let DirectVariant { cols, cob, src, nfast, vx } = variants[i];
         let layers = c_out.div_ceil(cob);
         // Each dispatch (and the pack) sets its own invocation count.
         let p = FastConvParams { n: to_u32(op, "batch", g.n)?, total: 0, rows_per_chunk: 0, rows: 0 };
@@ -182,13 +191,18 @@ fn direct(
             let total = g.n * oh * blocks;
             let mut consts = consts.clone();
             consts.push(("EDGE", edge));
+            // The input's rows as vec4 windows where the part's columns are known (an edge block) or
+            // all inside the row (the middle blocks); a row in one part tests its columns at run time.
+            let vx = vx && edge != 0;
+            consts.push(("VX", u32::from(vx)));
+            let x4 = if vx { x } else { &dummy };
             let p = FastConvParams { total: to_u32(op, "invocations", total)?, ..p };
             let part = ctx.launch_layered(
                 Kernel::Conv2dDirect,
                 &consts,
                 label,
                 &p,
-                &[x, wt, b, y, window],
+                &[x, wt, b, y, window, x4],
                 total as u64,
                 to_u32(op, "channel blocks", layers)?,
                 iters as u64,
@@ -282,6 +296,8 @@ struct DirectVariant {
     cob: usize,
     src: WeightSource,
     nfast: bool,
+    /// The input rows' windows as vec4 loads (`VX`) in the parts of a row that take them.
+    vx: bool,
 }
 
 impl DirectVariant {
@@ -292,7 +308,8 @@ impl DirectVariant {
             WeightSource::Storage => "",
         };
         let order = if self.nfast { " batch-fastest" } else { "" };
-        format!("{}ch x {}col{src}{order}", self.cob, self.cols)
+        let x = if self.vx { " vec4-x" } else { "" };
+        format!("{}ch x {}col{src}{order}{x}", self.cob, self.cols)
     }
 }
 

@@ -192,7 +192,7 @@ kernels! {
     Conv2dBackwardWeight => "conv2d_backward_weight", Conv, [R, R, W];
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
     Conv2dBackwardBias4 => "conv2d_backward_bias4", Conv, [R, W];
-    Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W, U];
+    Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W, U, R];
     Conv2dPackWeights => "conv2d_pack_weights", ConvFast, [R, W];
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dWeightGradK3 => "conv2d_weight_grad_k3", ConvFast, [R, R, W];
