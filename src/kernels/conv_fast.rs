@@ -128,7 +128,7 @@ fn direct(
     let split = ctx.is_software();
     // Where the row is split, each input row's window read as vec4s shifted into place (`VX`): stride 1,
     // taps the 16-value window covers, and an input of whole vec4s. On lavapipe (Intel Xeon, profiles
-    // in turns, tuning off) vgg-cifar's convs took 15-20 % less time, LeNet-5's conv2 8 % (rows of 14,
+    // in turns, tuning off) vgg-cifar's convs took 18-20 % less time, LeNet-5's conv2 8 % (rows of 14,
     // not on the vec4 grid: the shift is chosen at run time) and its input gradient 2 % more; the
     // first layout is also offered with scalar loads, so tuning can choose either.
     let vx = split && g.stride_w == 1 && g.kw <= 9 && tensors[0].len().is_multiple_of(4);
