@@ -148,6 +148,12 @@ fn visualize_draws_every_layer_of_lenet() {
     assert_eq!((conv1.0.as_str(), conv1.1.clone()), ("conv1", vec![6, 28, 28]));
     assert!(conv1.2.iter().any(|&v| v < 0.0), "conv1 before its ReLU has negative values");
     assert!(acts.layers[1].2.iter().all(|&v| v >= 0.0), "after ReLU nothing is negative");
+    // So with the fully connected layers: no ReLU fused into them on the plain kernel set.
+    let layer = |name: &str| &acts.layers.iter().find(|l| l.0 == name).unwrap().2;
+    for (fc, relu) in [("fc1", "relu3"), ("fc2", "relu4")] {
+        assert!(layer(fc).iter().any(|&v| v < 0.0), "{fc} before its ReLU has negative values");
+        assert!(layer(relu).iter().all(|&v| v >= 0.0), "{relu}: nothing negative");
+    }
     assert!((acts.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     let weights: Vec<(String, Vec<usize>, Vec<f32>)> =
         spec.params().iter().zip(values).map(|(p, v)| (p.name.clone(), p.shape.clone(), v)).collect();

@@ -31,6 +31,9 @@ impl KernelOracle for Kernels<'_> {
     fn conv_bn_fold(&self) -> bool {
         self.0.kernels == KernelSet::Fast
     }
+    fn linear_relu(&self) -> bool {
+        self.0.kernels == KernelSet::Fast
+    }
 }
 
 /// A model built for one batch size: input, activations, and the prepared forward, loss, metric and
@@ -49,8 +52,8 @@ pub struct Graph {
     /// trainer writes it before each step.
     pub step: Option<Tensor>,
     /// Each layer's name and output, in layer order (views such as flatten left out). With fused
-    /// kernels a conv and the ReLU after it share one output (post-ReLU); build on a context with
-    /// [`crate::KernelSet::Plain`] to see each layer's own output. A training graph reuses the buffers
+    /// kernels a conv or fully connected layer and the ReLU after it share one output (post-ReLU);
+    /// build on a context with [`crate::KernelSet::Plain`] to see each layer's own output. A training graph reuses the buffers
     /// of values once no later node reads them, so read these after a forward-only graph's run.
     pub outputs: Vec<(String, Tensor)>,
     /// The graph after every pass, as lowered.

@@ -14,7 +14,8 @@
 //!   incoming gradient and the ReLU's output and mask as the ReLU's backward does (the same bits).
 //!   It runs after `pool_relu_mask`, which takes the ReLU's backward first where a max-pool follows.
 //! - `linear_relu`: a fully connected layer whose output only a ReLU reads stores max(y, 0) itself,
-//!   as `conv_relu` does (every kernel of the layer takes it, plain and fast).
+//!   as `conv_relu` does (every kernel of the layer takes it; the oracle keeps it off where each
+//!   layer's own output is wanted).
 //! - `add_relu`: an add (a residual block's end) whose output only a ReLU reads computes the ReLU
 //!   itself, as `conv_relu` does; the ReLU's backward then reads the add's output.
 //! - `pool_relu_mask`: the ReLU backward after a max-pool backward (when the pool read the ReLU's
@@ -40,6 +41,9 @@ pub trait KernelOracle {
     fn pool_relu_mask(&self, g: &Pool2dGeom) -> bool;
     /// Batch-norm folded into the conv before it (off where each layer's own output is wanted).
     fn conv_bn_fold(&self) -> bool;
+    /// A fully connected layer with its ReLU in the same kernel (every linear kernel takes it; off
+    /// where each layer's own output is wanted, as `conv_relu` is).
+    fn linear_relu(&self) -> bool;
 }
 
 /// Which rules fired, in order: (rule, node name after the rewrite).
@@ -50,7 +54,7 @@ pub fn fuse(ir: &mut Ir, oracle: &dyn KernelOracle) -> Rewrites {
     let mut done = Vec::new();
     conv_bn_fold(ir, oracle, &mut done);
     conv_relu(ir, oracle, &mut done);
-    linear_relu(ir, &mut done);
+    linear_relu(ir, oracle, &mut done);
     bn_relu(ir, &mut done);
     add_relu(ir, &mut done);
     pool_relu_mask(ir, oracle, &mut done);
@@ -120,8 +124,8 @@ fn conv_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
     });
 }
 
-fn linear_relu(ir: &mut Ir, done: &mut Rewrites) {
-    let takes = |_: &Ir, n: &Node| n.op == Op::Linear(LinearOp::Forward { relu: false });
+fn linear_relu(ir: &mut Ir, oracle: &dyn KernelOracle, done: &mut Rewrites) {
+    let takes = |_: &Ir, n: &Node| oracle.linear_relu() && n.op == Op::Linear(LinearOp::Forward { relu: false });
     absorb_relu(ir, done, "linear_relu", takes, |op| *op = Op::Linear(LinearOp::Forward { relu: true }));
 }
 
@@ -337,6 +341,9 @@ mod tests {
         fn conv_bn_fold(&self) -> bool {
             self.0
         }
+        fn linear_relu(&self) -> bool {
+            self.0
+        }
     }
 
     /// conv → relu → max-pool → flatten → loss, with gradients; `tap` adds a second reader of the
@@ -515,8 +522,10 @@ mod tests {
         use crate::ir::interp;
         let unfused = mlp(false);
         let mut ir = unfused.clone();
-        // The kernels take every shape (no oracle is asked): the rule fires even where convs would not.
-        let done = fuse(&mut ir, &Says(false, false));
+        // Off where the oracle says so (each layer's own output wanted), and then nothing changes.
+        assert!(fuse(&mut ir, &Says(false, false)).is_empty());
+        assert_eq!(ir, unfused);
+        let done = fuse(&mut ir, &Says(true, false));
         assert_eq!(done, [("linear_relu", "fc1+r".to_string())], "{}", ir.dump());
         assert_eq!(ir.nodes.len(), unfused.nodes.len() - 1);
         let fc1 = &ir.nodes[0];
