@@ -75,13 +75,17 @@ fn maxpool2d_tiles_forward(@builtin(global_invocation_id) gid: vec3<u32>, @built
 @group(0) @binding(3) var<storage, read> tb_y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> tb_dx: array<f32>;
 
+// Window i's incoming gradient, 0 where RELU_MASK and the pooled output is not positive.
+fn tile_dy(i: u32) -> f32 {
+    return select(0.0, tb_dy[i], !RELU_MASK || tb_y[i] > 0.0);
+}
+
 @compute @workgroup_size(WG)
 fn maxpool2d_tiles_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
     let tile = tile_one(i);
-    var d = tb_dy[i];
-    if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
+    let d = tile_dy(i);
     let arg = tb_arg[i];
     for (var ky = 0u; ky < KH; ky++) {
         for (var kx = 0u; kx < KW; kx++) {
@@ -190,8 +194,7 @@ fn maxpool2d_tiles_backward2(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     let i = flat_index(gid, nwg);
     if (i >= q.total) { return; }
     let tile = tile_one(i);
-    var d = tb_dy[i];
-    if (RELU_MASK && !(tb_y[i] > 0.0)) { d = 0.0; }
+    let d = tile_dy(i);
     let arg = tb_arg[i];
     for (var ky = 0u; ky < KH; ky++) {
         let at = tile.y + ky * W;

@@ -53,8 +53,9 @@ pub struct Graph {
     pub step: Option<Tensor>,
     /// Each layer's name and output, in layer order (views such as flatten left out). With fused
     /// kernels a conv or fully connected layer and the ReLU after it share one output (post-ReLU);
-    /// build on a context with [`crate::KernelSet::Plain`] to see each layer's own output. A training graph reuses the buffers
-    /// of values once no later node reads them, so read these after a forward-only graph's run.
+    /// build on a context with [`crate::KernelSet::Plain`] to see each layer's own output. A training
+    /// graph reuses the buffers of values once no later node reads them, so read these after a
+    /// forward-only graph's run.
     pub outputs: Vec<(String, Tensor)>,
     /// The graph after every pass, as lowered.
     pub ir: Ir,

@@ -63,7 +63,7 @@ pub fn matmul_takes(k: usize, count: usize, budget: &Budget, limits: &wgpu::Limi
 /// What a product does to each result before storing it: the sum starts from `bias[j]` when there is
 /// one, and `relu` stores max(c, 0) (a layer followed by ReLU in one pass, the same value the ReLU
 /// kernels compute from the stored product).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a Tensor>,
     pub relu: bool,
