@@ -49,6 +49,7 @@ override EDGE: u32 = 0u;
 // (8 outputs, 5 taps) in 5 vec4 loads instead of 12 scalars. Stride 1 and KW <= 9 (the window's
 // 16 values cover 8 columns and their taps), an EDGE part of 1, 2 or 3, and an input whose length is a
 // multiple of 4 (the launcher checks). The values, and so the products and the bits, are the same.
+// conv2d_weight_grad_rows: read dy and the input rows as vec4s, 4 output columns at a time (below).
 override VX: bool = false;
 
 struct FastConvParams {
@@ -770,6 +771,46 @@ fn conv2d_weight_grad_k3c2(
 // COB <= 8, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
 // Each dy value loaded serves KH rows. The accumulators are private arrays indexed by unrolled loops;
 // each output adds the same products in the same order as in conv2d_weight_grad (same bits).
+// conv2d_weight_grad_rows with VX: the same bytes as g_x and g_dy, read as vec4s. Stride 1, KW <= 5,
+// and rows on the vec4 grid: W and OW multiples of 4 (the launcher checks), so every vec4 of dy a block
+// reads is aligned and the input's shift is a constant.
+@group(0) @binding(4) var<storage, read> g_x4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> g_dy4: array<vec4<f32>>;
+
+// Columns [c, c + 4) of the input row at offset `row`, as gx_at reads them (padding columns 0), from
+// the two vec4s of the flat input that hold them: c = o0 - PW + 4 with o0 a multiple of 4 starts at
+// the constant offset (-PW) mod 4 in the first. Loads before the buffer's start or past its end
+// (clamped) feed only padding columns.
+fn gx_vec4(row: u32, c: i32) -> vec4<f32> {
+    let s = u32((-i32(PW)) & 3);
+    let q0 = (i32(row) + c - i32(s)) / 4;
+    let last = i32(arrayLength(&g_x4)) - 1;
+    let v = funnel(g_x4[u32(clamp(q0, 0, last))], g_x4[u32(clamp(q0 + 1, 0, last))], s);
+    let cs = vec4<i32>(c) + vec4<i32>(0, 1, 2, 3);
+    return select(vec4<f32>(0.0), v, cs >= vec4<i32>(0) & cs < vec4<i32>(i32(W)));
+}
+
+// VX: output column j of a block of conv2d_weight_grad_rows (j a constant once inlined): each kernel
+// row's window slides by one, taking its next column from xn, and the column adds its products as the
+// scalar loop below does.
+fn rows_column(acc: ptr<function, array<vec4<f32>, 40>>, tail: ptr<function, array<f32, 40>>,
+               xv: ptr<function, array<vec4<f32>, 5>>, xe: ptr<function, array<f32, 5>>,
+               valid: array<bool, 5>, xn: array<vec4<f32>, 5>, dn: array<vec4<f32>, 8>, j: u32) {
+    for (var k = 0u; k < KH; k++) {
+        (*xv)[k] = vec4<f32>((*xv)[k].yzw, (*xe)[k]);
+        (*xe)[k] = xn[k][j];
+    }
+    for (var cc = 0u; cc < COB; cc++) {
+        let d = dn[cc][j];
+        for (var k = 0u; k < KH; k++) {
+            if (valid[k]) {
+                (*acc)[cc * 5u + k] += d * (*xv)[k];
+                if (KW == 5u) { (*tail)[cc * 5u + k] += d * (*xe)[k]; }
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_weight_grad_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -790,6 +831,9 @@ fn conv2d_weight_grad_rows(
     var rows: array<u32, 5>;
     var xv: array<vec4<f32>, 5>;
     var xe: array<f32, 5>;
+    // VX: the next input columns of each kernel row, the next dy values of each channel.
+    var xn: array<vec4<f32>, 5>;
+    var dn: array<vec4<f32>, 8>;
     for (var r = r0; r < r1; r++) {
         let n = r / OH;
         let oy = r % OH;
@@ -803,6 +847,23 @@ fn conv2d_weight_grad_rows(
             // Input columns ox·SW - PW + kx for kx = 0..4; with stride 1 the window slides by one per ox.
             xv[k] = vec4<f32>(gx_at(rows[k], b), gx_at(rows[k], b + 1), gx_at(rows[k], b + 2), gx_at(rows[k], b + 3));
             xe[k] = gx_at(rows[k], b + 4);
+        }
+        if (VX) {
+            // Blocks of 4 output columns: each kernel row's next 4 input columns and each channel's 4
+            // dy values in one vec4, which the columns then take one by one (rows_column, unrolled).
+            for (var o0 = 0u; o0 < OW; o0 += 4u) {
+                for (var k = 0u; k < KH; k++) {
+                    xn[k] = gx_vec4(rows[k], i32(o0) - i32(PW) + 4);
+                }
+                for (var cc = 0u; cc < COB; cc++) {
+                    dn[cc] = g_dy4[(((n * COUT + min(co0 + cc, COUT - 1u)) * OH + oy) * OW + o0) / 4u];
+                }
+                rows_column(&acc, &tail, &xv, &xe, valid, xn, dn, 0u);
+                rows_column(&acc, &tail, &xv, &xe, valid, xn, dn, 1u);
+                rows_column(&acc, &tail, &xv, &xe, valid, xn, dn, 2u);
+                rows_column(&acc, &tail, &xv, &xe, valid, xn, dn, 3u);
+            }
+            continue;
         }
         for (var ox = 0u; ox < OW; ox++) {
             let c = i32(ox * SW) - i32(PW);

@@ -309,6 +309,9 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         // input channels per invocation (conv2d_weight_grad_k3c2), the last pair short; and at stride 2.
         ("densenet_3x3_odd_cin", geom(1, 17, 14, 13, 8, 3, 1, 1)),
         ("k3c2_stride2", geom(2, 6, 9, 9, 8, 3, 2, 1)),
+        // 5x5 on rows on the vec4 grid without padding (the weight gradient's vec4 loads, the input's
+        // shift 0), 6 output channels in one block.
+        ("k5_grid_unpadded", geom(3, 2, 12, 12, 6, 5, 1, 0)),
     ];
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(1000 + seed as u64);
@@ -399,6 +402,9 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             assert_eq!(names.first().map(String::as_str), Some(first), "{name}: the default first: {names:?}");
         }
         assert!(names.iter().any(|n| n.ends_with("rows arrays")), "{name}: {names:?}");
+        // ... and with vec4 loads where the rows are on the vec4 grid at stride 1.
+        let vec4 = g.stride_w == 1 && g.w % 4 == 0 && g.out_w() % 4 == 0 && g.kh <= 5 && g.kw <= 5;
+        assert_eq!(names.iter().any(|n| n.ends_with("rows arrays vec4")), vec4, "{name}: {names:?}");
         let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
         check(&format!("backward_weight/{name}"), &got, &cpu::conv2d_backward_weight(g, &dy64, &x64), F32_TOL);
         same_bits(&format!("backward_weight/{name}"), &bits, &names);

@@ -510,9 +510,11 @@ pub fn conv2d_backward_weight_fast(
             GradRows::Three => format!("{}ch x 3 rows", v.cob),
             GradRows::ThreeTwo => format!("{}ch x 3 rows x 2 inputs", v.cob),
             GradRows::All => format!("{}ch x {} rows arrays", v.cob, g.kh),
+            GradRows::AllVec4 => format!("{}ch x {} rows arrays vec4", v.cob, g.kh),
         })
         .collect();
     let shape = format!("{} chunks {chunks}", tune_key(g));
+    let dummy = ctx.uniform_dummy()?;
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
         let WeightGradSplit { cob, layers, iters, rows: layout, .. } = variants[i];
         let total = chunks
@@ -527,7 +529,7 @@ pub fn conv2d_backward_weight_fast(
             rows_per_chunk: rows_per_chunk as u32,
             rows: to_u32(op, "rows", rows)?,
         };
-        let consts = constants(
+        let mut consts = constants(
             g.c_in,
             g.h,
             g.w,
@@ -538,17 +540,22 @@ pub fn conv2d_backward_weight_fast(
             cob,
             (false, false, false),
         );
+        // The array layout also binds x and dy as vec4s (VX), or the dummy, which it does not read.
+        let vx = layout == GradRows::AllVec4;
+        consts.push(("VX", u32::from(vx)));
+        let (x4, dy4) = if vx { (x, dy) } else { (&dummy, &dummy) };
+        let (kernel, tensors): (_, &[&Tensor]) = match layout {
+            GradRows::One => (Kernel::Conv2dWeightGrad, &[dy, x, &out]),
+            GradRows::Three => (Kernel::Conv2dWeightGradK3, &[dy, x, &out]),
+            GradRows::ThreeTwo => (Kernel::Conv2dWeightGradK3c2, &[dy, x, &out]),
+            GradRows::All | GradRows::AllVec4 => (Kernel::Conv2dWeightGradRows, &[dy, x, &out, x4, dy4]),
+        };
         ctx.launch_layered(
-            match layout {
-                GradRows::One => Kernel::Conv2dWeightGrad,
-                GradRows::Three => Kernel::Conv2dWeightGradK3,
-                GradRows::ThreeTwo => Kernel::Conv2dWeightGradK3c2,
-                GradRows::All => Kernel::Conv2dWeightGradRows,
-            },
+            kernel,
             &consts,
             label,
             &p,
-            &[dy, x, &out],
+            tensors,
             total as u64,
             to_u32(op, "channel blocks", layers)?,
             iters as u64,

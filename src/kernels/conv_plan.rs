@@ -74,6 +74,9 @@ pub enum GradRows {
     ThreeTwo,
     /// Every row of a kernel of at most 5 x 5, in private arrays (`conv2d_weight_grad_rows`).
     All,
+    /// As `All`, reading dy and the input rows as vec4s, 4 output columns at a time (`VX`): stride 1,
+    /// input and output rows on the vec4 grid (widths multiples of 4), at most 6 channels.
+    AllVec4,
 }
 
 /// The weight gradient's split under `budget`: enough chunks for `budget.threads` invocations, each
@@ -151,6 +154,8 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
     // invocation 1.2-1.4x faster again than with 4 (16 first, then 8, 4, 2; the array layout at most 4).
     let mut first_rows = Vec::new();
     let mut all_rows = Vec::new();
+    // Rows on the vec4 grid for `GradRows::AllVec4` (and so x and dy of whole vec4s).
+    let vec4 = g.stride_w == 1 && g.w.is_multiple_of(4) && g.out_w().is_multiple_of(4);
     for cob in [16, 8, 4, 2].map(|max| channel_block(g.c_out, max)) {
         let layers = g.c_out.div_ceil(cob);
         let iters = first.rows_per_chunk * per_row * (1 + g.kh) + g.kh * cob + 1;
@@ -168,6 +173,15 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
             }
         }
         if g.kh > 1 && g.kh <= 5 && g.kw <= 5 && cob <= 8 && !all_rows.iter().any(|s: &WeightGradSplit| s.cob == cob) {
+            // Each with vec4 loads first where rows are on the vec4 grid: LeNet-5's conv1 took
+            // 2.00-2.28 ms with 3 channels against 2.73-3.16 with scalar loads, and 1.44-2.09 with 6
+            // against 2.17-2.70 (the tuner's timings in two runs, lavapipe, Intel Xeon). Not with 8
+            // channels: an 8-channel block took 84 s on LeNet-5's conv2 in one tuning run (its
+            // accumulators spill); nor on rows off the grid, where conv2 (14 wide) took 1.5x as long
+            // as with scalar loads, the shift chosen at run time.
+            if vec4 && cob <= 6 {
+                all_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::AllVec4, ..first });
+            }
             all_rows.push(WeightGradSplit { cob, layers, iters, rows: GradRows::All, ..first });
         }
     }
@@ -175,7 +189,10 @@ pub fn conv2d_weight_grad_variants(g: &Conv2dGeom, budget: &Budget) -> Vec<Weigh
     // (6 channels, one input channel) took 1.37-1.41 ms with 6 against 1.68-1.73 with 3, and its conv2
     // (16 channels) 8.8-8.9 ms with 8 against 3.0 with 4 (the tuner's timings in two runs, lavapipe,
     // Intel Xeon).
-    if let Some(i) = all_rows.iter().position(|s| s.cob <= 4) {
+    // With vec4 loads, the widest block leads (at most 6 channels, above: 1.1-1.4x as fast as 3 on
+    // LeNet-5's conv1).
+    let lead = all_rows.iter().position(|s| s.rows == GradRows::AllVec4);
+    if let Some(i) = lead.or_else(|| all_rows.iter().position(|s| s.cob <= 4)) {
         let lead = all_rows.remove(i);
         all_rows.insert(0, lead);
     }

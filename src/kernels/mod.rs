@@ -197,7 +197,7 @@ kernels! {
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dWeightGradK3 => "conv2d_weight_grad_k3", ConvFast, [R, R, W];
     Conv2dWeightGradK3c2 => "conv2d_weight_grad_k3c2", ConvFast, [R, R, W];
-    Conv2dWeightGradRows => "conv2d_weight_grad_rows", ConvFast, [R, R, W];
+    Conv2dWeightGradRows => "conv2d_weight_grad_rows", ConvFast, [R, R, W, R, R];
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W, U];
     ReluForward => "relu_forward", Activation, [R, W];
     ReluBackward => "relu_backward", Activation, [R, R, W];
