@@ -787,7 +787,7 @@ fn gx_vec4(row: u32, c: i32) -> vec4<f32> {
     let last = i32(arrayLength(&g_x4)) - 1;
     let v = funnel(g_x4[u32(clamp(q0, 0, last))], g_x4[u32(clamp(q0 + 1, 0, last))], s);
     let cs = vec4<i32>(c) + vec4<i32>(0, 1, 2, 3);
-    return select(vec4<f32>(0.0), v, cs >= vec4<i32>(0) & cs < vec4<i32>(i32(W)));
+    return select(vec4<f32>(0.0), v, (cs >= vec4<i32>(0)) & (cs < vec4<i32>(i32(W))));
 }
 
 // VX: output column j of a block of conv2d_weight_grad_rows (j a constant once inlined): each kernel
