@@ -766,11 +766,6 @@ fn conv2d_weight_grad_k3c2(
     }
 }
 
-// conv2d_weight_grad_rows: conv2d_weight_grad with every kernel row in one invocation, for kernels of
-// at most 5 x 5: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB),
-// COB <= 8, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
-// Each dy value loaded serves KH rows. The accumulators are private arrays indexed by unrolled loops;
-// each output adds the same products in the same order as in conv2d_weight_grad (same bits).
 // conv2d_weight_grad_rows with VX: the same bytes as g_x and g_dy, read as vec4s. Stride 1, KW <= 5,
 // and rows on the vec4 grid: W and OW multiples of 4 (the launcher checks), so every vec4 of dy a block
 // reads is aligned and the input's shift is a constant.
@@ -791,8 +786,8 @@ fn gx_vec4(row: u32, c: i32) -> vec4<f32> {
 }
 
 // VX: output column j of a block of conv2d_weight_grad_rows (j a constant once inlined): each kernel
-// row's window slides by one, taking its next column from xn, and the column adds its products as the
-// scalar loop below does.
+// row's window slides by one, taking its next column from xn, and the column adds its products as
+// conv2d_weight_grad_rows' scalar loop does.
 fn rows_column(acc: ptr<function, array<vec4<f32>, 40>>, tail: ptr<function, array<f32, 40>>,
                xv: ptr<function, array<vec4<f32>, 5>>, xe: ptr<function, array<f32, 5>>,
                valid: array<bool, 5>, xn: array<vec4<f32>, 5>, dn: array<vec4<f32>, 8>, j: u32) {
@@ -811,6 +806,12 @@ fn rows_column(acc: ptr<function, array<vec4<f32>, 40>>, tail: ptr<function, arr
     }
 }
 
+// conv2d_weight_grad_rows: conv2d_weight_grad with every kernel row in one invocation, for kernels of
+// at most 5 x 5: invocation i of grid layer z owns (chunk, ci) for channels [z·COB, z·COB + COB),
+// COB <= 8, and keeps kernel columns 0..3 of each (channel, row) in a vec4 and column 4 in a scalar.
+// Each dy value loaded serves KH rows. The accumulators are private arrays indexed by unrolled loops;
+// each output adds the same products in the same order as in conv2d_weight_grad (same bits). With VX
+// (rows on the vec4 grid, at most 6 channels), dy and the input come as vec4s, 4 columns at a time.
 @compute @workgroup_size(WG)
 fn conv2d_weight_grad_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
