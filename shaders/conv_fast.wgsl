@@ -51,6 +51,19 @@ override EDGE: u32 = 0u;
 // multiple of 4 (the launcher checks). The values, and so the products and the bits, are the same.
 // conv2d_weight_grad_rows: read dy and the input rows as vec4s, 4 output columns at a time (below).
 override VX: bool = false;
+// conv2d_direct: the subgroup's lanes share the weights (SG, only in the module built with subgroups,
+// conv_lanes_sg.wgsl): for each input channel and kernel row, lane l loads the block's weights
+// l, l + SGS, ... (COB·KW of them, at most 8 per lane) and every lane takes each weight from the lane
+// that loaded it (a shuffle with a constant lane). Every lane of a workgroup shares the channel block,
+// so each weight is loaded once per subgroup rather than once per lane: software adapters load a
+// uniform buffer at an index they cannot prove uniform lane by lane, and a shuffle with a constant
+// lane is one vector permute there. SGS, the subgroup size, is the adapter's only one; the launcher
+// sets SG only where every lane of a subgroup also shares the kernel rows it loops over (rows without
+// padding, or batch-fastest invocations and a batch of whole subgroups), and every lane runs to the
+// end: past the grid's end it computes the last invocation's outputs again and does not store them.
+// The weights, and so the products and the bits, are the same.
+override SG: bool = false;
+override SGS: u32 = 8u;
 
 struct FastConvParams {
     n: u32,
@@ -142,14 +155,22 @@ fn w_at(co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32 {
     return d_w[i];
 }
 
+// Weight of channel-block member c for tap (ky, kx): SG, from the lane that loaded it into `wl`
+// (constant lane and slot once the loops over c and kx unroll); otherwise w_at.
+fn w_lane(wl: array<f32, 8>, co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32 {
+    if (SG) {
+        let t = c * KW + kx;
+        return lane_shuffle(wl[t / SGS], t % SGS);
+    }
+    return w_at(co0, c, ci, ky, kx);
+}
+
 @compute @workgroup_size(WG)
-fn conv2d_direct(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let i = flat_index(gid, nwg);
-    if (i >= q.total) { return; }
+fn conv2d_direct(ids: DirectIds) {
+    let wid = ids.wid;
+    let past = flat_index(ids.gid, ids.nwg) >= q.total;
+    if (past && !SG) { return; }
+    let i = min(flat_index(ids.gid, ids.nwg), q.total - 1u);
     // Eight named vec4 accumulators (no private array indexed by a loop counter, which a compiler that
     // does not unroll would keep in memory): one vec4 of 4 columns for each of up to 8 channels, or
     // (WIDE) two vec4 of 8 columns for each of up to 4 channels: a<2c> and a<2c+1>.
@@ -217,6 +238,14 @@ fn conv2d_direct(
             // VX: the row's window, from vec4 loads (otherwise not read).
             var e: array<f32, 16>;
             if (VX) { e = x_window(row, ix0); }
+            // SG: this lane's share of the block's weights for (ci, ky).
+            var wl = array<f32, 8>();
+            if (SG) {
+                for (var r = 0u; r < (COB * KW + SGS - 1u) / SGS; r++) {
+                    let t = min(r * SGS + ids.lane, COB * KW - 1u);
+                    wl[r] = w_at(co0, t / KW, ci, ky, t % KW);
+                }
+            }
             if (WIDE) {
                 // Columns ix0 + j·SW + kx for j = 0..7 in xv (0..3) and xw (4..7).
                 var xv = vec4<f32>(0.0);
@@ -238,21 +267,21 @@ fn conv2d_direct(
                         xw = vec4<f32>(x_at(row, c0 + 4 * s), x_at(row, c0 + 5 * s), x_at(row, c0 + 6 * s),
                                        x_at(row, c0 + 7 * s));
                     }
-                    let w0 = w_at(co0, 0u, ci, ky, kx);
+                    let w0 = w_lane(wl, co0, 0u, ci, ky, kx);
                     a0 += w0 * xv;
                     a1 = madd(a1, w0, xw, hi);
                     if (COB > 1u) {
-                        let w1 = w_at(co0, 1u, ci, ky, kx);
+                        let w1 = w_lane(wl, co0, 1u, ci, ky, kx);
                         a2 += w1 * xv;
                         a3 = madd(a3, w1, xw, hi);
                     }
                     if (COB > 2u) {
-                        let w2 = w_at(co0, 2u, ci, ky, kx);
+                        let w2 = w_lane(wl, co0, 2u, ci, ky, kx);
                         a4 += w2 * xv;
                         a5 = madd(a5, w2, xw, hi);
                     }
                     if (COB > 3u) {
-                        let w3 = w_at(co0, 3u, ci, ky, kx);
+                        let w3 = w_lane(wl, co0, 3u, ci, ky, kx);
                         a6 += w3 * xv;
                         a7 = madd(a7, w3, xw, hi);
                     }
@@ -271,17 +300,18 @@ fn conv2d_direct(
                 } else {
                     xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));
                 }
-                a0 = madd(a0, w_at(co0, 0u, ci, ky, kx), xv, COLS);
-                if (COB > 1u) { a1 = madd(a1, w_at(co0, 1u, ci, ky, kx), xv, COLS); }
-                if (COB > 2u) { a2 = madd(a2, w_at(co0, 2u, ci, ky, kx), xv, COLS); }
-                if (COB > 3u) { a3 = madd(a3, w_at(co0, 3u, ci, ky, kx), xv, COLS); }
-                if (COB > 4u) { a4 = madd(a4, w_at(co0, 4u, ci, ky, kx), xv, COLS); }
-                if (COB > 5u) { a5 = madd(a5, w_at(co0, 5u, ci, ky, kx), xv, COLS); }
-                if (COB > 6u) { a6 = madd(a6, w_at(co0, 6u, ci, ky, kx), xv, COLS); }
-                if (COB > 7u) { a7 = madd(a7, w_at(co0, 7u, ci, ky, kx), xv, COLS); }
+                a0 = madd(a0, w_lane(wl, co0, 0u, ci, ky, kx), xv, COLS);
+                if (COB > 1u) { a1 = madd(a1, w_lane(wl, co0, 1u, ci, ky, kx), xv, COLS); }
+                if (COB > 2u) { a2 = madd(a2, w_lane(wl, co0, 2u, ci, ky, kx), xv, COLS); }
+                if (COB > 3u) { a3 = madd(a3, w_lane(wl, co0, 3u, ci, ky, kx), xv, COLS); }
+                if (COB > 4u) { a4 = madd(a4, w_lane(wl, co0, 4u, ci, ky, kx), xv, COLS); }
+                if (COB > 5u) { a5 = madd(a5, w_lane(wl, co0, 5u, ci, ky, kx), xv, COLS); }
+                if (COB > 6u) { a6 = madd(a6, w_lane(wl, co0, 6u, ci, ky, kx), xv, COLS); }
+                if (COB > 7u) { a7 = madd(a7, w_lane(wl, co0, 7u, ci, ky, kx), xv, COLS); }
             }
         }
     }
+    if (past) { return; }
     if (WIDE) {
         store4(n, co0, oy, ox0, a0, 4u);
         store4(n, co0, oy, ox0 + 4u, a1, hi);

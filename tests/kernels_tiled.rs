@@ -210,6 +210,6 @@ fn training_steps_on_the_tiled_kernels_match_the_cpu_reference_trainer() {
     assert!(has(Kernel::Conv2dTiled) && has(Kernel::MatmulTiled), "{built:?}");
     // Both models' convs have stride 1: the forward and both gradients are all tiled.
     assert!(has(Kernel::Conv2dTiledWeightGrad), "{built:?}");
-    let blocked = has(Kernel::Conv2dDirect) || has(Kernel::Conv2dWeightGrad);
+    let blocked = has(Kernel::Conv2dDirect) || has(Kernel::Conv2dDirectSg) || has(Kernel::Conv2dWeightGrad);
     assert!(!blocked, "the tiled context took a register-blocked conv: {built:?}");
 }

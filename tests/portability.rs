@@ -14,7 +14,7 @@ use std::process::Command;
 
 use common::*;
 use naga::back::{glsl, hlsl, msl, spv};
-use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
 use naga::ShaderStage;
 use wgcnn::kernels::Kernel;
 use wgcnn::model::{init_params, lenet5, LeNetConfig, ModelSpec};
@@ -98,17 +98,25 @@ fn parse(k: Kernel) -> naga::Module {
     naga::front::wgsl::parse_str(&k.file().source()).unwrap_or_else(|e| panic!("{}: {e}", k.file().file_name()))
 }
 
-/// One pipeline's translations: SPIR-V words and GLSL text (for the external validators).
+/// One pipeline's translations: SPIR-V words and GLSL text (for the external validators; `None` for
+/// the subgroup module, which wgpu's GL backend never builds: it offers no subgroups).
 struct Translated {
     spv: Vec<u32>,
-    glsl: String,
+    glsl: Option<String>,
 }
 
 fn translate(k: Kernel, consts: &[(&'static str, u32)]) -> Result<Translated, String> {
     let module = parse(k);
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
-        .validate(&module)
-        .map_err(|e| format!("validate: {e}"))?;
+    // The subgroup module (conv2d_direct's SG variant) with the capabilities wgpu grants a device with
+    // the SUBGROUP feature, and only for the targets that have subgroup operations: MSL 2.4 (not
+    // 2.0), HLSL shader model 6.0 (not 5.1), SPIR-V 1.3's group operations (Vulkan 1.1); not GLSL.
+    let sg = k.file().uses_subgroups();
+    let mut validator =
+        Validator::new(ValidationFlags::all(), if sg { Capabilities::SUBGROUP } else { Capabilities::empty() });
+    if sg {
+        validator.subgroup_stages(ShaderStages::COMPUTE).subgroup_operations(SubgroupOperationSet::all());
+    }
+    let info = validator.validate(&module).map_err(|e| format!("validate: {e}"))?;
     let mut pc = naga::back::PipelineConstants::default();
     for (n, v) in consts {
         pc.insert((*n).to_string(), f64::from(*v));
@@ -118,14 +126,18 @@ fn translate(k: Kernel, consts: &[(&'static str, u32)]) -> Result<Translated, St
         naga::back::pipeline_constants::process_overrides(&module, &info, Some((ShaderStage::Compute, &ep)), &pc)
             .map_err(|e| format!("overrides: {e}"))?;
     let spv_pipe = spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: ep.clone() };
-    let spv = spv::write_vec(&module, &info, &spv::Options::default(), Some(&spv_pipe))
-        .map_err(|e| format!("SPIR-V: {e}"))?;
-    for lang_version in [(2, 0), (2, 4)] {
+    let spv_opts =
+        if sg { spv::Options { lang_version: (1, 3), ..Default::default() } } else { spv::Options::default() };
+    let spv = spv::write_vec(&module, &info, &spv_opts, Some(&spv_pipe)).map_err(|e| format!("SPIR-V: {e}"))?;
+    let versions: &[(u8, u8)] = if sg { &[(2, 4)] } else { &[(2, 0), (2, 4)] };
+    for &lang_version in versions {
         let opts = msl::Options { lang_version, ..Default::default() };
         let pipe = msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, ep.clone())), ..Default::default() };
         msl::write_string(&module, &info, &opts, &pipe).map_err(|e| format!("MSL {lang_version:?}: {e}"))?;
     }
-    for shader_model in [hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0] {
+    let models: &[hlsl::ShaderModel] =
+        if sg { &[hlsl::ShaderModel::V6_0] } else { &[hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0] };
+    for &shader_model in models {
         let opts = hlsl::Options { shader_model, ..Default::default() };
         let pipe = hlsl::PipelineOptions { entry_point: Some((ShaderStage::Compute, ep.clone())) };
         let mut out = String::new();
@@ -133,13 +145,16 @@ fn translate(k: Kernel, consts: &[(&'static str, u32)]) -> Result<Translated, St
             .write(&module, &info, None)
             .map_err(|e| format!("HLSL {shader_model:?}: {e}"))?;
     }
+    if sg {
+        return Ok(Translated { spv, glsl: None });
+    }
     let mut glsl = String::new();
     let pipe = glsl::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: ep, multiview: None };
     let opts = glsl::Options::default(); // GLSL ES 3.10, what wgpu's GL backend asks for compute
     glsl::Writer::new(&mut glsl, &module, &info, &opts, &pipe, Default::default())
         .and_then(|mut w| w.write())
         .map_err(|e| format!("GLSL ES 3.10: {e}"))?;
-    Ok(Translated { spv, glsl })
+    Ok(Translated { spv, glsl: Some(glsl) })
 }
 
 /// Run an external validator on `file`; `None` when the tool is not installed.
@@ -171,12 +186,12 @@ fn every_specialised_shader_translates_to_metal_dx12_vulkan_and_gl() {
         let spv_file = dir.join(format!("{i}.spv"));
         std::fs::write(&spv_file, bytemuck::cast_slice::<u32, u8>(&t.spv)).unwrap();
         let glsl_file = dir.join(format!("{i}.comp"));
-        std::fs::write(&glsl_file, &t.glsl).unwrap();
-        for (j, (tool, args, file)) in
-            [("spirv-val", &["--target-env", "vulkan1.1"][..], &spv_file), ("glslangValidator", &[][..], &glsl_file)]
-                .into_iter()
-                .enumerate()
-        {
+        let mut tools = vec![("spirv-val", &["--target-env", "vulkan1.1"][..], &spv_file)];
+        if let Some(glsl) = &t.glsl {
+            std::fs::write(&glsl_file, glsl).unwrap();
+            tools.push(("glslangValidator", &[][..], &glsl_file));
+        }
+        for (j, (tool, args, file)) in tools.into_iter().enumerate() {
             match validate_with(tool, args, file) {
                 Some(Ok(())) => checked[j] += 1,
                 Some(Err(e)) => failures.push(format!("{name}: {tool}: {e}")),
@@ -199,8 +214,13 @@ fn every_specialised_shader_translates_to_metal_dx12_vulkan_and_gl() {
     );
     assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), specs.len(), failures.join("\n"));
     assert!(specs.len() > Kernel::ALL.len(), "the graphs' specialisations were collected ({})", specs.len());
-    let uncovered: Vec<&str> =
-        Kernel::ALL.iter().filter(|k| !specs.iter().any(|(s, _)| s == *k)).map(|k| k.entry_point()).collect();
+    // The subgroup module only where the device has subgroups of one size (lavapipe: 8, so in CI).
+    let subgroups = Context::new().expect("an adapter").subgroup_size().is_some();
+    let uncovered: Vec<String> = Kernel::ALL
+        .iter()
+        .filter(|k| !specs.iter().any(|(s, _)| s == *k) && (subgroups || !k.file().uses_subgroups()))
+        .map(|k| format!("{k:?}"))
+        .collect();
     assert!(uncovered.is_empty(), "kernels no graph specialises and without defaults: {uncovered:?}");
     if std::env::var_os("CI").is_some() {
         assert!(missing.is_empty(), "in CI the validators must be installed (.ci/run): missing {missing:?}");

@@ -20,6 +20,18 @@ use wgcnn::kernels::{
     Kernel, ShaderFile, WORKGROUP_SIZE,
 };
 
+/// naga's validator for `file`: with the subgroup capabilities for the module built with them (what
+/// wgpu grants on a device with the `SUBGROUP` feature).
+fn validator(file: ShaderFile) -> naga::valid::Validator {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
+    let caps = if file.uses_subgroups() { Capabilities::SUBGROUP } else { Capabilities::empty() };
+    let mut v = Validator::new(ValidationFlags::all(), caps);
+    if file.uses_subgroups() {
+        v.subgroup_stages(ShaderStages::COMPUTE).subgroup_operations(SubgroupOperationSet::all());
+    }
+    v
+}
+
 fn module(file: ShaderFile) -> naga::Module {
     let src = file.source();
     naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", file.file_name(), e.emit_to_string(&src)))
@@ -29,9 +41,7 @@ fn module(file: ShaderFile) -> naga::Module {
 fn every_shader_parses_and_validates() {
     for file in ShaderFile::ALL {
         let m = module(file);
-        let mut v =
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-        if let Err(e) = v.validate(&m) {
+        if let Err(e) = validator(file).validate(&m) {
             panic!("{}: {}", file.file_name(), e.emit_to_string(&file.source()));
         }
     }
@@ -49,9 +59,7 @@ fn every_kernel_has_its_entry_point_with_the_declared_bindings() {
         assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.entry_point());
         assert_eq!(ep.workgroup_size, [WORKGROUP_SIZE, 1, 1], "{}", k.entry_point());
         // Which bindings does the entry point use? Walk its expressions for global variables.
-        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&m)
-            .unwrap();
+        let info = validator(k.file()).validate(&m).unwrap();
         let idx = m.entry_points.iter().position(|e| e.name == k.entry_point()).unwrap();
         let ep_info = info.get_entry_point(idx);
         let mut used: Vec<(u32, bool)> = m

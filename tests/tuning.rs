@@ -312,7 +312,21 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         // 5x5 on rows on the vec4 grid without padding (the weight gradient's vec4 loads, the input's
         // shift 0), 6 output channels in one block.
         ("k5_grid_unpadded", geom(3, 2, 12, 12, 6, 5, 1, 0)),
+        // A batch of whole subgroups (8 on lavapipe) with padding: conv2d_direct's subgroup variants
+        // (SG) in both directions, ragged rows, 5 channels in blocks that are partly empty.
+        ("subgroup_batch8_padded", geom(8, 3, 11, 9, 5, 5, 1, 2)),
     ];
+    // Software Vulkan (lavapipe, so CI) has subgroups of one size: the SG variants below are tested
+    // there, not skipped.
+    if c.is_software() && c.info.backend == wgpu::Backend::Vulkan {
+        assert!(c.subgroup_size().is_some(), "lavapipe offers subgroups of one size");
+    }
+    // conv2d_direct with its weights shared through subgroup shuffles (Conv2dDirectSg): offered, and
+    // first, where the device has subgroups of one size and a subgroup's lanes share their kernel rows
+    // (`pad` 0, or a batch of whole subgroups).
+    let sg_offered =
+        |g: &Conv2dGeom, pad: usize| c.subgroup_size().is_some_and(|s| pad == 0 || g.n.is_multiple_of(s as usize));
+    let base = |n: &String| n.trim_end_matches(" subgroup-w").to_string();
     for (seed, (name, g)) in table.iter().enumerate() {
         let mut r = rng(1000 + seed as u64);
         let x = r.vec_f32(g.x_len(), -1.0, 1.0);
@@ -333,25 +347,29 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         for (which, wt) in [("window", &roomy), ("storage", &tight)] {
             let case = format!("{name}/{which}");
             let (bits, names) =
-                every_variant(16, &yt, || Ok(conv2d_forward_fast(c, name, g, &xt, wt, &bt, &yt)?.unwrap()));
+                every_variant(24, &yt, || Ok(conv2d_forward_fast(c, name, g, &xt, wt, &bt, &yt)?.unwrap()));
             assert_eq!(names.iter().any(|n| n.contains("uniform")), which == "window", "{case}: {names:?}");
             // The packed copy of the weights is the window's whatever buffer the weights are in.
             assert!(names.iter().any(|n| n.contains("packed-w")), "{case}: {names:?}");
             // Storage where the weights have no window of their own; rows split evenly (LeNet-5's
             // 10-wide conv2 output as 5 + 5, the 7-wide one as one block of 7).
-            let layout = |n: &String| n.trim_end_matches(" vec4-x").trim_end_matches(" batch-fastest").to_string();
+            let layout =
+                |n: &String| base(n).trim_end_matches(" vec4-x").trim_end_matches(" batch-fastest").to_string();
             let storage = names.iter().any(|n| layout(n).ends_with("col"));
             assert_eq!(storage, which == "storage", "{case}: {names:?}");
             // The input rows as vec4 windows (VX) on software adapters where the input is whole vec4s
             // at stride 1, by default, with the first layout also offered with scalar loads.
             let vx = c.is_software() && g.stride_w == 1 && g.x_len() % 4 == 0;
             assert_eq!(names.iter().any(|n| n.ends_with(" vec4-x")), vx, "{case}: {names:?}");
-            assert_eq!(names[0].ends_with(" vec4-x"), vx, "{case}: {names:?}");
+            assert_eq!(base(&names[0]).ends_with(" vec4-x"), vx, "{case}: {names:?}");
             if vx {
-                assert!(names.iter().any(|n| n == names[0].trim_end_matches(" vec4-x")), "{case}: {names:?}");
+                assert!(names.iter().any(|n| n == base(&names[0]).trim_end_matches(" vec4-x")), "{case}: {names:?}");
             }
+            let sg = sg_offered(g, g.pad_h);
+            assert_eq!(names.iter().any(|n| n.ends_with(" subgroup-w")), sg, "{case}: {names:?}");
+            assert_eq!(names[0].ends_with(" subgroup-w"), sg, "{case}: the default first: {names:?}");
             // Invocations in both orders (batch-fastest first on software adapters, last on GPUs).
-            let nfast = names.iter().filter(|n| n.ends_with(" batch-fastest")).count();
+            let nfast = names.iter().filter(|n| n.contains(" batch-fastest")).count();
             assert!(nfast >= 1 && nfast < names.len(), "{case}: {names:?}");
             let even = match g.w + 2 * g.pad_w - g.kw + 1 {
                 10 => Some("4ch x 5col"),
@@ -365,7 +383,7 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             check(&format!("forward/{case}"), &got, &cpu::conv2d_forward(g, &x64, &w64, &b64), F32_TOL);
             same_bits(&format!("forward/{case}"), &bits, &names);
             let (bits, names) =
-                every_variant(16, &dxt, || Ok(conv2d_backward_input_fast(c, name, g, &dyt, wt, &dxt)?.unwrap()));
+                every_variant(24, &dxt, || Ok(conv2d_backward_input_fast(c, name, g, &dyt, wt, &dxt)?.unwrap()));
             if g.stride_w == 2 {
                 // conv2d_backward_input_s2: 4 input channels per invocation, and 8 where there are more.
                 // (One variant alone is not recorded: the names are then an earlier launch's.)
@@ -374,6 +392,11 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
                 // 16 channels where 3x3 taps with padding 1 share their dy loads.
                 let s2_16ch = names.iter().any(|n| n.starts_with("16ch"));
                 assert_eq!(s2_16ch, g.c_in > 8 && g.kh == 3 && g.pad_h == 1, "{case}: {names:?}");
+            }
+            if g.stride_w == 1 {
+                // A convolution of dy padded by k - 1 - pad.
+                let sg = sg_offered(g, g.kh - 1 - g.pad_h);
+                assert_eq!(names.iter().any(|n| n.ends_with(" subgroup-w")), sg, "{case}: {names:?}");
             }
             let got: Vec<f32> = bits[0].iter().map(|&v| f32::from_bits(v)).collect();
             check(&format!("backward_input/{case}"), &got, &cpu::conv2d_backward_input(g, &dy64, &w64), F32_TOL);
@@ -413,6 +436,7 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
     // variants), conv2d_weight_grad_k3, conv2d_weight_grad_k3c2, conv2d_weight_grad_rows and
     // conv2d_backward_input_s2.
     let ran = RAN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(ran.contains(&Kernel::Conv2dDirectSg), c.subgroup_size().is_some(), "conv2d_direct's SG module");
     for k in [
         Kernel::Conv2dPackWeights,
         Kernel::Conv2dWeightGradK3,

@@ -140,7 +140,12 @@ impl Context {
         let adapter_limits = adapter.limits();
         let adapter_features = adapter.features();
         let required_limits = wanted_limits(&adapter_limits);
-        let required_features = adapter_features & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE);
+        // Subgroups natively only: the browser's WGSL compiler wants an `enable subgroups;` that naga
+        // does not parse, and only conv2d_direct's SG variant uses them.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE;
+        #[cfg(not(target_arch = "wasm32"))]
+        let wanted = wanted | wgpu::Features::SUBGROUP;
+        let required_features = adapter_features & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgcnn"),
@@ -244,6 +249,18 @@ impl Context {
     pub fn with_budget(mut self, budget: Budget) -> Self {
         self.budget = budget;
         self
+    }
+
+    /// The device's subgroup size where subgroup operations are on (wgpu's `SUBGROUP` feature) and
+    /// the adapter has one size only that divides the workgroup size (lavapipe: 8, NVIDIA: 32):
+    /// what the SG variant of `conv2d_direct` is built for. `None` elsewhere.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        let (lo, hi) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
+        (self.features.contains(wgpu::Features::SUBGROUP)
+            && lo == hi
+            && lo.is_power_of_two()
+            && crate::kernels::WORKGROUP_SIZE.is_multiple_of(lo))
+        .then_some(lo)
     }
 
     /// Features the adapter offers (not all are requested).

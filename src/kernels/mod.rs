@@ -36,12 +36,19 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 /// The `override` sizes of the shape-specialised convolutions, prefixed to `conv_fast.wgsl` and
 /// `conv_strided.wgsl`.
 pub const CONV_SIZES_WGSL: &str = include_str!("../../shaders/conv_sizes.wgsl");
+/// `conv2d_direct`'s builtins and lane shuffle without subgroups (`conv_fast.wgsl`'s module) and
+/// with them (the same file's [`ShaderFile::ConvFastSg`] module).
+pub const CONV_LANES_WGSL: &str = include_str!("../../shaders/conv_lanes.wgsl");
+pub const CONV_LANES_SG_WGSL: &str = include_str!("../../shaders/conv_lanes_sg.wgsl");
 
 /// One `.wgsl` file of `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFile {
     Conv,
     ConvFast,
+    /// `conv_fast.wgsl` built with subgroup operations (`conv_lanes_sg.wgsl`): only on a device with
+    /// wgpu's `SUBGROUP` feature.
+    ConvFastSg,
     ConvStrided,
     Activation,
     BatchNorm,
@@ -60,9 +67,10 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 17] = [
+    pub const ALL: [ShaderFile; 18] = [
         ShaderFile::Conv,
         ShaderFile::ConvFast,
+        ShaderFile::ConvFastSg,
         ShaderFile::ConvStrided,
         ShaderFile::Activation,
         ShaderFile::BatchNorm,
@@ -84,7 +92,7 @@ impl ShaderFile {
     pub fn file_name(self) -> &'static str {
         match self {
             ShaderFile::Conv => "conv.wgsl",
-            ShaderFile::ConvFast => "conv_fast.wgsl",
+            ShaderFile::ConvFast | ShaderFile::ConvFastSg => "conv_fast.wgsl",
             ShaderFile::ConvStrided => "conv_strided.wgsl",
             ShaderFile::Activation => "activation.wgsl",
             ShaderFile::BatchNorm => "batchnorm.wgsl",
@@ -106,7 +114,7 @@ impl ShaderFile {
     fn body(self) -> &'static str {
         match self {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
-            ShaderFile::ConvFast => include_str!("../../shaders/conv_fast.wgsl"),
+            ShaderFile::ConvFast | ShaderFile::ConvFastSg => include_str!("../../shaders/conv_fast.wgsl"),
             ShaderFile::ConvStrided => include_str!("../../shaders/conv_strided.wgsl"),
             ShaderFile::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFile::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
@@ -126,14 +134,23 @@ impl ShaderFile {
     }
 
     /// The complete module source: `common.wgsl`, the convolution sizes (`conv_sizes.wgsl`) for the
-    /// shape-specialised conv files, then the file.
+    /// shape-specialised conv files and `conv2d_direct`'s lanes (`conv_lanes.wgsl` or, with subgroups,
+    /// `conv_lanes_sg.wgsl`) for `conv_fast.wgsl`, then the file.
     pub fn source(self) -> String {
         match self {
-            ShaderFile::ConvFast | ShaderFile::ConvStrided => {
-                format!("{COMMON_WGSL}\n{CONV_SIZES_WGSL}\n{}", self.body())
+            ShaderFile::ConvFast => format!("{COMMON_WGSL}\n{CONV_SIZES_WGSL}\n{CONV_LANES_WGSL}\n{}", self.body()),
+            ShaderFile::ConvFastSg => {
+                format!("{COMMON_WGSL}\n{CONV_SIZES_WGSL}\n{CONV_LANES_SG_WGSL}\n{}", self.body())
             }
+            ShaderFile::ConvStrided => format!("{COMMON_WGSL}\n{CONV_SIZES_WGSL}\n{}", self.body()),
             _ => format!("{COMMON_WGSL}\n{}", self.body()),
         }
+    }
+
+    /// Whether the module uses subgroup operations (naga's `SUBGROUP` capabilities, wgpu's
+    /// `SUBGROUP` feature).
+    pub fn uses_subgroups(self) -> bool {
+        self == ShaderFile::ConvFastSg
     }
 }
 
@@ -193,6 +210,7 @@ kernels! {
     Conv2dBackwardBias => "conv2d_backward_bias", Conv, [R, W];
     Conv2dBackwardBias4 => "conv2d_backward_bias4", Conv, [R, W];
     Conv2dDirect => "conv2d_direct", ConvFast, [R, R, R, W, U, R];
+    Conv2dDirectSg => "conv2d_direct", ConvFastSg, [R, R, R, W, U, R];
     Conv2dPackWeights => "conv2d_pack_weights", ConvFast, [R, W];
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dWeightGradK3 => "conv2d_weight_grad_k3", ConvFast, [R, R, W];
