@@ -62,6 +62,10 @@ override VX: bool = false;
 // padding, or batch-fastest invocations and a batch of whole subgroups), and every lane runs to the
 // end: past the grid's end it computes the last invocation's outputs again and does not store them.
 // The weights, and so the products and the bits, are the same.
+// conv2d_weight_grad_k3 and _k3c2: the same for dy, where a subgroup's lanes share their chunk of
+// rows (CIN, or the pairs of input channels, a multiple of SGS) and so every dy value: at each output
+// column, lane l loads channels co0 + l, co0 + l + SGS, ... (at most 4 per lane), and each channel's
+// value comes from the lane that loaded it.
 override SG: bool = false;
 override SGS: u32 = 8u;
 
@@ -166,7 +170,7 @@ fn w_lane(wl: array<f32, 8>, co0: u32, c: u32, ci: u32, ky: u32, kx: u32) -> f32
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_direct(ids: DirectIds) {
+fn conv2d_direct(ids: LaneIds) {
     let wid = ids.wid;
     let past = flat_index(ids.gid, ids.nwg) >= q.total;
     if (past && !SG) { return; }
@@ -525,6 +529,26 @@ fn conv2d_weight_grad(
 // vector in SIMD registers of its own: a quarter more multiply-adds and registers, and spills.)
 // Every output adds the same products in the same order as in conv2d_weight_grad (a row outside the
 // image adds nothing, a padding column adds d · 0), so the bits are the same.
+// SG: this lane's share of the block's dy values at (n, oy, ox): channels co0 + lane + r·SGS.
+fn dy_lanes(n: u32, co0: u32, oy: u32, ox: u32, lane: u32) -> array<f32, 4> {
+    var dl = array<f32, 4>();
+    if (SG) {
+        for (var r = 0u; r < (COB + SGS - 1u) / SGS; r++) {
+            dl[r] = dy_at(n, co0 + r * SGS + lane, oy, ox);
+        }
+    }
+    return dl;
+}
+
+// dy of channel co0 + c at (n, oy, ox): SG, from the lane that loaded it (constant lane and slot for
+// a constant c); otherwise loaded.
+fn dy_pick(dl: array<f32, 4>, n: u32, co0: u32, oy: u32, ox: u32, c: u32) -> f32 {
+    if (SG) {
+        return lane_shuffle(dl[c / SGS], c % SGS);
+    }
+    return dy_at(n, co0 + c, oy, ox);
+}
+
 fn k3_row(plane: u32, iy: i32) -> u32 {
     return (plane + u32(clamp(iy, 0, i32(H) - 1))) * W;
 }
@@ -549,12 +573,9 @@ fn k3_store(out: u32, co: u32, ci: u32, a0: vec3<f32>, a1: vec3<f32>, a2: vec3<f
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_weight_grad_k3(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let i = flat_index(gid, nwg);
+fn conv2d_weight_grad_k3(ids: LaneIds) {
+    let wid = ids.wid;
+    let i = flat_index(ids.gid, ids.nwg);
     if (i >= q.total) { return; }
     let ci = i % CIN;
     let chunk = i / CIN;
@@ -596,6 +617,7 @@ fn conv2d_weight_grad_k3(
         var x2 = k3_window(row2, b);
         for (var ox = 0u; ox < OW; ox++) {
             let c = i32(ox * SW) - i32(PW);
+            let dl = dy_lanes(n, co0, oy, ox, ids.lane);
             if (SW == 1u) {
                 x0 = vec3<f32>(x0.yz, gx_at(row0, c + 2));
                 x1 = vec3<f32>(x1.yz, gx_at(row1, c + 2));
@@ -605,22 +627,22 @@ fn conv2d_weight_grad_k3(
                 x1 = k3_window(row1, c);
                 x2 = k3_window(row2, c);
             }
-            { k3_add(&a0_0, &a0_1, &a0_2, dy_at(n, co0 + 0u, oy, ox), x0, x1, x2, v); }
-            if (COB > 1u) { k3_add(&a1_0, &a1_1, &a1_2, dy_at(n, co0 + 1u, oy, ox), x0, x1, x2, v); }
-            if (COB > 2u) { k3_add(&a2_0, &a2_1, &a2_2, dy_at(n, co0 + 2u, oy, ox), x0, x1, x2, v); }
-            if (COB > 3u) { k3_add(&a3_0, &a3_1, &a3_2, dy_at(n, co0 + 3u, oy, ox), x0, x1, x2, v); }
-            if (COB > 4u) { k3_add(&a4_0, &a4_1, &a4_2, dy_at(n, co0 + 4u, oy, ox), x0, x1, x2, v); }
-            if (COB > 5u) { k3_add(&a5_0, &a5_1, &a5_2, dy_at(n, co0 + 5u, oy, ox), x0, x1, x2, v); }
-            if (COB > 6u) { k3_add(&a6_0, &a6_1, &a6_2, dy_at(n, co0 + 6u, oy, ox), x0, x1, x2, v); }
-            if (COB > 7u) { k3_add(&a7_0, &a7_1, &a7_2, dy_at(n, co0 + 7u, oy, ox), x0, x1, x2, v); }
-            if (COB > 8u) { k3_add(&a8_0, &a8_1, &a8_2, dy_at(n, co0 + 8u, oy, ox), x0, x1, x2, v); }
-            if (COB > 9u) { k3_add(&a9_0, &a9_1, &a9_2, dy_at(n, co0 + 9u, oy, ox), x0, x1, x2, v); }
-            if (COB > 10u) { k3_add(&a10_0, &a10_1, &a10_2, dy_at(n, co0 + 10u, oy, ox), x0, x1, x2, v); }
-            if (COB > 11u) { k3_add(&a11_0, &a11_1, &a11_2, dy_at(n, co0 + 11u, oy, ox), x0, x1, x2, v); }
-            if (COB > 12u) { k3_add(&a12_0, &a12_1, &a12_2, dy_at(n, co0 + 12u, oy, ox), x0, x1, x2, v); }
-            if (COB > 13u) { k3_add(&a13_0, &a13_1, &a13_2, dy_at(n, co0 + 13u, oy, ox), x0, x1, x2, v); }
-            if (COB > 14u) { k3_add(&a14_0, &a14_1, &a14_2, dy_at(n, co0 + 14u, oy, ox), x0, x1, x2, v); }
-            if (COB > 15u) { k3_add(&a15_0, &a15_1, &a15_2, dy_at(n, co0 + 15u, oy, ox), x0, x1, x2, v); }
+            { k3_add(&a0_0, &a0_1, &a0_2, dy_pick(dl, n, co0, oy, ox, 0u), x0, x1, x2, v); }
+            if (COB > 1u) { k3_add(&a1_0, &a1_1, &a1_2, dy_pick(dl, n, co0, oy, ox, 1u), x0, x1, x2, v); }
+            if (COB > 2u) { k3_add(&a2_0, &a2_1, &a2_2, dy_pick(dl, n, co0, oy, ox, 2u), x0, x1, x2, v); }
+            if (COB > 3u) { k3_add(&a3_0, &a3_1, &a3_2, dy_pick(dl, n, co0, oy, ox, 3u), x0, x1, x2, v); }
+            if (COB > 4u) { k3_add(&a4_0, &a4_1, &a4_2, dy_pick(dl, n, co0, oy, ox, 4u), x0, x1, x2, v); }
+            if (COB > 5u) { k3_add(&a5_0, &a5_1, &a5_2, dy_pick(dl, n, co0, oy, ox, 5u), x0, x1, x2, v); }
+            if (COB > 6u) { k3_add(&a6_0, &a6_1, &a6_2, dy_pick(dl, n, co0, oy, ox, 6u), x0, x1, x2, v); }
+            if (COB > 7u) { k3_add(&a7_0, &a7_1, &a7_2, dy_pick(dl, n, co0, oy, ox, 7u), x0, x1, x2, v); }
+            if (COB > 8u) { k3_add(&a8_0, &a8_1, &a8_2, dy_pick(dl, n, co0, oy, ox, 8u), x0, x1, x2, v); }
+            if (COB > 9u) { k3_add(&a9_0, &a9_1, &a9_2, dy_pick(dl, n, co0, oy, ox, 9u), x0, x1, x2, v); }
+            if (COB > 10u) { k3_add(&a10_0, &a10_1, &a10_2, dy_pick(dl, n, co0, oy, ox, 10u), x0, x1, x2, v); }
+            if (COB > 11u) { k3_add(&a11_0, &a11_1, &a11_2, dy_pick(dl, n, co0, oy, ox, 11u), x0, x1, x2, v); }
+            if (COB > 12u) { k3_add(&a12_0, &a12_1, &a12_2, dy_pick(dl, n, co0, oy, ox, 12u), x0, x1, x2, v); }
+            if (COB > 13u) { k3_add(&a13_0, &a13_1, &a13_2, dy_pick(dl, n, co0, oy, ox, 13u), x0, x1, x2, v); }
+            if (COB > 14u) { k3_add(&a14_0, &a14_1, &a14_2, dy_pick(dl, n, co0, oy, ox, 14u), x0, x1, x2, v); }
+            if (COB > 15u) { k3_add(&a15_0, &a15_1, &a15_2, dy_pick(dl, n, co0, oy, ox, 15u), x0, x1, x2, v); }
         }
     }
     let out = chunk * COUT * CIN * KH * KW;
@@ -649,12 +671,9 @@ fn conv2d_weight_grad_k3(
 // with few output channels (a dense block's growth of 8). An odd last channel is computed on a copy of
 // the one before and not stored. Every output adds the same products in the same order (same bits).
 @compute @workgroup_size(WG)
-fn conv2d_weight_grad_k3c2(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let i = flat_index(gid, nwg);
+fn conv2d_weight_grad_k3c2(ids: LaneIds) {
+    let wid = ids.wid;
+    let i = flat_index(ids.gid, ids.nwg);
     if (i >= q.total) { return; }
     let pairs = (CIN + 1u) / 2u;
     let ci = 2u * (i % pairs);
@@ -703,6 +722,7 @@ fn conv2d_weight_grad_k3c2(
         var y2 = k3_window(rowj2, b);
         for (var ox = 0u; ox < OW; ox++) {
             let c = i32(ox * SW) - i32(PW);
+            let dl = dy_lanes(n, co0, oy, ox, ids.lane);
             if (SW == 1u) {
                 x0 = vec3<f32>(x0.yz, gx_at(row0, c + 2));
                 x1 = vec3<f32>(x1.yz, gx_at(row1, c + 2));
@@ -719,42 +739,42 @@ fn conv2d_weight_grad_k3c2(
                 y2 = k3_window(rowj2, c);
             }
             {
-                let d = dy_at(n, co0 + 0u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 0u);
                 k3_add(&a0_0, &a0_1, &a0_2, d, x0, x1, x2, v);
                 k3_add(&b0_0, &b0_1, &b0_2, d, y0, y1, y2, v);
             }
             if (COB > 1u) {
-                let d = dy_at(n, co0 + 1u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 1u);
                 k3_add(&a1_0, &a1_1, &a1_2, d, x0, x1, x2, v);
                 k3_add(&b1_0, &b1_1, &b1_2, d, y0, y1, y2, v);
             }
             if (COB > 2u) {
-                let d = dy_at(n, co0 + 2u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 2u);
                 k3_add(&a2_0, &a2_1, &a2_2, d, x0, x1, x2, v);
                 k3_add(&b2_0, &b2_1, &b2_2, d, y0, y1, y2, v);
             }
             if (COB > 3u) {
-                let d = dy_at(n, co0 + 3u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 3u);
                 k3_add(&a3_0, &a3_1, &a3_2, d, x0, x1, x2, v);
                 k3_add(&b3_0, &b3_1, &b3_2, d, y0, y1, y2, v);
             }
             if (COB > 4u) {
-                let d = dy_at(n, co0 + 4u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 4u);
                 k3_add(&a4_0, &a4_1, &a4_2, d, x0, x1, x2, v);
                 k3_add(&b4_0, &b4_1, &b4_2, d, y0, y1, y2, v);
             }
             if (COB > 5u) {
-                let d = dy_at(n, co0 + 5u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 5u);
                 k3_add(&a5_0, &a5_1, &a5_2, d, x0, x1, x2, v);
                 k3_add(&b5_0, &b5_1, &b5_2, d, y0, y1, y2, v);
             }
             if (COB > 6u) {
-                let d = dy_at(n, co0 + 6u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 6u);
                 k3_add(&a6_0, &a6_1, &a6_2, d, x0, x1, x2, v);
                 k3_add(&b6_0, &b6_1, &b6_2, d, y0, y1, y2, v);
             }
             if (COB > 7u) {
-                let d = dy_at(n, co0 + 7u, oy, ox);
+                let d = dy_pick(dl, n, co0, oy, ox, 7u);
                 k3_add(&a7_0, &a7_1, &a7_2, d, x0, x1, x2, v);
                 k3_add(&b7_0, &b7_1, &b7_2, d, y0, y1, y2, v);
             }

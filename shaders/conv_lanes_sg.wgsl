@@ -1,7 +1,8 @@
-// conv2d_direct's builtins and the subgroup operation it uses, for the module built where the device
-// has subgroups (wgpu's SUBGROUP feature, requested where the adapter offers it, native only): `lane`
-// is the invocation's index in its subgroup, and lane_shuffle returns `v` of lane `src`.
-struct DirectIds {
+// The builtins of conv2d_direct and the 3x3 weight gradients, and the subgroup operation they use, for
+// the module built where the device has subgroups (wgpu's SUBGROUP feature, requested where the adapter
+// offers it, native only): `lane` is the invocation's index in its subgroup, and lane_shuffle returns
+// `v` of lane `src`.
+struct LaneIds {
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,

@@ -315,6 +315,10 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         // A batch of whole subgroups (8 on lavapipe) with padding: conv2d_direct's subgroup variants
         // (SG) in both directions, ragged rows, 5 channels in blocks that are partly empty.
         ("subgroup_batch8_padded", geom(8, 3, 11, 9, 5, 5, 1, 2)),
+        // Input channels (and their pairs) in whole subgroups: the 3x3 weight gradients' subgroup
+        // variants (dy shared by the lanes), 12 output channels, ragged rows; and at stride 2.
+        ("subgroup_dy_16cin", geom(2, 16, 7, 6, 12, 3, 1, 1)),
+        ("subgroup_dy_stride2", geom(1, 8, 9, 9, 10, 3, 2, 1)),
     ];
     // Software Vulkan (lavapipe, so CI) has subgroups of one size: the SG variants below are tested
     // there, not skipped.
@@ -403,7 +407,7 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             same_bits(&format!("backward_input/{case}"), &bits, &names);
         }
         let (bits, names) =
-            every_variant(16, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
+            every_variant(24, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
         let distinct: std::collections::HashSet<_> = names.iter().collect();
         assert!(distinct.len() > 1, "{name}: weight-gradient variants {names:?}");
         // 3-row kernels also run conv2d_weight_grad_k3, and kernels up to 5x5 conv2d_weight_grad_rows
@@ -424,6 +428,17 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
         if let Some(first) = first {
             assert_eq!(names.first().map(String::as_str), Some(first), "{name}: the default first: {names:?}");
         }
+        // dy shared through subgroup shuffles (conv2d_weight_grad_k3 and _k3c2 from the subgroup
+        // module) where a subgroup's lanes share their chunk: input channels, or their pairs, in whole
+        // subgroups; the widest one-channel block so first.
+        let sg = c.subgroup_size().is_some_and(|s| {
+            let s = s as usize;
+            g.kh == 3 && g.kw == 3 && (g.c_in.is_multiple_of(s) || (g.c_in > 1 && g.c_in.div_ceil(2).is_multiple_of(s)))
+        });
+        assert_eq!(names.iter().any(|n| n.ends_with(" subgroup-dy")), sg, "{name}: {names:?}");
+        if *name == "subgroup_dy_16cin" && sg {
+            assert_eq!(names[0], "12ch x 3 rows subgroup-dy", "{name}: the default first: {names:?}");
+        }
         assert!(names.iter().any(|n| n.ends_with("rows arrays")), "{name}: {names:?}");
         // ... and with vec4 loads where the rows are on the vec4 grid at stride 1.
         let vec4 = g.stride_w == 1 && g.w % 4 == 0 && g.out_w() % 4 == 0 && g.kh > 1 && g.kh <= 5 && g.kw <= 5;
@@ -436,7 +451,9 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
     // variants), conv2d_weight_grad_k3, conv2d_weight_grad_k3c2, conv2d_weight_grad_rows and
     // conv2d_backward_input_s2.
     let ran = RAN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert_eq!(ran.contains(&Kernel::Conv2dDirectSg), c.subgroup_size().is_some(), "conv2d_direct's SG module");
+    for k in [Kernel::Conv2dDirectSg, Kernel::Conv2dWeightGradK3Sg, Kernel::Conv2dWeightGradK3c2Sg] {
+        assert_eq!(ran.contains(&k), c.subgroup_size().is_some(), "{k:?}: the subgroup module");
+    }
     for k in [
         Kernel::Conv2dPackWeights,
         Kernel::Conv2dWeightGradK3,

@@ -36,7 +36,7 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 /// The `override` sizes of the shape-specialised convolutions, prefixed to `conv_fast.wgsl` and
 /// `conv_strided.wgsl`.
 pub const CONV_SIZES_WGSL: &str = include_str!("../../shaders/conv_sizes.wgsl");
-/// `conv2d_direct`'s builtins and lane shuffle without subgroups (`conv_fast.wgsl`'s module) and
+/// The builtins and lane shuffle of `conv2d_direct` and the 3x3 weight gradients without subgroups (`conv_fast.wgsl`'s module) and
 /// with them (the same file's [`ShaderFile::ConvFastSg`] module).
 pub const CONV_LANES_WGSL: &str = include_str!("../../shaders/conv_lanes.wgsl");
 pub const CONV_LANES_SG_WGSL: &str = include_str!("../../shaders/conv_lanes_sg.wgsl");
@@ -215,6 +215,8 @@ kernels! {
     Conv2dWeightGrad => "conv2d_weight_grad", ConvFast, [R, R, W];
     Conv2dWeightGradK3 => "conv2d_weight_grad_k3", ConvFast, [R, R, W];
     Conv2dWeightGradK3c2 => "conv2d_weight_grad_k3c2", ConvFast, [R, R, W];
+    Conv2dWeightGradK3Sg => "conv2d_weight_grad_k3", ConvFastSg, [R, R, W];
+    Conv2dWeightGradK3c2Sg => "conv2d_weight_grad_k3c2", ConvFastSg, [R, R, W];
     Conv2dWeightGradRows => "conv2d_weight_grad_rows", ConvFast, [R, R, W, R, R];
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W, U];
     ReluForward => "relu_forward", Activation, [R, W];
