@@ -36,8 +36,8 @@ pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 /// The `override` sizes of the shape-specialised convolutions, prefixed to `conv_fast.wgsl` and
 /// `conv_strided.wgsl`.
 pub const CONV_SIZES_WGSL: &str = include_str!("../../shaders/conv_sizes.wgsl");
-/// The builtins and lane shuffle of `conv2d_direct` and the 3x3 weight gradients without subgroups (`conv_fast.wgsl`'s module) and
-/// with them (the same file's [`ShaderFile::ConvFastSg`] module).
+/// The builtins and lane shuffle of `conv2d_direct` and the 3x3 weight gradients: without subgroups
+/// (`conv_fast.wgsl`'s module) and with them (the same file's [`ShaderFile::ConvFastSg`] module).
 pub const CONV_LANES_WGSL: &str = include_str!("../../shaders/conv_lanes.wgsl");
 pub const CONV_LANES_SG_WGSL: &str = include_str!("../../shaders/conv_lanes_sg.wgsl");
 
