@@ -947,6 +947,89 @@ fn conv2d_weight_grad_rows(
 }
 
 // Write kernel columns 0..KW-1 of one (co, ci, ky) row from two vec4s, when the channel exists.
+// conv2d_weight_grad_lanes (subgroup module only): conv2d_weight_grad_rows' sums, with a subgroup's
+// lanes sharing their loads. A subgroup owns one chunk of rows and CG = SGS / LB input channels; lane
+// l takes channel l / LB of them and block l % LB of COB output channels (grid layer z: blocks
+// z·LB + l % LB). At each output column, the next input column of each kernel row of a channel is
+// loaded by one of the LB lanes that share the channel, and each dy value by one of the CG lanes that
+// share the block; every lane takes them from the lanes that loaded them (shuffles). Stride 1,
+// kernels up to 5 x 5. Every output adds the same products in the same order as in
+// conv2d_weight_grad_rows, so the bits are the same. A channel past CIN (the last subgroup's, where
+// CG does not divide CIN) loads and shuffles like the others and stores nothing.
+override LB: u32 = 4u;
+
+@compute @workgroup_size(WG)
+fn conv2d_weight_grad_lanes(ids: LaneIds) {
+    let i = flat_index(ids.gid, ids.nwg);
+    if (i >= q.total) { return; }
+    let cg = SGS / LB;
+    let groups = (CIN + cg - 1u) / cg;
+    let sub = i / SGS;
+    let chunk = sub / groups;
+    let cs = ids.lane / LB;
+    let cb = ids.lane % LB;
+    let ci_lane = (sub % groups) * cg + cs;
+    let ci = min(ci_lane, CIN - 1u);
+    let co0 = (ids.wid.z * LB + cb) * COB;
+    let r0 = chunk * q.rows_per_chunk;
+    let r1 = min(r0 + q.rows_per_chunk, q.rows);
+    // As conv2d_weight_grad_rows: acc[c * 5 + k] columns 0..3 of channel co0 + c, kernel row k;
+    // tail: column 4.
+    var acc: array<vec4<f32>, 40>;
+    var tail: array<f32, 40>;
+    var valid: array<bool, 5>;
+    var xv: array<vec4<f32>, 5>;
+    var xe: array<f32, 5>;
+    for (var r = r0; r < r1; r++) {
+        let n = r / OH;
+        let oy = r % OH;
+        let top = i32(oy) - i32(PH);
+        let plane = (n * CIN + ci) * H;
+        let b = -i32(PW) - 1;
+        for (var k = 0u; k < KH; k++) {
+            let iy = top + i32(k);
+            valid[k] = iy >= 0 && iy < i32(H);
+            let row = (plane + u32(clamp(iy, 0, i32(H) - 1))) * W;
+            xv[k] = vec4<f32>(gx_at(row, b), gx_at(row, b + 1), gx_at(row, b + 2), gx_at(row, b + 3));
+            xe[k] = gx_at(row, b + 4);
+        }
+        for (var ox = 0u; ox < OW; ox++) {
+            let c = i32(ox) - i32(PW);
+            // This lane's loads: the next column of kernel rows cb, cb + LB, ... of its channel, and
+            // dy of channels co0 + cs, co0 + cs + CG, ... of its block.
+            var xl = array<f32, 5>();
+            for (var j = 0u; j < (KH + LB - 1u) / LB; j++) {
+                let iy = top + i32(min(cb + j * LB, KH - 1u));
+                xl[j] = gx_at((plane + u32(clamp(iy, 0, i32(H) - 1))) * W, c + 4);
+            }
+            var dl = array<f32, 8>();
+            for (var j = 0u; j < (COB + cg - 1u) / cg; j++) {
+                dl[j] = dy_at(n, co0 + min(cs + j * cg, COB - 1u), oy, ox);
+            }
+            for (var k = 0u; k < KH; k++) {
+                xv[k] = vec4<f32>(xv[k].yzw, xe[k]);
+                xe[k] = lane_shuffle(xl[k / LB], cs * LB + k % LB);
+            }
+            for (var cc = 0u; cc < COB; cc++) {
+                let d = lane_shuffle(dl[cc / cg], (cc % cg) * LB + cb);
+                for (var k = 0u; k < KH; k++) {
+                    if (valid[k]) {
+                        acc[cc * 5u + k] += d * xv[k];
+                        if (KW == 5u) { tail[cc * 5u + k] += d * xe[k]; }
+                    }
+                }
+            }
+        }
+    }
+    if (ci_lane >= CIN) { return; }
+    let out = chunk * COUT * CIN * KH * KW;
+    for (var cc = 0u; cc < COB; cc++) {
+        for (var k = 0u; k < KH; k++) {
+            store_dw(out, co0 + cc, ci, k, acc[cc * 5u + k], vec4<f32>(tail[cc * 5u + k], 0.0, 0.0, 0.0));
+        }
+    }
+}
+
 fn store_dw(out: u32, co: u32, ci: u32, ky: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (co >= COUT) { return; }
     let base = out + ((co * CIN + ci) * KH + ky) * KW;

@@ -407,7 +407,7 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             same_bits(&format!("backward_input/{case}"), &bits, &names);
         }
         let (bits, names) =
-            every_variant(24, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
+            every_variant(32, &dwt, || Ok(conv2d_backward_weight_fast(c, name, g, &dyt, &xt, &dwt)?.unwrap()));
         let distinct: std::collections::HashSet<_> = names.iter().collect();
         assert!(distinct.len() > 1, "{name}: weight-gradient variants {names:?}");
         // 3-row kernels also run conv2d_weight_grad_k3, and kernels up to 5x5 conv2d_weight_grad_rows
@@ -436,6 +436,14 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
             g.kh == 3 && g.kw == 3 && (g.c_in.is_multiple_of(s) || (g.c_in > 1 && g.c_in.div_ceil(2).is_multiple_of(s)))
         });
         assert_eq!(names.iter().any(|n| n.ends_with(" subgroup-dy")), sg, "{name}: {names:?}");
+        // conv2d_weight_grad_lanes (input channels x output-channel blocks sharing their loads): with
+        // subgroups, at stride 1 where a kernel of 2 to 5 rows and up to 5 columns takes the arrays.
+        let lanes = c.subgroup_size().is_some() && g.stride_w == 1 && g.kh > 1 && g.kh <= 5 && g.kw <= 5;
+        assert_eq!(names.iter().any(|n| n.ends_with("co") && n.contains(" subgroup ")), lanes, "{name}: {names:?}");
+        // ... first (4 output-channel blocks) on unpadded kernels wider than 3 with several input
+        // channels (LeNet-5's conv2).
+        let lead = lanes && g.pad_h == 0 && g.kw > 3 && g.c_in >= 2;
+        assert_eq!(names[0].ends_with("ci x 4co"), lead, "{name}: the default first: {names:?}");
         if *name == "subgroup_dy_16cin" && sg {
             assert_eq!(names[0], "12ch x 3 rows subgroup-dy", "{name}: the default first: {names:?}");
         }
@@ -451,7 +459,12 @@ fn every_conv_variant_gives_the_reference_and_the_same_bits() {
     // variants), conv2d_weight_grad_k3, conv2d_weight_grad_k3c2, conv2d_weight_grad_rows and
     // conv2d_backward_input_s2.
     let ran = RAN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for k in [Kernel::Conv2dDirectSg, Kernel::Conv2dWeightGradK3Sg, Kernel::Conv2dWeightGradK3c2Sg] {
+    for k in [
+        Kernel::Conv2dDirectSg,
+        Kernel::Conv2dWeightGradK3Sg,
+        Kernel::Conv2dWeightGradK3c2Sg,
+        Kernel::Conv2dWeightGradLanes,
+    ] {
         assert_eq!(ran.contains(&k), c.subgroup_size().is_some(), "{k:?}: the subgroup module");
     }
     for k in [

@@ -531,7 +531,7 @@ pub fn conv2d_backward_weight_fast(
     // run) inception-mini's 32 -> 48 at 7x7 took 6.4 ms with 16 channels against 8.6 for 8 x 2 inputs
     // with shuffles and 12.9 without, its 16 -> 24 at 14x14 7.7 (12 channels) against 8.1 and 16.2.
     let sgs = ctx.subgroup_size().map(|s| s as usize);
-    let mut variants: Vec<(WeightGradSplit, Option<u32>)> = variants
+    let mut variants: Vec<(WeightGradSplit, Share)> = variants
         .iter()
         .flat_map(|v| {
             let lanes = match v.rows {
@@ -540,12 +540,38 @@ pub fn conv2d_backward_weight_fast(
                 _ => None,
             };
             let sg = sgs.filter(|&s| lanes.is_some_and(|l| l.is_multiple_of(s)) && v.cob <= 4 * s);
-            sg.map(|s| (*v, Some(s as u32))).into_iter().chain([(*v, None)])
+            sg.map(|s| (*v, Share::Dy(s as u32))).into_iter().chain([(*v, Share::None)])
         })
         .collect();
-    if let Some(i) = variants.iter().position(|(v, sg)| v.rows == GradRows::Three && sg.is_some()) {
+    if let Some(i) = variants.iter().position(|(v, sg)| v.rows == GradRows::Three && *sg != Share::None) {
         let lead = variants.remove(i);
         variants.insert(0, lead);
+    }
+    // Kernels up to 5x5 at stride 1 with subgroups: conv2d_weight_grad_lanes, a subgroup's lanes as
+    // SGS / LB input channels x LB blocks of output channels sharing their input and dy loads, with
+    // LB = 4 or 8 blocks of at most 6 channels (more spill: see the vec4 rows above). LB = 4 leads
+    // on unpadded kernels wider than 3 with two input channels or more: LeNet-5's conv2 took 2.2 ms
+    // against 3.0 for the best other layout (the tuner's timings in two runs, lavapipe, Intel Xeon);
+    // on inception-mini's padded 5x5 ones (7 and 14 wide) it was not among the best five.
+    if let (Some(s), Some(all)) = (sgs, variants.iter().find(|(v, _)| v.rows == GradRows::All).map(|(v, _)| *v)) {
+        if g.stride_h == 1 && g.stride_w == 1 && g.kh <= 5 && g.kw <= 5 {
+            for lb in [4, 8].into_iter().filter(|lb| s.is_multiple_of(*lb)) {
+                let cob = g.c_out.div_ceil(lb);
+                if cob > 6 {
+                    continue;
+                }
+                let iters = all.rows_per_chunk * (1 + g.out_w()) * (1 + g.kh) + g.kh * cob + 1;
+                if iters <= ctx.budget().loop_iters {
+                    let split = WeightGradSplit { cob, layers: 1, iters, ..all };
+                    let lanes = (split, Share::Lanes(s as u32, lb as u32));
+                    if lb == 4 && g.pad_h == 0 && g.pad_w == 0 && g.kw > 3 && g.c_in >= 2 {
+                        variants.insert(0, lanes);
+                    } else {
+                        variants.push(lanes);
+                    }
+                }
+            }
+        }
     }
     let rows = g.n * g.out_h();
     let out = if chunks == 1 {
@@ -555,7 +581,7 @@ pub fn conv2d_backward_weight_fast(
     };
     let names: Vec<String> = variants
         .iter()
-        .map(|(v, sg)| {
+        .map(|(v, share)| {
             let name = match v.rows {
                 GradRows::One => format!("{}ch", v.cob),
                 GradRows::Three => format!("{}ch x 3 rows", v.cob),
@@ -563,21 +589,22 @@ pub fn conv2d_backward_weight_fast(
                 GradRows::All => format!("{}ch x {} rows arrays", v.cob, g.kh),
                 GradRows::AllVec4 => format!("{}ch x {} rows arrays vec4", v.cob, g.kh),
             };
-            if sg.is_some() {
-                name + " subgroup-dy"
-            } else {
-                name
+            match share {
+                Share::None => name,
+                Share::Dy(_) => name + " subgroup-dy",
+                Share::Lanes(s, lb) => format!("{name} subgroup {}ci x {lb}co", s / lb),
             }
         })
         .collect();
     let shape = format!("{} chunks {chunks}", tune_key(g));
     let dummy = ctx.uniform_dummy()?;
     let first = ctx.tuned("conv2d_weight_grad", shape, &names, |i| {
-        let (WeightGradSplit { cob, layers, iters, rows: layout, .. }, sg) = variants[i];
+        let (WeightGradSplit { cob, layers, iters, rows: layout, .. }, share) = variants[i];
         let total = chunks
-            * match layout {
-                GradRows::One => g.c_in * g.kh,
-                GradRows::ThreeTwo => g.c_in.div_ceil(2),
+            * match (layout, share) {
+                (_, Share::Lanes(s, lb)) => g.c_in.div_ceil((s / lb) as usize) * s as usize,
+                (GradRows::One, _) => g.c_in * g.kh,
+                (GradRows::ThreeTwo, _) => g.c_in.div_ceil(2),
                 _ => g.c_in,
             }; // per grid layer
         let p = FastConvParams {
@@ -600,16 +627,19 @@ pub fn conv2d_backward_weight_fast(
         // The array layout also binds x and dy as vec4s (VX), or the dummy, which it does not read.
         let vx = layout == GradRows::AllVec4;
         consts.push(("VX", u32::from(vx)));
-        if let Some(sgs) = sg {
-            consts.extend([("SG", 1), ("SGS", sgs)]);
+        match share {
+            Share::None => {}
+            Share::Dy(sgs) => consts.extend([("SG", 1), ("SGS", sgs)]),
+            Share::Lanes(sgs, lb) => consts.extend([("SG", 1), ("SGS", sgs), ("LB", lb)]),
         }
         let (x4, dy4) = if vx { (x, dy) } else { (&dummy, &dummy) };
-        let (kernel, tensors): (_, &[&Tensor]) = match (layout, sg.is_some()) {
+        let (kernel, tensors): (_, &[&Tensor]) = match (layout, share) {
+            (_, Share::Lanes(..)) => (Kernel::Conv2dWeightGradLanes, &[dy, x, &out]),
             (GradRows::One, _) => (Kernel::Conv2dWeightGrad, &[dy, x, &out]),
-            (GradRows::Three, false) => (Kernel::Conv2dWeightGradK3, &[dy, x, &out]),
-            (GradRows::Three, true) => (Kernel::Conv2dWeightGradK3Sg, &[dy, x, &out]),
-            (GradRows::ThreeTwo, false) => (Kernel::Conv2dWeightGradK3c2, &[dy, x, &out]),
-            (GradRows::ThreeTwo, true) => (Kernel::Conv2dWeightGradK3c2Sg, &[dy, x, &out]),
+            (GradRows::Three, Share::None) => (Kernel::Conv2dWeightGradK3, &[dy, x, &out]),
+            (GradRows::Three, _) => (Kernel::Conv2dWeightGradK3Sg, &[dy, x, &out]),
+            (GradRows::ThreeTwo, Share::None) => (Kernel::Conv2dWeightGradK3c2, &[dy, x, &out]),
+            (GradRows::ThreeTwo, _) => (Kernel::Conv2dWeightGradK3c2Sg, &[dy, x, &out]),
             (GradRows::All | GradRows::AllVec4, _) => (Kernel::Conv2dWeightGradRows, &[dy, x, &out, x4, dy4]),
         };
         ctx.launch_layered(
@@ -627,6 +657,17 @@ pub fn conv2d_backward_weight_fast(
         return Ok(Some(first.with_work(2 * g.macs() as u64, 0)));
     }
     Ok(Some(first.then(sum_chunks(ctx, label, &out, chunks, dw)?).with_work(2 * g.macs() as u64, 0)))
+}
+
+/// How a weight-gradient variant's lanes share their loads through subgroup shuffles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    /// Each lane loads what it reads.
+    None,
+    /// dy loaded once per subgroup of this size (`SG`, the 3-row kernels).
+    Dy(u32),
+    /// `conv2d_weight_grad_lanes`: subgroups of this size, as input channels x `LB` output-channel blocks.
+    Lanes(u32, u32),
 }
 
 /// Forward conv launch: the fast kernel unless `ctx.kernels` is [`crate::KernelSet::Plain`] or the shape does

@@ -217,6 +217,7 @@ kernels! {
     Conv2dWeightGradK3c2 => "conv2d_weight_grad_k3c2", ConvFast, [R, R, W];
     Conv2dWeightGradK3Sg => "conv2d_weight_grad_k3", ConvFastSg, [R, R, W];
     Conv2dWeightGradK3c2Sg => "conv2d_weight_grad_k3c2", ConvFastSg, [R, R, W];
+    Conv2dWeightGradLanes => "conv2d_weight_grad_lanes", ConvFastSg, [R, R, W];
     Conv2dWeightGradRows => "conv2d_weight_grad_rows", ConvFast, [R, R, W, R, R];
     Conv2dBackwardInputS2 => "conv2d_backward_input_s2", ConvStrided, [R, R, W, U];
     ReluForward => "relu_forward", Activation, [R, W];
