@@ -71,6 +71,9 @@ fn conv_table() -> Vec<(&'static str, Conv2dGeom)> {
         // forward and input gradient read only the weights as vec4 (matmul_vec4b, the default there).
         ("1x1_7x7_batch1_vec4b", g(1, 56, 7, 7, 32, 1, 1, 1, 0)),
         ("1x1_7x7_batch3_vec4b_12ch", g(3, 8, 7, 7, 12, 1, 1, 1, 0)),
+        // Without padding, so with subgroups conv2d_direct's forward shares its weights through them
+        // (SG): one 5-column block per row, 4,194,398 rows in 65,538 workgroups.
+        ("subgroup_grid_past_65535", g(1, 1, 4_194_400, 7, 1, 3, 3, 1, 0)),
     ]
     .to_vec()
 }
@@ -159,6 +162,10 @@ fn check_fast_conv(name: &str, geom: &Conv2dGeom, row: &ConvRow) {
     assert!(fast_fwd.is_some() && fast_dw.is_some(), "{name}: the fast kernels take every shape of this table");
     assert_eq!(fast_dx.is_some(), stride1 || stride2, "{name}: the fast input gradient takes strides 1 and 2");
     if let Some(l) = fast_fwd {
+        if name.starts_with("subgroup_") {
+            let sg = l.kernel == Kernel::Conv2dDirectSg;
+            assert_eq!(sg, c.subgroup_size().is_some(), "{name}: conv2d_direct with subgroups ({:?})", l.kernel);
+        }
         yt.write_f32(c, &vec![f32::NAN; geom.y_len()]).unwrap();
         let kernel = l.kernel.entry_point();
         let got = run_f32(Ok(l), yt);
