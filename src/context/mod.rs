@@ -141,7 +141,7 @@ impl Context {
         let adapter_features = adapter.features();
         let required_limits = wanted_limits(&adapter_limits);
         // Subgroups natively only: the browser's WGSL compiler wants an `enable subgroups;` that naga
-        // does not parse, and only conv2d_direct's SG variant uses them.
+        // does not parse, and only the subgroup build of conv_fast.wgsl uses them (tuning variants).
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE;
         #[cfg(not(target_arch = "wasm32"))]
         let wanted = wanted | wgpu::Features::SUBGROUP;
@@ -253,7 +253,8 @@ impl Context {
 
     /// The device's subgroup size where subgroup operations are on (wgpu's `SUBGROUP` feature) and
     /// the adapter has one size only that divides the workgroup size (lavapipe: 8, NVIDIA: 32):
-    /// what the SG variant of `conv2d_direct` is built for. `None` elsewhere.
+    /// what the subgroup variants of `conv2d_direct` and the weight gradients are built for. `None`
+    /// elsewhere.
     pub fn subgroup_size(&self) -> Option<u32> {
         let (lo, hi) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
         (self.features.contains(wgpu::Features::SUBGROUP)
