@@ -1,7 +1,10 @@
 // Prepended to every shader file of wgcnn (see ShaderFile::source in src/kernels/mod.rs).
 
-// Threads per workgroup; mirrors WORKGROUP_SIZE in src/kernels/mod.rs.
-const WG: u32 = 64u;
+// Threads per workgroup: WORKGROUP_SIZE in src/kernels/mod.rs, or fewer (8, 16 or 32) where the launcher
+// splits a small dispatch of a one-dimensional kernel into more workgroups (Context::workgroup_for).
+// Kernels that share workgroup memory or number their work by workgroup always run with 64 (WG_FIXED).
+override WG: u32 = 64u;
+const WG_FIXED: u32 = 64u;
 
 // The flat invocation index of a grid that dispatch_grid may have folded into a second dimension.
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -17,8 +17,8 @@ struct ReduceParams {
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 
-var<workgroup> partial_f: array<f32, WG>;
-var<workgroup> partial_u: array<u32, WG>;
+var<workgroup> partial_f: array<f32, WG_FIXED>; // these kernels run with WG = WG_FIXED
+var<workgroup> partial_u: array<u32, WG_FIXED>;
 
 // sum_accumulate: x [n] -> acc[0] += Σ x
 @group(0) @binding(1) var<storage, read> sum_x: array<f32>;

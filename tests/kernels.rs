@@ -318,3 +318,38 @@ fn every_kernel_is_covered_by_this_file() {
         assert!(src.contains(k.entry_point()) || src.contains(&format!("{k:?}")), "{:?} has no test", k);
     }
 }
+
+/// A dispatch with fewer workgroups of 64 than 8 per CPU runs, on a software adapter, in smaller
+/// workgroups (32, 16 or 8; never fewer threads than a subgroup) so that every CPU thread gets some:
+/// LeNet-5's conv2 bias gradient at batch 64 is 32 invocations, one workgroup of 64. Kernels that share
+/// workgroup memory or number their work by workgroup keep 64, as does a large dispatch and every
+/// dispatch on a GPU. The small launch matches the reference; that the workgroup size leaves the bits
+/// alone is what `tests/training.rs`' hash of LeNet-5's weights after an epoch checks (its small
+/// dispatches run split).
+#[test]
+fn small_dispatches_run_in_smaller_workgroups_on_software_adapters() {
+    let c = ctx();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let small = c.workgroup_for(Kernel::Conv2dBackwardBias4, 32, 1);
+    if c.is_software() {
+        assert!(small < 64 && small >= c.subgroup_size().unwrap_or(8).max(8), "{small}");
+        assert!(32u64.div_ceil(u64::from(small)) > 1, "one workgroup leaves a CPU thread idle");
+    } else {
+        assert_eq!(small, 64);
+    }
+    assert_eq!(c.workgroup_for(Kernel::SumAccumulate, 32, 1), 64, "workgroup memory: fixed");
+    assert_eq!(c.workgroup_for(Kernel::MatmulTiled, 32, 1), 64, "numbered by workgroup: fixed");
+    assert_eq!(c.workgroup_for(Kernel::Conv2dBackwardBias4, 64 * 8 * cpus, 1), 64, "enough workgroups");
+    assert_eq!(c.workgroup_for(Kernel::Conv2dBackwardBias4, 64, 8 * cpus as u32), 64, "layers count too");
+
+    // LeNet-5's conv2 at batch 64: its bias gradient as the graph launches it.
+    let geom = Conv2dGeom::square(64, 6, 14, 14, 16, 5, 1, 0);
+    let mut rng = wgcnn::rng::Rng::new(21);
+    let dy = rng.vec_f32(geom.y_len(), -1.0, 1.0);
+    let dyt = Tensor::from_f32(c, "dy", &[geom.y_len()], &dy).unwrap();
+    let dbt = zeros("db", &[geom.c_out]);
+    let launch = conv2d_backward_bias(c, "db", &geom, &dyt, &dbt).unwrap();
+    assert_eq!(launch.constant("WG").unwrap_or(64), small, "the launch's workgroup size");
+    let got = run_f32(Ok(launch), &dbt);
+    check("conv2d_backward_bias/lenet_conv2_b64", &got, &cpu::conv2d_backward_bias(&geom, &to_f64(&dy)), F32_TOL);
+}

@@ -6,6 +6,10 @@ use std::sync::Arc;
 use crate::context::{Context, Guarded};
 use crate::error::{Error, Result};
 use crate::kernels::{dispatch_grid, Access, Kernel, UNIFORM_WINDOW, WORKGROUP_SIZE};
+
+/// Workgroups per CPU below which a software adapter's dispatch is split into smaller workgroups
+/// (see `Context::workgroup_for`).
+pub const SMALL_DISPATCH_GROUPS: u64 = 8;
 use crate::tensor::Tensor;
 
 /// A compute pipeline with its explicit bind-group layout.
@@ -345,8 +349,14 @@ impl Context {
                 ));
             }
         }
-        let mut grid = dispatch_grid(name, threads, WORKGROUP_SIZE, self.limits.max_compute_workgroups_per_dimension)?;
+        let wg = self.workgroup_for(kernel, threads, layers);
+        let mut grid = dispatch_grid(name, threads, wg, self.limits.max_compute_workgroups_per_dimension)?;
         grid[2] = layers;
+        let mut consts = consts.to_vec();
+        if wg != WORKGROUP_SIZE {
+            consts.push(("WG", wg));
+        }
+        let consts = &consts[..];
         let _serial = self.serial();
         let pipeline = self.pipeline_with(kernel, consts);
         let bytes = bytemuck::bytes_of(params);
@@ -378,6 +388,27 @@ impl Context {
         });
         let steps = vec![Guarded::new(self, Dispatch { kernel, pipeline, bind_group, params: params_buf, grid })];
         Ok(Launch { kernel, label: label.to_string(), steps, flops: 0, bytes: 0, consts: consts.to_vec() })
+    }
+
+    /// Threads per workgroup for a dispatch of `kernel` over `layers` grids of `threads`
+    /// invocations. On software adapters, which run each workgroup on one CPU thread, a dispatch of
+    /// fewer than [`SMALL_DISPATCH_GROUPS`] workgroups per CPU leaves threads idle while the last
+    /// ones finish (LeNet-5's conv2 bias gradient at batch 64 is 32 invocations: one workgroup,
+    /// one thread). There a kernel that may ([`Kernel::fixed_workgroup`]) runs in smaller workgroups
+    /// of 32, 16 or 8 (the largest that gives enough of them; never below the subgroup size, which
+    /// the subgroup kernels need whole). Every invocation computes the same outputs either way.
+    pub fn workgroup_for(&self, kernel: Kernel, threads: u64, layers: u32) -> u32 {
+        if !self.is_software() || kernel.fixed_workgroup() {
+            return WORKGROUP_SIZE;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let want = SMALL_DISPATCH_GROUPS * cpus;
+        let floor = self.subgroup_size().unwrap_or(1).max(8);
+        let mut wg = WORKGROUP_SIZE;
+        while wg / 2 >= floor && threads.div_ceil(u64::from(wg)) * u64::from(layers) < want {
+            wg /= 2;
+        }
+        wg
     }
 
     /// Record `launches` in order into one compute pass of one encoder and submit once.

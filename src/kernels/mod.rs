@@ -28,7 +28,8 @@ pub mod reduce;
 
 pub use launch::{Launch, Pipeline};
 
-/// Threads per workgroup of every 1-D kernel; mirrors `const WG` in `shaders/common.wgsl`.
+/// Threads per workgroup of every kernel by default; the default of `override WG` in
+/// `shaders/common.wgsl` (see [`Kernel::fixed_workgroup`] and `Context::workgroup_for`).
 pub const WORKGROUP_SIZE: u32 = 64;
 
 /// Source shared by every shader file (index helper, workgroup size).
@@ -191,6 +192,23 @@ macro_rules! kernels {
             /// The shader file holding the entry point.
             pub fn file(self) -> ShaderFile {
                 match self { $(Kernel::$variant => ShaderFile::$file,)* }
+            }
+
+            /// Whether the kernel must run with [`WORKGROUP_SIZE`] threads per workgroup: it shares
+            /// workgroup memory among them, or numbers its work by workgroup rather than by flat
+            /// invocation index. Every other kernel computes each invocation's outputs from its flat
+            /// index alone (and a layer's channel block from `workgroup_id.z`), so any workgroup
+            /// size gives the same bits.
+            pub fn fixed_workgroup(self) -> bool {
+                matches!(
+                    self,
+                    Kernel::Conv2dTiled
+                        | Kernel::Conv2dTiledWeightGrad
+                        | Kernel::MatmulTiled
+                        | Kernel::SumAccumulate
+                        | Kernel::CorrectAccumulate
+                        | Kernel::CountAccumulate
+                )
             }
 
             /// Storage bindings 1.. in order.
