@@ -2,7 +2,8 @@
 
 // Threads per workgroup: WORKGROUP_SIZE in src/kernels/mod.rs, or fewer (8, 16 or 32) where the launcher
 // splits a small dispatch of a one-dimensional kernel into more workgroups (Context::workgroup_for).
-// Kernels that share workgroup memory or number their work by workgroup always run with 64 (WG_FIXED).
+// Kernels that share workgroup memory or number their work by workgroup declare WG_FIXED instead
+// (Kernel::fixed_workgroup; tests/shaders.rs checks both lists agree).
 override WG: u32 = 64u;
 const WG_FIXED: u32 = 64u;
 

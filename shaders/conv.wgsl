@@ -277,7 +277,7 @@ fn store_channel(co: u32, q0: u32, pixels: u32, v: vec4<f32>) {
     store_pixel(co, q0 + 3u, pixels, v.w);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn conv2d_tiled(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -301,7 +301,7 @@ fn conv2d_tiled(
     for (var k0 = 0u; k0 < depth; k0 += CT_K) {
         // w: 256 values, 4 per invocation; consecutive invocations read consecutive taps of a channel.
         for (var e = 0u; e < 4u; e++) {
-            let idx = t + e * WG;
+            let idx = t + e * WG_FIXED;
             let kk = idx % CT_K;
             let r = idx / CT_K;
             var v = 0.0;
@@ -317,7 +317,7 @@ fn conv2d_tiled(
         }
         // x̂: 1,024 values, 16 per invocation; consecutive invocations gather consecutive pixels.
         for (var e = 0u; e < 16u; e++) {
-            let idx = t + e * WG;
+            let idx = t + e * WG_FIXED;
             let col = idx % CT_COLS;
             let kk = idx / CT_COLS;
             ct_x[kk * 16u + col / 4u][col % 4u] = im2col(k0 + kk, q0 + col, taps, pixels);
@@ -354,7 +354,7 @@ fn store_grad(chunk: u32, co: u32, kk0: u32, depth: u32, v: vec4<f32>) {
     if (kk0 + 3u < depth) { bw_dw[base + 3u] = v.w; }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn conv2d_tiled_weight_grad(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -377,7 +377,7 @@ fn conv2d_tiled_weight_grad(
     for (var q0 = q_first; q0 < q_end; q0 += CT_K) {
         // dy: 16 channels × 16 pixels, 4 per invocation; consecutive invocations read consecutive pixels.
         for (var e = 0u; e < 4u; e++) {
-            let idx = t + e * WG;
+            let idx = t + e * WG_FIXED;
             let qq = idx % CT_K;
             let r = idx / CT_K;
             let q = q0 + qq;
@@ -389,7 +389,7 @@ fn conv2d_tiled_weight_grad(
         }
         // x̂: 16 pixels × 64 taps, 16 per invocation.
         for (var e = 0u; e < 16u; e++) {
-            let idx = t + e * WG;
+            let idx = t + e * WG_FIXED;
             let col = idx % CT_COLS;
             let qq = idx / CT_COLS;
             var v = 0.0;

@@ -176,7 +176,7 @@ const TK: u32 = 16u;
 var<workgroup> tile_a: array<vec4<f32>, 128>; // [k][row / 4]: tile_a[kk * 8 + r / 4][r % 4]
 var<workgroup> tile_b: array<vec4<f32>, 128>; // [k][col / 4]
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn matmul_tiled(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -203,7 +203,7 @@ fn matmul_tiled(
     var c3 = init;
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         for (var e = 0u; e < 8u; e++) {
-            let idx = t + e * WG; // 0..511 over the 32×16 block
+            let idx = t + e * WG_FIXED; // 0..511 over the 32×16 block
             let r = idx % TILE;
             let kk = idx / TILE;
             let m = m0 + r;

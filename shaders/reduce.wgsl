@@ -17,22 +17,22 @@ struct ReduceParams {
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 
-var<workgroup> partial_f: array<f32, WG_FIXED>; // these kernels run with WG = WG_FIXED
+var<workgroup> partial_f: array<f32, WG_FIXED>;
 var<workgroup> partial_u: array<u32, WG_FIXED>;
 
 // sum_accumulate: x [n] -> acc[0] += Σ x
 @group(0) @binding(1) var<storage, read> sum_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sum_acc: array<f32>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn sum_accumulate(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let first = wg.x * p.span;
     let end = min(first + p.span, p.n);
     var s = 0.0;
-    for (var i = first + t; i < end; i += WG) { s += sum_x[i]; }
+    for (var i = first + t; i < end; i += WG_FIXED) { s += sum_x[i]; }
     partial_f[t] = s;
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
+    for (var half = WG_FIXED / 2u; half > 0u; half /= 2u) {
         if (t < half) { partial_f[t] += partial_f[t + half]; }
         workgroupBarrier();
     }
@@ -45,13 +45,13 @@ fn sum_accumulate(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
 @group(0) @binding(1) var<storage, read> cnt_x: array<u32>;
 @group(0) @binding(2) var<storage, read_write> cnt_acc: array<u32>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn count_accumulate(@builtin(local_invocation_index) t: u32) {
     var c = 0u;
-    for (var i = t; i < p.n; i += WG) { c += cnt_x[i]; }
+    for (var i = t; i < p.n; i += WG_FIXED) { c += cnt_x[i]; }
     partial_u[t] = c;
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
+    for (var half = WG_FIXED / 2u; half > 0u; half /= 2u) {
         if (t < half) { partial_u[t] += partial_u[t + half]; }
         workgroupBarrier();
     }
@@ -76,17 +76,17 @@ fn row_argmax_of(n: u32) -> u32 {
 @group(0) @binding(2) var<storage, read> cc_label: array<u32>;
 @group(0) @binding(3) var<storage, read_write> cc_acc: array<u32>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_FIXED)
 fn correct_accumulate(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let first = wg.x * p.span;
     let end = min(first + p.span, p.n);
     var c = 0u;
-    for (var n = first + t; n < end; n += WG) {
+    for (var n = first + t; n < end; n += WG_FIXED) {
         if (row_argmax_of(n) == cc_label[n]) { c += 1u; }
     }
     partial_u[t] = c;
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
+    for (var half = WG_FIXED / 2u; half > 0u; half /= 2u) {
         if (t < half) { partial_u[t] += partial_u[t + half]; }
         workgroupBarrier();
     }

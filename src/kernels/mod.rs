@@ -194,11 +194,12 @@ macro_rules! kernels {
                 match self { $(Kernel::$variant => ShaderFile::$file,)* }
             }
 
-            /// Whether the kernel must run with [`WORKGROUP_SIZE`] threads per workgroup: it shares
-            /// workgroup memory among them, or numbers its work by workgroup rather than by flat
-            /// invocation index. Every other kernel computes each invocation's outputs from its flat
-            /// index alone (and a layer's channel block from `workgroup_id.z`), so any workgroup
-            /// size gives the same bits.
+            /// Whether the kernel must run with [`WORKGROUP_SIZE`] threads per workgroup (its entry
+            /// point declares `WG_FIXED`): it shares workgroup memory among them, or numbers its work
+            /// by workgroup rather than by flat invocation index. Every other kernel declares the
+            /// `WG` override and computes each invocation's outputs from its flat index alone (and a
+            /// layer's channel block from `workgroup_id.z`), so any workgroup size gives the same
+            /// bits.
             pub fn fixed_workgroup(self) -> bool {
                 matches!(
                     self,
