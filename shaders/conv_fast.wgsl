@@ -271,25 +271,23 @@ fn conv2d_direct(ids: LaneIds) {
                         xw = vec4<f32>(x_at(row, c0 + 4 * s), x_at(row, c0 + 5 * s), x_at(row, c0 + 6 * s),
                                        x_at(row, c0 + 7 * s));
                     }
-                    let lo_m = tap_cols(ox0, ix0, 0u, kx);
-                    let hi_m = tap_cols(ox0, ix0, 4u, kx);
                     let w0 = w_lane(wl, co0, 0u, ci, ky, kx);
-                    a0 = madd_cols(a0, w0, xv, lo_m);
-                    a1 = madd_cols(a1, w0, xw, hi_m);
+                    a0 += w0 * xv;
+                    a1 = madd(a1, w0, xw, hi);
                     if (COB > 1u) {
                         let w1 = w_lane(wl, co0, 1u, ci, ky, kx);
-                        a2 = madd_cols(a2, w1, xv, lo_m);
-                        a3 = madd_cols(a3, w1, xw, hi_m);
+                        a2 += w1 * xv;
+                        a3 = madd(a3, w1, xw, hi);
                     }
                     if (COB > 2u) {
                         let w2 = w_lane(wl, co0, 2u, ci, ky, kx);
-                        a4 = madd_cols(a4, w2, xv, lo_m);
-                        a5 = madd_cols(a5, w2, xw, hi_m);
+                        a4 += w2 * xv;
+                        a5 = madd(a5, w2, xw, hi);
                     }
                     if (COB > 3u) {
                         let w3 = w_lane(wl, co0, 3u, ci, ky, kx);
-                        a6 = madd_cols(a6, w3, xv, lo_m);
-                        a7 = madd_cols(a7, w3, xw, hi_m);
+                        a6 += w3 * xv;
+                        a7 = madd(a7, w3, xw, hi);
                     }
                 }
                 continue;
@@ -306,15 +304,14 @@ fn conv2d_direct(ids: LaneIds) {
                 } else {
                     xv = vec4<f32>(x_at(row, c0), x_at(row, c0 + s), x_at(row, c0 + 2 * s), x_at(row, c0 + 3 * s));
                 }
-                let m = tap_cols(ox0, ix0, 0u, kx);
-                a0 = madd_cols(a0, w_lane(wl, co0, 0u, ci, ky, kx), xv, m);
-                if (COB > 1u) { a1 = madd_cols(a1, w_lane(wl, co0, 1u, ci, ky, kx), xv, m); }
-                if (COB > 2u) { a2 = madd_cols(a2, w_lane(wl, co0, 2u, ci, ky, kx), xv, m); }
-                if (COB > 3u) { a3 = madd_cols(a3, w_lane(wl, co0, 3u, ci, ky, kx), xv, m); }
-                if (COB > 4u) { a4 = madd_cols(a4, w_lane(wl, co0, 4u, ci, ky, kx), xv, m); }
-                if (COB > 5u) { a5 = madd_cols(a5, w_lane(wl, co0, 5u, ci, ky, kx), xv, m); }
-                if (COB > 6u) { a6 = madd_cols(a6, w_lane(wl, co0, 6u, ci, ky, kx), xv, m); }
-                if (COB > 7u) { a7 = madd_cols(a7, w_lane(wl, co0, 7u, ci, ky, kx), xv, m); }
+                a0 = madd(a0, w_lane(wl, co0, 0u, ci, ky, kx), xv, COLS);
+                if (COB > 1u) { a1 = madd(a1, w_lane(wl, co0, 1u, ci, ky, kx), xv, COLS); }
+                if (COB > 2u) { a2 = madd(a2, w_lane(wl, co0, 2u, ci, ky, kx), xv, COLS); }
+                if (COB > 3u) { a3 = madd(a3, w_lane(wl, co0, 3u, ci, ky, kx), xv, COLS); }
+                if (COB > 4u) { a4 = madd(a4, w_lane(wl, co0, 4u, ci, ky, kx), xv, COLS); }
+                if (COB > 5u) { a5 = madd(a5, w_lane(wl, co0, 5u, ci, ky, kx), xv, COLS); }
+                if (COB > 6u) { a6 = madd(a6, w_lane(wl, co0, 6u, ci, ky, kx), xv, COLS); }
+                if (COB > 7u) { a7 = madd(a7, w_lane(wl, co0, 7u, ci, ky, kx), xv, COLS); }
             }
         }
     }
@@ -366,32 +363,6 @@ fn madd(acc: vec4<f32>, w: f32, x: vec4<f32>, live: u32) -> vec4<f32> {
     if (live > 1u) { r.y = acc.y + w * x.y; }
     if (live > 2u) { r.z = acc.z + w * x.z; }
     return r;
-}
-
-// The columns j0 .. j0 + 3 of a block (lane j for column j0 + j) that add a product at tap kx: those
-// below COLS and, in an edge part (EDGE 1 or 2, where ox0 and ix0 are constants), only those whose
-// output column exists and whose input column ix0 + (j0 + j)·SW + kx lies inside the row. The skipped
-// products are padding's zeros (w·0, which leaves every sum but -0 unchanged) and columns past the
-// row's end, which are not stored; the plain kernels skip padding the same way. A constant once the
-// loops unroll, so an edge block's padding costs no multiply-add: LeNet-5's conv1 (padding 2) took
-// 1.39 ms against 1.48 (the tuner's timings at batch 64, lavapipe, Intel Xeon). Its input gradient of
-// conv2, whose edge blocks spend 2 taps in 7 on padding, took no less: loads bound it, not the adds.
-fn tap_cols(ox0: u32, ix0: i32, j0: u32, kx: u32) -> vec4<bool> {
-    return vec4<bool>(tap_col(ox0, ix0, j0, kx), tap_col(ox0, ix0, j0 + 1u, kx), tap_col(ox0, ix0, j0 + 2u, kx),
-                      tap_col(ox0, ix0, j0 + 3u, kx));
-}
-
-fn tap_col(ox0: u32, ix0: i32, c: u32, kx: u32) -> bool {
-    if (c >= COLS) { return false; }
-    if (EDGE != 1u && EDGE != 2u) { return true; }
-    let ix = ix0 + i32(c * SW + kx);
-    return ix >= 0 && ix < i32(W) && ox0 + c < OW;
-}
-
-// acc + w·x in the lanes where `cols` holds (a constant once inlined and unrolled): the others are not
-// computed.
-fn madd_cols(acc: vec4<f32>, w: f32, x: vec4<f32>, cols: vec4<bool>) -> vec4<f32> {
-    return select(acc, acc + w * x, cols);
 }
 
 // Write the first `live` columns of `v` (a constant once inlined) that exist, for channel co when it
