@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crate::context::{Context, Guarded};
 use crate::error::{Error, Result};
 use crate::kernels::{dispatch_grid, Access, Kernel, UNIFORM_WINDOW, WORKGROUP_SIZE};
+use crate::tensor::Tensor;
 
 /// Workgroups per CPU below which a software adapter's dispatch is split into smaller workgroups
 /// (see `Context::workgroup_for`).
 pub const SMALL_DISPATCH_GROUPS: u64 = 8;
-use crate::tensor::Tensor;
 
 /// A compute pipeline with its explicit bind-group layout.
 pub struct Pipeline {
